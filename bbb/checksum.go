@@ -114,17 +114,16 @@ var (
 // The remaining query is what was signed: it is not decoded or re-encoded.
 func SplitChecksum(rawQuery string) (query, checksum string, err error) {
 	found := false
-	rest := rawQuery
-	var kept []string
-	for rest != "" {
-		var part string
-		part, rest, _ = strings.Cut(rest, "&")
-		if value, ok := strings.CutPrefix(part, "checksum="); ok || part == "checksum" {
+	parts := strings.Split(rawQuery, "&")
+	kept := parts[:0]
+	for _, part := range parts {
+		if part == "checksum" || strings.HasPrefix(part, "checksum=") {
 			if found {
 				return "", "", ErrChecksumDuplicate
 			}
 			found = true
-			checksum = value
+			checksum = strings.TrimPrefix(part, "checksum")
+			checksum = strings.TrimPrefix(checksum, "=")
 			continue
 		}
 		kept = append(kept, part)
