@@ -73,8 +73,8 @@ func TestParseProperties(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]string{
-		"supportedChecksumAlgorithms": "sha1,sha256,sha384,sha512",
-		"defaultDialAccessNumber":     "613-555-1234",
+		"supportedChecksumAlgorithms":                           "sha1,sha256,sha384,sha512",
+		"defaultDialAccessNumber":                               "613-555-1234",
 		"beans.presentationService.defaultUploadedPresentation": "${bigbluebutton.web.serverURL}/default.pdf",
 		"escaped key": "tab\there",
 	}

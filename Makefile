@@ -1,0 +1,39 @@
+# bbb-agent: build, test, lint, bench, demo.
+GO       ?= go
+BIN      := bin
+COMMANDS := $(notdir $(wildcard cmd/*))
+PKGS     := ./...
+# The whole suite must stay well under CI's limit.
+TEST_TIMEOUT ?= 12m
+FUZZTIME ?= 3m
+
+.PHONY: all build test unit lint bench fuzz demo clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ $(addprefix ./cmd/,$(COMMANDS))
+
+# Every test, including the fuzz targets' seed corpora and the tests that start
+# real servers (PostgreSQL, ...) on loopback.
+test: lint
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m $(PKGS)
+
+# A longer fuzzing run of every fuzz target (the seed corpora run in `make test`).
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./bbb
+
+demo: build
+	./scripts/demo.sh
+
+clean:
+	rm -rf $(BIN) .demo
