@@ -1,0 +1,62 @@
+// Package adminapi is the wire contract of bbb-balancer's admin API
+// (/admin/v1/, bearer admin token) and the client the CLI uses.
+package adminapi
+
+import "github.com/bbb-agent/bbb-agent/balancer/fleet"
+
+// Paths of the admin API.
+const (
+	PathServers = "/admin/v1/servers"
+	// PathServer is followed by the server ID, then optionally "/state" or "/panic".
+	PathServer = "/admin/v1/servers/"
+)
+
+// Server is one node as `bbb-balancer status --json` prints it. Field names
+// follow DESIGN.md: id, url, state, online, meetings, users at least.
+type Server struct {
+	ID                   string           `json:"id"`
+	Hostname             string           `json:"hostname"`
+	Name                 string           `json:"name"`
+	URL                  string           `json:"url"`
+	Role                 fleet.Role       `json:"role"`
+	Source               fleet.Source     `json:"source"`
+	State                fleet.AdminState `json:"state"`
+	Online               bool             `json:"online"`
+	Status               fleet.Liveness   `json:"status"`
+	Meetings             int              `json:"meetings"`
+	Users                int              `json:"users"`
+	LargestMeeting       int              `json:"largest_meeting"`
+	Videos               int              `json:"videos"`
+	Load                 float64          `json:"load"`
+	CPUPercent           float64          `json:"cpu_percent"`
+	LoadMultiplier       float64          `json:"load_multiplier"`
+	Tags                 []string         `json:"tags"`
+	BBBVersion           string           `json:"bbb_version,omitempty"`
+	AgentVersion         string           `json:"agent_version,omitempty"`
+	LastReportAgeSeconds *float64         `json:"last_report_age_seconds"`
+}
+
+// AddServerRequest adds a node without an agent; the balancer polls it.
+type AddServerRequest struct {
+	URL            string   `json:"url"`
+	Secret         string   `json:"secret"`
+	Tags           []string `json:"tags,omitempty"`
+	LoadMultiplier float64  `json:"load_multiplier,omitempty"`
+}
+
+// SetStateRequest changes a node's admin state.
+type SetStateRequest struct {
+	State fleet.AdminState `json:"state"`
+}
+
+// PanicResponse lists the meetings a panic ended.
+type PanicResponse struct {
+	Server Server   `json:"server"`
+	Ended  []string `json:"ended"`
+	Failed []string `json:"failed,omitempty"`
+}
+
+// Error is the body of every non-2xx answer.
+type Error struct {
+	Error string `json:"error"`
+}
