@@ -50,7 +50,8 @@ type Config struct {
 	// Seed makes generated IDs, passwords and tokens repeatable; 0 picks a random seed.
 	Seed uint64
 	// RecordingFileSize is the size in bytes of each media file of a recording
-	// (webcams, deskshare); images are a quarter of it. 0 means DefaultRecordingFileSize.
+	// (webcams, deskshare); a slide is a quarter of it and a thumbnail a
+	// sixteenth. 0 means DefaultRecordingFileSize.
 	RecordingFileSize int64
 	// MaxHang bounds how long the "hang" answering mode holds a request;
 	// 0 means DefaultMaxHang.
@@ -70,7 +71,7 @@ type Server struct {
 	control  *http.ServeMux
 
 	// requests counts API requests per endpoint index (see counterIndex).
-	requests [len(endpoints) + 2]atomic.Int64
+	requests [numEndpoints + 2]atomic.Int64
 
 	faultMu sync.Mutex
 	faults  Faults
@@ -155,8 +156,11 @@ type endpoint struct {
 	handle    func(*Server, *apiRequest)
 }
 
+// numEndpoints is len(endpoints), spelled out because Server's counters need it.
+const numEndpoints = 11
+
 // endpoints are the calls the simulator serves. The methods follow bbb-web.
-var endpoints = [...]endpoint{
+var endpoints = [numEndpoints]endpoint{
 	{name: bbb.CallCreate, get: true, post: true, body: true, handle: (*Server).create},
 	{name: bbb.CallJoin, get: true, handle: (*Server).join},
 	{name: bbb.CallEnd, get: true, post: true, handle: (*Server).end},
@@ -238,8 +242,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, call string) {
 	query, err := s.verifier.Verify(call, r.URL.RawQuery)
 	if err != nil {
 		msg := "Checksums do not match"
-		if errors.Is(err, bbb.ErrChecksumMissing) || errors.Is(err, bbb.ErrChecksumDuplicate) ||
-			errors.Is(err, bbb.ErrChecksumMalformed) || errors.Is(err, bbb.ErrChecksumAlgorithm) {
+		if !errors.Is(err, bbb.ErrChecksumMismatch) {
 			msg = "You did not pass the checksum security check: " + err.Error()
 		}
 		s.fail(w, bbb.NewError(bbb.KeyChecksumError, msg))
