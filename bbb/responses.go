@@ -133,7 +133,31 @@ type Meeting struct {
 	Sequence        int    `xml:"sequence,omitempty"`
 	FreeJoin        *bool  `xml:"freeJoin,omitempty"`
 	// Parents of breakout rooms only: the internal IDs of their rooms.
-	BreakoutRooms []string `xml:"breakoutRooms>breakout,omitempty"`
+	BreakoutRooms BreakoutRooms `xml:"breakoutRooms,omitempty"`
+}
+
+// BreakoutRooms lists a parent meeting's rooms as
+// <breakoutRooms><breakout>ID</breakout>...</breakoutRooms>, and nothing at
+// all when there are none.
+type BreakoutRooms []string
+
+// MarshalXML writes the rooms as <breakout> children.
+func (b BreakoutRooms) MarshalXML(e *xml.Encoder, start xml.StartElement) error {
+	return e.EncodeElement(struct {
+		Breakout []string `xml:"breakout"`
+	}{b}, start)
+}
+
+// UnmarshalXML reads the <breakout> children.
+func (b *BreakoutRooms) UnmarshalXML(d *xml.Decoder, start xml.StartElement) error {
+	var v struct {
+		Breakout []string `xml:"breakout"`
+	}
+	if err := d.DecodeElement(&v, &start); err != nil {
+		return err
+	}
+	*b = v.Breakout
+	return nil
 }
 
 // GetMeetingInfoResponse answers getMeetingInfo: the meeting's fields sit

@@ -1,0 +1,242 @@
+// Package placement decides which node a new meeting goes to. It is a pure
+// function of the candidates the caller hands in: no I/O, no clock, the same
+// input always gives the same node.
+//
+// # Load
+//
+// A node's load is a weighted sum of the figures it last reported, plus a
+// reservation for the meetings placed on it since that report, times its load
+// multiplier:
+//
+//	load = m × ( Wp·participants + Wv·video + Wa·voice + Wm·meetings + Wc·cpu%
+//	           + reserved × (Wm + Wp·E) )
+//
+// m is fleet.Node.LoadMultiplier (0 or less counts as 1; like Scalelite's
+// load_multiplier, below 1 makes a node look emptier, so a bigger server
+// takes more). reserved is Candidate.Reserved: meetings placed on the node
+// that no report reflects yet; each weighs like a typical new meeting, one
+// meeting of E = Policy.ExpectedParticipants participants. Without it, a
+// burst of creates between two reports would all land on the node that
+// looked emptiest at the last report. The weights W are in Policy;
+// DefaultPolicy explains the defaults.
+//
+// # Choice
+//
+// Only nodes with role bbb, admin state enabled and online are eligible, and
+// the server tag request (ParseServerTag) narrows them further. Among those,
+// Pick prefers, in order: nodes reporting a healthy BBB; nodes at or under
+// the CPU ceiling; for an optional tag request, nodes with a requested tag
+// over the untagged fallback; then the lowest load; then fewer reservations;
+// then the name. So an unhealthy or overloaded node still gets a meeting when
+// nothing better is eligible, and the Decision says so.
+package placement
+
+import (
+	"errors"
+	"slices"
+
+	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+)
+
+// Errors Pick returns.
+var (
+	// ErrNoNode: no eligible node (role bbb, enabled, online, and untagged
+	// or matching an optional tag request).
+	ErrNoNode = errors.New("placement: no available node")
+	// ErrTagUnavailable: a required tag request (trailing "!") matched no
+	// eligible node. The BBB API front answers messageKey
+	// serverTagUnavailable.
+	ErrTagUnavailable = errors.New("placement: no available node with the required server tag")
+)
+
+// Candidate is one node as the caller sees it at the moment of the create.
+type Candidate struct {
+	Node fleet.Node
+	// Online is the node's liveness (fleet.Node.Liveness), computed by the
+	// caller so that placement reads no clock.
+	Online bool
+	// Reserved counts the meetings placed on the node since the report its
+	// Load comes from. The caller resets it when a new report arrives.
+	// Negative counts as 0.
+	Reserved int
+}
+
+// Policy holds the weights of the load formula (see the package doc) and the
+// CPU ceiling. Build one with DefaultPolicy and change what differs.
+type Policy struct {
+	// ParticipantWeight is Wp, per participant (participantCount: everyone
+	// in a meeting, moderators and listeners included).
+	ParticipantWeight float64
+	// VideoWeight is Wv, per webcam stream.
+	VideoWeight float64
+	// VoiceWeight is Wa, per participant in the voice conference.
+	VoiceWeight float64
+	// MeetingWeight is Wm, per running meeting.
+	MeetingWeight float64
+	// CPUWeight is Wc, per percent of CPU (0..100, all cores together).
+	CPUWeight float64
+	// ExpectedParticipants is E, the size of a typical new meeting; a
+	// reservation weighs MeetingWeight + ParticipantWeight × E.
+	ExpectedParticipants float64
+	// CPUCeiling is the CPU percent above which a node takes no new meeting
+	// while an eligible node at or under it exists. 0 or less: no ceiling.
+	CPUCeiling float64
+}
+
+// DefaultPolicy returns the default weights. Their scale is "one
+// participant": a load of 100 is about what 100 plain participants cost.
+//
+//   - Participant 1: the unit. Every participant costs bbb-web, HTML5 and
+//     WebRTC signalling work and bandwidth for the shared slides and chat.
+//   - Video 2: a webcam stream is the expensive part of a BBB node; the
+//     media server receives it and sends it on to every viewer, so one
+//     stream costs more than the participant sending it.
+//   - Voice 0.5: a voice participant adds an audio leg that FreeSWITCH
+//     decodes and mixes; cheaper than video, dearer than listening only.
+//   - Meeting 1: the fixed cost of a meeting (its conference in FreeSWITCH,
+//     its state in akka-apps, its recording events), about one participant.
+//   - CPU 1 per percent: CPU catches what the counts miss (screen sharing,
+//     recording processing, a noisy neighbour). A typical node is full at a
+//     few hundred participants, so one percent is worth two or three of
+//     them; weighing it as one keeps CPU a second opinion, since the sample
+//     is noisy and partly counts the same users again.
+//   - Expected participants 10: a reservation weighs 11, like a small class
+//     or a team meeting, the usual size of a new meeting. Too small and a
+//     burst piles onto the emptiest node; too large and a node with fresh
+//     placements looks fuller than it is until its next report, which only
+//     spreads a burst wider. BenchmarkBurstyDay shows no clear difference
+//     between 5 and 30.
+//   - CPU ceiling 85: a media server near full CPU drops audio and freezes
+//     video; 85 leaves headroom for the meetings already there to grow.
+func DefaultPolicy() Policy {
+	return Policy{
+		ParticipantWeight:    1,
+		VideoWeight:          2,
+		VoiceWeight:          0.5,
+		MeetingWeight:        1,
+		CPUWeight:            1,
+		ExpectedParticipants: 10,
+		CPUCeiling:           85,
+	}
+}
+
+// Load is the node's load by the formula of the package doc, with reserved
+// meetings placed since its last report.
+func (p Policy) Load(n fleet.Node, reserved int) float64 {
+	return p.load(&n, reserved)
+}
+
+func (p Policy) load(n *fleet.Node, reserved int) float64 {
+	l := &n.Load
+	v := p.ParticipantWeight*float64(l.Participants) +
+		p.VideoWeight*float64(l.Video) +
+		p.VoiceWeight*float64(l.Voice) +
+		p.MeetingWeight*float64(l.Meetings) +
+		p.CPUWeight*l.CPUPercent +
+		float64(max(reserved, 0))*(p.MeetingWeight+p.ParticipantWeight*p.ExpectedParticipants)
+	if m := n.LoadMultiplier; m > 0 {
+		v *= m
+	}
+	return v
+}
+
+// Decision is where a new meeting goes, and why.
+type Decision struct {
+	Node fleet.Node
+	// Load is the node's load at the decision, its reservations included.
+	Load float64
+	// OverCeiling: the node's CPU is above Policy.CPUCeiling; so was every
+	// node the request could go to, apart from nodes not reporting a healthy
+	// BBB.
+	OverCeiling bool
+	// Unhealthy: the node did not report a healthy BBB; no node the request
+	// could go to did.
+	Unhealthy bool
+	// Fallback: an optional tag request went to an untagged node because no
+	// node with a requested tag was available (or all of those were
+	// unhealthy or over the ceiling while an untagged node was not).
+	Fallback bool
+}
+
+// rank orders candidates; lower is better. The fields compare in order.
+type rank struct {
+	unhealthy, over, fallback bool
+	load                      float64
+	reserved                  int
+	name, id                  string
+}
+
+func (a *rank) less(b *rank) bool {
+	switch {
+	case a.unhealthy != b.unhealthy:
+		return !a.unhealthy
+	case a.over != b.over:
+		return !a.over
+	case a.fallback != b.fallback:
+		return !a.fallback
+	case a.load != b.load:
+		return a.load < b.load
+	case a.reserved != b.reserved:
+		return a.reserved < b.reserved
+	case a.name != b.name:
+		return a.name < b.name
+	}
+	return a.id < b.id
+}
+
+// Pick chooses the node for a new meeting among cands for the server tag
+// request req. It returns ErrTagUnavailable for a required request that no
+// eligible node matches, and ErrNoNode when nothing else is eligible.
+//
+// Pick makes one pass over cands and allocates nothing; it does not modify
+// cands. The caller records the placement by incrementing the chosen
+// candidate's Reserved until the node's next report.
+func (p Policy) Pick(cands []Candidate, req TagRequest) (Decision, error) {
+	noneListed := slices.Contains(req.Tags, NoneTag)
+	best := -1
+	var br rank
+	for i := range cands {
+		c := &cands[i]
+		n := &c.Node
+		if n.Role != fleet.RoleBBB || n.State != fleet.Enabled || !c.Online {
+			continue
+		}
+		fallback := false
+		switch {
+		case len(req.Tags) == 0:
+			if tagged(n.Tags) {
+				continue
+			}
+		case !matches(n.Tags, req.Tags, noneListed):
+			if req.Required || tagged(n.Tags) {
+				continue
+			}
+			fallback = true
+		}
+		r := rank{
+			unhealthy: !n.Load.BBBHealthy,
+			over:      p.CPUCeiling > 0 && n.Load.CPUPercent > p.CPUCeiling,
+			fallback:  fallback,
+			load:      p.load(n, c.Reserved),
+			reserved:  max(c.Reserved, 0),
+			name:      n.Name,
+			id:        n.ID,
+		}
+		if best < 0 || r.less(&br) {
+			best, br = i, r
+		}
+	}
+	if best < 0 {
+		if req.Required && len(req.Tags) > 0 {
+			return Decision{}, ErrTagUnavailable
+		}
+		return Decision{}, ErrNoNode
+	}
+	return Decision{
+		Node:        cands[best].Node,
+		Load:        br.load,
+		OverCeiling: br.over,
+		Unhealthy:   br.unhealthy,
+		Fallback:    br.fallback,
+	}, nil
+}
