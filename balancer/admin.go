@@ -1,0 +1,260 @@
+package balancer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/bbb-agent/bbb-agent/balancer/adminapi"
+	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+	"github.com/bbb-agent/bbb-agent/balancer/store"
+	"github.com/bbb-agent/bbb-agent/bbb"
+)
+
+// adminHandler serves /admin/v1/.
+func (s *Server) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+adminapi.PathServers, s.adminList)
+	mux.HandleFunc("POST "+adminapi.PathServers, s.adminAdd)
+	mux.HandleFunc("GET "+adminapi.PathServer+"{id}", s.adminGet)
+	mux.HandleFunc("POST "+adminapi.PathServer+"{id}/state", s.adminSetState)
+	mux.HandleFunc("POST "+adminapi.PathServer+"{id}/panic", s.adminPanic)
+	mux.HandleFunc("DELETE "+adminapi.PathServer+"{id}", s.adminRemove)
+	return s.requireToken(s.cfg.AdminToken, mux, func(w http.ResponseWriter) {
+		writeJSON(w, http.StatusUnauthorized, adminapi.Error{Error: "missing or wrong admin token"})
+	})
+}
+
+func (s *Server) serverView(n nodeView) adminapi.Server {
+	v := adminapi.Server{
+		ID: n.ID, Name: n.Name, Hostname: hostname(n.URL, n.Name), URL: n.URL, Role: n.Role, Source: n.Source,
+		State: n.State, Online: n.Online, Status: fleet.Offline,
+		Meetings: n.Load.Meetings, Users: n.Load.Participants, LargestMeeting: n.Load.LargestMeeting,
+		Videos: n.Load.Video, Load: s.cfg.Policy.Load(n.Node, n.Reserved), CPUPercent: n.Load.CPUPercent,
+		LoadMultiplier: n.LoadMultiplier, Tags: n.Tags, BBBVersion: n.Load.BBBVersion, AgentVersion: n.AgentVersion,
+	}
+	if v.Tags == nil {
+		v.Tags = []string{}
+	}
+	if n.Online {
+		v.Status = fleet.Online
+	}
+	if !n.LastReportAt.IsZero() {
+		age := s.cfg.Clock().Sub(n.LastReportAt).Seconds()
+		v.LastReportAgeSeconds = &age
+	}
+	return v
+}
+
+func hostname(apiURL, fallback string) string {
+	if u, err := url.Parse(apiURL); err == nil && u.Hostname() != "" {
+		return u.Hostname()
+	}
+	return fallback
+}
+
+func (s *Server) adminList(w http.ResponseWriter, r *http.Request) {
+	nodes := s.reg.snapshot()
+	out := make([]adminapi.Server, 0, len(nodes))
+	for _, n := range nodes {
+		out = append(out, s.serverView(n))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) lookup(w http.ResponseWriter, r *http.Request) (nodeView, bool) {
+	id := r.PathValue("id")
+	for _, n := range s.reg.snapshot() {
+		if n.ID == id || n.Name == id {
+			return n, true
+		}
+	}
+	writeJSON(w, http.StatusNotFound, adminapi.Error{Error: fmt.Sprintf("no server with id or name %q (bbb-balancer servers list shows them)", id)})
+	return nodeView{}, false
+}
+
+func (s *Server) adminGet(w http.ResponseWriter, r *http.Request) {
+	if n, ok := s.lookup(w, r); ok {
+		writeJSON(w, http.StatusOK, s.serverView(n))
+	}
+}
+
+func (s *Server) adminAdd(w http.ResponseWriter, r *http.Request) {
+	var req adminapi.AddServerRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil {
+		writeJSON(w, http.StatusBadRequest, adminapi.Error{Error: "request body is not the expected JSON: " + err.Error()})
+		return
+	}
+	apiURL, err := bbb.APIURL(req.URL)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, adminapi.Error{Error: err.Error()})
+		return
+	}
+	if req.Secret == "" {
+		writeJSON(w, http.StatusBadRequest, adminapi.Error{Error: "the server's secret is empty: give its securitySalt (bbb-conf --secret on the server prints it)"})
+		return
+	}
+	if req.LoadMultiplier < 0 {
+		writeJSON(w, http.StatusBadRequest, adminapi.Error{Error: "load multiplier must not be negative"})
+		return
+	}
+	n := fleet.Node{Name: hostname(apiURL, apiURL), URL: apiURL, Secret: req.Secret, Role: fleet.RoleBBB, Tags: req.Tags,
+		LoadMultiplier: req.LoadMultiplier, State: fleet.Enabled, Source: fleet.SourcePoll, ReportInterval: s.cfg.PollInterval,
+		CreatedAt: s.cfg.Clock()}
+	stored, err := s.store.UpsertNode(r.Context(), n)
+	if errors.Is(err, store.ErrConflict) {
+		writeJSON(w, http.StatusConflict, adminapi.Error{Error: err.Error()})
+		return
+	}
+	if err != nil {
+		s.log.Error("admin add server", "url", apiURL, "err", err)
+		writeJSON(w, http.StatusInternalServerError, adminapi.Error{Error: "the balancer's database did not answer: " + err.Error()})
+		return
+	}
+	s.reg.put(stored)
+	s.log.Info("server added by an operator", "node", stored.Name, "id", stored.ID)
+	go s.pollNode(context.WithoutCancel(r.Context()), stored)
+	writeJSON(w, http.StatusOK, s.serverView(nodeView{Node: stored}))
+}
+
+func (s *Server) adminSetState(w http.ResponseWriter, r *http.Request) {
+	n, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	var req adminapi.SetStateRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10)).Decode(&req); err != nil {
+		writeJSON(w, http.StatusBadRequest, adminapi.Error{Error: "request body is not the expected JSON: " + err.Error()})
+		return
+	}
+	st, err := fleet.ParseAdminState(string(req.State))
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, adminapi.Error{Error: err.Error()})
+		return
+	}
+	updated, err := s.store.SetNodeState(r.Context(), n.ID, st)
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, adminapi.Error{Error: "the balancer's database did not answer: " + err.Error()})
+		return
+	}
+	s.reg.put(updated)
+	s.log.Info("server state set by an operator", "node", n.Name, "state", st)
+	n.Node = updated
+	writeJSON(w, http.StatusOK, s.serverView(n))
+}
+
+// adminPanic disables the node and ends every meeting on it.
+func (s *Server) adminPanic(w http.ResponseWriter, r *http.Request) {
+	n, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	updated, err := s.store.SetNodeState(r.Context(), n.ID, fleet.Disabled)
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, adminapi.Error{Error: "the balancer's database did not answer: " + err.Error()})
+		return
+	}
+	s.reg.put(updated)
+	n.Node = updated
+	s.log.Warn("panic: ending every meeting on the server", "node", n.Name)
+	resp := adminapi.PanicResponse{Ended: []string{}}
+	meetings, err := s.nodeMeetings(r.Context(), n.Node, s.cfg.NodeTimeout)
+	if err != nil {
+		writeJSON(w, http.StatusBadGateway, adminapi.Error{Error: fmt.Sprintf("the server is disabled, but its meetings could not be listed: %v", err)})
+		return
+	}
+	c, err := s.nodeClient(n.Node)
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, adminapi.Error{Error: err.Error()})
+		return
+	}
+	for _, m := range meetings {
+		if m.IsBreakout {
+			continue // ends with its parent
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.NodeTimeout)
+		err := c.End(ctx, m.MeetingID, m.ModeratorPW)
+		cancel()
+		if err != nil && !errors.Is(err, bbb.ErrNotFound) {
+			resp.Failed = append(resp.Failed, m.MeetingID)
+			continue
+		}
+		resp.Ended = append(resp.Ended, m.MeetingID)
+		_ = s.store.DeleteMeeting(r.Context(), m.MeetingID, n.ID)
+	}
+	resp.Server = s.serverView(n)
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (s *Server) adminRemove(w http.ResponseWriter, r *http.Request) {
+	n, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	if err := s.store.DeleteNode(r.Context(), n.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+		writeJSON(w, http.StatusInternalServerError, adminapi.Error{Error: "the balancer's database did not answer: " + err.Error()})
+		return
+	}
+	s.reg.remove(n.ID)
+	s.log.Info("server removed by an operator", "node", n.Name)
+	writeJSON(w, http.StatusOK, s.serverView(n))
+}
+
+// pollNode polls one operator-added node's getMeetings.
+func (s *Server) pollNode(ctx context.Context, n fleet.Node) {
+	meetings, err := s.nodeMeetings(ctx, n, s.cfg.NodeTimeout)
+	if err != nil {
+		s.log.Debug("poll failed", "node", n.Name, "err", err)
+		return
+	}
+	at := s.cfg.Clock()
+	load := fleet.CountMeetings(meetings)
+	load.BBBHealthy = true
+	s.reg.polled(n.ID, at, load)
+	if err := s.store.RecordPoll(ctx, n.ID, at, load); err != nil {
+		s.log.Warn("recording a poll", "node", n.Name, "err", err)
+	}
+	s.prune(ctx, n.ID, fleet.MeetingIDs(meetings), at.Add(-s.cfg.NodeTimeout))
+	if n.State == fleet.Cordoned && load.Meetings == 0 {
+		s.disableIfEmpty(n)
+	}
+}
+
+// disableIfEmpty turns a cordoned node with no meetings into a disabled one.
+func (s *Server) disableIfEmpty(n fleet.Node) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ok, err := s.store.SetNodeStateIf(ctx, n.ID, fleet.Cordoned, fleet.Disabled)
+	if err != nil {
+		s.log.Warn("disabling an empty cordoned node", "node", n.Name, "err", err)
+		return
+	}
+	if ok {
+		if updated, err := s.store.Node(ctx, n.ID); err == nil {
+			s.reg.put(updated)
+		}
+		s.log.Info("cordoned node has no meetings left: disabled", "node", n.Name)
+	}
+}
+
+// prune forgets placements on a node that it no longer runs, leaving those
+// placed after placedBefore (their create may still be on its way).
+func (s *Server) prune(ctx context.Context, nodeID string, running []string, placedBefore time.Time) {
+	if n, err := s.store.PruneMeetings(ctx, nodeID, running, placedBefore); err != nil {
+		s.log.Warn("pruning ended meetings", "node", nodeID, "err", err)
+	} else if n > 0 {
+		s.log.Debug("pruned ended meetings", "node", nodeID, "count", n)
+	}
+}
+
+func (s *Server) pruneAsync(nodeID string, running []string, placedBefore time.Time) {
+	s.bg.Go(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s.prune(ctx, nodeID, running, placedBefore)
+	})
+}

@@ -1,0 +1,469 @@
+package balancer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+	"github.com/bbb-agent/bbb-agent/balancer/placement"
+	"github.com/bbb-agent/bbb-agent/balancer/store"
+	"github.com/bbb-agent/bbb-agent/bbb"
+)
+
+// Messages keys the balancer adds to BBB's own.
+const (
+	keyServerTagUnavailable = "serverTagUnavailable"
+	keyNoServer             = "noServerAvailable"
+	keyServerUnavailable    = "serverUnavailable"
+)
+
+// apiRequest is a BBB API call whose checksum has been verified.
+type apiRequest struct {
+	call string
+	// query is the raw query string without the checksum: what gets
+	// re-signed for the node, byte for byte.
+	query       string
+	params      url.Values
+	method      string
+	body        []byte
+	contentType string
+}
+
+// callMethods says which HTTP methods each call accepts (REFERENCE.md §1).
+var callMethods = map[string]string{
+	bbb.CallCreate: "GET POST", bbb.CallIsMeetingRunning: "GET POST", bbb.CallEnd: "GET POST",
+	bbb.CallGetMeetingInfo: "GET POST", bbb.CallGetMeetings: "GET POST", bbb.CallGetRecordings: "GET POST",
+	bbb.CallUpdateRecordings: "GET POST", bbb.CallJoin: "GET", bbb.CallPublishRecordings: "GET",
+	bbb.CallDeleteRecordings: "GET", bbb.CallInsertDocument: "POST", bbb.CallPutRecordingTextTrack: "POST",
+	bbb.CallGetRecordingTextTracks: "GET",
+}
+
+// meetingCalls name one meeting by meetingID.
+var meetingCalls = map[string]bool{
+	bbb.CallCreate: true, bbb.CallJoin: true, bbb.CallEnd: true,
+	bbb.CallIsMeetingRunning: true, bbb.CallGetMeetingInfo: true, bbb.CallInsertDocument: true,
+}
+
+// serveAPI is the BBB API front at /bigbluebutton/api/.
+func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	call := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, "/bigbluebutton/api"), "/")
+	label := call
+	if call == "" {
+		label = "root"
+	} else if _, known := callMethods[call]; !known {
+		label = "unsupported"
+	}
+	rec := &resultRecorder{ResponseWriter: w}
+	s.handleAPI(rec, r, call)
+	s.metrics.apiRequests.WithLabelValues(label, rec.result()).Inc()
+	s.metrics.apiLatency.WithLabelValues(label).Observe(time.Since(start).Seconds())
+}
+
+func (s *Server) handleAPI(w *resultRecorder, r *http.Request, call string) {
+	if call == "" {
+		writeXML(w, bbb.RootResponse{ReturnCode: bbb.ReturnSuccess, Version: "2.0", APIVersion: "2.0"})
+		return
+	}
+	req, apiErr := s.parseAPIRequest(w, r, call)
+	if apiErr != nil {
+		writeFailed(w, apiErr)
+		return
+	}
+	ctx := r.Context()
+	switch call {
+	case bbb.CallCreate:
+		s.create(ctx, w, req)
+	case bbb.CallJoin:
+		s.join(ctx, w, r, req)
+	case bbb.CallGetMeetings:
+		s.getMeetings(ctx, w)
+	case bbb.CallEnd, bbb.CallIsMeetingRunning, bbb.CallGetMeetingInfo, bbb.CallInsertDocument:
+		s.forwardMeetingCall(ctx, w, req)
+	case bbb.CallGetRecordings:
+		writeXML(w, bbb.GetRecordingsResponse{ReturnCode: bbb.ReturnSuccess, MessageKey: bbb.KeyNoRecordings,
+			Message: "There are no recordings for the meeting(s)."})
+	case bbb.CallGetRecordingTextTracks, bbb.CallPublishRecordings, bbb.CallUpdateRecordings, bbb.CallDeleteRecordings, bbb.CallPutRecordingTextTrack:
+		writeFailed(w, bbb.NewError(bbb.KeyNotFound, "We could not find recordings"))
+	}
+}
+
+// parseAPIRequest checks the method, size, checksum and encoding of a call.
+func (s *Server) parseAPIRequest(w http.ResponseWriter, r *http.Request, call string) (*apiRequest, *bbb.APIError) {
+	methods, known := callMethods[call]
+	if !known {
+		return nil, bbb.UnsupportedError(call)
+	}
+	if !strings.Contains(methods, r.Method) {
+		return nil, bbb.NewError(bbb.KeyUnsupportedRequest, fmt.Sprintf("The %s call does not accept HTTP %s (use %s).", call, r.Method, strings.ReplaceAll(methods, " ", " or ")))
+	}
+	req := &apiRequest{call: call, method: r.Method, contentType: r.Header.Get("Content-Type")}
+	if r.Method == http.MethodPost {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, bbb.NewError(bbb.KeyRequestTooLarge, fmt.Sprintf("The request body is larger than %d bytes.", s.cfg.MaxBodyBytes))
+		}
+		if err != nil {
+			return nil, bbb.NewError(bbb.KeyValidationError, "The request body could not be read.")
+		}
+		req.body = body
+	}
+	query, err := s.verifier.Verify(call, r.URL.RawQuery)
+	if err != nil {
+		return nil, bbb.ChecksumError()
+	}
+	req.query = query
+	params, err := url.ParseQuery(query)
+	if err != nil {
+		return nil, bbb.NewError(bbb.KeyValidationError, "The query string is not valid URL encoding.")
+	}
+	for k, vals := range params {
+		if len(vals) > 1 {
+			return nil, bbb.NewError(bbb.KeyValidationError, fmt.Sprintf("The parameter %q is given more than once.", k))
+		}
+		if !utf8.ValidString(k) || !utf8.ValidString(vals[0]) {
+			return nil, bbb.NewError(bbb.KeyValidationError, "Parameters must be UTF-8 text.")
+		}
+	}
+	req.params = params
+	if meetingCalls[call] {
+		if e := bbb.ValidateMeetingID(params.Get("meetingID")); e != nil {
+			return nil, e
+		}
+	}
+	return req, nil
+}
+
+// create places the meeting (or finds where it is) and forwards the call.
+func (s *Server) create(ctx context.Context, w *resultRecorder, req *apiRequest) {
+	meetingID := req.params.Get("meetingID")
+	tags := placement.ParseServerTag(req.params.Get("meta_server-tag"))
+	excluded := map[string]bool{}
+	for attempt := 0; attempt < 3; attempt++ {
+		node, fresh, apiErr := s.placeMeeting(ctx, meetingID, tags, excluded)
+		if apiErr != nil {
+			writeFailed(w, apiErr)
+			return
+		}
+		body, err := s.forward(ctx, node, req, s.cfg.NodeTimeout)
+		if err == nil {
+			writeRaw(w, body)
+			return
+		}
+		s.log.Warn("create: node did not answer", "node", node.Name, "meeting", meetingID, "err", err)
+		if !fresh {
+			writeFailed(w, bbb.NewError(keyServerUnavailable, "The server hosting this meeting did not answer; try again."))
+			return
+		}
+		// A meeting placed just now goes to the next best node instead.
+		if derr := s.store.DeleteMeeting(ctx, meetingID, node.ID); derr != nil {
+			s.log.Error("create: forgetting a failed placement", "meeting", meetingID, "err", derr)
+			break
+		}
+		excluded[node.ID] = true
+	}
+	writeFailed(w, bbb.NewError(keyNoServer, "No server could take the meeting; try again later."))
+}
+
+// placeMeeting returns the node for a create: the meeting's node when it
+// still runs there, else a new one. fresh says the placement is new.
+func (s *Server) placeMeeting(ctx context.Context, meetingID string, tags placement.TagRequest, excluded map[string]bool) (fleet.Node, bool, *bbb.APIError) {
+	existing, err := s.store.Meeting(ctx, meetingID)
+	switch {
+	case err == nil:
+		if n, online, ok := s.reg.node(existing.NodeID); ok && online && !excluded[n.ID] {
+			if n.State == fleet.Enabled || s.stillRunning(ctx, n, meetingID) {
+				s.metrics.placements.WithLabelValues("existing").Inc()
+				return n, false, nil
+			}
+		}
+		d, apiErr := s.pick(tags, excluded)
+		if apiErr != nil {
+			return fleet.Node{}, false, apiErr
+		}
+		moved, err := s.store.MoveMeeting(ctx, meetingID, existing.NodeID, d.Node.ID, s.cfg.Clock())
+		if err != nil {
+			return fleet.Node{}, false, s.storeError("moving a meeting", err)
+		}
+		return s.placed(moved, d.Node, "moved")
+	case errors.Is(err, store.ErrNotFound):
+		d, apiErr := s.pick(tags, excluded)
+		if apiErr != nil {
+			return fleet.Node{}, false, apiErr
+		}
+		claimed, _, err := s.store.ClaimMeeting(ctx, fleet.Meeting{MeetingID: meetingID, NodeID: d.Node.ID, PlacedAt: s.cfg.Clock()})
+		if err != nil {
+			return fleet.Node{}, false, s.storeError("placing a meeting", err)
+		}
+		return s.placed(claimed, d.Node, "new")
+	default:
+		return fleet.Node{}, false, s.storeError("looking up a meeting", err)
+	}
+}
+
+// placed settles a claim or move: when another replica won, its node is used.
+func (s *Server) placed(m fleet.Meeting, picked fleet.Node, result string) (fleet.Node, bool, *bbb.APIError) {
+	if m.NodeID != picked.ID {
+		n, _, ok := s.reg.node(m.NodeID)
+		if !ok {
+			return fleet.Node{}, false, bbb.NewError(keyServerUnavailable, "The meeting was just placed on a server this balancer does not know yet; try again.")
+		}
+		s.metrics.placements.WithLabelValues("existing").Inc()
+		return n, false, nil
+	}
+	s.reg.reserve(picked.ID)
+	s.metrics.placements.WithLabelValues(result).Inc()
+	return picked, true, nil
+}
+
+func (s *Server) pick(tags placement.TagRequest, excluded map[string]bool) (placement.Decision, *bbb.APIError) {
+	cands := s.reg.candidates()
+	for i := range cands {
+		if excluded[cands[i].Node.ID] {
+			cands[i].Online = false
+		}
+	}
+	d, err := s.cfg.Policy.Pick(cands, tags)
+	switch {
+	case errors.Is(err, placement.ErrTagUnavailable):
+		s.metrics.placements.WithLabelValues("failed").Inc()
+		return d, bbb.NewError(keyServerTagUnavailable, fmt.Sprintf("No server with tag %q is available.", strings.Join(tags.Tags, ";")))
+	case err != nil:
+		s.metrics.placements.WithLabelValues("failed").Inc()
+		return d, bbb.NewError(keyNoServer, "No server is available to take the meeting.")
+	}
+	if d.OverCeiling {
+		s.metrics.placements.WithLabelValues("over_ceiling").Inc()
+		s.log.Warn("every eligible node is over the CPU ceiling; placing on the least loaded", "node", d.Node.Name)
+	}
+	if d.Fallback {
+		s.metrics.placements.WithLabelValues("tag_fallback").Inc()
+	}
+	return d, nil
+}
+
+// stillRunning asks a cordoned or disabled node whether the meeting is
+// running there; when the node cannot say, the meeting is assumed to run,
+// so that a repeated create never splits one meeting over two nodes.
+func (s *Server) stillRunning(ctx context.Context, n fleet.Node, meetingID string) bool {
+	c, err := s.nodeClient(n)
+	if err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.NodeTimeout)
+	defer cancel()
+	running, err := c.IsMeetingRunning(ctx, meetingID)
+	return err != nil || running
+}
+
+// join answers 302 to the meeting's node, re-signed with the node's secret.
+func (s *Server) join(ctx context.Context, w *resultRecorder, r *http.Request, req *apiRequest) {
+	node, apiErr := s.meetingNode(ctx, req.params.Get("meetingID"))
+	if apiErr != nil {
+		if apiErr.MessageKey == bbb.KeyNotFound {
+			apiErr = bbb.NewError(bbb.KeyInvalidMeetingIdentifier, "The meeting ID that you supplied did not match any existing meetings.")
+		}
+		writeFailed(w, apiErr)
+		return
+	}
+	if strings.EqualFold(req.params.Get("redirect"), "false") {
+		body, err := s.forward(ctx, node, req, s.cfg.NodeTimeout)
+		if err != nil {
+			writeFailed(w, bbb.NewError(keyServerUnavailable, "The server hosting this meeting did not answer; try again."))
+			return
+		}
+		writeRaw(w, body)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, s.nodeURL(node, bbb.CallJoin, req.query), http.StatusFound)
+}
+
+// meetingNode finds the online node a meeting runs on.
+func (s *Server) meetingNode(ctx context.Context, meetingID string) (fleet.Node, *bbb.APIError) {
+	m, err := s.store.Meeting(ctx, meetingID)
+	if errors.Is(err, store.ErrNotFound) {
+		return fleet.Node{}, bbb.NotFoundError()
+	}
+	if err != nil {
+		return fleet.Node{}, s.storeError("looking up a meeting", err)
+	}
+	n, online, ok := s.reg.node(m.NodeID)
+	if !ok || !online {
+		return fleet.Node{}, bbb.NotFoundError()
+	}
+	return n, nil
+}
+
+// forwardMeetingCall sends a call about one meeting to its node.
+func (s *Server) forwardMeetingCall(ctx context.Context, w *resultRecorder, req *apiRequest) {
+	meetingID := req.params.Get("meetingID")
+	node, apiErr := s.meetingNode(ctx, meetingID)
+	if apiErr != nil {
+		if req.call == bbb.CallIsMeetingRunning && apiErr.MessageKey == bbb.KeyNotFound {
+			writeXML(w, bbb.IsMeetingRunningResponse{ReturnCode: bbb.ReturnSuccess, Running: false})
+			return
+		}
+		writeFailed(w, apiErr)
+		return
+	}
+	body, err := s.forward(ctx, node, req, s.cfg.NodeTimeout)
+	if err != nil {
+		s.log.Warn("node did not answer", "call", req.call, "node", node.Name, "err", err)
+		writeFailed(w, bbb.NewError(keyServerUnavailable, "The server hosting this meeting did not answer; try again."))
+		return
+	}
+	if req.call == bbb.CallEnd {
+		err := bbb.DecodeResponse(req.call, body, nil)
+		if err == nil || errors.Is(err, bbb.ErrNotFound) {
+			if derr := s.store.DeleteMeeting(ctx, meetingID, node.ID); derr != nil {
+				s.log.Error("end: forgetting the placement", "meeting", meetingID, "err", derr)
+			}
+		}
+	}
+	writeRaw(w, body)
+}
+
+// getMeetings asks every online BBB node in parallel; a node that is down or
+// slow is left out instead of failing the call.
+func (s *Server) getMeetings(ctx context.Context, w *resultRecorder) {
+	var nodes []fleet.Node
+	for _, n := range s.reg.snapshot() {
+		if n.Online && n.Role == fleet.RoleBBB {
+			nodes = append(nodes, n.Node)
+		}
+	}
+	results := make([][]bbb.Meeting, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ms, err := s.nodeMeetings(ctx, n, s.cfg.GetMeetingsTimeout)
+			if err != nil {
+				s.log.Warn("getMeetings: leaving a node out", "node", n.Name, "err", err)
+				return
+			}
+			results[i] = ms
+		}()
+	}
+	wg.Wait()
+	resp := bbb.GetMeetingsResponse{ReturnCode: bbb.ReturnSuccess}
+	for _, ms := range results {
+		resp.Meetings = append(resp.Meetings, ms...)
+	}
+	if len(resp.Meetings) == 0 {
+		resp.MessageKey, resp.Message = bbb.KeyNoMeetings, "no meetings were found on this server"
+	}
+	writeXML(w, resp)
+}
+
+func (s *Server) nodeMeetings(ctx context.Context, n fleet.Node, timeout time.Duration) ([]bbb.Meeting, error) {
+	c, err := s.nodeClient(n)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return c.GetMeetings(ctx)
+}
+
+func (s *Server) nodeClient(n fleet.Node) (*bbb.Client, error) {
+	return bbb.NewClient(n.URL, n.Secret, bbb.WithAlgorithm(s.cfg.NodeAlgorithm), bbb.WithHTTPClient(s.nodeHTTP))
+}
+
+// nodeURL is the signed URL of a call on a node.
+func (s *Server) nodeURL(n fleet.Node, call, query string) string {
+	return n.URL + call + "?" + bbb.SignQuery(s.cfg.NodeAlgorithm, call, query, n.Secret)
+}
+
+// forward sends the request to the node re-signed and returns the node's
+// XML answer (SUCCESS or FAILED alike). An error means the node did not
+// give a BBB answer at all.
+func (s *Server) forward(ctx context.Context, n fleet.Node, req *apiRequest, timeout time.Duration) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var body io.Reader
+	if req.body != nil {
+		body = bytes.NewReader(req.body)
+	}
+	hreq, err := http.NewRequestWithContext(ctx, req.method, s.nodeURL(n, req.call, req.query), body)
+	if err != nil {
+		return nil, err
+	}
+	if req.contentType != "" {
+		hreq.Header.Set("Content-Type", req.contentType)
+	}
+	resp, err := s.nodeHTTP.Do(hreq)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the URL carries the node's checksum
+		}
+		return nil, fmt.Errorf("%s %s: %w", req.call, n.Name, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, bbb.DefaultMaxResponseBytes))
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: reading the answer: %w", req.call, n.Name, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s %s: HTTP %s", req.call, n.Name, resp.Status)
+	}
+	if err := bbb.DecodeResponse(req.call, data, nil); err != nil && !errors.As(err, new(*bbb.APIError)) {
+		return nil, fmt.Errorf("%s %s: %w", req.call, n.Name, err)
+	}
+	return data, nil
+}
+
+func (s *Server) storeError(what string, err error) *bbb.APIError {
+	s.log.Error("store: "+what, "err", err)
+	return bbb.NewError(bbb.KeyInternalError, "The balancer's database did not answer; try again.")
+}
+
+// resultRecorder remembers the outcome of a call for the metrics.
+type resultRecorder struct {
+	http.ResponseWriter
+	outcome string
+}
+
+func (r *resultRecorder) result() string {
+	if r.outcome == "" {
+		return "redirect"
+	}
+	return r.outcome
+}
+
+func writeXML(w *resultRecorder, v any) {
+	body, err := bbb.MarshalResponse(v)
+	if err != nil {
+		body, _ = bbb.MarshalResponse(bbb.FailedResponse(bbb.NewError(bbb.KeyInternalError, "The response could not be encoded.")))
+	}
+	writeRaw(w, body)
+}
+
+func writeFailed(w *resultRecorder, e *bbb.APIError) {
+	writeXML(w, bbb.FailedResponse(e))
+}
+
+// writeRaw writes an XML answer (ours or a node's) with HTTP 200, as BBB does
+// for errors too.
+func writeRaw(w *resultRecorder, body []byte) {
+	w.outcome = bbb.ReturnSuccess
+	if bytes.Contains(body, []byte("<returncode>FAILED</returncode>")) {
+		w.outcome = bbb.ReturnFailed
+	}
+	w.Header().Set("Content-Type", "text/xml;charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+}

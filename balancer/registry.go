@@ -1,0 +1,229 @@
+package balancer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+	"github.com/bbb-agent/bbb-agent/balancer/placement"
+	"github.com/bbb-agent/bbb-agent/balancer/store"
+)
+
+// registry is this replica's in-memory view of the fleet. Reports land here
+// first and reach the store in batches; placement reads only memory. A
+// periodic refresh from the store brings in what other replicas changed.
+type registry struct {
+	store *store.Store
+	cfg   *Config
+
+	mu      sync.RWMutex
+	byID    map[string]*entry
+	byName  map[string]string
+	pending map[string]fleet.Report
+}
+
+type entry struct {
+	node fleet.Node
+	// reserved counts meetings placed on the node that no report reflects yet.
+	reserved int
+}
+
+func newRegistry(st *store.Store, cfg *Config) *registry {
+	return &registry{store: st, cfg: cfg, byID: map[string]*entry{}, byName: map[string]string{}, pending: map[string]fleet.Report{}}
+}
+
+// errUnknownNode means no node has that name (or ID).
+var errUnknownNode = errors.New("unknown node")
+
+// refresh reloads nodes and reservations from the store. Local reports newer
+// than the stored ones (not flushed yet) are kept.
+func (r *registry) refresh(ctx context.Context) error {
+	nodes, err := r.store.Nodes(ctx)
+	if err != nil {
+		return err
+	}
+	placed, err := r.store.PlacedSince(ctx)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	byID := make(map[string]*entry, len(nodes))
+	byName := make(map[string]string, len(nodes))
+	for _, n := range nodes {
+		n = r.withDefaults(n)
+		e := &entry{node: n, reserved: placed[n.ID]}
+		if old, ok := r.byID[n.ID]; ok && old.node.LastReportAt.After(n.LastReportAt) {
+			e.node.LastReportAt, e.node.LastSeq, e.node.Load = old.node.LastReportAt, old.node.LastSeq, old.node.Load
+			// Placements after our newer report are what is still reserved;
+			// the store counted against its older one, so keep the smaller.
+			e.reserved = min(e.reserved, old.reserved)
+		}
+		byID[n.ID] = e
+		byName[n.Name] = n.ID
+	}
+	r.byID, r.byName = byID, byName
+	return nil
+}
+
+func (r *registry) withDefaults(n fleet.Node) fleet.Node {
+	if n.ReportInterval <= 0 {
+		if n.Source == fleet.SourcePoll {
+			n.ReportInterval = r.cfg.PollInterval
+		} else {
+			n.ReportInterval = r.cfg.DefaultReportInterval
+		}
+	}
+	return n
+}
+
+// put stores a node fresh from the store (registration, state change).
+func (r *registry) put(n fleet.Node) {
+	n = r.withDefaults(n)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.byID[n.ID]
+	if !ok {
+		e = &entry{}
+		r.byID[n.ID] = e
+	}
+	if e.node.LastReportAt.After(n.LastReportAt) {
+		n.LastReportAt, n.LastSeq, n.Load = e.node.LastReportAt, e.node.LastSeq, e.node.Load
+	}
+	if e.node.Name != "" && e.node.Name != n.Name {
+		delete(r.byName, e.node.Name)
+	}
+	e.node = n
+	r.byName[n.Name] = n.ID
+}
+
+func (r *registry) remove(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e, ok := r.byID[id]; ok {
+		delete(r.byName, e.node.Name)
+		delete(r.byID, id)
+		delete(r.pending, id)
+	}
+}
+
+// byNodeName returns the node with that name.
+func (r *registry) byNodeName(name string) (fleet.Node, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	id, ok := r.byName[name]
+	if !ok {
+		return fleet.Node{}, false
+	}
+	return r.byID[id].node, true
+}
+
+// node returns a node by ID and whether it is online now.
+func (r *registry) node(id string) (fleet.Node, bool, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	e, ok := r.byID[id]
+	if !ok {
+		return fleet.Node{}, false, false
+	}
+	return e.node, e.node.Liveness(r.cfg.Clock(), r.cfg.MissedReports) == fleet.Online, true
+}
+
+// report applies a load report in memory and queues it for the store. It
+// returns the node as it now stands.
+func (r *registry) report(name string, seq int64, load fleet.Load) (fleet.Node, error) {
+	now := r.cfg.Clock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	id, ok := r.byName[name]
+	if !ok {
+		return fleet.Node{}, fmt.Errorf("%w %q", errUnknownNode, name)
+	}
+	e := r.byID[id]
+	e.node.LastReportAt, e.node.LastSeq, e.node.Load = now, seq, load
+	e.reserved = 0
+	r.pending[id] = fleet.Report{NodeID: id, Seq: seq, ReceivedAt: now, Load: load}
+	return e.node, nil
+}
+
+// polled applies the result of polling an operator-added node.
+func (r *registry) polled(id string, at time.Time, load fleet.Load) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e, ok := r.byID[id]; ok && at.After(e.node.LastReportAt) {
+		e.node.LastReportAt, e.node.Load = at, load
+		e.reserved = 0
+	}
+}
+
+// flush writes the queued reports to the store in one batch.
+func (r *registry) flush(ctx context.Context) error {
+	r.mu.Lock()
+	if len(r.pending) == 0 {
+		r.mu.Unlock()
+		return nil
+	}
+	batch := make([]fleet.Report, 0, len(r.pending))
+	for _, rep := range r.pending {
+		batch = append(batch, rep)
+	}
+	r.pending = make(map[string]fleet.Report, len(batch))
+	r.mu.Unlock()
+	if err := r.store.RecordReports(ctx, batch); err != nil {
+		// Put them back unless something newer arrived meanwhile.
+		r.mu.Lock()
+		for _, rep := range batch {
+			if _, newer := r.pending[rep.NodeID]; !newer {
+				r.pending[rep.NodeID] = rep
+			}
+		}
+		r.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// reserve notes a meeting placed on the node.
+func (r *registry) reserve(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e, ok := r.byID[id]; ok {
+		e.reserved++
+	}
+}
+
+// candidates lists every node for placement, with liveness and reservations.
+func (r *registry) candidates() []placement.Candidate {
+	now := r.cfg.Clock()
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]placement.Candidate, 0, len(r.byID))
+	for _, e := range r.byID {
+		out = append(out, placement.Candidate{Node: e.node, Online: e.node.Liveness(now, r.cfg.MissedReports) == fleet.Online, Reserved: e.reserved})
+	}
+	return out
+}
+
+// nodeView is a node with what the registry derives about it.
+type nodeView struct {
+	fleet.Node
+	Online   bool
+	Reserved int
+}
+
+// snapshot lists the nodes, sorted by name.
+func (r *registry) snapshot() []nodeView {
+	now := r.cfg.Clock()
+	r.mu.RLock()
+	out := make([]nodeView, 0, len(r.byID))
+	for _, e := range r.byID {
+		out = append(out, nodeView{Node: e.node, Online: e.node.Liveness(now, r.cfg.MissedReports) == fleet.Online, Reserved: e.reserved})
+	}
+	r.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}

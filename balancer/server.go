@@ -1,0 +1,144 @@
+package balancer
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+	"github.com/bbb-agent/bbb-agent/balancer/store"
+	"github.com/bbb-agent/bbb-agent/bbb"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Server is one bbb-balancer replica.
+type Server struct {
+	cfg      Config
+	store    *store.Store
+	reg      *registry
+	verifier bbb.Verifier
+	nodeHTTP *http.Client
+	metrics  *metrics
+	log      *slog.Logger
+	handler  http.Handler
+	bg       sync.WaitGroup
+}
+
+// New builds a replica on an open store and loads the registry.
+func New(ctx context.Context, cfg Config, st *store.Store) (*Server, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:      cfg,
+		store:    st,
+		verifier: bbb.Verifier{Secrets: cfg.Secrets, Allowed: cfg.Algorithms},
+		log:      cfg.Logger,
+		nodeHTTP: &http.Client{
+			Transport: &http.Transport{
+				Proxy:               http.ProxyFromEnvironment,
+				DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+				MaxIdleConns:        1024,
+				MaxIdleConnsPerHost: 64,
+				IdleConnTimeout:     90 * time.Second,
+				TLSHandshakeTimeout: 5 * time.Second,
+			},
+			// join with redirect=false must not follow; nothing else redirects.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+	}
+	s.reg = newRegistry(st, &s.cfg)
+	if err := s.reg.refresh(ctx); err != nil {
+		return nil, err
+	}
+	s.metrics = newMetrics(s.reg.snapshot, s.cfg.Policy)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/bigbluebutton/api", s.serveAPI)
+	mux.HandleFunc("/bigbluebutton/api/", s.serveAPI)
+	mux.Handle("/agent/v1/", s.agentHandler())
+	mux.Handle("/admin/v1/", s.adminHandler())
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", s.healthz)
+	s.handler = mux
+	return s, nil
+}
+
+// Handler is the replica's HTTP handler: BBB API, agent API, admin API,
+// /metrics and /healthz.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		http.Error(w, "database unreachable: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// Run keeps the registry fresh, writes reports and polls operator-added
+// nodes until ctx ends, then writes the last reports.
+func (s *Server) Run(ctx context.Context) error {
+	refresh := time.NewTicker(s.cfg.RefreshInterval)
+	flush := time.NewTicker(s.cfg.FlushInterval)
+	poll := time.NewTicker(s.cfg.PollInterval)
+	defer refresh.Stop()
+	defer flush.Stop()
+	defer poll.Stop()
+	s.pollAll(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			final, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			err := s.Flush(final)
+			cancel()
+			s.bg.Wait()
+			return err
+		case <-flush.C:
+			if err := s.Flush(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				s.log.Error("writing reports to the database (kept, will retry)", "err", err)
+			}
+		case <-refresh.C:
+			if err := s.reg.refresh(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				s.log.Error("reloading the fleet from the database", "err", err)
+			}
+		case <-poll.C:
+			s.pollAll(ctx)
+		}
+	}
+}
+
+// Flush writes buffered reports now.
+func (s *Server) Flush(ctx context.Context) error {
+	start := time.Now()
+	err := s.reg.flush(ctx)
+	if err != nil {
+		s.metrics.flushFailures.Inc()
+		return err
+	}
+	s.metrics.flushLatency.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// Refresh reloads the registry from the store now.
+func (s *Server) Refresh(ctx context.Context) error { return s.reg.refresh(ctx) }
+
+func (s *Server) pollAll(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, n := range s.reg.snapshot() {
+		if n.Source == fleet.SourcePoll {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.pollNode(ctx, n.Node)
+			}()
+		}
+	}
+	wg.Wait()
+}

@@ -1,0 +1,165 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+)
+
+const meetingColumns = `meeting_id, node_id, placed_at`
+
+func scanMeeting(sc scanner) (fleet.Meeting, error) {
+	var (
+		m        fleet.Meeting
+		placedAt int64
+	)
+	if err := sc.Scan(&m.MeetingID, &m.NodeID, &placedAt); err != nil {
+		return fleet.Meeting{}, err
+	}
+	m.PlacedAt = fromMillis(placedAt)
+	return m, nil
+}
+
+// claimAttempts bounds ClaimMeeting's retries when the placement it lost to
+// is deleted before it can read it.
+const claimAttempts = 3
+
+// ClaimMeeting places the meeting on m.NodeID at m.PlacedAt unless it is
+// placed already, and returns the placement as it stands and whether this
+// call made it. Of concurrent claims for one meeting, from any number of
+// processes, exactly one wins and all return its placement. An unknown node
+// is ErrNotFound.
+func (s *Store) ClaimMeeting(ctx context.Context, m fleet.Meeting) (fleet.Meeting, bool, error) {
+	if m.MeetingID == "" {
+		return fleet.Meeting{}, false, errors.New("store: claim meeting: empty meeting ID")
+	}
+	for range claimAttempts {
+		// INSERT ... SELECT inserts nothing for an unknown node, where a
+		// plain INSERT would fail on the foreign key.
+		got, err := scanMeeting(s.db.QueryRowContext(ctx, s.q(`INSERT INTO meetings (`+meetingColumns+`)
+			SELECT CAST(? AS TEXT), id, CAST(? AS BIGINT) FROM nodes WHERE id = ?
+			ON CONFLICT (meeting_id) DO NOTHING
+			RETURNING `+meetingColumns), m.MeetingID, millis(m.PlacedAt), m.NodeID))
+		if err == nil {
+			return got, true, nil
+		}
+		if err = notFound(err); !errors.Is(err, ErrNotFound) {
+			return fleet.Meeting{}, false, fmt.Errorf("store: claim meeting %q: %w", m.MeetingID, err)
+		}
+		got, err = s.meeting(ctx, m.MeetingID)
+		if err == nil {
+			return got, false, nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return fleet.Meeting{}, false, fmt.Errorf("store: claim meeting %q: %w", m.MeetingID, err)
+		}
+		// Neither inserted nor there: the node is unknown, or the winning
+		// placement was deleted in between.
+		if err := s.nodeExists(ctx, m.NodeID); err != nil {
+			return fleet.Meeting{}, false, fmt.Errorf("store: claim meeting %q: node %q: %w", m.MeetingID, m.NodeID, err)
+		}
+	}
+	return fleet.Meeting{}, false, fmt.Errorf("store: claim meeting %q: placement changed %d times while claiming",
+		m.MeetingID, claimAttempts)
+}
+
+// MoveMeeting places the meeting on toNodeID at at if it is on fromNodeID
+// (compare-and-swap), and returns the placement as it then stands: concurrent
+// movers all return the one move that happened. A meeting without placement,
+// or an unknown toNodeID, is ErrNotFound.
+func (s *Store) MoveMeeting(ctx context.Context, meetingID, fromNodeID, toNodeID string, at time.Time) (fleet.Meeting, error) {
+	got, err := scanMeeting(s.db.QueryRowContext(ctx, s.q(`UPDATE meetings SET node_id = ?, placed_at = ?
+		WHERE meeting_id = ? AND node_id = ? AND EXISTS (SELECT 1 FROM nodes WHERE id = ?)
+		RETURNING `+meetingColumns), toNodeID, millis(at), meetingID, fromNodeID, toNodeID))
+	if err = notFound(err); errors.Is(err, ErrNotFound) {
+		got, err = s.meeting(ctx, meetingID)
+		if err == nil && got.NodeID == fromNodeID && fromNodeID != toNodeID {
+			err = fmt.Errorf("node %q: %w", toNodeID, ErrNotFound)
+		}
+	}
+	if err != nil {
+		return fleet.Meeting{}, fmt.Errorf("store: move meeting %q from node %q to %q: %w", meetingID, fromNodeID, toNodeID, err)
+	}
+	return got, nil
+}
+
+// Meeting returns the meeting's placement.
+func (s *Store) Meeting(ctx context.Context, meetingID string) (fleet.Meeting, error) {
+	m, err := scanMeeting(s.rdb.QueryRowContext(ctx, s.q(`SELECT `+meetingColumns+` FROM meetings WHERE meeting_id = ?`), meetingID))
+	if err != nil {
+		return fleet.Meeting{}, fmt.Errorf("store: meeting %q: %w", meetingID, notFound(err))
+	}
+	return m, nil
+}
+
+// meeting reads a placement through the writer, so that it sees the write
+// that just lost a race.
+func (s *Store) meeting(ctx context.Context, meetingID string) (fleet.Meeting, error) {
+	m, err := scanMeeting(s.db.QueryRowContext(ctx, s.q(`SELECT `+meetingColumns+` FROM meetings WHERE meeting_id = ?`), meetingID))
+	return m, notFound(err)
+}
+
+// DeleteMeeting deletes the meeting's placement if it is on nodeID. A
+// placement that is gone or elsewhere is no error.
+func (s *Store) DeleteMeeting(ctx context.Context, meetingID, nodeID string) error {
+	_, err := s.db.ExecContext(ctx, s.q(`DELETE FROM meetings WHERE meeting_id = ? AND node_id = ?`), meetingID, nodeID)
+	if err != nil {
+		return fmt.Errorf("store: delete meeting %q on node %q: %w", meetingID, nodeID, err)
+	}
+	return nil
+}
+
+// PruneMeetings deletes the placements on nodeID placed before placedBefore
+// whose meeting is not in keep (the meetings a poll or report found running),
+// and returns how many it deleted. Newer placements stay: the node may not
+// have seen their create yet.
+func (s *Store) PruneMeetings(ctx context.Context, nodeID string, keep []string, placedBefore time.Time) (int, error) {
+	ids, err := json.Marshal(append([]string{}, keep...)) // [] rather than null
+	if err != nil {
+		return 0, fmt.Errorf("store: prune meetings on node %q: %w", nodeID, err)
+	}
+	res, err := s.db.ExecContext(ctx, s.q(`DELETE FROM meetings
+		WHERE node_id = ? AND placed_at < ?
+		AND meeting_id NOT IN (SELECT value FROM `+s.jsonElements(true)+`)`), nodeID, millis(placedBefore), string(ids))
+	var n int64
+	if err == nil {
+		n, err = res.RowsAffected()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: prune meetings on node %q: %w", nodeID, err)
+	}
+	return int(n), nil
+}
+
+// PlacedSince counts, per node ID, the placements newer than the node's
+// LastReportAt: meetings that no report reflects yet. Nodes without such
+// placements are absent.
+func (s *Store) PlacedSince(ctx context.Context) (map[string]int, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT m.node_id, COUNT(*) FROM meetings m
+		JOIN nodes n ON n.id = m.node_id
+		WHERE m.placed_at > n.last_report_at
+		GROUP BY m.node_id`)
+	if err != nil {
+		return nil, fmt.Errorf("store: count placements since reports: %w", err)
+	}
+	defer rows.Close()
+	placed := make(map[string]int)
+	for rows.Next() {
+		var (
+			id string
+			n  int
+		)
+		if err := rows.Scan(&id, &n); err != nil {
+			return nil, fmt.Errorf("store: count placements since reports: %w", err)
+		}
+		placed[id] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: count placements since reports: %w", err)
+	}
+	return placed, nil
+}

@@ -1,0 +1,96 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// migrations are the schema's versions: migrations[i] takes a database from
+// version i to i+1. A released entry never changes; a change is a new entry.
+// The column types (TEXT, BIGINT, DOUBLE PRECISION) mean the same in both
+// dialects, so one list of statements serves both.
+var migrations = [][]string{
+	{ // 1: nodes and meeting placements
+		`CREATE TABLE nodes (
+			id                 TEXT PRIMARY KEY,
+			name               TEXT NOT NULL UNIQUE,
+			url                TEXT UNIQUE, -- NULL for a node without a BBB API (TURN)
+			secret             TEXT NOT NULL,
+			role               TEXT NOT NULL,
+			tags               TEXT NOT NULL DEFAULT '[]', -- JSON array
+			load_multiplier    DOUBLE PRECISION NOT NULL DEFAULT 1,
+			state              TEXT NOT NULL CHECK (state IN ('enabled', 'cordoned', 'disabled')),
+			source             TEXT NOT NULL,
+			agent_version      TEXT NOT NULL DEFAULT '',
+			report_interval_ms BIGINT NOT NULL DEFAULT 0,
+			created_at         BIGINT NOT NULL,          -- Unix ms
+			last_report_at     BIGINT NOT NULL DEFAULT 0, -- Unix ms, 0: never
+			last_seq           BIGINT NOT NULL DEFAULT 0,
+			load_json          TEXT NOT NULL DEFAULT '{}' -- fleet.Load as JSON
+		)`,
+		`CREATE TABLE meetings (
+			meeting_id TEXT PRIMARY KEY,
+			node_id    TEXT NOT NULL REFERENCES nodes (id) ON DELETE CASCADE,
+			placed_at  BIGINT NOT NULL -- Unix ms
+		)`,
+		// Placements by node (cascade, PruneMeetings) and newer than a
+		// report (PlacedSince).
+		`CREATE INDEX meetings_node_placed ON meetings (node_id, placed_at)`,
+	},
+}
+
+// migrateLockKey is the PostgreSQL advisory lock that serializes the
+// migrations of replicas starting at once.
+const migrateLockKey = 0x62626261_6c616e63 // "bbbalanc"
+
+// migrate brings the schema to len(migrations) in one transaction, or
+// refuses a database that a newer binary has migrated further.
+func (s *Store) migrate(ctx context.Context) error {
+	err := s.migrateTx(ctx)
+	if err != nil {
+		return fmt.Errorf("store: migrate %s database: %w", s.dialect, err)
+	}
+	return nil
+}
+
+func (s *Store) migrateTx(ctx context.Context) error {
+	tx, err := s.db.BeginTx(ctx, nil) // on SQLite, BEGIN IMMEDIATE holds off other processes
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if s.dialect == postgresDialect {
+		if _, err := tx.ExecContext(ctx, s.q(`SELECT pg_advisory_xact_lock(?)`), int64(migrateLockKey)); err != nil {
+			return err
+		}
+	}
+	_, err = tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    BIGINT PRIMARY KEY,
+		applied_at BIGINT NOT NULL -- Unix ms
+	)`)
+	if err != nil {
+		return err
+	}
+	var version int
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&version); err != nil {
+		return err
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("database schema version %d is newer than this bbb-balancer (%d): upgrade bbb-balancer",
+			version, len(migrations))
+	}
+	for v := version + 1; v <= len(migrations); v++ {
+		for _, stmt := range migrations[v-1] {
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("version %d: %w", v, err)
+			}
+		}
+		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`),
+			v, time.Now().UnixMilli())
+		if err != nil {
+			return fmt.Errorf("version %d: %w", v, err)
+		}
+	}
+	return tx.Commit()
+}

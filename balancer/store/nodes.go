@@ -1,0 +1,316 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+)
+
+const nodeColumns = `id, name, url, secret, role, tags, load_multiplier, state, source, agent_version,
+	report_interval_ms, created_at, last_report_at, last_seq, load_json`
+
+func scanNode(sc scanner) (fleet.Node, error) {
+	var (
+		n                               fleet.Node
+		url                             sql.NullString
+		tags, load                      string
+		interval, created, lastReportAt int64
+	)
+	err := sc.Scan(&n.ID, &n.Name, &url, &n.Secret, &n.Role, &tags, &n.LoadMultiplier, &n.State, &n.Source,
+		&n.AgentVersion, &interval, &created, &lastReportAt, &n.LastSeq, &load)
+	if err != nil {
+		return fleet.Node{}, err
+	}
+	n.URL = url.String
+	n.ReportInterval = time.Duration(interval) * time.Millisecond
+	n.CreatedAt = fromMillis(created)
+	n.LastReportAt = fromMillis(lastReportAt)
+	if err := json.Unmarshal([]byte(tags), &n.Tags); err != nil {
+		return fleet.Node{}, fmt.Errorf("tags: %w", err)
+	}
+	if len(n.Tags) == 0 {
+		n.Tags = nil
+	}
+	if err := json.Unmarshal([]byte(load), &n.Load); err != nil {
+		return fleet.Node{}, fmt.Errorf("load: %w", err)
+	}
+	return n, nil
+}
+
+// newID makes a node ID: 16 random bytes in hex.
+func newID() string {
+	b := make([]byte, 16)
+	rand.Read(b) // never fails (crypto/rand)
+	return hex.EncodeToString(b)
+}
+
+func validState(st fleet.AdminState) error {
+	switch st {
+	case fleet.Enabled, fleet.Cordoned, fleet.Disabled:
+		return nil
+	}
+	return fmt.Errorf("invalid node state %q", st)
+}
+
+// UpsertNode inserts the node or, if a node has its Name, updates it, and
+// returns the node as stored.
+//
+// An insert takes n.ID, or a new random ID if it is empty, n.State (enabled
+// if empty) and n.CreatedAt; empty Role and Source default to bbb and agent,
+// a zero LoadMultiplier to 1. An update changes URL, Secret, Role, Tags,
+// LoadMultiplier, Source, AgentVersion and ReportInterval and keeps ID,
+// State, CreatedAt and the newest report.
+//
+// A URL registered to a node of another name is ErrConflict. Concurrent
+// upserts of one name, from any number of processes, make one node.
+func (s *Store) UpsertNode(ctx context.Context, n fleet.Node) (fleet.Node, error) {
+	if n.Name == "" {
+		return fleet.Node{}, errors.New("store: upsert node: empty name")
+	}
+	if n.ID == "" {
+		n.ID = newID()
+	}
+	if n.State == "" {
+		n.State = fleet.Enabled
+	}
+	if err := validState(n.State); err != nil {
+		return fleet.Node{}, fmt.Errorf("store: upsert node %q: %w", n.Name, err)
+	}
+	if n.Role == "" {
+		n.Role = fleet.RoleBBB
+	}
+	if n.Source == "" {
+		n.Source = fleet.SourceAgent
+	}
+	if n.LoadMultiplier == 0 {
+		n.LoadMultiplier = 1
+	}
+	tags, err := json.Marshal(append([]string{}, n.Tags...)) // [] rather than null
+	if err != nil {
+		return fleet.Node{}, fmt.Errorf("store: upsert node %q: tags: %w", n.Name, err)
+	}
+	load, err := json.Marshal(n.Load)
+	if err != nil {
+		return fleet.Node{}, fmt.Errorf("store: upsert node %q: load: %w", n.Name, err)
+	}
+	url := sql.NullString{String: n.URL, Valid: n.URL != ""}
+
+	row := s.db.QueryRowContext(ctx, s.q(`INSERT INTO nodes (`+nodeColumns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET
+			url = excluded.url, secret = excluded.secret, role = excluded.role, tags = excluded.tags,
+			load_multiplier = excluded.load_multiplier, source = excluded.source,
+			agent_version = excluded.agent_version, report_interval_ms = excluded.report_interval_ms
+		RETURNING `+nodeColumns),
+		n.ID, n.Name, url, n.Secret, n.Role, string(tags), n.LoadMultiplier, n.State, n.Source, n.AgentVersion,
+		n.ReportInterval.Milliseconds(), millis(n.CreatedAt), millis(n.LastReportAt), n.LastSeq, string(load))
+	got, err := scanNode(row)
+	if err != nil {
+		// A unique URL index violation is told apart from other failures by
+		// looking for the URL's owner, which has committed by now.
+		if other, ok := s.urlOwner(ctx, n.URL, n.Name); ok {
+			return fleet.Node{}, fmt.Errorf("store: upsert node %q: URL %s is already registered to node %q: %w",
+				n.Name, n.URL, other, ErrConflict)
+		}
+		return fleet.Node{}, fmt.Errorf("store: upsert node %q: %w", n.Name, err)
+	}
+	return got, nil
+}
+
+// urlOwner names the node other than name that has url, if any.
+func (s *Store) urlOwner(ctx context.Context, url, name string) (string, bool) {
+	if url == "" {
+		return "", false
+	}
+	var other string
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT name FROM nodes WHERE url = ? AND name <> ?`), url, name).Scan(&other)
+	return other, err == nil
+}
+
+// Node returns the node with the ID.
+func (s *Store) Node(ctx context.Context, id string) (fleet.Node, error) {
+	n, err := scanNode(s.rdb.QueryRowContext(ctx, s.q(`SELECT `+nodeColumns+` FROM nodes WHERE id = ?`), id))
+	if err != nil {
+		return fleet.Node{}, fmt.Errorf("store: node %q: %w", id, notFound(err))
+	}
+	return n, nil
+}
+
+// NodeByName returns the node with the name.
+func (s *Store) NodeByName(ctx context.Context, name string) (fleet.Node, error) {
+	n, err := scanNode(s.rdb.QueryRowContext(ctx, s.q(`SELECT `+nodeColumns+` FROM nodes WHERE name = ?`), name))
+	if err != nil {
+		return fleet.Node{}, fmt.Errorf("store: node named %q: %w", name, notFound(err))
+	}
+	return n, nil
+}
+
+// Nodes returns all nodes, ordered by name.
+func (s *Store) Nodes(ctx context.Context) ([]fleet.Node, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT `+nodeColumns+` FROM nodes ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("store: list nodes: %w", err)
+	}
+	defer rows.Close()
+	var nodes []fleet.Node
+	for rows.Next() {
+		n, err := scanNode(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: list nodes: %w", err)
+		}
+		nodes = append(nodes, n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: list nodes: %w", err)
+	}
+	return nodes, nil
+}
+
+// RenameNode gives the node a new name, keeping everything else (an agent
+// adopting a node an operator added by URL). A name another node has is
+// ErrConflict.
+func (s *Store) RenameNode(ctx context.Context, id, name string) error {
+	if name == "" {
+		return fmt.Errorf("store: rename node %q: empty name", id)
+	}
+	res, err := s.db.ExecContext(ctx, s.q(`UPDATE nodes SET name = ? WHERE id = ?`), name, id)
+	if err != nil {
+		// As in UpsertNode: a unique name violation shows as the name's owner.
+		var owner string
+		if s.db.QueryRowContext(ctx, s.q(`SELECT id FROM nodes WHERE name = ? AND id <> ?`), name, id).Scan(&owner) == nil {
+			return fmt.Errorf("store: rename node %q to %q: the name belongs to node %q: %w", id, name, owner, ErrConflict)
+		}
+		return fmt.Errorf("store: rename node %q to %q: %w", id, name, err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return fmt.Errorf("store: rename node %q to %q: %w", id, name, cmp.Or(err, ErrNotFound))
+	}
+	return nil
+}
+
+// SetNodeState sets the node's admin state and returns the node.
+func (s *Store) SetNodeState(ctx context.Context, id string, st fleet.AdminState) (fleet.Node, error) {
+	if err := validState(st); err != nil {
+		return fleet.Node{}, fmt.Errorf("store: set node %q state: %w", id, err)
+	}
+	n, err := scanNode(s.db.QueryRowContext(ctx, s.q(`UPDATE nodes SET state = ? WHERE id = ? RETURNING `+nodeColumns), st, id))
+	if err != nil {
+		return fleet.Node{}, fmt.Errorf("store: set node %q state %s: %w", id, st, notFound(err))
+	}
+	return n, nil
+}
+
+// SetNodeStateIf sets the node's admin state to to if it is from, and says
+// whether it did (compare-and-set).
+func (s *Store) SetNodeStateIf(ctx context.Context, id string, from, to fleet.AdminState) (bool, error) {
+	if err := validState(to); err != nil {
+		return false, fmt.Errorf("store: set node %q state: %w", id, err)
+	}
+	res, err := s.db.ExecContext(ctx, s.q(`UPDATE nodes SET state = ? WHERE id = ? AND state = ?`), to, id, from)
+	if err != nil {
+		return false, fmt.Errorf("store: set node %q state %s if %s: %w", id, to, from, err)
+	}
+	if changed, err := res.RowsAffected(); err != nil || changed == 1 {
+		return changed == 1, err
+	}
+	if err := s.nodeExists(ctx, id); err != nil {
+		return false, fmt.Errorf("store: set node %q state %s if %s: %w", id, to, from, err)
+	}
+	return false, nil
+}
+
+// nodeExists is nil if the node exists, else ErrNotFound or the failure.
+func (s *Store) nodeExists(ctx context.Context, id string) error {
+	var one int
+	return notFound(s.db.QueryRowContext(ctx, s.q(`SELECT 1 FROM nodes WHERE id = ?`), id).Scan(&one))
+}
+
+// DeleteNode deletes the node and its meeting placements.
+func (s *Store) DeleteNode(ctx context.Context, id string) error {
+	res, err := s.db.ExecContext(ctx, s.q(`DELETE FROM nodes WHERE id = ?`), id)
+	if err == nil {
+		var n int64
+		if n, err = res.RowsAffected(); err == nil && n == 0 {
+			err = ErrNotFound
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("store: delete node %q: %w", id, err)
+	}
+	return nil
+}
+
+// reportRow is one report as RecordReports sends it to the database.
+type reportRow struct {
+	NodeID string     `json:"id"`
+	At     int64      `json:"at"` // Unix ms
+	Seq    int64      `json:"seq"`
+	Load   fleet.Load `json:"load"`
+}
+
+// RecordReports stores a batch of reports in one statement. A report applies
+// only if it was received after the node's stored one, so a late batch never
+// overwrites a newer report; of several reports for one node in the batch,
+// the newest counts. Reports for unknown nodes are ignored.
+func (s *Store) RecordReports(ctx context.Context, reports []fleet.Report) error {
+	if len(reports) == 0 {
+		return nil
+	}
+	rows := make([]reportRow, 0, len(reports))
+	index := make(map[string]int, len(reports)) // node ID -> its row
+	for _, r := range reports {
+		row := reportRow{NodeID: r.NodeID, At: millis(r.ReceivedAt), Seq: r.Seq, Load: r.Load}
+		i, seen := index[r.NodeID]
+		switch {
+		case !seen:
+			index[r.NodeID] = len(rows)
+			rows = append(rows, row)
+		case row.At > rows[i].At || row.At == rows[i].At && row.Seq > rows[i].Seq:
+			rows[i] = row
+		}
+	}
+	batch, err := json.Marshal(rows)
+	if err != nil {
+		return fmt.Errorf("store: record %d reports: %w", len(reports), err)
+	}
+	_, err = s.db.ExecContext(ctx, s.q(`WITH r AS (
+			SELECT CAST(value ->> 'id' AS TEXT) AS id, CAST(value ->> 'at' AS BIGINT) AS received_at,
+				CAST(value ->> 'seq' AS BIGINT) AS seq, CAST(value -> 'load' AS TEXT) AS load_json
+			FROM `+s.jsonElements(false)+`
+		)
+		UPDATE nodes SET last_report_at = r.received_at, last_seq = r.seq, load_json = r.load_json
+		FROM r WHERE nodes.id = r.id AND nodes.last_report_at < r.received_at`), string(batch))
+	if err != nil {
+		return fmt.Errorf("store: record %d reports: %w", len(reports), err)
+	}
+	return nil
+}
+
+// RecordPoll stores the load a poll of an operator-added node found at at,
+// unless a newer poll is stored. LastSeq counts the polls.
+func (s *Store) RecordPoll(ctx context.Context, id string, at time.Time, load fleet.Load) error {
+	b, err := json.Marshal(load)
+	if err != nil {
+		return fmt.Errorf("store: record poll of node %q: %w", id, err)
+	}
+	res, err := s.db.ExecContext(ctx, s.q(`UPDATE nodes SET last_report_at = ?, last_seq = last_seq + 1, load_json = ?
+		WHERE id = ? AND last_report_at < ?`), millis(at), string(b), id, millis(at))
+	if err == nil {
+		var n int64
+		if n, err = res.RowsAffected(); err == nil && n == 0 {
+			err = s.nodeExists(ctx, id) // a stale poll is no error, an unknown node is
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("store: record poll of node %q: %w", id, err)
+	}
+	return nil
+}

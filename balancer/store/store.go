@@ -1,0 +1,236 @@
+// Package store is the balancer's persistence: the node registry with each
+// node's newest load, and the placement of meetings on nodes. It runs on
+// embedded SQLite (one balancer) or on PostgreSQL (balancer replicas sharing
+// one database), with one set of queries and versioned migrations.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	// Database drivers, registered as "pgx" and "sqlite".
+	_ "github.com/jackc/pgx/v5/stdlib"
+	_ "modernc.org/sqlite"
+)
+
+// Errors that callers check with errors.Is.
+var (
+	// ErrNotFound: no such node or meeting placement.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: the change clashes with another record, e.g. a node URL
+	// already registered under another name.
+	ErrConflict = errors.New("conflict")
+)
+
+// The dialects, as Dialect reports them.
+const (
+	sqliteDialect   = "sqlite"
+	postgresDialect = "postgres"
+)
+
+// SQLite settings.
+const (
+	sqliteFile        = "balancer.db" // under the data directory
+	sqliteBusyTimeout = 5 * time.Second
+)
+
+// postgresMaxConns bounds one replica's connections; several replicas share
+// the server's max_connections (100 by default).
+const postgresMaxConns = 16
+
+// Store is the balancer's database. It is safe for concurrent use.
+type Store struct {
+	dialect string
+	// db runs the writes, and the reads that must see the latest write
+	// (the answers of ClaimMeeting and MoveMeeting). On SQLite it is one
+	// connection, so this process's writers queue in Go instead of
+	// contending for the database lock.
+	db *sql.DB
+	// rdb runs plain reads: on SQLite a pool of read-only connections that
+	// WAL lets run beside the writer; on PostgreSQL the same pool as db.
+	rdb *sql.DB
+}
+
+// Open opens the database named by dsn and migrates it to this binary's
+// schema. dsn is a postgres:// or postgresql:// URL for PostgreSQL, or
+// sqlite:PATH or a plain file path for SQLite (the parent directory is
+// created).
+func Open(ctx context.Context, dsn string) (*Store, error) {
+	dialect, target, err := parseDSN(dsn)
+	if err != nil {
+		return nil, err
+	}
+	var s *Store
+	switch dialect {
+	case postgresDialect:
+		s = openPostgres(target)
+	default:
+		s, err = openSQLite(ctx, target)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := s.migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// OpenDataDir opens (creating it if need be) the SQLite database in dir.
+func OpenDataDir(ctx context.Context, dir string) (*Store, error) {
+	return Open(ctx, "sqlite:"+filepath.Join(dir, sqliteFile))
+}
+
+// parseDSN tells the dialect and what its driver opens: the URL itself for
+// PostgreSQL, the file path for SQLite.
+func parseDSN(dsn string) (dialect, target string, err error) {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		return postgresDialect, dsn, nil
+	}
+	path, isSQLite := strings.CutPrefix(dsn, "sqlite:")
+	if !isSQLite {
+		// Only the scheme is shown: the rest of a URL may hold a password.
+		if scheme, _, ok := strings.Cut(dsn, "://"); ok {
+			return "", "", fmt.Errorf("store: unsupported database URL scheme %q: want postgres://, postgresql://, sqlite:PATH or a file path", scheme)
+		}
+	}
+	switch {
+	case path == "":
+		return "", "", errors.New("store: empty database path")
+	case strings.ContainsAny(path, "?#"):
+		return "", "", fmt.Errorf("store: SQLite path %q: must not contain ? or #", path)
+	}
+	return sqliteDialect, path, nil
+}
+
+func openPostgres(dsn string) *Store {
+	db, _ := sql.Open("pgx", dsn) // cannot fail: the driver is registered and connects lazily
+	db.SetMaxOpenConns(postgresMaxConns)
+	db.SetMaxIdleConns(postgresMaxConns)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	return &Store{dialect: postgresDialect, db: db, rdb: db}
+}
+
+func openSQLite(ctx context.Context, path string) (*Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	params := "?_busy_timeout=" + strconv.FormatInt(sqliteBusyTimeout.Milliseconds(), 10) +
+		"&_foreign_keys=1&_synchronous=NORMAL"
+	// Write transactions take the write lock at BEGIN: a transaction that
+	// read first and then asks for the lock could fail at once with
+	// SQLITE_BUSY, busy timeout or not.
+	db, _ := sql.Open("sqlite", path+params+"&_journal_mode=WAL&_txlock=immediate") // lazy, as above
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
+	// The first connection creates the file and turns on WAL before any
+	// reader opens it.
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	rdb, _ := sql.Open("sqlite", path+params+"&_query_only=1")
+	readers := max(4, runtime.GOMAXPROCS(0))
+	rdb.SetMaxOpenConns(readers)
+	rdb.SetMaxIdleConns(readers)
+	return &Store{dialect: sqliteDialect, db: db, rdb: rdb}, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error {
+	err := s.db.Close()
+	if s.rdb != s.db {
+		err = errors.Join(err, s.rdb.Close())
+	}
+	return err
+}
+
+// Dialect is "sqlite" or "postgres".
+func (s *Store) Dialect() string { return s.dialect }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	err := s.db.PingContext(ctx)
+	if err == nil && s.rdb != s.db {
+		err = s.rdb.PingContext(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("store: ping %s: %w", s.dialect, err)
+	}
+	return nil
+}
+
+// q rewrites a query written with ? placeholders for the dialect:
+// PostgreSQL numbers them $1..$n. No query here has a ? inside a literal.
+func (s *Store) q(query string) string {
+	if s.dialect != postgresDialect {
+		return query
+	}
+	var b strings.Builder
+	b.Grow(len(query) + 16)
+	n := 0
+	for _, r := range query {
+		if r == '?' {
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// jsonElements is a FROM item with one row per element of the JSON array
+// bound to its one placeholder, in a column named value: JSON for objects,
+// SQL text for strings. One parameter carries a whole batch, whatever its
+// size, and the query text stays the same (prepared once by pgx).
+func (s *Store) jsonElements(text bool) string {
+	switch {
+	case s.dialect != postgresDialect:
+		return "json_each(?)"
+	case text:
+		return "jsonb_array_elements_text(CAST(? AS jsonb))"
+	default:
+		return "jsonb_array_elements(CAST(? AS jsonb))"
+	}
+}
+
+// Times are stored as Unix milliseconds, 0 for none.
+func millis(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func fromMillis(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms).UTC()
+}
+
+// scanner is a *sql.Row or *sql.Rows.
+type scanner interface {
+	Scan(dest ...any) error
+}
+
+// notFound turns sql.ErrNoRows into ErrNotFound.
+func notFound(err error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNotFound
+	}
+	return err
+}
