@@ -50,9 +50,11 @@ func (s *Server) serverView(n nodeView) adminapi.Server {
 	return v
 }
 
+// hostname is the host of a node's URL, with the port when it has one, so
+// that two servers on one address stay apart.
 func hostname(apiURL, fallback string) string {
-	if u, err := url.Parse(apiURL); err == nil && u.Hostname() != "" {
-		return u.Hostname()
+	if u, err := url.Parse(apiURL); err == nil && u.Host != "" {
+		return u.Host
 	}
 	return fallback
 }

@@ -1,0 +1,192 @@
+package balancer
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bbb-agent/bbb-agent/balancer/agentapi"
+	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+	"github.com/bbb-agent/bbb-agent/bbb"
+)
+
+func TestAgentAPIAuthAndErrors(t *testing.T) {
+	e := newEnv(t, backends[0].dsn(t), newClock())
+	e.addNodes(1)
+	tests := []struct {
+		name, path, token, body string
+		status                  int
+		code                    string
+	}{
+		{"no token", agentapi.PathReport, "", `{"node":"bbb1"}`, http.StatusUnauthorized, agentapi.CodeUnauthorized},
+		{"wrong token", agentapi.PathReport, "nope", `{"node":"bbb1"}`, http.StatusUnauthorized, agentapi.CodeUnauthorized},
+		{"admin token is not an agent token", agentapi.PathReport, adminToken, `{"node":"bbb1"}`, http.StatusUnauthorized, agentapi.CodeUnauthorized},
+		{"garbage", agentapi.PathReport, agentToken, `{{{`, http.StatusBadRequest, agentapi.CodeBadRequest},
+		{"unknown node", agentapi.PathReport, agentToken, `{"node":"ghost"}`, http.StatusNotFound, agentapi.CodeUnknownNode},
+		{"register without name", agentapi.PathRegister, agentToken, `{"url":"http://127.0.0.1:1","secret":"s"}`, http.StatusBadRequest, agentapi.CodeBadRequest},
+		{"register without secret", agentapi.PathRegister, agentToken, `{"node":"x","url":"http://127.0.0.1:1"}`, http.StatusBadRequest, agentapi.CodeBadRequest},
+		{"register bad URL", agentapi.PathRegister, agentToken, `{"node":"x","url":"bbb.example.com","secret":"s"}`, http.StatusBadRequest, agentapi.CodeBadRequest},
+		{"register bad role", agentapi.PathRegister, agentToken, `{"node":"x","url":"http://127.0.0.1:1","secret":"s","role":"sfu"}`, http.StatusBadRequest, agentapi.CodeBadRequest},
+		{"register URL of another agent's node", agentapi.PathRegister, agentToken, `{"node":"other","url":"` + e.nodes[0].http.URL + `","secret":"s"}`, http.StatusConflict, agentapi.CodeConflict},
+		{"drain unknown", agentapi.PathDrain, agentToken, `{"node":"ghost"}`, http.StatusNotFound, agentapi.CodeUnknownNode},
+		{"oversize", agentapi.PathReport, agentToken, `{"node":"` + strings.Repeat("x", agentapi.MaxBodyBytes) + `"}`, http.StatusBadRequest, agentapi.CodeBadRequest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodPost, e.http.URL+tt.path, strings.NewReader(tt.body))
+			if tt.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tt.token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			var ae agentapi.Error
+			if resp.StatusCode != tt.status || json.Unmarshal(body, &ae) != nil || ae.Code != tt.code || ae.Error == "" {
+				t.Fatalf("HTTP %d %s, want %d %s", resp.StatusCode, body, tt.status, tt.code)
+			}
+		})
+	}
+}
+
+// TestAgentLifecycle: register twice (no duplicate), drain and undrain,
+// deregister twice, and the report reply carrying an operator's cordon.
+func TestAgentLifecycle(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, dsn string) {
+		e := newEnv(t, dsn, newClock())
+		e.addNodes(1)
+		nd := e.nodes[0]
+		first := e.register(nd)
+		second := e.register(nd)
+		if first.NodeID != second.NodeID || len(e.status()) != 1 {
+			t.Fatalf("re-registration made a duplicate: %v %v, %d nodes", first, second, len(e.status()))
+		}
+		e.adminState(nd.name, "cordon")
+		// An operator's cordon reaches the agent with its next report.
+		if resp := e.report(nd, fleet.Load{Meetings: 1, BBBHealthy: true}); resp.State != fleet.Cordoned {
+			t.Fatalf("report reply state %s, want cordoned", resp.State)
+		}
+		var st agentapi.StateResponse
+		e.agentCall(agentapi.PathUndrain, agentapi.NodeRequest{Node: nd.name}, &st, http.StatusOK)
+		if st.State != fleet.Enabled {
+			t.Fatalf("undrain: %s", st.State)
+		}
+		e.agentCall(agentapi.PathDrain, agentapi.NodeRequest{Node: nd.name}, &st, http.StatusOK)
+		if st.State != fleet.Cordoned {
+			t.Fatalf("drain: %s", st.State)
+		}
+		// A re-registration (agent restart) keeps the drain.
+		if again := e.register(nd); again.State != fleet.Cordoned {
+			t.Fatalf("restart lost the cordon: %s", again.State)
+		}
+		e.agentCall(agentapi.PathDeregister, agentapi.NodeRequest{Node: nd.name}, &st, http.StatusOK)
+		e.agentCall(agentapi.PathDeregister, agentapi.NodeRequest{Node: nd.name}, &st, http.StatusOK)
+		if n := len(e.status()); n != 0 {
+			t.Fatalf("%d nodes after deregister", n)
+		}
+		// Its reports are refused until it registers again.
+		e.agentCall(agentapi.PathReport, agentapi.ReportRequest{Node: nd.name}, nil, http.StatusNotFound)
+	})
+}
+
+// TestReportPrunesEndedMeetings: a report's meeting list makes the balancer
+// forget placements of meetings that ended on the node by themselves.
+func TestReportPrunesEndedMeetings(t *testing.T) {
+	clk := newClock()
+	e := newEnv(t, backends[0].dsn(t), clk)
+	e.addNodes(1)
+	cx := ctxT(t)
+	for _, id := range []string{"keep-me", "ends-alone"} {
+		if _, err := e.client.Create(cx, bbb.CreateRequest{MeetingID: id, Name: "x"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.Advance(10 * time.Second)
+	var resp agentapi.ReportResponse
+	e.agentCall(agentapi.PathReport, agentapi.ReportRequest{Node: e.nodes[0].name, Load: fleet.Load{Meetings: 1}, MeetingIDs: []string{"keep-me"}}, &resp, http.StatusOK)
+	e.srv.bg.Wait()
+	if _, err := e.store.Meeting(cx, "keep-me"); err != nil {
+		t.Fatalf("running meeting forgotten: %v", err)
+	}
+	if _, err := e.store.Meeting(cx, "ends-alone"); err == nil {
+		t.Fatal("ended meeting still placed")
+	}
+}
+
+// TestPolledNodes: a node added by an operator without an agent is polled,
+// goes online, takes meetings, and an agent can later adopt it.
+func TestPolledNodes(t *testing.T) {
+	clk := newClock()
+	e := newEnv(t, backends[0].dsn(t), clk)
+	e.addNodes(1) // gives us a running simulator; take it out of the registry again
+	nd := e.nodes[0]
+	var st agentapi.StateResponse
+	e.agentCall(agentapi.PathDeregister, agentapi.NodeRequest{Node: nd.name}, &st, http.StatusOK)
+
+	code, body := e.do(http.MethodPost, "/admin/v1/servers", adminToken, map[string]any{"url": nd.http.URL + "/bigbluebutton/api/", "secret": nd.secret})
+	if code != http.StatusOK {
+		t.Fatalf("add: HTTP %d %s", code, body)
+	}
+	cx := ctxT(t)
+	e.srv.pollAll(cx)
+	s := e.status()
+	if len(s) != 1 || !s[0].Online || s[0].Source != fleet.SourcePoll {
+		t.Fatalf("polled node: %+v", s)
+	}
+	if _, err := e.client.Create(cx, bbb.CreateRequest{MeetingID: "on-polled", Name: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Second)
+	e.srv.pollAll(cx)
+	if s := e.status(); s[0].Meetings != 1 {
+		t.Fatalf("poll did not count the meeting: %+v", s[0])
+	}
+	// The operator installs an agent on it: same URL, the agent's name.
+	e.register(nd)
+	s = e.status()
+	if len(s) != 1 || s[0].Name != nd.name || s[0].Source != fleet.SourceAgent {
+		t.Fatalf("adoption: %+v", s)
+	}
+	if _, err := e.store.Meeting(cx, "on-polled"); err != nil {
+		t.Fatalf("adoption lost the placement: %v", err)
+	}
+}
+
+func TestMetricsAndHealth(t *testing.T) {
+	e := newEnv(t, backends[0].dsn(t), newClock())
+	e.addNodes(2)
+	if _, err := e.client.Create(ctxT(t), bbb.CreateRequest{MeetingID: "metered", Name: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	code, body := e.do(http.MethodGet, "/healthz", "", nil)
+	if code != http.StatusOK {
+		t.Fatalf("healthz: %d %s", code, body)
+	}
+	code, body = e.do(http.MethodGet, "/metrics", "", nil)
+	if code != http.StatusOK {
+		t.Fatalf("metrics: %d", code)
+	}
+	for _, want := range []string{
+		`bbb_balancer_node_online{node="bbb1"} 1`,
+		`bbb_balancer_node_state{node="bbb2",state="enabled"} 1`,
+		`bbb_balancer_placements_total{result="new"} 1`,
+		`bbb_balancer_api_requests_total{call="create",result="SUCCESS"} 1`,
+		`bbb_balancer_reports_total 2`,
+		`bbb_balancer_api_request_duration_seconds_bucket{call="create"`,
+		`bbb_balancer_node_load{node="bbb1"}`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	for _, secret := range []string{lbSecret, agentToken, adminToken, e.nodes[0].secret} {
+		if strings.Contains(string(body), secret) {
+			t.Fatal("metrics leak a secret")
+		}
+	}
+}
