@@ -1,54 +1,96 @@
 #!/usr/bin/env bash
-# make demo: start a simulated BBB server and talk to it the way a front-end
-# does, with checksums computed in the shell, then through the balancer and
-# agents as they arrive.
+# make demo: bbb-balancer on its embedded database in front of three simulated
+# BBB servers, driven the way a front-end and an operator drive it. Checksums
+# are computed in the shell, as any BBB API client would. Needs only the
+# binaries `make build` puts in bin/, curl and coreutils.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin}
-SECRET=${SECRET:-demo-secret-$(date +%s)}
+LB_SECRET=demo-balancer-secret-$RANDOM$RANDOM
+ADMIN_TOKEN=demo-admin-$RANDOM$RANDOM
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-# sign CALL QUERY -> the query with its sha256 checksum appended
-sign() {
-	local sum
-	sum=$(printf '%s' "$1$2$SECRET" | sha256sum | cut -d' ' -f1)
-	if [ -n "$2" ]; then printf '%s&checksum=%s' "$2" "$sum"; else printf 'checksum=%s' "$sum"; fi
+# wait_url LOGFILE: print the first http://127.0.0.1:PORT the process logged.
+wait_url() {
+	local url=""
+	for _ in $(seq 100); do
+		url=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$1" | head -n1 || true)
+		[ -n "$url" ] && { echo "$url"; return; }
+		sleep 0.1
+	done
+	echo "did not start:" >&2; cat "$1" >&2; exit 1
 }
 
-step "start bbb-sim on a free loopback port"
-"$BIN/bbb-sim" --listen 127.0.0.1:0 --secret "$SECRET" --recordings-dir "$work/recordings" >"$work/sim.log" 2>&1 &
-for _ in $(seq 50); do
-	url=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$work/sim.log" | head -n1 || true)
-	[ -n "$url" ] && break
-	sleep 0.1
+# api CALL QUERY: a signed GET to the balancer's BBB API (sha256).
+api() {
+	local sum q=$2
+	sum=$(printf '%s' "$1$q$LB_SECRET" | sha256sum | cut -d' ' -f1)
+	[ -n "$q" ] && q="$q&"
+	curl -fsS "$LB/bigbluebutton/api/$1?${q}checksum=$sum"
+}
+
+lb() { "$BIN/bbb-balancer" --url "$LB" --admin-token "$ADMIN_TOKEN" "$@"; }
+
+step "start bbb-balancer (embedded database in $work/balancer)"
+"$BIN/bbb-balancer" serve --listen 127.0.0.1:0 --secret "$LB_SECRET" --agent-token "demo-agent-$RANDOM" \
+	--admin-token "$ADMIN_TOKEN" --data-dir "$work/balancer" --poll-interval 1s >"$work/balancer.log" 2>&1 &
+pids+=($!)
+LB=$(wait_url "$work/balancer.log")
+echo "front-ends use $LB/bigbluebutton/api/ with the balancer's secret"
+
+step "start three simulated BBB servers and add them to the balancer"
+secrets=()
+for i in 1 2 3; do
+	secrets[$i]=node-secret-$i-$RANDOM$RANDOM
+	"$BIN/bbb-sim" --listen 127.0.0.1:0 --secret "${secrets[$i]}" --recordings-dir "$work/sim$i" >"$work/sim$i.log" 2>&1 &
+	pids+=($!)
 done
-[ -n "${url:-}" ] || { echo "bbb-sim did not start:"; cat "$work/sim.log"; exit 1; }
-api="$url/bigbluebutton/api"
-echo "bbb-sim is at $api"
+for i in 1 2 3; do
+	url=$(wait_url "$work/sim$i.log")
+	id=$(lb servers add "$url/bigbluebutton/api/" "${secrets[$i]}")
+	echo "bbb$i: $url -> server id $id"
+done
+sleep 1.5
+lb status
 
-step "API root (health check, no checksum)"
-curl -fsS "$api"; echo
+step "front-end: create 9 meetings through the balancer"
+for i in $(seq 1 9); do
+	api create "meetingID=class-$i&name=Class+$i&record=true" | grep -o '<internalMeetingID>[^<]*' | sed 's/<internalMeetingID>/created /'
+done
 
-step "create, signed with sha256 in the shell"
-q='meetingID=demo-room&name=Demo+Room&record=true'
-curl -fsS "$api/create?$(sign create "$q")"; echo
+step "front-end: join class-1 (the browser follows this 302 to the meeting's node)"
+curl -sS -o /dev/null -w 'HTTP %{http_code} -> %{redirect_url}\n' \
+	"$LB/bigbluebutton/api/join?fullName=Ada&meetingID=class-1&role=MODERATOR&checksum=$(printf '%s' "joinfullName=Ada&meetingID=class-1&role=MODERATOR$LB_SECRET" | sha256sum | cut -d' ' -f1)"
 
-step "join (the browser would follow this 302)"
-q='fullName=Ada&meetingID=demo-room&role=MODERATOR'
-curl -sS -o /dev/null -w 'HTTP %{http_code} -> %{redirect_url}\n' "$api/join?$(sign join "$q")"
+step "front-end: getMeetings answers for the whole fleet"
+api getMeetings "" | grep -o '<meetingID>[^<]*' | sed 's/<meetingID>/  /' | sort
 
-step "getMeetings"
-curl -fsS "$api/getMeetings?$(sign getMeetings '')"; echo
+sleep 1.5
+step "operator: bbb-balancer status"
+lb status
 
-step "a wrong checksum is refused"
-curl -fsS "$api/getMeetings?checksum=0000000000000000000000000000000000000000"; echo
+step "operator: cordon the first server; new meetings go elsewhere, running ones go on"
+first=$(lb status --json | grep -o '"id": "[^"]*"' | head -n1 | cut -d'"' -f4)
+lb servers cordon "$first"
+for i in 10 11 12; do api create "meetingID=class-$i&name=Class+$i" >/dev/null; done
+sleep 1.5
+lb status
 
-step "end the meeting: the simulator publishes a recording"
-curl -fsS "$api/end?$(sign end 'meetingID=demo-room')"; echo
-find "$work/recordings" -type f | sed "s|$work/||" | sort | head -n 20
+step "a wrong checksum gets BBB's answer"
+curl -fsS "$LB/bigbluebutton/api/getMeetings?checksum=0000000000000000000000000000000000000000"; echo
 
-step "getRecordings"
-curl -fsS "$api/getRecordings?$(sign getRecordings 'meetingID=demo-room')" | head -c 1200; echo
+step "end every meeting; the cordoned server, once empty, turns disabled"
+for i in $(seq 1 12); do api end "meetingID=class-$i" >/dev/null; done
+sleep 2.5
+lb status
+echo
+echo "demo done: the balancer placed, joined, listed, cordoned and ended meetings on three simulated BBB servers."
