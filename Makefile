@@ -31,6 +31,7 @@ bench:
 # A longer fuzzing run of every fuzz target (the seed corpora run in `make test`).
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./bbb
+	$(GO) test -run '^$$' -fuzz '^FuzzAPIRequest$$' -fuzztime $(FUZZTIME) ./balancer
 
 demo: build
 	./scripts/demo.sh
