@@ -373,3 +373,62 @@ func TestNoNodes(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestSecretsAndAlgorithms: every algorithm, with any of several secrets.
+func TestSecretsAndAlgorithms(t *testing.T) {
+	clk := newClock()
+	st := openStore(t, backends[0].dsn(t))
+	srv, err := New(ctxT(t), Config{Secrets: []string{"first-secret-abcdef", "second-secret-abcdef"}, AgentToken: agentToken,
+		AdminToken: adminToken, Clock: clk.Now}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptestServer(t, srv)
+	for _, secret := range []string{"first-secret-abcdef", "second-secret-abcdef"} {
+		for _, alg := range bbb.AllAlgorithms {
+			c, err := bbb.NewClient(ts, secret, bbb.WithAlgorithm(alg))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.GetMeetings(ctxT(t)); err != nil {
+				t.Errorf("%s with secret %s: %v", alg, secret[:5], err)
+			}
+		}
+	}
+	c, _ := bbb.NewClient(ts, "third-secret-abcdef")
+	if _, err := c.GetMeetings(ctxT(t)); !errors.Is(err, bbb.ErrChecksum) {
+		t.Fatalf("unknown secret: %v", err)
+	}
+	if _, err := New(ctxT(t), Config{Secrets: []string{"short"}, AgentToken: "a", AdminToken: "b"}, st); err == nil {
+		t.Fatal("a 5-character secret was accepted")
+	}
+}
+
+// TestRemovedNodeMeetingPlacedAgain: a create for a meeting whose node an
+// operator removed lands on another node.
+func TestRemovedNodeMeetingPlacedAgain(t *testing.T) {
+	e := newEnv(t, backends[0].dsn(t), newClock())
+	e.addNodes(2)
+	cx := ctxT(t)
+	if _, err := e.client.Create(cx, bbb.CreateRequest{MeetingID: "orphan", Name: "x", Documents: []bbb.Document{{URL: "https://example.com/a.pdf", Filename: "a.pdf"}}}); err != nil {
+		t.Fatal(err)
+	}
+	gone := e.nodeOf("orphan")[0]
+	for _, m := range e.node(gone).sim.Stats().Meetings {
+		if m.MeetingID == "orphan" && m.Documents != 1 {
+			t.Fatalf("the POST body did not reach the node: %d documents", m.Documents)
+		}
+	}
+	if code, body := e.do(http.MethodDelete, "/admin/v1/servers/"+gone, adminToken, nil); code != http.StatusOK {
+		t.Fatalf("remove: %d %s", code, body)
+	}
+	if _, err := e.client.Create(cx, bbb.CreateRequest{MeetingID: "orphan", Name: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, on := range e.nodeOf("orphan") {
+		if on != gone {
+			return
+		}
+	}
+	t.Fatalf("meeting of a removed node not placed again: %v", e.nodeOf("orphan"))
+}

@@ -239,3 +239,9 @@ func (e *env) status() []adminapi.Server {
 	}
 	return out
 }
+
+func httptestServer(t *testing.T, srv *Server) string {
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	return ts.URL
+}
