@@ -28,6 +28,13 @@ func APIURL(serverURL string) (string, error) {
 		return "", fmt.Errorf("BBB server URL %q: want http(s)://host[:port], e.g. https://bbb1.example.com", serverURL)
 	}
 	u.RawQuery, u.Fragment = "", ""
+	// One server, one URL: the scheme's default port is left out.
+	if u.Scheme == "https" && u.Port() == "443" || u.Scheme == "http" && u.Port() == "80" {
+		u.Host = u.Hostname()
+		if strings.Contains(u.Host, ":") {
+			u.Host = "[" + u.Host + "]"
+		}
+	}
 	p := strings.TrimRight(u.Path, "/")
 	p = strings.TrimSuffix(p, "/api")
 	p = strings.TrimSuffix(p, "/bigbluebutton")

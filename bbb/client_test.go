@@ -289,6 +289,10 @@ func TestAPIURL(t *testing.T) {
 		"https://bbb1.example.com/bigbluebutton/api/":  "https://bbb1.example.com/bigbluebutton/api/",
 		"http://127.0.0.1:8080/prefix/bigbluebutton/":  "http://127.0.0.1:8080/prefix/bigbluebutton/api/",
 		" https://bbb1.example.com/bigbluebutton/api ": "https://bbb1.example.com/bigbluebutton/api/",
+		"https://bbb1.example.com:443/":                "https://bbb1.example.com/bigbluebutton/api/",
+		"http://bbb1.example.com:80/bigbluebutton/api": "http://bbb1.example.com/bigbluebutton/api/",
+		"https://[2001:db8::1]:443/":                   "https://[2001:db8::1]/bigbluebutton/api/",
+		"https://bbb1.example.com:8443/":               "https://bbb1.example.com:8443/bigbluebutton/api/",
 	} {
 		if got, err := bbb.APIURL(in); err != nil || got != want {
 			t.Errorf("APIURL(%q) = %q, %v; want %q", in, got, err, want)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -86,7 +87,10 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("balancer at %s: %w", c.base, err)
+		if ue := (*url.Error)(nil); errors.As(err, &ue) {
+			err = ue.Err // the URL is in the message already
+		}
+		return fmt.Errorf("cannot reach the balancer at %s (is bbb-balancer serve running there? check --url or BBB_BALANCER_URL): %w", c.base, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))

@@ -81,37 +81,104 @@ func printStatus(w io.Writer, servers []adminapi.Server) {
 	tw.Flush()
 }
 
+// age tells how long ago a node last reported. A report stamped slightly in
+// the future (another replica's clock) counts as just now.
 func age(sec *float64) string {
 	if sec == nil {
 		return "never"
 	}
-	return (time.Duration(*sec * float64(time.Second))).Round(100*time.Millisecond).String() + " ago"
+	return max(time.Duration(*sec*float64(time.Second)), 0).Round(100*time.Millisecond).String() + " ago"
 }
 
-func serversCommand() *cli.Command {
-	idArg := func(c *cli.Context) (string, error) {
-		if c.NArg() != 1 {
-			return "", fmt.Errorf("%s needs exactly one server ID or name (bbb-balancer servers list shows them)", c.Command.Name)
+// withArgs wraps a servers subcommand's action: it takes the command's flags
+// also after the arguments (urfave/cli stops parsing flags at the first
+// argument, and operators write `servers panic ID --yes`), answers --help
+// there, and wants exactly n arguments; need says which, for the error.
+func withArgs(n int, need string, action func(c *cli.Context, args []string) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		args, help, err := positional(c)
+		if err != nil {
+			return err
 		}
-		return c.Args().First(), nil
+		if help {
+			cli.HelpPrinter(c.App.Writer, cli.CommandHelpTemplate, c.Command)
+			return nil
+		}
+		if len(args) != n {
+			return fmt.Errorf("servers %s needs %s (usage: bbb-balancer servers %s [options] %s)", c.Command.Name, need, c.Command.Name, c.Command.ArgsUsage)
+		}
+		return action(c, args)
 	}
-	setState := func(st fleet.AdminState) cli.ActionFunc {
-		return func(c *cli.Context) error {
-			id, err := idArg(c)
-			if err != nil {
-				return err
+}
+
+// positional splits the command's arguments from its flags written after
+// them, and sets those flags. A "--" ends the flags (for a secret that starts
+// with a dash). help reports a --help or -h among them.
+func positional(c *cli.Context) (args []string, help bool, err error) {
+	rest := c.Args().Slice()
+	for i := 0; i < len(rest); i++ {
+		a := rest[i]
+		if a == "--" {
+			return append(args, rest[i+1:]...), help, nil
+		}
+		if len(a) < 2 || a[0] != '-' {
+			args = append(args, a)
+			continue
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if name == "help" || name == "h" {
+			help = true
+			continue
+		}
+		f := commandFlag(c.Command, name)
+		if f == nil {
+			return nil, false, fmt.Errorf("servers %s: flag %s is not defined (bbb-balancer servers %s --help lists them)", c.Command.Name, a, c.Command.Name)
+		}
+		if _, isBool := f.(*cli.BoolFlag); isBool && !hasValue {
+			value, hasValue = "true", true
+		}
+		if !hasValue {
+			if i+1 == len(rest) {
+				return nil, false, fmt.Errorf("servers %s: flag %s needs a value", c.Command.Name, a)
 			}
+			i++
+			value = rest[i]
+		}
+		if err := c.Set(name, value); err != nil {
+			return nil, false, fmt.Errorf("servers %s: flag %s: %w", c.Command.Name, a, err)
+		}
+	}
+	return args, help, nil
+}
+
+func commandFlag(cmd *cli.Command, name string) cli.Flag {
+	for _, f := range cmd.Flags {
+		for _, n := range f.Names() {
+			if n == name {
+				return f
+			}
+		}
+	}
+	return nil
+}
+
+// needID is what the commands on one server take.
+const needID = "exactly one server ID or name (bbb-balancer servers list shows them)"
+
+func serversCommand() *cli.Command {
+	setState := func(st fleet.AdminState) cli.ActionFunc {
+		return withArgs(1, needID, func(c *cli.Context, args []string) error {
 			cl, err := client(c)
 			if err != nil {
 				return err
 			}
-			s, err := cl.SetState(c.Context, id, adminapi.SetStateRequest{State: st})
+			s, err := cl.SetState(c.Context, args[0], adminapi.SetStateRequest{State: st})
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(c.App.Writer, "%s (%s) is now %s\n", s.Hostname, s.ID, s.State)
 			return nil
-		}
+		})
 	}
 	return &cli.Command{
 		Name:  "servers",
@@ -125,22 +192,19 @@ func serversCommand() *cli.Command {
 					&cli.StringSliceFlag{Name: "tag", Usage: "server tag for meta_server-tag (repeatable)"},
 					&cli.Float64Flag{Name: "load-multiplier", Value: 1, Usage: "weight of this server's load (2 = counts double)"},
 				},
-				Action: func(c *cli.Context) error {
-					if c.NArg() != 2 {
-						return errors.New("servers add needs API_URL and SECRET, e.g. servers add https://bbb1.example.com/bigbluebutton/api/ SECRET")
-					}
+				Action: withArgs(2, "API_URL and SECRET, e.g. servers add https://bbb1.example.com/bigbluebutton/api/ SECRET", func(c *cli.Context, args []string) error {
 					cl, err := client(c)
 					if err != nil {
 						return err
 					}
-					s, err := cl.AddServer(c.Context, adminapi.AddServerRequest{URL: c.Args().Get(0), Secret: c.Args().Get(1),
+					s, err := cl.AddServer(c.Context, adminapi.AddServerRequest{URL: args[0], Secret: args[1],
 						Tags: c.StringSlice("tag"), LoadMultiplier: c.Float64("load-multiplier")})
 					if err != nil {
 						return err
 					}
 					fmt.Fprintln(c.App.Writer, s.ID)
 					return nil
-				},
+				}),
 			},
 			{
 				Name:  "list",
@@ -154,13 +218,7 @@ func serversCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					tw := tabwriter.NewWriter(c.App.Writer, 0, 0, 2, ' ', 0)
-					fmt.Fprintln(tw, "ID\tNAME\tURL\tROLE\tSOURCE\tSTATE\tSTATUS\tTAGS\tMULTIPLIER")
-					for _, s := range servers {
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Name, s.URL, s.Role, s.Source, s.State, s.Status,
-							strings.Join(s.Tags, ";"), strconv.FormatFloat(s.LoadMultiplier, 'g', -1, 64))
-					}
-					return tw.Flush()
+					return printList(c.App.Writer, servers)
 				},
 			},
 			{Name: "enable", Usage: "let the server take new meetings", ArgsUsage: "ID", Action: setState(fleet.Enabled)},
@@ -170,12 +228,9 @@ func serversCommand() *cli.Command {
 				Name:      "panic",
 				Usage:     "disable the server and END EVERY MEETING on it",
 				ArgsUsage: "ID",
-				Flags:     []cli.Flag{&cli.BoolFlag{Name: "yes", Usage: "do not ask for confirmation on a terminal"}},
-				Action: func(c *cli.Context) error {
-					id, err := idArg(c)
-					if err != nil {
-						return err
-					}
+				Flags:     []cli.Flag{&cli.BoolFlag{Name: "yes", Usage: "go on without asking (required when standard input is not a terminal)"}},
+				Action: withArgs(1, needID, func(c *cli.Context, args []string) error {
+					id := args[0]
 					cl, err := client(c)
 					if err != nil {
 						return err
@@ -186,49 +241,68 @@ func serversCommand() *cli.Command {
 					}
 					fmt.Fprintf(c.App.Writer, "panic: disabling %s and ending its %d meetings (%d users). To drain without ending meetings, use `servers cordon %s`.\n",
 						s.Hostname, s.Meetings, s.Users, id)
-					if !c.Bool("yes") && isTerminal(os.Stdin) && !confirm(c.Context, c.App.Writer, os.Stdin) {
-						return errors.New("panic cancelled")
+					if !c.Bool("yes") {
+						if !isTerminal(os.Stdin) {
+							return fmt.Errorf("panic cancelled, nothing changed: standard input is not a terminal to confirm on; give --yes (servers panic %s --yes)", id)
+						}
+						if !confirm(c.Context, c.App.Writer, os.Stdin) {
+							return errors.New("panic cancelled, nothing changed")
+						}
 					}
 					res, err := cl.Panic(c.Context, s.ID)
 					if err != nil {
 						return err
 					}
-					fmt.Fprintf(c.App.Writer, "ended %d meetings on %s", len(res.Ended), s.Hostname)
+					fmt.Fprintf(c.App.Writer, "ended %d meetings on %s\n", len(res.Ended), s.Hostname)
 					if len(res.Failed) > 0 {
-						fmt.Fprintf(c.App.Writer, "; could not end %d: %s", len(res.Failed), strings.Join(res.Failed, ", "))
+						return fmt.Errorf("%s is disabled, but %d meetings could not be ended: %s (run servers panic %s again)",
+							s.Hostname, len(res.Failed), strings.Join(res.Failed, ", "), id)
 					}
-					fmt.Fprintln(c.App.Writer)
 					return nil
-				},
+				}),
 			},
 			{
 				Name:      "remove",
 				Usage:     "forget the server (an agent that still runs registers it again)",
 				ArgsUsage: "ID",
-				Action: func(c *cli.Context) error {
-					id, err := idArg(c)
-					if err != nil {
-						return err
-					}
+				Action: withArgs(1, needID, func(c *cli.Context, args []string) error {
 					cl, err := client(c)
 					if err != nil {
 						return err
 					}
-					s, err := cl.RemoveServer(c.Context, id)
+					s, err := cl.RemoveServer(c.Context, args[0])
 					if err != nil {
 						return err
 					}
 					fmt.Fprintf(c.App.Writer, "removed %s (%s)\n", s.Hostname, s.ID)
 					return nil
-				},
+				}),
 			},
 		},
 	}
 }
 
+// printList prints `servers list`.
+func printList(w io.Writer, servers []adminapi.Server) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tURL\tROLE\tSOURCE\tSTATE\tSTATUS\tTAGS\tMULTIPLIER")
+	for _, s := range servers {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Name, s.URL, s.Role, s.Source, s.State, s.Status,
+			strings.Join(s.Tags, ";"), strconv.FormatFloat(s.LoadMultiplier, 'g', -1, 64))
+	}
+	return tw.Flush()
+}
+
+// isTerminal tells whether f is a terminal an operator can answer on: a
+// character device other than /dev/null (the standard input of cron,
+// systemd and most scripts, which is a character device too).
 func isTerminal(f *os.File) bool {
 	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	if err != nil || st.Mode()&os.ModeCharDevice == 0 {
+		return false
+	}
+	null, err := os.Stat(os.DevNull)
+	return err != nil || !os.SameFile(st, null)
 }
 
 func confirm(ctx context.Context, w io.Writer, r io.Reader) bool {

@@ -13,7 +13,14 @@ import (
 var version = "dev"
 
 func main() {
-	app := &cli.App{
+	if err := newApp().Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "bbb-balancer:", err)
+		os.Exit(1)
+	}
+}
+
+func newApp() *cli.App {
+	return &cli.App{
 		Name:    "bbb-balancer",
 		Usage:   "a BigBlueButton load balancer fed by bbb-agent reports",
 		Version: version,
@@ -22,9 +29,5 @@ func main() {
 			&cli.StringFlag{Name: "admin-token", EnvVars: []string{"BBB_BALANCER_ADMIN_TOKEN"}, Usage: "the admin API token"},
 		},
 		Commands: []*cli.Command{serveCommand(), statusCommand(), serversCommand()},
-	}
-	if err := app.Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "bbb-balancer:", err)
-		os.Exit(1)
 	}
 }

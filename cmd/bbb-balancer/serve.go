@@ -49,6 +49,22 @@ func serveCommand() *cli.Command {
 }
 
 func serve(c *cli.Context) error {
+	// `bbb-balancer --admin-token T serve` gives the token to the CLI's
+	// global flag; serve takes it from there too.
+	adminToken := c.String("admin-token")
+	if lineage := c.Lineage(); adminToken == "" && len(lineage) > 1 {
+		adminToken = lineage[1].String("admin-token")
+	}
+	// What balancer.New would refuse is checked before the database is
+	// opened, so a wrong command line creates nothing under --data-dir.
+	switch {
+	case len(c.StringSlice("secret")) == 0:
+		return errors.New("no BBB API secret: give --secret or BBB_BALANCER_SECRET (the secret front-ends sign their calls to the balancer with)")
+	case c.String("agent-token") == "":
+		return errors.New("no agent token: give --agent-token or BBB_BALANCER_AGENT_TOKEN (agents send it to register and report)")
+	case adminToken == "":
+		return errors.New("no admin token: give --admin-token or BBB_BALANCER_ADMIN_TOKEN (the CLI and the admin API need it)")
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
 		return fmt.Errorf("--log-level %q: want debug, info, warn or error", c.String("log-level"))
@@ -57,7 +73,7 @@ func serve(c *cli.Context) error {
 	cfg := balancer.Config{
 		Secrets:            c.StringSlice("secret"),
 		AgentToken:         c.String("agent-token"),
-		AdminToken:         c.String("admin-token"),
+		AdminToken:         adminToken,
 		MissedReports:      c.Int("missed-reports"),
 		PollInterval:       c.Duration("poll-interval"),
 		RefreshInterval:    c.Duration("refresh-interval"),
@@ -108,31 +124,29 @@ func serve(c *cli.Context) error {
 	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	log.Info("bbb-balancer listening", "url", "http://"+ln.Addr().String(), "api", "http://"+ln.Addr().String()+"/bigbluebutton/api/", "database", st.Dialect())
 
-	errc := make(chan error, 2)
-	go func() { errc <- srv.Run(ctx) }()
-	go func() {
-		if err := httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errc <- err
-		}
-	}()
+	ran := make(chan error, 1)
+	go func() { ran <- srv.Run(ctx) }()
+	served := make(chan error, 1)
+	go func() { served <- httpSrv.Serve(ln) }()
+	var failed error
 	select {
 	case <-ctx.Done():
-	case err := <-errc:
-		stop()
-		if err != nil {
-			return err
-		}
+	case err := <-served: // Serve only returns before Shutdown when it fails
+		failed = fmt.Errorf("serving HTTP on %s: %w", ln.Addr(), err)
 	}
+	stop()
 	log.Info("shutting down")
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := httpSrv.Shutdown(shutdown); err != nil {
 		log.Warn("shutdown", "err", err)
 	}
+	// Run writes the last reports; the database stays open until it is done.
 	select {
-	case err := <-errc:
-		return err
+	case err := <-ran:
+		return errors.Join(failed, err)
 	case <-shutdown.Done():
-		return nil
+		log.Warn("the last reports were not written in time")
+		return failed
 	}
 }

@@ -1,0 +1,661 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bbb-agent/bbb-agent/balancer/adminapi"
+	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+	"github.com/bbb-agent/bbb-agent/bbb"
+	"github.com/bbb-agent/bbb-agent/bbb/sim"
+)
+
+const (
+	lbSecret   = "balancer-e2e-secret-0123456789"
+	agentToken = "agent-token-e2e-0123"
+	adminToken = "admin-token-e2e-0123"
+	sim1Secret = "sim-one-secret-0123456789"
+	sim2Secret = "sim-two-secret-0123456789"
+
+	pollInterval = 200 * time.Millisecond
+	// settle bounds every wait for the balancer to see a change: a few poll intervals.
+	settle = 5 * time.Second
+)
+
+var (
+	balancerReady = regexp.MustCompile(`msg="bbb-balancer listening" url=(http://\S+)`)
+	simReady      = regexp.MustCompile(`^listening on (http://\S+)$`)
+)
+
+// buildBinaries compiles bbb-balancer and bbb-sim into a temporary directory.
+func buildBinaries(t *testing.T) (balancerBin, simBin string) {
+	t.Helper()
+	gotool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go tool in PATH to build the binaries with")
+	}
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	balancerBin, simBin = filepath.Join(dir, "bbb-balancer"), filepath.Join(dir, "bbb-sim")
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, b := range []struct{ pkg, out string }{{".", balancerBin}, {"../bbb-sim", simBin}} {
+		wg.Go(func() {
+			if out, err := exec.CommandContext(ctx, gotool, "build", "-o", b.out, b.pkg).CombinedOutput(); err != nil {
+				errs[i] = fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	return balancerBin, simBin
+}
+
+// cleanEnv is the test's environment without BBB_BALANCER_* settings, so a
+// developer's shell does not leak into the commands.
+func cleanEnv(extra ...string) []string {
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "BBB_BALANCER_") })
+	return append(env, extra...)
+}
+
+// output collects a process's stdout and stderr, and hands over the first
+// submatch of the first line that matches ready.
+type output struct {
+	mu      sync.Mutex
+	all     bytes.Buffer
+	partial []byte
+	ready   *regexp.Regexp
+	found   chan string
+}
+
+func (o *output) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.all.Write(p)
+	o.partial = append(o.partial, p...)
+	for {
+		i := bytes.IndexByte(o.partial, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		line := string(o.partial[:i])
+		o.partial = o.partial[i+1:]
+		if o.ready == nil {
+			continue
+		}
+		if m := o.ready.FindStringSubmatch(line); m != nil {
+			o.found <- m[1]
+			o.ready = nil
+		}
+	}
+}
+
+func (o *output) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.all.String()
+}
+
+// process is a started bbb-balancer serve or bbb-sim.
+type process struct {
+	name   string
+	cmd    *exec.Cmd
+	out    *output
+	url    string
+	exited chan struct{}
+	err    error // cmd.Wait's, once exited is closed
+}
+
+// start runs a server process and waits for it to print its URL.
+func start(t *testing.T, name string, ready *regexp.Regexp, bin string, args ...string) *process {
+	t.Helper()
+	p := &process{name: name, cmd: exec.Command(bin, args...), out: &output{ready: ready, found: make(chan string, 1)}, exited: make(chan struct{})}
+	p.cmd.Env = cleanEnv()
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.exited:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.exited
+		}
+		if t.Failed() {
+			t.Logf("%s output:\n%s", p.name, p.out)
+		}
+	})
+	select {
+	case p.url = <-p.out.found:
+	case <-p.exited:
+		t.Fatalf("%s exited before it listened: %v\n%s", name, p.err, p.out)
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s did not say where it listens within 10s\n%s", name, p.out)
+	}
+	return p
+}
+
+// stop sends SIGTERM and waits for the exit; it returns the exit code.
+func (p *process) stop(t *testing.T, within time.Duration) int {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("%s: SIGTERM: %v", p.name, err)
+	}
+	select {
+	case <-p.exited:
+		return p.cmd.ProcessState.ExitCode()
+	case <-time.After(within):
+		t.Fatalf("%s did not exit within %s of SIGTERM", p.name, within)
+		return -1
+	}
+}
+
+// result is one CLI run.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+}
+
+// e2e is a running balancer and the bbb-balancer binary to administer it with.
+type e2e struct {
+	t   *testing.T
+	bin string
+	url string
+}
+
+// run runs bbb-balancer with exactly the arguments and extra environment given.
+func (e *e2e) run(env []string, args ...string) result {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, e.bin, args...)
+	cmd.Env = cleanEnv(env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		r.code = exit.ExitCode()
+	case err != nil:
+		e.t.Fatalf("bbb-balancer %s: %v", strings.Join(args, " "), err)
+	}
+	if ctx.Err() != nil {
+		e.t.Fatalf("bbb-balancer %s: still running after 10s", strings.Join(args, " "))
+	}
+	return r
+}
+
+// cli runs a command against the balancer as an operator would, with --url and --admin-token.
+func (e *e2e) cli(args ...string) result {
+	e.t.Helper()
+	return e.run(nil, append([]string{"--url", e.url, "--admin-token", adminToken}, args...)...)
+}
+
+// ok runs a command that must succeed and returns its standard output.
+func (e *e2e) ok(args ...string) string {
+	e.t.Helper()
+	r := e.cli(args...)
+	if r.code != 0 {
+		e.t.Fatalf("bbb-balancer %s: %s", strings.Join(args, " "), r)
+	}
+	return r.stdout
+}
+
+// fails checks that a run failed with a message on stderr saying each of want.
+func (e *e2e) fails(r result, want ...string) {
+	e.t.Helper()
+	if r.code == 0 {
+		e.t.Errorf("exit 0, want a failure saying %q\n%s", want, r)
+		return
+	}
+	for _, w := range want {
+		if !strings.Contains(r.stderr, w) {
+			e.t.Errorf("stderr does not say %q\n%s", w, r)
+		}
+	}
+}
+
+// status runs status --json.
+func (e *e2e) status() []adminapi.Server {
+	e.t.Helper()
+	out := e.ok("status", "--json")
+	var servers []adminapi.Server
+	if err := json.Unmarshal([]byte(out), &servers); err != nil {
+		e.t.Fatalf("status --json: %v\n%s", err, out)
+	}
+	return servers
+}
+
+// server finds a server in status --json by ID.
+func (e *e2e) server(id string) (adminapi.Server, bool) {
+	e.t.Helper()
+	for _, s := range e.status() {
+		if s.ID == id {
+			return s, true
+		}
+	}
+	return adminapi.Server{}, false
+}
+
+// waitFor polls cond until it holds, for at most settle.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(settle)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, settle)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// simControl calls the simulators' control API.
+var simControl = &http.Client{Timeout: 5 * time.Second}
+
+// simNode is a running bbb-sim and its API client.
+type simNode struct {
+	proc   *process
+	client *bbb.Client
+}
+
+func startSim(t *testing.T, bin, name, secret string) simNode {
+	t.Helper()
+	p := start(t, name, simReady, bin, "--listen", "127.0.0.1:0", "--secret", secret)
+	c, err := bbb.NewClient(p.url, secret, bbb.WithHTTPClient(&http.Client{Timeout: 5 * time.Second}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return simNode{proc: p, client: c}
+}
+
+// meetings lists the meeting IDs the simulator runs.
+func (s simNode) meetings(t *testing.T) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ms, err := s.client.GetMeetings(ctx)
+	if err != nil {
+		t.Fatalf("%s getMeetings: %v", s.proc.name, err)
+	}
+	ids := make([]string, 0, len(ms))
+	for _, m := range ms {
+		ids = append(ids, m.MeetingID)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// state reads the simulator's /sim/state, ended meetings included.
+func (s simNode) state(t *testing.T) sim.State {
+	t.Helper()
+	resp, err := simControl.Get(s.proc.url + "/sim/state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st sim.State
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func (s simNode) addAttendees(t *testing.T, meetingID string, n int) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"meetingID": meetingID, "count": n})
+	resp, err := simControl.Post(s.proc.url+"/sim/attendees", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s: adding attendees: HTTP %s", s.proc.name, resp.Status)
+	}
+}
+
+// hostPort is the host:port a simulator listens on, which the balancer
+// names it after.
+func (s simNode) hostPort(t *testing.T) string {
+	t.Helper()
+	u, err := url.Parse(s.proc.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Host
+}
+
+func startBalancer(t *testing.T, bin, dataDir string) *process {
+	t.Helper()
+	return start(t, "bbb-balancer serve", balancerReady, bin, "serve", "--listen", "127.0.0.1:0",
+		"--secret", lbSecret, "--agent-token", agentToken, "--admin-token", adminToken,
+		"--data-dir", dataDir, "--poll-interval", pollInterval.String())
+}
+
+// TestEndToEnd runs bbb-balancer serve and two bbb-sim servers, and
+// administers the balancer with the bbb-balancer binary as an operator would.
+func TestEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs binaries")
+	}
+	balancerBin, simBin := buildBinaries(t)
+	dataDir := t.TempDir()
+	bal := startBalancer(t, balancerBin, dataDir)
+	sim1 := startSim(t, simBin, "bbb-sim 1", sim1Secret)
+	sim2 := startSim(t, simBin, "bbb-sim 2", sim2Secret)
+	e := &e2e{t: t, bin: balancerBin, url: bal.url}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	// Both simulators listen on 127.0.0.1: the balancer names an
+	// operator-added server after its URL's host and port, so they do not
+	// collide.
+	name1, name2 := sim1.hostPort(t), sim2.hostPort(t)
+	url1, url2 := "http://"+name1+"/bigbluebutton/api/", "http://"+name2+"/bigbluebutton/api/"
+	var id1, id2 string
+
+	t.Run("serve without --secret", func(t *testing.T) {
+		dir := t.TempDir()
+		r := e.run(nil, "serve", "--listen", "127.0.0.1:0", "--agent-token", agentToken, "--admin-token", adminToken, "--data-dir", dir)
+		e.fails(r, "no BBB API secret", "--secret")
+		if files, _ := os.ReadDir(dir); len(files) > 0 {
+			t.Errorf("a refused serve left files in --data-dir: %v", files)
+		}
+	})
+
+	t.Run("servers add", func(t *testing.T) {
+		out := e.ok("servers", "add", url1, sim1Secret)
+		id1 = strings.TrimSuffix(out, "\n")
+		if !regexp.MustCompile(`^[0-9a-f]{8,}$`).MatchString(id1) {
+			t.Fatalf("servers add printed %q, want just the new id", out)
+		}
+		if again := e.ok("servers", "add", url1, sim1Secret); again != out {
+			t.Errorf("adding the same URL again printed %q, want the same id %q", again, out)
+		}
+		// Once through the environment instead of flags.
+		r := e.run([]string{"BBB_BALANCER_URL=" + bal.url, "BBB_BALANCER_ADMIN_TOKEN=" + adminToken}, "servers", "add", url2, sim2Secret)
+		if r.code != 0 {
+			t.Fatalf("servers add with BBB_BALANCER_URL and BBB_BALANCER_ADMIN_TOKEN: %s", r)
+		}
+		id2 = strings.TrimSuffix(r.stdout, "\n")
+		if id2 == id1 || strings.ContainsAny(id2, " \n") {
+			t.Fatalf("second server's id %q (first %q)", id2, id1)
+		}
+		if n := len(e.status()); n != 2 {
+			t.Errorf("status lists %d servers after adding one twice and another once, want 2", n)
+		}
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	t.Run("status", func(t *testing.T) {
+		waitFor(t, "both servers polled, online and enabled", func() bool {
+			servers := e.status()
+			for _, s := range servers {
+				if !s.Online || s.Status != fleet.Online || s.State != fleet.Enabled {
+					return false
+				}
+			}
+			return len(servers) == 2
+		})
+		var raw []map[string]any
+		if err := json.Unmarshal([]byte(e.ok("status", "--json")), &raw); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range raw {
+			for _, key := range []string{"id", "url", "state", "online", "meetings", "users"} {
+				if _, ok := s[key]; !ok {
+					t.Errorf("status --json lacks %q: %v", key, s)
+				}
+			}
+		}
+		urls := map[string]string{}
+		for _, s := range e.status() {
+			urls[s.ID] = s.URL
+		}
+		if urls[id1] != url1 || urls[id2] != url2 {
+			t.Errorf("status --json URLs %v, want %s=%s and %s=%s", urls, id1, url1, id2, url2)
+		}
+		table := e.ok("status")
+		lines := strings.Split(table, "\n")
+		if got := strings.Join(strings.Fields(lines[0]), " "); got != "HOSTNAME STATE STATUS MEETINGS USERS LARGEST MEETING VIDEOS LOAD CPU LAST REPORT" {
+			t.Errorf("status header %q", lines[0])
+		}
+		for _, name := range []string{name1, name2} {
+			if !strings.Contains(table, "\n"+name+" ") {
+				t.Errorf("status does not show %s:\n%s", name, table)
+			}
+		}
+		if strings.Contains(table, "never") || !strings.Contains(table, "online") {
+			t.Errorf("status of polled servers:\n%s", table)
+		}
+	})
+
+	lb, err := bbb.NewClient(bal.url, lbSecret, bbb.WithHTTPClient(&http.Client{Timeout: 10 * time.Second}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	create := func(t *testing.T, id string) {
+		t.Helper()
+		res, err := lb.Create(ctx, bbb.CreateRequest{MeetingID: id, Name: "Meeting " + id})
+		if err != nil {
+			t.Fatalf("create %s through the balancer: %v", id, err)
+		}
+		if res.ReturnCode != bbb.ReturnSuccess || res.MeetingID != id {
+			t.Fatalf("create %s: %+v", id, res)
+		}
+	}
+	totals := func() (meetings, users int) {
+		for _, s := range e.status() {
+			meetings += s.Meetings
+			users += s.Users
+		}
+		return meetings, users
+	}
+	// where tells which simulator runs a meeting.
+	where := func(t *testing.T, id string) string {
+		t.Helper()
+		in1, in2 := slices.Contains(sim1.meetings(t), id), slices.Contains(sim2.meetings(t), id)
+		switch {
+		case in1 && !in2:
+			return id1
+		case in2 && !in1:
+			return id2
+		}
+		t.Fatalf("meeting %s runs on sim 1: %v, on sim 2: %v", id, in1, in2)
+		return ""
+	}
+
+	t.Run("creates through the balancer", func(t *testing.T) {
+		created := []string{"e2e-1", "e2e-2", "e2e-3", "e2e-4"}
+		for _, id := range created {
+			create(t, id)
+		}
+		on1, on2 := sim1.meetings(t), sim2.meetings(t)
+		if got := slices.Sorted(slices.Values(append(slices.Clone(on1), on2...))); !slices.Equal(got, created) {
+			t.Fatalf("the simulators run %v and %v, want %v once each", on1, on2, created)
+		}
+		if len(on1) == 0 || len(on2) == 0 {
+			t.Errorf("four creates on two empty servers: %v on one, %v on the other", on1, on2)
+		}
+		sim1.addAttendees(t, on1[0], 3)
+		waitFor(t, "status --json counts 4 meetings and 3 users", func() bool {
+			m, u := totals()
+			return m == 4 && u == 3
+		})
+		s1, _ := e.server(id1)
+		if s1.Meetings != len(on1) || s1.Users != 3 || s1.LargestMeeting != 3 {
+			t.Errorf("sim 1 runs %d meetings with 3 users in one; status says %+v", len(on1), s1)
+		}
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	t.Run("servers list", func(t *testing.T) {
+		out := e.ok("servers", "list")
+		if !strings.HasPrefix(out, "ID ") || !strings.Contains(out, "MULTIPLIER") {
+			t.Errorf("servers list header:\n%s", out)
+		}
+		for _, want := range []string{id1, id2, url1, url2} {
+			if !strings.Contains(out, want) {
+				t.Errorf("servers list does not show %s:\n%s", want, out)
+			}
+		}
+		if n := strings.Count(out, " poll "); n != 2 {
+			t.Errorf("servers list shows %d polled servers, want 2:\n%s", n, out)
+		}
+	})
+
+	t.Run("cordon, disable, enable", func(t *testing.T) {
+		if out := e.ok("servers", "cordon", id1); out != fmt.Sprintf("%s (%s) is now cordoned\n", name1, id1) {
+			t.Errorf("servers cordon printed %q", out)
+		}
+		create(t, "after-cordon")
+		if got := where(t, "after-cordon"); got != id2 {
+			t.Errorf("a create with sim 1 cordoned went to %s", got)
+		}
+		// A cordoned server keeps its meetings and stays cordoned while it has some.
+		time.Sleep(2 * pollInterval)
+		if s, _ := e.server(id1); s.State != fleet.Cordoned || s.Meetings == 0 {
+			t.Errorf("cordoned server with meetings: %+v", s)
+		}
+		if out := e.ok("servers", "enable", id1); !strings.HasSuffix(out, "is now enabled\n") {
+			t.Errorf("servers enable printed %q", out)
+		}
+		if out := e.ok("servers", "disable", name2); out != fmt.Sprintf("%s (%s) is now disabled\n", name2, id2) {
+			t.Errorf("servers disable by name printed %q", out)
+		}
+		create(t, "after-disable")
+		if got := where(t, "after-disable"); got != id1 {
+			t.Errorf("a create with sim 2 disabled went to %s", got)
+		}
+		e.ok("servers", "enable", id2)
+		for _, s := range e.status() {
+			if s.State != fleet.Enabled {
+				t.Errorf("after enable: %+v", s)
+			}
+		}
+	})
+
+	t.Run("panic", func(t *testing.T) {
+		before2 := sim2.meetings(t)
+		r := e.cli("servers", "panic", id2)
+		e.fails(r, "--yes", "nothing changed")
+		if !strings.Contains(r.stdout, "ending its") {
+			t.Errorf("panic without --yes does not say what it would do:\n%s", r)
+		}
+		if s, _ := e.server(id2); s.State != fleet.Enabled || !slices.Equal(sim2.meetings(t), before2) {
+			t.Errorf("panic without --yes on a non-terminal changed something: %+v, meetings %v (were %v)", s, sim2.meetings(t), before2)
+		}
+
+		running := sim1.meetings(t)
+		waitFor(t, "status --json counts sim 1's meetings", func() bool {
+			s, _ := e.server(id1)
+			return s.Meetings == len(running)
+		})
+		out := e.ok("servers", "panic", id1, "--yes")
+		announce := fmt.Sprintf("panic: disabling %s and ending its %d meetings (3 users).", name1, len(running))
+		done := fmt.Sprintf("ended %d meetings on %s\n", len(running), name1)
+		if i, j := strings.Index(out, announce), strings.Index(out, done); i != 0 || j < len(announce) {
+			t.Errorf("servers panic printed:\n%s\nwant first %q, then %q", out, announce, done)
+		}
+		if left := sim1.meetings(t); len(left) > 0 {
+			t.Errorf("sim 1 still runs %v after panic", left)
+		}
+		ended := 0
+		for _, m := range sim1.state(t).Meetings {
+			if slices.Contains(running, m.MeetingID) && m.Ended && m.HasBeenForciblyEnded {
+				ended++
+			}
+		}
+		if ended != len(running) {
+			t.Errorf("/sim/state shows %d of %v ended: %+v", ended, running, sim1.state(t).Meetings)
+		}
+		if got := sim2.meetings(t); !slices.Equal(got, before2) {
+			t.Errorf("panic on sim 1 touched sim 2: %v, were %v", got, before2)
+		}
+		waitFor(t, "status --json shows sim 1 disabled and empty", func() bool {
+			s, _ := e.server(id1)
+			return s.State == fleet.Disabled && s.Meetings == 0 && s.Users == 0
+		})
+	})
+
+	t.Run("remove", func(t *testing.T) {
+		if out := e.ok("servers", "remove", id2); out != fmt.Sprintf("removed %s (%s)\n", name2, id2) {
+			t.Errorf("servers remove printed %q", out)
+		}
+		if out := e.ok("servers", "list"); strings.Contains(out, id2) {
+			t.Errorf("servers list still shows %s:\n%s", id2, out)
+		}
+		e.fails(e.cli("servers", "remove", id2), id2, "servers list")
+	})
+
+	t.Run("errors", func(t *testing.T) {
+		e.fails(e.run(nil, "--url", bal.url, "--admin-token", "not-the-token", "status"), "wrong admin token")
+		e.fails(e.run(nil, "--url", bal.url, "servers", "list"), "no admin token", "--admin-token", "BBB_BALANCER_ADMIN_TOKEN")
+		e.fails(e.cli("servers", "enable", "no-such-server"), `"no-such-server"`)
+		e.fails(e.cli("servers", "panic", "no-such-server", "--yes"), `"no-such-server"`)
+		e.fails(e.cli("servers", "cordon"), "needs exactly one server ID", "usage: bbb-balancer servers cordon")
+		e.fails(e.cli("servers", "add", url1), "needs API_URL and SECRET")
+		e.fails(e.cli("servers", "add", "bbb1.example.com", sim1Secret), "want http(s)://")
+		e.fails(e.run(nil, "--url", "bbb1.example.com", "--admin-token", adminToken, "status"), "want http(s)://host:port")
+		for _, r := range []result{e.cli("status"), e.cli("servers", "list"), e.cli("status", "--json")} {
+			if strings.Contains(r.stdout+r.stderr, sim1Secret) || strings.Contains(r.stdout+r.stderr, sim2Secret) {
+				t.Errorf("output shows a server's secret:\n%s", r)
+			}
+		}
+	})
+
+	t.Run("SIGTERM and restart on the same data", func(t *testing.T) {
+		if code := bal.stop(t, 5*time.Second); code != 0 {
+			t.Errorf("serve exited %d after SIGTERM\n%s", code, bal.out)
+		}
+		for _, s := range []string{lbSecret, sim1Secret, sim2Secret, adminToken, agentToken} {
+			if strings.Contains(bal.out.String(), s) {
+				t.Errorf("the balancer's log shows a secret or token:\n%s", bal.out)
+			}
+		}
+		e.fails(e.cli("status"), "cannot reach the balancer at "+bal.url, "--url")
+
+		bal = startBalancer(t, balancerBin, dataDir)
+		e.url = bal.url
+		servers := e.status()
+		if len(servers) != 1 || servers[0].ID != id1 || servers[0].URL != url1 || servers[0].State != fleet.Disabled {
+			t.Fatalf("after a restart on the same --data-dir: %+v, want only %s, disabled", servers, id1)
+		}
+		waitFor(t, "the restarted balancer polls sim 1", func() bool {
+			s, _ := e.server(id1)
+			return s.Online
+		})
+	})
+}
