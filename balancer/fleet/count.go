@@ -11,7 +11,7 @@ func CountMeetings(meetings []bbb.Meeting) Load {
 	var l Load
 	for i := range meetings {
 		m := &meetings[i]
-		if m.HasBeenForciblyEnded || m.EndTime > 0 && !m.Running {
+		if ended(m) {
 			continue
 		}
 		l.Video += m.VideoCount
@@ -29,11 +29,14 @@ func CountMeetings(meetings []bbb.Meeting) Load {
 	return l
 }
 
-// MeetingIDs returns the external IDs of the non-breakout meetings.
+func ended(m *bbb.Meeting) bool { return m.HasBeenForciblyEnded || m.EndTime > 0 && !m.Running }
+
+// MeetingIDs returns the external IDs of the running (not ended),
+// non-breakout meetings.
 func MeetingIDs(meetings []bbb.Meeting) []string {
 	ids := make([]string, 0, len(meetings))
 	for i := range meetings {
-		if !meetings[i].IsBreakout {
+		if !meetings[i].IsBreakout && !ended(&meetings[i]) {
 			ids = append(ids, meetings[i].MeetingID)
 		}
 	}
