@@ -144,11 +144,10 @@ func (s *Server) agentReport(w http.ResponseWriter, r *http.Request) {
 
 // turnServers lists the online, enabled TURN nodes.
 func (s *Server) turnServers() []agentapi.TURNServer {
-	out := []agentapi.TURNServer{}
-	for _, n := range s.reg.snapshot() {
-		if n.Role == fleet.RoleTURN && n.Online && n.State == fleet.Enabled {
-			out = append(out, agentapi.TURNServer{Node: n.Name})
-		}
+	nodes := s.reg.turnServers()
+	out := make([]agentapi.TURNServer, 0, len(nodes))
+	for _, n := range nodes {
+		out = append(out, agentapi.TURNServer{Node: n.Name})
 	}
 	return out
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,27 +22,35 @@ type registry struct {
 	store *store.Store
 	cfg   *Config
 
-	mu      sync.RWMutex
-	byID    map[string]*entry
-	byName  map[string]string
+	mu     sync.RWMutex
+	byID   map[string]*entry
+	byName map[string]string
+	// turn holds the TURN nodes, a handful among thousands of BBB nodes:
+	// every report's answer lists them.
+	turn    map[string]*entry
 	pending map[string]fleet.Report
+	gen     uint64 // counts refreshes
 }
 
 type entry struct {
 	node fleet.Node
 	// reserved counts meetings placed on the node that no report reflects yet.
 	reserved int
+	// gen is the refresh that last found the node in the store.
+	gen uint64
 }
 
 func newRegistry(st *store.Store, cfg *Config) *registry {
-	return &registry{store: st, cfg: cfg, byID: map[string]*entry{}, byName: map[string]string{}, pending: map[string]fleet.Report{}}
+	return &registry{store: st, cfg: cfg, byID: map[string]*entry{}, byName: map[string]string{}, turn: map[string]*entry{},
+		pending: map[string]fleet.Report{}}
 }
 
 // errUnknownNode means no node has that name (or ID).
 var errUnknownNode = errors.New("unknown node")
 
 // refresh reloads nodes and reservations from the store. Local reports newer
-// than the stored ones (not flushed yet) are kept.
+// than the stored ones (not flushed yet) are kept. Entries are updated in
+// place: a fleet of thousands is reloaded every second.
 func (r *registry) refresh(ctx context.Context) error {
 	nodes, err := r.store.Nodes(ctx)
 	if err != nil {
@@ -52,21 +62,34 @@ func (r *registry) refresh(ctx context.Context) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	byID := make(map[string]*entry, len(nodes))
+	r.gen++
 	byName := make(map[string]string, len(nodes))
+	turn := make(map[string]*entry)
 	for _, n := range nodes {
 		n = r.withDefaults(n)
-		e := &entry{node: n, reserved: placed[n.ID]}
-		if old, ok := r.byID[n.ID]; ok && old.node.LastReportAt.After(n.LastReportAt) {
-			e.node.LastReportAt, e.node.LastSeq, e.node.Load = old.node.LastReportAt, old.node.LastSeq, old.node.Load
+		reserved := placed[n.ID]
+		e, ok := r.byID[n.ID]
+		if !ok {
+			e = &entry{}
+			r.byID[n.ID] = e
+		} else if e.node.LastReportAt.After(n.LastReportAt) {
+			n.LastReportAt, n.LastSeq, n.Load = e.node.LastReportAt, e.node.LastSeq, e.node.Load
 			// Placements after our newer report are what is still reserved;
 			// the store counted against its older one, so keep the smaller.
-			e.reserved = min(e.reserved, old.reserved)
+			reserved = min(reserved, e.reserved)
 		}
-		byID[n.ID] = e
+		e.node, e.reserved, e.gen = n, reserved, r.gen
 		byName[n.Name] = n.ID
+		if n.Role == fleet.RoleTURN {
+			turn[n.ID] = e
+		}
 	}
-	r.byID, r.byName = byID, byName
+	for id, e := range r.byID {
+		if e.gen != r.gen {
+			delete(r.byID, id)
+		}
+	}
+	r.byName, r.turn = byName, turn
 	return nil
 }
 
@@ -99,6 +122,11 @@ func (r *registry) put(n fleet.Node) {
 	}
 	e.node = n
 	r.byName[n.Name] = n.ID
+	if n.Role == fleet.RoleTURN {
+		r.turn[n.ID] = e
+	} else {
+		delete(r.turn, n.ID)
+	}
 }
 
 func (r *registry) remove(id string) {
@@ -107,6 +135,7 @@ func (r *registry) remove(id string) {
 	if e, ok := r.byID[id]; ok {
 		delete(r.byName, e.node.Name)
 		delete(r.byID, id)
+		delete(r.turn, id)
 		delete(r.pending, id)
 	}
 }
@@ -205,6 +234,21 @@ func (r *registry) candidates() []placement.Candidate {
 	for _, e := range r.byID {
 		out = append(out, placement.Candidate{Node: e.node, Online: e.node.Liveness(now, r.cfg.MissedReports) == fleet.Online, Reserved: e.reserved})
 	}
+	return out
+}
+
+// turnServers lists the online, enabled TURN nodes, sorted by name.
+func (r *registry) turnServers() []fleet.Node {
+	now := r.cfg.Clock()
+	r.mu.RLock()
+	var out []fleet.Node
+	for _, e := range r.turn {
+		if e.node.State == fleet.Enabled && e.node.Liveness(now, r.cfg.MissedReports) == fleet.Online {
+			out = append(out, e.node)
+		}
+	}
+	r.mu.RUnlock()
+	slices.SortFunc(out, func(a, b fleet.Node) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 

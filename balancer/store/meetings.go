@@ -40,10 +40,10 @@ func (s *Store) ClaimMeeting(ctx context.Context, m fleet.Meeting) (fleet.Meetin
 	for range claimAttempts {
 		// INSERT ... SELECT inserts nothing for an unknown node, where a
 		// plain INSERT would fail on the foreign key.
-		got, err := scanMeeting(s.db.QueryRowContext(ctx, s.q(`INSERT INTO meetings (`+meetingColumns+`)
+		got, err := scanMeeting(s.queryRow(ctx, s.db, `INSERT INTO meetings (`+meetingColumns+`)
 			SELECT CAST(? AS TEXT), id, CAST(? AS BIGINT) FROM nodes WHERE id = ?
 			ON CONFLICT (meeting_id) DO NOTHING
-			RETURNING `+meetingColumns), m.MeetingID, millis(m.PlacedAt), m.NodeID))
+			RETURNING `+meetingColumns, m.MeetingID, millis(m.PlacedAt), m.NodeID))
 		if err == nil {
 			return got, true, nil
 		}
@@ -72,9 +72,9 @@ func (s *Store) ClaimMeeting(ctx context.Context, m fleet.Meeting) (fleet.Meetin
 // movers all return the one move that happened. A meeting without placement,
 // or an unknown toNodeID, is ErrNotFound.
 func (s *Store) MoveMeeting(ctx context.Context, meetingID, fromNodeID, toNodeID string, at time.Time) (fleet.Meeting, error) {
-	got, err := scanMeeting(s.db.QueryRowContext(ctx, s.q(`UPDATE meetings SET node_id = ?, placed_at = ?
+	got, err := scanMeeting(s.queryRow(ctx, s.db, `UPDATE meetings SET node_id = ?, placed_at = ?
 		WHERE meeting_id = ? AND node_id = ? AND EXISTS (SELECT 1 FROM nodes WHERE id = ?)
-		RETURNING `+meetingColumns), toNodeID, millis(at), meetingID, fromNodeID, toNodeID))
+		RETURNING `+meetingColumns, toNodeID, millis(at), meetingID, fromNodeID, toNodeID))
 	if err = notFound(err); errors.Is(err, ErrNotFound) {
 		got, err = s.meeting(ctx, meetingID)
 		if err == nil && got.NodeID == fromNodeID && fromNodeID != toNodeID {
@@ -89,7 +89,7 @@ func (s *Store) MoveMeeting(ctx context.Context, meetingID, fromNodeID, toNodeID
 
 // Meeting returns the meeting's placement.
 func (s *Store) Meeting(ctx context.Context, meetingID string) (fleet.Meeting, error) {
-	m, err := scanMeeting(s.rdb.QueryRowContext(ctx, s.q(`SELECT `+meetingColumns+` FROM meetings WHERE meeting_id = ?`), meetingID))
+	m, err := scanMeeting(s.queryRow(ctx, s.rdb, `SELECT `+meetingColumns+` FROM meetings WHERE meeting_id = ?`, meetingID))
 	if err != nil {
 		return fleet.Meeting{}, fmt.Errorf("store: meeting %q: %w", meetingID, notFound(err))
 	}
@@ -99,14 +99,14 @@ func (s *Store) Meeting(ctx context.Context, meetingID string) (fleet.Meeting, e
 // meeting reads a placement through the writer, so that it sees the write
 // that just lost a race.
 func (s *Store) meeting(ctx context.Context, meetingID string) (fleet.Meeting, error) {
-	m, err := scanMeeting(s.db.QueryRowContext(ctx, s.q(`SELECT `+meetingColumns+` FROM meetings WHERE meeting_id = ?`), meetingID))
+	m, err := scanMeeting(s.queryRow(ctx, s.db, `SELECT `+meetingColumns+` FROM meetings WHERE meeting_id = ?`, meetingID))
 	return m, notFound(err)
 }
 
 // DeleteMeeting deletes the meeting's placement if it is on nodeID. A
 // placement that is gone or elsewhere is no error.
 func (s *Store) DeleteMeeting(ctx context.Context, meetingID, nodeID string) error {
-	_, err := s.db.ExecContext(ctx, s.q(`DELETE FROM meetings WHERE meeting_id = ? AND node_id = ?`), meetingID, nodeID)
+	_, err := s.exec(ctx, s.db, `DELETE FROM meetings WHERE meeting_id = ? AND node_id = ?`, meetingID, nodeID)
 	if err != nil {
 		return fmt.Errorf("store: delete meeting %q on node %q: %w", meetingID, nodeID, err)
 	}
@@ -122,9 +122,9 @@ func (s *Store) PruneMeetings(ctx context.Context, nodeID string, keep []string,
 	if err != nil {
 		return 0, fmt.Errorf("store: prune meetings on node %q: %w", nodeID, err)
 	}
-	res, err := s.db.ExecContext(ctx, s.q(`DELETE FROM meetings
+	res, err := s.exec(ctx, s.db, `DELETE FROM meetings
 		WHERE node_id = ? AND placed_at < ?
-		AND meeting_id NOT IN (SELECT value FROM `+s.jsonElements(true)+`)`), nodeID, millis(placedBefore), string(ids))
+		AND meeting_id NOT IN (SELECT value FROM `+s.jsonElements(true)+`)`, nodeID, millis(placedBefore), string(ids))
 	var n int64
 	if err == nil {
 		n, err = res.RowsAffected()
@@ -139,7 +139,7 @@ func (s *Store) PruneMeetings(ctx context.Context, nodeID string, keep []string,
 // LastReportAt: meetings that no report reflects yet. Nodes without such
 // placements are absent.
 func (s *Store) PlacedSince(ctx context.Context) (map[string]int, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT m.node_id, COUNT(*) FROM meetings m
+	rows, err := s.query(ctx, s.rdb, `SELECT m.node_id, COUNT(*) FROM meetings m
 		JOIN nodes n ON n.id = m.node_id
 		WHERE m.placed_at > n.last_report_at
 		GROUP BY m.node_id`)

@@ -18,14 +18,30 @@ const nodeColumns = `id, name, url, secret, role, tags, load_multiplier, state, 
 	report_interval_ms, created_at, last_report_at, last_seq, load_json`
 
 func scanNode(sc scanner) (fleet.Node, error) {
+	var tags, load string
+	n, err := scanNodeColumns(sc, &tags, &load)
+	if err != nil {
+		return fleet.Node{}, err
+	}
+	if err := decodeTags([]byte(tags), &n); err != nil {
+		return fleet.Node{}, err
+	}
+	if err := json.Unmarshal([]byte(load), &n.Load); err != nil {
+		return fleet.Node{}, fmt.Errorf("load: %w", err)
+	}
+	return n, nil
+}
+
+// scanNodeColumns scans a row of nodeColumns but for the JSON of the tags
+// and the load, which go to tags and load as they are.
+func scanNodeColumns(sc scanner, tags, load any) (fleet.Node, error) {
 	var (
 		n                               fleet.Node
 		url                             sql.NullString
-		tags, load                      string
 		interval, created, lastReportAt int64
 	)
-	err := sc.Scan(&n.ID, &n.Name, &url, &n.Secret, &n.Role, &tags, &n.LoadMultiplier, &n.State, &n.Source,
-		&n.AgentVersion, &interval, &created, &lastReportAt, &n.LastSeq, &load)
+	err := sc.Scan(&n.ID, &n.Name, &url, &n.Secret, &n.Role, tags, &n.LoadMultiplier, &n.State, &n.Source,
+		&n.AgentVersion, &interval, &created, &lastReportAt, &n.LastSeq, load)
 	if err != nil {
 		return fleet.Node{}, err
 	}
@@ -33,16 +49,31 @@ func scanNode(sc scanner) (fleet.Node, error) {
 	n.ReportInterval = time.Duration(interval) * time.Millisecond
 	n.CreatedAt = fromMillis(created)
 	n.LastReportAt = fromMillis(lastReportAt)
-	if err := json.Unmarshal([]byte(tags), &n.Tags); err != nil {
-		return fleet.Node{}, fmt.Errorf("tags: %w", err)
+	return n, nil
+}
+
+func decodeTags(tags []byte, n *fleet.Node) error {
+	if string(tags) == "[]" { // nearly every node: no decoding
+		return nil
+	}
+	if err := json.Unmarshal(tags, &n.Tags); err != nil {
+		return fmt.Errorf("tags: %w", err)
 	}
 	if len(n.Tags) == 0 {
 		n.Tags = nil
 	}
-	if err := json.Unmarshal([]byte(load), &n.Load); err != nil {
-		return fleet.Node{}, fmt.Errorf("load: %w", err)
-	}
-	return n, nil
+	return nil
+}
+
+// loadMemo holds each node's load as Nodes last decoded it, by node ID.
+// Nodes lists the whole fleet every second for the balancer's registry;
+// with the memo it decodes only the loads stored since its last call, where
+// decoding every one of them would cost most of its time.
+type loadMemo map[string]*decodedLoad
+
+type decodedLoad struct {
+	json string // the load_json column
+	load fleet.Load
 }
 
 // newID makes a node ID: 16 random bytes in hex.
@@ -103,13 +134,13 @@ func (s *Store) UpsertNode(ctx context.Context, n fleet.Node) (fleet.Node, error
 	}
 	url := sql.NullString{String: n.URL, Valid: n.URL != ""}
 
-	row := s.db.QueryRowContext(ctx, s.q(`INSERT INTO nodes (`+nodeColumns+`)
+	row := s.queryRow(ctx, s.db, `INSERT INTO nodes (`+nodeColumns+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (name) DO UPDATE SET
 			url = excluded.url, secret = excluded.secret, role = excluded.role, tags = excluded.tags,
 			load_multiplier = excluded.load_multiplier, source = excluded.source,
 			agent_version = excluded.agent_version, report_interval_ms = excluded.report_interval_ms
-		RETURNING `+nodeColumns),
+		RETURNING `+nodeColumns,
 		n.ID, n.Name, url, n.Secret, n.Role, string(tags), n.LoadMultiplier, n.State, n.Source, n.AgentVersion,
 		n.ReportInterval.Milliseconds(), millis(n.CreatedAt), millis(n.LastReportAt), n.LastSeq, string(load))
 	got, err := scanNode(row)
@@ -131,13 +162,13 @@ func (s *Store) urlOwner(ctx context.Context, url, name string) (string, bool) {
 		return "", false
 	}
 	var other string
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT name FROM nodes WHERE url = ? AND name <> ?`), url, name).Scan(&other)
+	err := s.queryRow(ctx, s.db, `SELECT name FROM nodes WHERE url = ? AND name <> ?`, url, name).Scan(&other)
 	return other, err == nil
 }
 
 // Node returns the node with the ID.
 func (s *Store) Node(ctx context.Context, id string) (fleet.Node, error) {
-	n, err := scanNode(s.rdb.QueryRowContext(ctx, s.q(`SELECT `+nodeColumns+` FROM nodes WHERE id = ?`), id))
+	n, err := scanNode(s.queryRow(ctx, s.rdb, `SELECT `+nodeColumns+` FROM nodes WHERE id = ?`, id))
 	if err != nil {
 		return fleet.Node{}, fmt.Errorf("store: node %q: %w", id, notFound(err))
 	}
@@ -146,7 +177,7 @@ func (s *Store) Node(ctx context.Context, id string) (fleet.Node, error) {
 
 // NodeByName returns the node with the name.
 func (s *Store) NodeByName(ctx context.Context, name string) (fleet.Node, error) {
-	n, err := scanNode(s.rdb.QueryRowContext(ctx, s.q(`SELECT `+nodeColumns+` FROM nodes WHERE name = ?`), name))
+	n, err := scanNode(s.queryRow(ctx, s.rdb, `SELECT `+nodeColumns+` FROM nodes WHERE name = ?`, name))
 	if err != nil {
 		return fleet.Node{}, fmt.Errorf("store: node named %q: %w", name, notFound(err))
 	}
@@ -155,22 +186,44 @@ func (s *Store) NodeByName(ctx context.Context, name string) (fleet.Node, error)
 
 // Nodes returns all nodes, ordered by name.
 func (s *Store) Nodes(ctx context.Context) ([]fleet.Node, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT `+nodeColumns+` FROM nodes ORDER BY name`)
+	rows, err := s.query(ctx, s.rdb, `SELECT `+nodeColumns+` FROM nodes ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("store: list nodes: %w", err)
 	}
 	defer rows.Close()
-	var nodes []fleet.Node
+	s.loadsMu.Lock()
+	memo := s.loads
+	s.loadsMu.Unlock()
+	next := make(loadMemo, len(memo))
+	var (
+		nodes      = make([]fleet.Node, 0, len(memo))
+		tags, load sql.RawBytes
+	)
 	for rows.Next() {
-		n, err := scanNode(rows)
+		n, err := scanNodeColumns(rows, &tags, &load)
+		if err == nil {
+			err = decodeTags(tags, &n)
+		}
+		d := memo[n.ID]
+		if err == nil && (d == nil || d.json != string(load)) {
+			d = &decodedLoad{json: string(load)}
+			if err = json.Unmarshal(load, &d.load); err != nil {
+				err = fmt.Errorf("load: %w", err)
+			}
+		}
 		if err != nil {
 			return nil, fmt.Errorf("store: list nodes: %w", err)
 		}
+		n.Load = d.load
+		next[n.ID] = d
 		nodes = append(nodes, n)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: list nodes: %w", err)
 	}
+	s.loadsMu.Lock()
+	s.loads = next
+	s.loadsMu.Unlock()
 	return nodes, nil
 }
 
@@ -181,11 +234,11 @@ func (s *Store) RenameNode(ctx context.Context, id, name string) error {
 	if name == "" {
 		return fmt.Errorf("store: rename node %q: empty name", id)
 	}
-	res, err := s.db.ExecContext(ctx, s.q(`UPDATE nodes SET name = ? WHERE id = ?`), name, id)
+	res, err := s.exec(ctx, s.db, `UPDATE nodes SET name = ? WHERE id = ?`, name, id)
 	if err != nil {
 		// As in UpsertNode: a unique name violation shows as the name's owner.
 		var owner string
-		if s.db.QueryRowContext(ctx, s.q(`SELECT id FROM nodes WHERE name = ? AND id <> ?`), name, id).Scan(&owner) == nil {
+		if s.queryRow(ctx, s.db, `SELECT id FROM nodes WHERE name = ? AND id <> ?`, name, id).Scan(&owner) == nil {
 			return fmt.Errorf("store: rename node %q to %q: the name belongs to node %q: %w", id, name, owner, ErrConflict)
 		}
 		return fmt.Errorf("store: rename node %q to %q: %w", id, name, err)
@@ -201,7 +254,7 @@ func (s *Store) SetNodeState(ctx context.Context, id string, st fleet.AdminState
 	if err := validState(st); err != nil {
 		return fleet.Node{}, fmt.Errorf("store: set node %q state: %w", id, err)
 	}
-	n, err := scanNode(s.db.QueryRowContext(ctx, s.q(`UPDATE nodes SET state = ? WHERE id = ? RETURNING `+nodeColumns), st, id))
+	n, err := scanNode(s.queryRow(ctx, s.db, `UPDATE nodes SET state = ? WHERE id = ? RETURNING `+nodeColumns, st, id))
 	if err != nil {
 		return fleet.Node{}, fmt.Errorf("store: set node %q state %s: %w", id, st, notFound(err))
 	}
@@ -214,7 +267,7 @@ func (s *Store) SetNodeStateIf(ctx context.Context, id string, from, to fleet.Ad
 	if err := validState(to); err != nil {
 		return false, fmt.Errorf("store: set node %q state: %w", id, err)
 	}
-	res, err := s.db.ExecContext(ctx, s.q(`UPDATE nodes SET state = ? WHERE id = ? AND state = ?`), to, id, from)
+	res, err := s.exec(ctx, s.db, `UPDATE nodes SET state = ? WHERE id = ? AND state = ?`, to, id, from)
 	if err != nil {
 		return false, fmt.Errorf("store: set node %q state %s if %s: %w", id, to, from, err)
 	}
@@ -230,12 +283,12 @@ func (s *Store) SetNodeStateIf(ctx context.Context, id string, from, to fleet.Ad
 // nodeExists is nil if the node exists, else ErrNotFound or the failure.
 func (s *Store) nodeExists(ctx context.Context, id string) error {
 	var one int
-	return notFound(s.db.QueryRowContext(ctx, s.q(`SELECT 1 FROM nodes WHERE id = ?`), id).Scan(&one))
+	return notFound(s.queryRow(ctx, s.db, `SELECT 1 FROM nodes WHERE id = ?`, id).Scan(&one))
 }
 
 // DeleteNode deletes the node and its meeting placements.
 func (s *Store) DeleteNode(ctx context.Context, id string) error {
-	res, err := s.db.ExecContext(ctx, s.q(`DELETE FROM nodes WHERE id = ?`), id)
+	res, err := s.exec(ctx, s.db, `DELETE FROM nodes WHERE id = ?`, id)
 	if err == nil {
 		var n int64
 		if n, err = res.RowsAffected(); err == nil && n == 0 {
@@ -281,13 +334,13 @@ func (s *Store) RecordReports(ctx context.Context, reports []fleet.Report) error
 	if err != nil {
 		return fmt.Errorf("store: record %d reports: %w", len(reports), err)
 	}
-	_, err = s.db.ExecContext(ctx, s.q(`WITH r AS (
+	_, err = s.exec(ctx, s.db, `WITH r AS (
 			SELECT CAST(value ->> 'id' AS TEXT) AS id, CAST(value ->> 'at' AS BIGINT) AS received_at,
 				CAST(value ->> 'seq' AS BIGINT) AS seq, CAST(value -> 'load' AS TEXT) AS load_json
 			FROM `+s.jsonElements(false)+`
 		)
 		UPDATE nodes SET last_report_at = r.received_at, last_seq = r.seq, load_json = r.load_json
-		FROM r WHERE nodes.id = r.id AND nodes.last_report_at < r.received_at`), string(batch))
+		FROM r WHERE nodes.id = r.id AND nodes.last_report_at < r.received_at`, string(batch))
 	if err != nil {
 		return fmt.Errorf("store: record %d reports: %w", len(reports), err)
 	}
@@ -301,8 +354,8 @@ func (s *Store) RecordPoll(ctx context.Context, id string, at time.Time, load fl
 	if err != nil {
 		return fmt.Errorf("store: record poll of node %q: %w", id, err)
 	}
-	res, err := s.db.ExecContext(ctx, s.q(`UPDATE nodes SET last_report_at = ?, last_seq = last_seq + 1, load_json = ?
-		WHERE id = ? AND last_report_at < ?`), millis(at), string(b), id, millis(at))
+	res, err := s.exec(ctx, s.db, `UPDATE nodes SET last_report_at = ?, last_seq = last_seq + 1, load_json = ?
+		WHERE id = ? AND last_report_at < ?`, millis(at), string(b), id, millis(at))
 	if err == nil {
 		var n int64
 		if n, err = res.RowsAffected(); err == nil && n == 0 {

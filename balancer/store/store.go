@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	// Database drivers, registered as "pgx" and "sqlite".
@@ -57,6 +58,17 @@ type Store struct {
 	// rdb runs plain reads: on SQLite a pool of read-only connections that
 	// WAL lets run beside the writer; on PostgreSQL the same pool as db.
 	rdb *sql.DB
+	// stmts holds SQLite's prepared statements by stmtKey (see queryRow).
+	stmts sync.Map
+	// loads is Nodes' memo of decoded loads.
+	loadsMu sync.Mutex
+	loads   loadMemo
+}
+
+// stmtKey names a prepared statement: its pool and its query.
+type stmtKey struct {
+	db    *sql.DB
+	query string
 }
 
 // Open opens the database named by dsn and migrates it to this binary's
@@ -149,6 +161,10 @@ func openSQLite(ctx context.Context, path string) (*Store, error) {
 
 // Close closes the database.
 func (s *Store) Close() error {
+	s.stmts.Range(func(_, st any) bool {
+		st.(*sql.Stmt).Close()
+		return true
+	})
 	err := s.db.Close()
 	if s.rdb != s.db {
 		err = errors.Join(err, s.rdb.Close())
@@ -169,6 +185,57 @@ func (s *Store) Ping(ctx context.Context) error {
 		return fmt.Errorf("store: ping %s: %w", s.dialect, err)
 	}
 	return nil
+}
+
+// queryRow, query and exec run a query written with ? placeholders (see q)
+// on db, which is s.db or s.rdb. On SQLite each query is prepared once per
+// connection and kept: the driver would otherwise parse the text again on
+// every call, which costs more than running most of these queries. pgx
+// keeps its prepared statements itself.
+func (s *Store) queryRow(ctx context.Context, db *sql.DB, query string, args ...any) *sql.Row {
+	query = s.q(query)
+	if st := s.stmt(ctx, db, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return db.QueryRowContext(ctx, query, args...)
+}
+
+func (s *Store) query(ctx context.Context, db *sql.DB, query string, args ...any) (*sql.Rows, error) {
+	query = s.q(query)
+	if st := s.stmt(ctx, db, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return db.QueryContext(ctx, query, args...)
+}
+
+func (s *Store) exec(ctx context.Context, db *sql.DB, query string, args ...any) (sql.Result, error) {
+	query = s.q(query)
+	if st := s.stmt(ctx, db, query); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return db.ExecContext(ctx, query, args...)
+}
+
+// stmt is the SQLite statement for query on db, prepared on first use. It
+// is nil on PostgreSQL, and when preparing fails: the unprepared call then
+// reports the error.
+func (s *Store) stmt(ctx context.Context, db *sql.DB, query string) *sql.Stmt {
+	if s.dialect != sqliteDialect {
+		return nil
+	}
+	key := stmtKey{db, query}
+	if st, ok := s.stmts.Load(key); ok {
+		return st.(*sql.Stmt)
+	}
+	st, err := db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil
+	}
+	if prev, loaded := s.stmts.LoadOrStore(key, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt)
+	}
+	return st
 }
 
 // q rewrites a query written with ? placeholders for the dialect:

@@ -1,0 +1,436 @@
+package balancer
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bbb-agent/bbb-agent/balancer/agentapi"
+	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+	"github.com/bbb-agent/bbb-agent/bbb"
+	"github.com/bbb-agent/bbb-agent/internal/testenv"
+)
+
+// The benchmarks drive a real replica over loopback HTTP: the BBB API with
+// concurrent clients against bbb-sim back-ends, and the agent API at the
+// report rate of a 10,000-node fleet. Client, balancer and simulators share
+// this process and its cores, so every figure includes the load generator's
+// own cost.
+
+// benchBackends are the databases the benchmarks run on.
+var benchBackends = []struct {
+	name string
+	dsn  func(b *testing.B) string
+}{
+	{"sqlite", func(b *testing.B) string { return "sqlite:" + b.TempDir() + "/balancer.db" }},
+	{"postgres", func(b *testing.B) string { return testenv.Postgres(b) }},
+}
+
+const (
+	benchSimNodes = 4  // bbb-sim back-ends
+	benchClients  = 48 // concurrent BBB API clients
+	benchMeetings = 256
+)
+
+// newBenchEnv is a replica on real time, so that reports are newer than the
+// stored ones and liveness expires as in production, with bbb-sim nodes that
+// keep reporting until the benchmark ends.
+func newBenchEnv(b *testing.B, dsn string) *env {
+	e := newEnv(b, dsn, newClock())
+	e.srv.cfg.Clock = time.Now // before any request: nothing reads it yet
+	e.addNodes(benchSimNodes)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	b.Cleanup(func() { cancel(); wg.Wait() })
+	client := benchHTTPClient(4)
+	wg.Go(func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for seq := int64(1); ; seq++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			for _, nd := range e.nodes {
+				body, _ := json.Marshal(agentapi.ReportRequest{Node: nd.name, Seq: seq, Load: fleet.Load{BBBHealthy: true}})
+				if err := postAgent(ctx, client, e.http.URL+agentapi.PathReport, body); err != nil && ctx.Err() == nil {
+					b.Errorf("report %s: %v", nd.name, err)
+				}
+			}
+		}
+	})
+	return e
+}
+
+// benchHTTPClient keeps conns connections to the balancer and never follows
+// join's redirect.
+func benchHTTPClient(conns int) *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: conns, IdleConnTimeout: time.Minute},
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+		Timeout: 30 * time.Second,
+	}
+}
+
+// postAgent sends an agent API request and wants 200.
+func postAgent(ctx context.Context, c *http.Client, url string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+agentToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("HTTP %s", resp.Status)
+	}
+	return nil
+}
+
+// getOK fetches url and checks the answer: want is the status, and a 200
+// must be a SUCCESS envelope.
+func getOK(c *http.Client, url string, want int) error {
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	switch {
+	case err != nil:
+		return err
+	case resp.StatusCode != want:
+		return fmt.Errorf("HTTP %d, want %d: %s", resp.StatusCode, want, body)
+	case want == http.StatusOK && !bytes.Contains(body, []byte("<returncode>SUCCESS</returncode>")):
+		return fmt.Errorf("not SUCCESS: %s", body)
+	}
+	return nil
+}
+
+// latencies collects request durations from many goroutines.
+type latencies struct {
+	mu  sync.Mutex
+	all []time.Duration
+}
+
+func (l *latencies) add(d []time.Duration) {
+	l.mu.Lock()
+	l.all = append(l.all, d...)
+	l.mu.Unlock()
+}
+
+// report adds p50 and p99 in ms, and requests/s over elapsed.
+func (l *latencies) report(b *testing.B, prefix string, elapsed time.Duration) {
+	if len(l.all) == 0 {
+		return
+	}
+	slices.Sort(l.all)
+	pct := func(p float64) float64 {
+		return float64(l.all[min(len(l.all)-1, int(p*float64(len(l.all))))].Microseconds()) / 1000
+	}
+	b.ReportMetric(float64(len(l.all))/elapsed.Seconds(), prefix+"req/s")
+	b.ReportMetric(pct(0.50), prefix+"p50-ms")
+	b.ReportMetric(pct(0.99), prefix+"p99-ms")
+}
+
+// hammer sends the URLs with benchClients concurrent clients, checks each
+// answer's status, and reports throughput, latency and the CPU time of the
+// whole process (clients and simulators too) per request.
+func hammer(b *testing.B, urls []string, want int) {
+	client := benchHTTPClient(benchClients)
+	var (
+		next atomic.Int64
+		lat  latencies
+		wg   sync.WaitGroup
+	)
+	b.ResetTimer()
+	start, cpu := time.Now(), cpuTime()
+	for range benchClients {
+		wg.Go(func() {
+			mine := make([]time.Duration, 0, len(urls)/benchClients+1)
+			defer func() { lat.add(mine) }()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(urls) {
+					return
+				}
+				t0 := time.Now()
+				if err := getOK(client, urls[i], want); err != nil {
+					b.Error(err)
+					return
+				}
+				mine = append(mine, time.Since(t0))
+			}
+		})
+	}
+	wg.Wait()
+	elapsed, cpu := time.Since(start), cpuTime()-cpu
+	b.StopTimer()
+	lat.report(b, "", elapsed)
+	b.ReportMetric(float64(cpu.Microseconds())/float64(len(urls)), "cpu-µs/op")
+}
+
+// BenchmarkJoin: signed joins for random running meetings, answered with a
+// 302 to the meeting's node, from concurrent keep-alive clients.
+func BenchmarkJoin(b *testing.B) {
+	for _, be := range benchBackends {
+		b.Run(be.name, func(b *testing.B) {
+			e := newBenchEnv(b, be.dsn(b))
+			ctx := b.Context()
+			for i := range benchMeetings {
+				if _, err := e.client.Create(ctx, bbb.CreateRequest{MeetingID: fmt.Sprintf("bench-%04d", i), Name: "Bench"}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			rng := rand.New(rand.NewPCG(1, 2))
+			urls := make([]string, b.N)
+			for i := range urls {
+				urls[i] = e.client.JoinURL(bbb.JoinRequest{MeetingID: fmt.Sprintf("bench-%04d", rng.IntN(benchMeetings)),
+					FullName: fmt.Sprintf("User %d", i), Role: bbb.RoleViewer})
+			}
+			hammer(b, urls, http.StatusFound)
+		})
+	}
+}
+
+// BenchmarkCreate: a new meeting per request, placed and forwarded to a
+// bbb-sim node, from concurrent keep-alive clients.
+func BenchmarkCreate(b *testing.B) {
+	for _, be := range benchBackends {
+		b.Run(be.name, func(b *testing.B) {
+			e := newBenchEnv(b, be.dsn(b))
+			urls := make([]string, b.N)
+			for i := range urls {
+				urls[i] = e.client.URL(bbb.CallCreate, bbb.CreateRequest{MeetingID: fmt.Sprintf("create-%07d", i), Name: "Bench"}.Values())
+			}
+			hammer(b, urls, http.StatusOK)
+		})
+	}
+}
+
+// The ingestion benchmark's fleet: 10,000 nodes reporting every 5 s.
+const (
+	ingestNodes    = 10_000
+	ingestTURN     = 4 // of the nodes
+	ingestInterval = 5 * time.Second
+	ingestWindow   = 8 * time.Second // measured wall time
+	ingestJoinRate = 2_000           // joins/s of the concurrent BBB API load
+	ingestTick     = 10 * time.Millisecond
+)
+
+// BenchmarkReportIngestion: 10,000 registered nodes report every 5 s
+// (2,000 reports/s over the agent API) while the registry's flush and
+// refresh run and a steady join load measures the BBB API's latency. The
+// window is fixed; b.N does not scale it.
+func BenchmarkReportIngestion(b *testing.B) {
+	for _, be := range benchBackends {
+		b.Run(be.name, func(b *testing.B) {
+			e := newBenchEnv(b, be.dsn(b))
+			ctx := b.Context()
+			for i := range benchMeetings {
+				if _, err := e.client.Create(ctx, bbb.CreateRequest{MeetingID: fmt.Sprintf("bench-%04d", i), Name: "Bench"}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			// Registration speed is not the point: straight into the store.
+			// A few of the nodes are TURN servers, which every report's
+			// answer lists.
+			names := make([]string, ingestNodes)
+			var wg sync.WaitGroup
+			for w := range 8 {
+				wg.Go(func() {
+					for i := w; i < ingestNodes; i += 8 {
+						names[i] = fmt.Sprintf("fleet%05d", i)
+						n := fleet.Node{Name: names[i], URL: fmt.Sprintf("https://%s.invalid/bigbluebutton/api/", names[i]),
+							Secret: "node-secret", ReportInterval: ingestInterval, CreatedAt: time.Now()}
+						if i%(ingestNodes/ingestTURN) == 0 {
+							n.Role, n.URL, n.Secret = fleet.RoleTURN, "", ""
+						}
+						_, err := e.store.UpsertNode(ctx, n)
+						if err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			if b.Failed() {
+				b.FailNow()
+			}
+			if err := e.srv.Refresh(ctx); err != nil {
+				b.Fatal(err)
+			}
+			runCtx, stop := context.WithCancel(context.Background())
+			var run sync.WaitGroup
+			run.Go(func() {
+				if err := e.srv.Run(runCtx); err != nil {
+					b.Error(err)
+				}
+			})
+			defer func() { stop(); run.Wait() }()
+
+			b.ResetTimer()
+			for range b.N {
+				ingest(b, e, names)
+			}
+		})
+	}
+}
+
+// ingest measures the join load alone for a short while, then reports and
+// joins together for ingestWindow, and reports the figures: cpu-µs/report
+// is the CPU the reports add to the join load alone, the rest is of the
+// whole window.
+func ingest(b *testing.B, e *env, names []string) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	joinURLs := make([]string, 4096)
+	for i := range joinURLs {
+		joinURLs[i] = e.client.JoinURL(bbb.JoinRequest{MeetingID: fmt.Sprintf("bench-%04d", rng.IntN(benchMeetings)),
+			FullName: fmt.Sprintf("User %d", i), Role: bbb.RoleViewer})
+	}
+	l := &loadGen{e: e, names: names, joinURLs: joinURLs, reports: benchHTTPClient(64), joins: benchHTTPClient(32)}
+	base := l.run(b, ingestWindow/4, false)
+	full := l.run(b, ingestWindow, true)
+
+	baseCores := base.cpu.Seconds() / base.elapsed.Seconds()
+	b.ReportMetric(float64(full.reports)/full.elapsed.Seconds(), "reports/s")
+	b.ReportMetric(full.cpu.Seconds()/full.elapsed.Seconds(), "cpu-cores")
+	b.ReportMetric(baseCores, "joins-only-cores")
+	if full.reports > 0 {
+		added := full.cpu.Seconds() - baseCores*full.elapsed.Seconds()
+		b.ReportMetric(added*1e6/float64(full.reports), "cpu-µs/report")
+	}
+	full.lat.report(b, "join-", full.elapsed)
+}
+
+// loadGen sends reports of the fleet's nodes in turn and joins for random
+// meetings, each at a steady rate.
+type loadGen struct {
+	e               *env
+	names, joinURLs []string
+	reports, joins  *http.Client
+	nextReport      int
+	nextJoin        int
+}
+
+// window is what one run of the load measured.
+type window struct {
+	elapsed, cpu time.Duration
+	reports      int64
+	lat          latencies
+}
+
+// run sends ingestJoinRate joins a second, and with reports the fleet's
+// reports, for d.
+func (l *loadGen) run(b *testing.B, d time.Duration, reports bool) *window {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	load := fleet.Load{CPUPercent: 42.5, CPUCores: 16, Load1: 3.1, Load5: 2.9, Load15: 2.5, MemTotalBytes: 64 << 30,
+		MemUsedBytes: 20 << 30, Meetings: 12, Participants: 180, Voice: 60, Video: 40, Listeners: 120,
+		LargestMeeting: 50, BBBHealthy: true, BBBVersion: "3.0.4"}
+	reportQ := make(chan int, ingestNodes/int(ingestInterval.Seconds()))
+	joinQ := make(chan int, ingestJoinRate)
+	var (
+		w            window
+		sent, failed atomic.Int64
+		wg           sync.WaitGroup
+	)
+	for range 32 {
+		wg.Go(func() {
+			for i := range reportQ {
+				body, _ := json.Marshal(agentapi.ReportRequest{Node: l.names[i%len(l.names)], Seq: int64(i/len(l.names) + 1), Load: load})
+				if err := postAgent(ctx, l.reports, l.e.http.URL+agentapi.PathReport, body); err != nil {
+					if ctx.Err() == nil {
+						failed.Add(1)
+					}
+					continue
+				}
+				sent.Add(1)
+			}
+		})
+	}
+	for range 16 {
+		wg.Go(func() {
+			var mine []time.Duration
+			defer func() { w.lat.add(mine) }()
+			for i := range joinQ {
+				t0 := time.Now()
+				if err := getOK(l.joins, l.joinURLs[i%len(l.joinURLs)], http.StatusFound); err != nil {
+					if ctx.Err() == nil {
+						failed.Add(1)
+					}
+					continue
+				}
+				mine = append(mine, time.Since(t0))
+			}
+		})
+	}
+
+	cpu, start := cpuTime(), time.Now()
+	// Open loop: each tick's work is queued whether or not the last tick's
+	// is done, so a slow balancer shows as latency, not as less load; what
+	// does not fit in the queues (a second's worth) is dropped and shows as
+	// a lower rate.
+	tick := time.NewTicker(ingestTick)
+	reportsPerTick := int(float64(ingestNodes) / ingestInterval.Seconds() * ingestTick.Seconds())
+	joinsPerTick := int(ingestJoinRate * ingestTick.Seconds())
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-tick.C:
+		}
+		for n := 0; reports && n < reportsPerTick; n++ {
+			select {
+			case reportQ <- l.nextReport:
+				l.nextReport++
+			default:
+			}
+		}
+		for range joinsPerTick {
+			select {
+			case joinQ <- l.nextJoin:
+				l.nextJoin++
+			default:
+			}
+		}
+	}
+	tick.Stop()
+	close(reportQ)
+	close(joinQ)
+	wg.Wait()
+	w.elapsed, w.cpu, w.reports = time.Since(start), cpuTime()-cpu, sent.Load()
+	if f := failed.Load(); f > 0 {
+		b.Errorf("%d requests failed", f)
+	}
+	return &w
+}
+
+// cpuTime is the user and system CPU time this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
