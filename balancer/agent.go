@@ -127,6 +127,13 @@ func (s *Server) agentReport(w http.ResponseWriter, r *http.Request) {
 	}
 	n, err := s.reg.report(req.Node, req.Seq, req.Load)
 	if err != nil {
+		// Registered through another replica since our last refresh?
+		if stored, serr := s.store.NodeByName(r.Context(), req.Node); serr == nil {
+			s.reg.put(stored)
+			n, err = s.reg.report(req.Node, req.Seq, req.Load)
+		}
+	}
+	if err != nil {
 		s.metrics.reportErrors.WithLabelValues(agentapi.CodeUnknownNode).Inc()
 		agentError(w, http.StatusNotFound, agentapi.CodeUnknownNode, fmt.Sprintf("node %q is not registered: register first", req.Node))
 		return

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/bbb-agent/bbb-agent/balancer/fleet"
 	"github.com/bbb-agent/bbb-agent/bbb"
 )
 
@@ -83,5 +84,20 @@ func TestTwoReplicas(t *testing.T) {
 		if on := b.nodeOf(id); on[0] == cordoned.name {
 			t.Fatalf("%s placed on the node cordoned through the other replica", id)
 		}
+	}
+}
+
+// TestReportToOtherReplica: a node registered through one replica can report
+// to the other at once, before that replica's periodic refresh.
+func TestReportToOtherReplica(t *testing.T) {
+	dsn := backends[1].dsn(t)
+	clk := newClock()
+	a := newEnv(t, dsn, clk)
+	b := newEnv(t, dsn, clk)
+	a.addNodes(1) // registers and reports through a
+	b.nodes = a.nodes
+	b.report(a.nodes[0], fleet.Load{BBBHealthy: true})
+	if s := b.status(); len(s) != 1 || !s[0].Online {
+		t.Fatalf("replica b: %+v", s)
 	}
 }
