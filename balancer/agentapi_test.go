@@ -14,44 +14,46 @@ import (
 )
 
 func TestAgentAPIAuthAndErrors(t *testing.T) {
-	e := newEnv(t, backends[0].dsn(t), newClock())
-	e.addNodes(1)
-	tests := []struct {
-		name, path, token, body string
-		status                  int
-		code                    string
-	}{
-		{"no token", agentapi.PathReport, "", `{"node":"bbb1"}`, http.StatusUnauthorized, agentapi.CodeUnauthorized},
-		{"wrong token", agentapi.PathReport, "nope", `{"node":"bbb1"}`, http.StatusUnauthorized, agentapi.CodeUnauthorized},
-		{"admin token is not an agent token", agentapi.PathReport, adminToken, `{"node":"bbb1"}`, http.StatusUnauthorized, agentapi.CodeUnauthorized},
-		{"garbage", agentapi.PathReport, agentToken, `{{{`, http.StatusBadRequest, agentapi.CodeBadRequest},
-		{"unknown node", agentapi.PathReport, agentToken, `{"node":"ghost"}`, http.StatusNotFound, agentapi.CodeUnknownNode},
-		{"register without name", agentapi.PathRegister, agentToken, `{"url":"http://127.0.0.1:1","secret":"s"}`, http.StatusBadRequest, agentapi.CodeBadRequest},
-		{"register without secret", agentapi.PathRegister, agentToken, `{"node":"x","url":"http://127.0.0.1:1"}`, http.StatusBadRequest, agentapi.CodeBadRequest},
-		{"register bad URL", agentapi.PathRegister, agentToken, `{"node":"x","url":"bbb.example.com","secret":"s"}`, http.StatusBadRequest, agentapi.CodeBadRequest},
-		{"register bad role", agentapi.PathRegister, agentToken, `{"node":"x","url":"http://127.0.0.1:1","secret":"s","role":"sfu"}`, http.StatusBadRequest, agentapi.CodeBadRequest},
-		{"register URL of another agent's node", agentapi.PathRegister, agentToken, `{"node":"other","url":"` + e.nodes[0].http.URL + `","secret":"s"}`, http.StatusConflict, agentapi.CodeConflict},
-		{"drain unknown", agentapi.PathDrain, agentToken, `{"node":"ghost"}`, http.StatusNotFound, agentapi.CodeUnknownNode},
-		{"oversize", agentapi.PathReport, agentToken, `{"node":"` + strings.Repeat("x", agentapi.MaxBodyBytes) + `"}`, http.StatusBadRequest, agentapi.CodeBadRequest},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			req, _ := http.NewRequest(http.MethodPost, e.http.URL+tt.path, strings.NewReader(tt.body))
-			if tt.token != "" {
-				req.Header.Set("Authorization", "Bearer "+tt.token)
-			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			body, _ := io.ReadAll(resp.Body)
-			var ae agentapi.Error
-			if resp.StatusCode != tt.status || json.Unmarshal(body, &ae) != nil || ae.Code != tt.code || ae.Error == "" {
-				t.Fatalf("HTTP %d %s, want %d %s", resp.StatusCode, body, tt.status, tt.code)
-			}
-		})
-	}
+	forEachBackend(t, func(t *testing.T, dsn string) {
+		e := newEnv(t, dsn, newClock())
+		e.addNodes(1)
+		tests := []struct {
+			name, path, token, body string
+			status                  int
+			code                    string
+		}{
+			{"no token", agentapi.PathReport, "", `{"node":"bbb1"}`, http.StatusUnauthorized, agentapi.CodeUnauthorized},
+			{"wrong token", agentapi.PathReport, "nope", `{"node":"bbb1"}`, http.StatusUnauthorized, agentapi.CodeUnauthorized},
+			{"admin token is not an agent token", agentapi.PathReport, adminToken, `{"node":"bbb1"}`, http.StatusUnauthorized, agentapi.CodeUnauthorized},
+			{"garbage", agentapi.PathReport, agentToken, `{{{`, http.StatusBadRequest, agentapi.CodeBadRequest},
+			{"unknown node", agentapi.PathReport, agentToken, `{"node":"ghost"}`, http.StatusNotFound, agentapi.CodeUnknownNode},
+			{"register without name", agentapi.PathRegister, agentToken, `{"url":"http://127.0.0.1:1","secret":"s"}`, http.StatusBadRequest, agentapi.CodeBadRequest},
+			{"register without secret", agentapi.PathRegister, agentToken, `{"node":"x","url":"http://127.0.0.1:1"}`, http.StatusBadRequest, agentapi.CodeBadRequest},
+			{"register bad URL", agentapi.PathRegister, agentToken, `{"node":"x","url":"bbb.example.com","secret":"s"}`, http.StatusBadRequest, agentapi.CodeBadRequest},
+			{"register bad role", agentapi.PathRegister, agentToken, `{"node":"x","url":"http://127.0.0.1:1","secret":"s","role":"sfu"}`, http.StatusBadRequest, agentapi.CodeBadRequest},
+			{"register URL of another agent's node", agentapi.PathRegister, agentToken, `{"node":"other","url":"` + e.nodes[0].http.URL + `","secret":"s"}`, http.StatusConflict, agentapi.CodeConflict},
+			{"drain unknown", agentapi.PathDrain, agentToken, `{"node":"ghost"}`, http.StatusNotFound, agentapi.CodeUnknownNode},
+			{"oversize", agentapi.PathReport, agentToken, `{"node":"` + strings.Repeat("x", agentapi.MaxBodyBytes) + `"}`, http.StatusBadRequest, agentapi.CodeBadRequest},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				req, _ := http.NewRequest(http.MethodPost, e.http.URL+tt.path, strings.NewReader(tt.body))
+				if tt.token != "" {
+					req.Header.Set("Authorization", "Bearer "+tt.token)
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				body, _ := io.ReadAll(resp.Body)
+				var ae agentapi.Error
+				if resp.StatusCode != tt.status || json.Unmarshal(body, &ae) != nil || ae.Code != tt.code || ae.Error == "" {
+					t.Fatalf("HTTP %d %s, want %d %s", resp.StatusCode, body, tt.status, tt.code)
+				}
+			})
+		}
+	})
 }
 
 // TestAgentLifecycle: register twice (no duplicate), drain and undrain,
@@ -97,64 +99,68 @@ func TestAgentLifecycle(t *testing.T) {
 // TestReportPrunesEndedMeetings: a report's meeting list makes the balancer
 // forget placements of meetings that ended on the node by themselves.
 func TestReportPrunesEndedMeetings(t *testing.T) {
-	clk := newClock()
-	e := newEnv(t, backends[0].dsn(t), clk)
-	e.addNodes(1)
-	cx := ctxT(t)
-	for _, id := range []string{"keep-me", "ends-alone"} {
-		if _, err := e.client.Create(cx, bbb.CreateRequest{MeetingID: id, Name: "x"}); err != nil {
-			t.Fatal(err)
+	forEachBackend(t, func(t *testing.T, dsn string) {
+		clk := newClock()
+		e := newEnv(t, dsn, clk)
+		e.addNodes(1)
+		cx := ctxT(t)
+		for _, id := range []string{"keep-me", "ends-alone"} {
+			if _, err := e.client.Create(cx, bbb.CreateRequest{MeetingID: id, Name: "x"}); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	clk.Advance(10 * time.Second)
-	var resp agentapi.ReportResponse
-	e.agentCall(agentapi.PathReport, agentapi.ReportRequest{Node: e.nodes[0].name, Load: fleet.Load{Meetings: 1}, MeetingIDs: []string{"keep-me"}}, &resp, http.StatusOK)
-	e.srv.bg.Wait()
-	if _, err := e.store.Meeting(cx, "keep-me"); err != nil {
-		t.Fatalf("running meeting forgotten: %v", err)
-	}
-	if _, err := e.store.Meeting(cx, "ends-alone"); err == nil {
-		t.Fatal("ended meeting still placed")
-	}
+		clk.Advance(10 * time.Second)
+		var resp agentapi.ReportResponse
+		e.agentCall(agentapi.PathReport, agentapi.ReportRequest{Node: e.nodes[0].name, Load: fleet.Load{Meetings: 1}, MeetingIDs: []string{"keep-me"}}, &resp, http.StatusOK)
+		e.srv.bg.Wait()
+		if _, err := e.store.Meeting(cx, "keep-me"); err != nil {
+			t.Fatalf("running meeting forgotten: %v", err)
+		}
+		if _, err := e.store.Meeting(cx, "ends-alone"); err == nil {
+			t.Fatal("ended meeting still placed")
+		}
+	})
 }
 
 // TestPolledNodes: a node added by an operator without an agent is polled,
 // goes online, takes meetings, and an agent can later adopt it.
 func TestPolledNodes(t *testing.T) {
-	clk := newClock()
-	e := newEnv(t, backends[0].dsn(t), clk)
-	e.addNodes(1) // gives us a running simulator; take it out of the registry again
-	nd := e.nodes[0]
-	var st agentapi.StateResponse
-	e.agentCall(agentapi.PathDeregister, agentapi.NodeRequest{Node: nd.name}, &st, http.StatusOK)
+	forEachBackend(t, func(t *testing.T, dsn string) {
+		clk := newClock()
+		e := newEnv(t, dsn, clk)
+		e.addNodes(1) // gives us a running simulator; take it out of the registry again
+		nd := e.nodes[0]
+		var st agentapi.StateResponse
+		e.agentCall(agentapi.PathDeregister, agentapi.NodeRequest{Node: nd.name}, &st, http.StatusOK)
 
-	code, body := e.do(http.MethodPost, "/admin/v1/servers", adminToken, map[string]any{"url": nd.http.URL + "/bigbluebutton/api/", "secret": nd.secret})
-	if code != http.StatusOK {
-		t.Fatalf("add: HTTP %d %s", code, body)
-	}
-	cx := ctxT(t)
-	e.srv.pollAll(cx)
-	s := e.status()
-	if len(s) != 1 || !s[0].Online || s[0].Source != fleet.SourcePoll {
-		t.Fatalf("polled node: %+v", s)
-	}
-	if _, err := e.client.Create(cx, bbb.CreateRequest{MeetingID: "on-polled", Name: "x"}); err != nil {
-		t.Fatal(err)
-	}
-	clk.Advance(time.Second)
-	e.srv.pollAll(cx)
-	if s := e.status(); s[0].Meetings != 1 {
-		t.Fatalf("poll did not count the meeting: %+v", s[0])
-	}
-	// The operator installs an agent on it: same URL, the agent's name.
-	e.register(nd)
-	s = e.status()
-	if len(s) != 1 || s[0].Name != nd.name || s[0].Source != fleet.SourceAgent {
-		t.Fatalf("adoption: %+v", s)
-	}
-	if _, err := e.store.Meeting(cx, "on-polled"); err != nil {
-		t.Fatalf("adoption lost the placement: %v", err)
-	}
+		code, body := e.do(http.MethodPost, "/admin/v1/servers", adminToken, map[string]any{"url": nd.http.URL + "/bigbluebutton/api/", "secret": nd.secret})
+		if code != http.StatusOK {
+			t.Fatalf("add: HTTP %d %s", code, body)
+		}
+		cx := ctxT(t)
+		e.srv.pollAll(cx)
+		s := e.status()
+		if len(s) != 1 || !s[0].Online || s[0].Source != fleet.SourcePoll {
+			t.Fatalf("polled node: %+v", s)
+		}
+		if _, err := e.client.Create(cx, bbb.CreateRequest{MeetingID: "on-polled", Name: "x"}); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(time.Second)
+		e.srv.pollAll(cx)
+		if s := e.status(); s[0].Meetings != 1 {
+			t.Fatalf("poll did not count the meeting: %+v", s[0])
+		}
+		// The operator installs an agent on it: same URL, the agent's name.
+		e.register(nd)
+		s = e.status()
+		if len(s) != 1 || s[0].Name != nd.name || s[0].Source != fleet.SourceAgent {
+			t.Fatalf("adoption: %+v", s)
+		}
+		if _, err := e.store.Meeting(cx, "on-polled"); err != nil {
+			t.Fatalf("adoption lost the placement: %v", err)
+		}
+	})
 }
 
 func TestMetricsAndHealth(t *testing.T) {

@@ -278,100 +278,106 @@ func (e *env) adminState(name, state string) {
 // TestMeetingCalls forwards end, isMeetingRunning, getMeetingInfo and
 // insertDocument to the meeting's node.
 func TestMeetingCalls(t *testing.T) {
-	e := newEnv(t, backends[0].dsn(t), newClock())
-	e.addNodes(2)
-	cx := ctxT(t)
-	if _, err := e.client.Create(cx, bbb.CreateRequest{MeetingID: "calls", Name: "Calls", Documents: []bbb.Document{{URL: "https://example.com/a.pdf", Filename: "a.pdf"}}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.client.Join(cx, bbb.JoinRequest{MeetingID: "calls", FullName: "Ada", Role: bbb.RoleModerator}); err != nil {
-		t.Fatalf("join redirect=false: %v", err)
-	}
-	if running, err := e.client.IsMeetingRunning(cx, "calls"); err != nil || !running {
-		t.Fatalf("isMeetingRunning: %v %v", running, err)
-	}
-	info, err := e.client.GetMeetingInfo(cx, "calls")
-	if err != nil || info.ParticipantCount != 1 {
-		t.Fatalf("getMeetingInfo: %+v %v", info, err)
-	}
-	if err := e.client.InsertDocument(cx, "calls", []bbb.Document{{URL: "https://example.com/b.pdf", Filename: "b.pdf"}}); err != nil {
-		t.Fatalf("insertDocument: %v", err)
-	}
-	if err := e.client.End(cx, "calls", ""); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.store.Meeting(cx, "calls"); err == nil {
-		t.Fatal("placement kept after end")
-	}
-	if running, err := e.client.IsMeetingRunning(cx, "calls"); err != nil || running {
-		t.Fatalf("isMeetingRunning after end: %v %v", running, err)
-	}
-	if _, err := e.client.GetMeetingInfo(cx, "unknown-meeting"); !errors.Is(err, bbb.ErrNotFound) {
-		t.Fatalf("getMeetingInfo unknown: %v", err)
-	}
-	if err := e.client.End(cx, "unknown-meeting", ""); !errors.Is(err, bbb.ErrNotFound) {
-		t.Fatalf("end unknown: %v", err)
-	}
-	if recs, err := e.client.GetRecordings(cx, bbb.GetRecordingsRequest{}); err != nil || len(recs) != 0 {
-		t.Fatalf("getRecordings: %v %v", recs, err)
-	}
+	forEachBackend(t, func(t *testing.T, dsn string) {
+		e := newEnv(t, dsn, newClock())
+		e.addNodes(2)
+		cx := ctxT(t)
+		if _, err := e.client.Create(cx, bbb.CreateRequest{MeetingID: "calls", Name: "Calls", Documents: []bbb.Document{{URL: "https://example.com/a.pdf", Filename: "a.pdf"}}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.client.Join(cx, bbb.JoinRequest{MeetingID: "calls", FullName: "Ada", Role: bbb.RoleModerator}); err != nil {
+			t.Fatalf("join redirect=false: %v", err)
+		}
+		if running, err := e.client.IsMeetingRunning(cx, "calls"); err != nil || !running {
+			t.Fatalf("isMeetingRunning: %v %v", running, err)
+		}
+		info, err := e.client.GetMeetingInfo(cx, "calls")
+		if err != nil || info.ParticipantCount != 1 {
+			t.Fatalf("getMeetingInfo: %+v %v", info, err)
+		}
+		if err := e.client.InsertDocument(cx, "calls", []bbb.Document{{URL: "https://example.com/b.pdf", Filename: "b.pdf"}}); err != nil {
+			t.Fatalf("insertDocument: %v", err)
+		}
+		if err := e.client.End(cx, "calls", ""); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.store.Meeting(cx, "calls"); err == nil {
+			t.Fatal("placement kept after end")
+		}
+		if running, err := e.client.IsMeetingRunning(cx, "calls"); err != nil || running {
+			t.Fatalf("isMeetingRunning after end: %v %v", running, err)
+		}
+		if _, err := e.client.GetMeetingInfo(cx, "unknown-meeting"); !errors.Is(err, bbb.ErrNotFound) {
+			t.Fatalf("getMeetingInfo unknown: %v", err)
+		}
+		if err := e.client.End(cx, "unknown-meeting", ""); !errors.Is(err, bbb.ErrNotFound) {
+			t.Fatalf("end unknown: %v", err)
+		}
+		if recs, err := e.client.GetRecordings(cx, bbb.GetRecordingsRequest{}); err != nil || len(recs) != 0 {
+			t.Fatalf("getRecordings: %v %v", recs, err)
+		}
+	})
 }
 
 // TestBadInput: every malformed call gets a BBB error envelope with HTTP 200.
 func TestBadInput(t *testing.T) {
-	e := newEnv(t, backends[0].dsn(t), newClock())
-	e.addNodes(1)
-	signed := func(call, query string) string {
-		return e.http.URL + "/bigbluebutton/api/" + call + "?" + bbb.SignQuery(bbb.SHA256, call, query, lbSecret)
-	}
-	tests := []struct {
-		name, method, url, body, wantKey string
-	}{
-		{"missing checksum", "GET", e.http.URL + "/bigbluebutton/api/create?meetingID=abc", "", bbb.KeyChecksumError},
-		{"wrong checksum", "GET", e.http.URL + "/bigbluebutton/api/create?meetingID=abc&checksum=" + strings.Repeat("a", 64), "", bbb.KeyChecksumError},
-		{"other secret", "GET", e.http.URL + "/bigbluebutton/api/getMeetings?" + bbb.SignQuery(bbb.SHA1, "getMeetings", "", "nope-nope-nope"), "", bbb.KeyChecksumError},
-		{"unknown call", "GET", signed("getDefaultConfigXML", ""), "", bbb.KeyUnsupportedRequest},
-		{"wrong method", "POST", signed("join", "meetingID=abc&fullName=x"), "", bbb.KeyUnsupportedRequest},
-		{"invalid meetingID", "GET", signed("create", "meetingID=a%2Cb"), "", bbb.KeyValidationError},
-		{"short meetingID", "GET", signed("create", "meetingID=a"), "", bbb.KeyValidationError},
-		{"missing meetingID", "GET", signed("create", "name=x"), "", bbb.KeyMissingParamMeetingID},
-		{"duplicate parameter", "GET", signed("create", "meetingID=abc&meetingID=def"), "", bbb.KeyValidationError},
-		{"non-UTF-8", "GET", signed("create", "meetingID=ab%FF%FE"), "", bbb.KeyValidationError},
-		{"bad escape", "GET", signed("create", "meetingID=ab%zz"), "", bbb.KeyValidationError},
-		{"oversize body", "POST", signed("create", "meetingID=abc"), strings.Repeat("x", 17<<20), bbb.KeyRequestTooLarge},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			req, _ := http.NewRequest(tt.method, tt.url, strings.NewReader(tt.body))
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			body, _ := io.ReadAll(resp.Body)
-			if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/xml") {
-				t.Fatalf("HTTP %d %s: %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
-			}
-			err = bbb.DecodeResponse("x", body, nil)
-			var apiErr *bbb.APIError
-			if !errors.As(err, &apiErr) || apiErr.MessageKey != tt.wantKey {
-				t.Fatalf("got %v, want messageKey %s: %s", err, tt.wantKey, body)
-			}
-		})
-	}
-	if len(e.meetingsPerNode()) != 0 {
-		t.Fatal("a bad request created a meeting")
-	}
+	forEachBackend(t, func(t *testing.T, dsn string) {
+		e := newEnv(t, dsn, newClock())
+		e.addNodes(1)
+		signed := func(call, query string) string {
+			return e.http.URL + "/bigbluebutton/api/" + call + "?" + bbb.SignQuery(bbb.SHA256, call, query, lbSecret)
+		}
+		tests := []struct {
+			name, method, url, body, wantKey string
+		}{
+			{"missing checksum", "GET", e.http.URL + "/bigbluebutton/api/create?meetingID=abc", "", bbb.KeyChecksumError},
+			{"wrong checksum", "GET", e.http.URL + "/bigbluebutton/api/create?meetingID=abc&checksum=" + strings.Repeat("a", 64), "", bbb.KeyChecksumError},
+			{"other secret", "GET", e.http.URL + "/bigbluebutton/api/getMeetings?" + bbb.SignQuery(bbb.SHA1, "getMeetings", "", "nope-nope-nope"), "", bbb.KeyChecksumError},
+			{"unknown call", "GET", signed("getDefaultConfigXML", ""), "", bbb.KeyUnsupportedRequest},
+			{"wrong method", "POST", signed("join", "meetingID=abc&fullName=x"), "", bbb.KeyUnsupportedRequest},
+			{"invalid meetingID", "GET", signed("create", "meetingID=a%2Cb"), "", bbb.KeyValidationError},
+			{"short meetingID", "GET", signed("create", "meetingID=a"), "", bbb.KeyValidationError},
+			{"missing meetingID", "GET", signed("create", "name=x"), "", bbb.KeyMissingParamMeetingID},
+			{"duplicate parameter", "GET", signed("create", "meetingID=abc&meetingID=def"), "", bbb.KeyValidationError},
+			{"non-UTF-8", "GET", signed("create", "meetingID=ab%FF%FE"), "", bbb.KeyValidationError},
+			{"bad escape", "GET", signed("create", "meetingID=ab%zz"), "", bbb.KeyValidationError},
+			{"oversize body", "POST", signed("create", "meetingID=abc"), strings.Repeat("x", 17<<20), bbb.KeyRequestTooLarge},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				req, _ := http.NewRequest(tt.method, tt.url, strings.NewReader(tt.body))
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				body, _ := io.ReadAll(resp.Body)
+				if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/xml") {
+					t.Fatalf("HTTP %d %s: %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+				}
+				err = bbb.DecodeResponse("x", body, nil)
+				var apiErr *bbb.APIError
+				if !errors.As(err, &apiErr) || apiErr.MessageKey != tt.wantKey {
+					t.Fatalf("got %v, want messageKey %s: %s", err, tt.wantKey, body)
+				}
+			})
+		}
+		if len(e.meetingsPerNode()) != 0 {
+			t.Fatal("a bad request created a meeting")
+		}
+	})
 }
 
 // TestNoNodes: with nothing online, create says so in BBB XML.
 func TestNoNodes(t *testing.T) {
-	e := newEnv(t, backends[0].dsn(t), newClock())
-	_, err := e.client.Create(ctxT(t), bbb.CreateRequest{MeetingID: "nobody-home", Name: "x"})
-	var apiErr *bbb.APIError
-	if !errors.As(err, &apiErr) || apiErr.MessageKey != keyNoServer {
-		t.Fatalf("err = %v", err)
-	}
+	forEachBackend(t, func(t *testing.T, dsn string) {
+		e := newEnv(t, dsn, newClock())
+		_, err := e.client.Create(ctxT(t), bbb.CreateRequest{MeetingID: "nobody-home", Name: "x"})
+		var apiErr *bbb.APIError
+		if !errors.As(err, &apiErr) || apiErr.MessageKey != keyNoServer {
+			t.Fatalf("err = %v", err)
+		}
+	})
 }
 
 // TestSecretsAndAlgorithms: every algorithm, with any of several secrets.
@@ -407,28 +413,30 @@ func TestSecretsAndAlgorithms(t *testing.T) {
 // TestRemovedNodeMeetingPlacedAgain: a create for a meeting whose node an
 // operator removed lands on another node.
 func TestRemovedNodeMeetingPlacedAgain(t *testing.T) {
-	e := newEnv(t, backends[0].dsn(t), newClock())
-	e.addNodes(2)
-	cx := ctxT(t)
-	if _, err := e.client.Create(cx, bbb.CreateRequest{MeetingID: "orphan", Name: "x", Documents: []bbb.Document{{URL: "https://example.com/a.pdf", Filename: "a.pdf"}}}); err != nil {
-		t.Fatal(err)
-	}
-	gone := e.nodeOf("orphan")[0]
-	for _, m := range e.node(gone).sim.Stats().Meetings {
-		if m.MeetingID == "orphan" && m.Documents != 1 {
-			t.Fatalf("the POST body did not reach the node: %d documents", m.Documents)
+	forEachBackend(t, func(t *testing.T, dsn string) {
+		e := newEnv(t, dsn, newClock())
+		e.addNodes(2)
+		cx := ctxT(t)
+		if _, err := e.client.Create(cx, bbb.CreateRequest{MeetingID: "orphan", Name: "x", Documents: []bbb.Document{{URL: "https://example.com/a.pdf", Filename: "a.pdf"}}}); err != nil {
+			t.Fatal(err)
 		}
-	}
-	if code, body := e.do(http.MethodDelete, "/admin/v1/servers/"+gone, adminToken, nil); code != http.StatusOK {
-		t.Fatalf("remove: %d %s", code, body)
-	}
-	if _, err := e.client.Create(cx, bbb.CreateRequest{MeetingID: "orphan", Name: "x"}); err != nil {
-		t.Fatal(err)
-	}
-	for _, on := range e.nodeOf("orphan") {
-		if on != gone {
-			return
+		gone := e.nodeOf("orphan")[0]
+		for _, m := range e.node(gone).sim.Stats().Meetings {
+			if m.MeetingID == "orphan" && m.Documents != 1 {
+				t.Fatalf("the POST body did not reach the node: %d documents", m.Documents)
+			}
 		}
-	}
-	t.Fatalf("meeting of a removed node not placed again: %v", e.nodeOf("orphan"))
+		if code, body := e.do(http.MethodDelete, "/admin/v1/servers/"+gone, adminToken, nil); code != http.StatusOK {
+			t.Fatalf("remove: %d %s", code, body)
+		}
+		if _, err := e.client.Create(cx, bbb.CreateRequest{MeetingID: "orphan", Name: "x"}); err != nil {
+			t.Fatal(err)
+		}
+		for _, on := range e.nodeOf("orphan") {
+			if on != gone {
+				return
+			}
+		}
+		t.Fatalf("meeting of a removed node not placed again: %v", e.nodeOf("orphan"))
+	})
 }
