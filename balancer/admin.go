@@ -226,10 +226,16 @@ func (s *Server) pollNode(ctx context.Context, n fleet.Node) {
 	}
 }
 
-// disableIfEmpty turns a cordoned node with no meetings into a disabled one.
+// disableIfEmpty turns a cordoned node with no meetings into a disabled
+// one. A report says "no meetings" for the moment it was measured, which
+// may be before a create the balancer just placed there, so the node's
+// placements must be gone too.
 func (s *Server) disableIfEmpty(n fleet.Node) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if placed, err := s.store.NodeMeetings(ctx, n.ID); err != nil || placed > 0 {
+		return
+	}
 	ok, err := s.store.SetNodeStateIf(ctx, n.ID, fleet.Cordoned, fleet.Disabled)
 	if err != nil {
 		s.log.Warn("disabling an empty cordoned node", "node", n.Name, "err", err)

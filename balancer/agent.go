@@ -139,8 +139,12 @@ func (s *Server) agentReport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.metrics.reports.Inc()
-	if req.MeetingIDs != nil {
-		s.pruneAsync(n.ID, req.MeetingIDs, s.cfg.Clock().Add(-n.ReportInterval))
+	placedBefore := s.cfg.Clock().Add(-n.ReportInterval)
+	switch {
+	case req.MeetingIDs != nil && n.State == fleet.Cordoned:
+		s.prune(r.Context(), n.ID, req.MeetingIDs, placedBefore) // before the emptiness check below
+	case req.MeetingIDs != nil:
+		s.pruneAsync(n.ID, req.MeetingIDs, placedBefore)
 	}
 	if n.State == fleet.Cordoned && req.Load.Meetings == 0 {
 		s.disableIfEmpty(n)

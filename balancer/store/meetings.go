@@ -135,6 +135,15 @@ func (s *Store) PruneMeetings(ctx context.Context, nodeID string, keep []string,
 	return int(n), nil
 }
 
+// NodeMeetings counts the placements on a node.
+func (s *Store) NodeMeetings(ctx context.Context, nodeID string) (int, error) {
+	var n int
+	if err := s.queryRow(ctx, s.rdb, `SELECT COUNT(*) FROM meetings WHERE node_id = ?`, nodeID).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: count meetings on node %q: %w", nodeID, err)
+	}
+	return n, nil
+}
+
 // PlacedSince counts, per node ID, the placements newer than the node's
 // LastReportAt: meetings that no report reflects yet. Nodes without such
 // placements are absent.

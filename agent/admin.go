@@ -1,0 +1,166 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Paths of the admin API on the unix socket.
+const (
+	adminStatus  = "/v1/status"
+	adminDrain   = "/v1/drain"
+	adminUndrain = "/v1/undrain"
+)
+
+type adminError struct {
+	Error string `json:"error"`
+}
+
+// ServeAdmin serves the admin API on a unix socket at path, readable and
+// writable by its owner only, until ctx ends. A stale socket file from a
+// crashed agent is replaced; a socket another agent still answers on is not.
+func (a *Agent) ServeAdmin(ctx context.Context, path string) error {
+	ln, err := listenUnix(path)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+adminStatus, func(w http.ResponseWriter, r *http.Request) {
+		writeAdmin(w, http.StatusOK, a.Status())
+	})
+	mux.HandleFunc("POST "+adminDrain, func(w http.ResponseWriter, r *http.Request) {
+		if err := a.Drain(r.Context(), SourceAdmin); err != nil {
+			writeAdmin(w, http.StatusConflict, adminError{err.Error()})
+			return
+		}
+		writeAdmin(w, http.StatusOK, a.Status())
+	})
+	mux.HandleFunc("POST "+adminUndrain, func(w http.ResponseWriter, r *http.Request) {
+		if err := a.Undrain(r.Context()); err != nil {
+			writeAdmin(w, http.StatusConflict, adminError{err.Error()})
+			return
+		}
+		writeAdmin(w, http.StatusOK, a.Status())
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	err = srv.Serve(ln)
+	os.Remove(path)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+func listenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("admin socket directory: %w", err)
+	}
+	if _, err := os.Stat(path); err == nil {
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("admin socket %s answers: another bbb-agent is running", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("removing the stale admin socket %s: %w", path, err)
+		}
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("admin socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("admin socket %s: %w", path, err)
+	}
+	return ln, nil
+}
+
+func writeAdmin(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// AdminClient talks to a running agent over its admin socket.
+type AdminClient struct {
+	path string
+	http *http.Client
+}
+
+// NewAdminClient returns a client for the socket at path.
+func NewAdminClient(path string) *AdminClient {
+	return &AdminClient{path: path, http: &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		}},
+	}}
+}
+
+// Status asks the agent for its status.
+func (c *AdminClient) Status(ctx context.Context) (Status, error) {
+	return c.do(ctx, http.MethodGet, adminStatus)
+}
+
+// Drain asks the agent to drain.
+func (c *AdminClient) Drain(ctx context.Context) (Status, error) {
+	return c.do(ctx, http.MethodPost, adminDrain)
+}
+
+// Undrain asks the agent to cancel its drain.
+func (c *AdminClient) Undrain(ctx context.Context) (Status, error) {
+	return c.do(ctx, http.MethodPost, adminUndrain)
+}
+
+func (c *AdminClient) do(ctx context.Context, method, path string) (Status, error) {
+	req, err := http.NewRequestWithContext(ctx, method, "http://bbb-agent"+path, nil)
+	if err != nil {
+		return Status{}, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return Status{}, fmt.Errorf("no bbb-agent answers on %s (is it running? is --admin-socket right? are you root?): %w", c.path, unwrapURL(err))
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return Status{}, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e adminError
+		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+			return Status{}, errors.New(e.Error)
+		}
+		return Status{}, fmt.Errorf("bbb-agent answered HTTP %s", resp.Status)
+	}
+	var s Status
+	if err := json.Unmarshal(body, &s); err != nil {
+		return Status{}, fmt.Errorf("bbb-agent's answer is not the expected JSON: %w", err)
+	}
+	return s, nil
+}
+
+func unwrapURL(err error) error {
+	var ue interface{ Unwrap() error }
+	if errors.As(err, &ue) {
+		if inner := ue.Unwrap(); inner != nil {
+			return inner
+		}
+	}
+	return err
+}

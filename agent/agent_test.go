@@ -1,0 +1,210 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+	"github.com/bbb-agent/bbb-agent/bbb"
+	"github.com/bbb-agent/bbb-agent/bbb/sim"
+)
+
+// TestAgentsJoinTheFleet: two agents are online and enabled within two
+// report intervals, and meetings land on both.
+func TestAgentsJoinTheFleet(t *testing.T) {
+	f := newFleet(t)
+	nodes := []*node{newNode(t, "bbb1"), newNode(t, "bbb2")}
+	for _, n := range nodes {
+		n.start(t, f, Config{}, Deps{})
+	}
+	for _, n := range nodes {
+		waitFor(t, n.name+" online and enabled", 2*interval+time.Second, func() bool {
+			s, ok := f.server(n.name)
+			return ok && s.Online && s.State == fleet.Enabled
+		})
+		if st := n.agent.Status(); st.State != Ready || !st.Registered {
+			t.Fatalf("%s: %+v", n.name, st)
+		}
+	}
+	ctx := context.Background()
+	for i := 0; i < 10; i++ {
+		if _, err := f.client.Create(ctx, bbb.CreateRequest{MeetingID: fmt.Sprintf("class-%d", i), Name: "Class"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range nodes {
+		if len(n.sim.Stats().Meetings) == 0 {
+			t.Fatalf("no meeting landed on %s", n.name)
+		}
+	}
+	// The agents report the meetings; the balancer shows them.
+	waitFor(t, "meetings reported", time.Second, func() bool {
+		total := 0
+		for _, n := range nodes {
+			s, _ := f.server(n.name)
+			total += s.Meetings
+		}
+		return total == 10
+	})
+	if got := nodes[0].notes.all(); len(got) == 0 || got[0] != "READY=1" {
+		t.Fatalf("sd_notify: %v", got)
+	}
+}
+
+// TestDrainWaitsForMeetings: a drain cordons, waits while a meeting runs
+// (ending none), and deregisters and exits once the meeting is over.
+func TestDrainWaitsForMeetings(t *testing.T) {
+	for _, src := range []DrainSource{SourceSignal, SourceAdmin} {
+		t.Run(string(src), func(t *testing.T) {
+			f := newFleet(t)
+			n := newNode(t, "bbb1")
+			n.start(t, f, Config{}, Deps{})
+			waitFor(t, "online", time.Second, func() bool { s, ok := f.server(n.name); return ok && s.Online })
+			ctx := context.Background()
+			if _, err := f.client.Create(ctx, bbb.CreateRequest{MeetingID: "lecture", Name: "Lecture"}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := n.sim.AddAttendees("lecture", sim.AttendeeSpec{Count: 3}); err != nil {
+				t.Fatal(err)
+			}
+			if src == SourceAdmin {
+				if _, err := NewAdminClient(n.socket).Drain(ctx); err != nil {
+					t.Fatal(err)
+				}
+			} else if err := n.agent.Drain(ctx, src); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "cordoned at the balancer", time.Second, func() bool {
+				s, _ := f.server(n.name)
+				t.Logf("%+v / %+v", s.State, n.agent.Status())
+				return s.State == fleet.Cordoned
+			})
+			// Several intervals later the agent still waits, and the meeting runs.
+			time.Sleep(4 * interval)
+			if st := n.agent.Status(); st.State != Draining || st.Drain == nil || st.Drain.MeetingsLeft != 1 {
+				t.Fatalf("status while draining: %+v", st)
+			}
+			if running, err := f.client.IsMeetingRunning(ctx, "lecture"); err != nil || !running {
+				t.Fatalf("the drain touched the meeting: running=%v %v", running, err)
+			}
+			if !slices.Contains(n.notes.all(), "STOPPING=1") || !slices.Contains(n.notes.all(), "STATUS=draining: 1 meetings left") {
+				t.Fatalf("sd_notify during drain: %v", n.notes)
+			}
+			if err := f.client.End(ctx, "lecture", ""); err != nil {
+				t.Fatal(err)
+			}
+			if err := n.exited(t, 2*interval+time.Second); err != nil {
+				t.Fatalf("agent exit: %v", err)
+			}
+			if _, ok := f.server(n.name); ok {
+				t.Fatal("node still registered after the drain")
+			}
+			if st := n.agent.Status(); st.State != Stopped || st.Registered {
+				t.Fatalf("final status: %+v", st)
+			}
+		})
+	}
+}
+
+// TestOperatorCordonDrains: a cordon set at the balancer reaches the agent,
+// which drains; re-enabling at the balancer cancels the drain.
+func TestOperatorCordonDrains(t *testing.T) {
+	f := newFleet(t)
+	n := newNode(t, "bbb1")
+	n.start(t, f, Config{}, Deps{})
+	ctx := context.Background()
+	waitFor(t, "online", time.Second, func() bool { s, ok := f.server(n.name); return ok && s.Online })
+	if _, err := f.client.Create(ctx, bbb.CreateRequest{MeetingID: "seminar", Name: "Seminar"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.admin.SetState(ctx, n.name, adminState(fleet.Cordoned)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "agent draining", time.Second, func() bool { return n.agent.State() == Draining })
+	if st := n.agent.Status(); st.Drain == nil || st.Drain.Source != SourceBalancer {
+		t.Fatalf("drain: %+v", st.Drain)
+	}
+	if _, err := f.admin.SetState(ctx, n.name, adminState(fleet.Enabled)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "drain cancelled", time.Second, func() bool { return n.agent.State() == Ready })
+	// Cordon again and let the meeting end: the agent leaves the fleet.
+	if _, err := f.admin.SetState(ctx, n.name, adminState(fleet.Cordoned)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "agent draining", time.Second, func() bool { return n.agent.State() == Draining })
+	if err := f.client.End(ctx, "seminar", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.exited(t, 2*interval+time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestUndrain: `bbb-agent drain` cancelled by `bbb-agent undrain`; a drain
+// from a signal cannot be undone.
+func TestUndrain(t *testing.T) {
+	f := newFleet(t)
+	n := newNode(t, "bbb1")
+	n.start(t, f, Config{}, Deps{})
+	ctx := context.Background()
+	waitFor(t, "online", time.Second, func() bool { s, ok := f.server(n.name); return ok && s.Online })
+	if _, err := f.client.Create(ctx, bbb.CreateRequest{MeetingID: "keep", Name: "Keep"}); err != nil {
+		t.Fatal(err)
+	}
+	admin := NewAdminClient(n.socket)
+	if _, err := admin.Undrain(ctx); err == nil || !strings.Contains(err.Error(), "not draining") {
+		t.Fatalf("undrain while ready: %v", err)
+	}
+	if _, err := admin.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "cordoned", time.Second, func() bool { s, _ := f.server(n.name); return s.State == fleet.Cordoned })
+	st, err := admin.Undrain(ctx)
+	if err != nil || st.State != Ready {
+		t.Fatalf("undrain: %+v %v", st, err)
+	}
+	if s, _ := f.server(n.name); s.State != fleet.Enabled {
+		t.Fatalf("balancer state after undrain: %s", s.State)
+	}
+	if err := n.agent.Drain(ctx, SourceSignal); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Undrain(ctx); err == nil || !strings.Contains(err.Error(), "cannot be undone") {
+		t.Fatalf("undrain of a signal drain: %v", err)
+	}
+}
+
+// TestCrashAndRestart: an agent that dies without draining goes offline at
+// the balancer; restarted with the same state directory it comes back as the
+// same node, without a duplicate.
+func TestCrashAndRestart(t *testing.T) {
+	f := newFleet(t)
+	n := newNode(t, "")
+	name, err := NodeName(context.Background(), "", n.stateDir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.name = name
+	n.start(t, f, Config{}, Deps{})
+	waitFor(t, "online", time.Second, func() bool { s, ok := f.server(n.name); return ok && s.Online })
+	first, _ := f.server(n.name)
+	n.cancel() // the process dies: no drain, no deregistration
+	<-n.done
+	waitFor(t, "offline within 3 intervals", 3*interval+time.Second, func() bool { s, _ := f.server(n.name); return !s.Online })
+
+	again, err := NodeName(context.Background(), "", n.stateDir, nil)
+	if err != nil || again != name {
+		t.Fatalf("node name after restart: %q, %v (was %q)", again, err, name)
+	}
+	n.start(t, f, Config{}, Deps{})
+	waitFor(t, "online again", time.Second, func() bool { s, _ := f.server(n.name); return s.Online })
+	servers, _ := f.admin.Servers(context.Background())
+	if len(servers) != 1 || servers[0].ID != first.ID {
+		t.Fatalf("after restart: %+v (first id %s)", servers, first.ID)
+	}
+}

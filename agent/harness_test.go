@@ -1,0 +1,193 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http/httptest"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bbb-agent/bbb-agent/balancer"
+	"github.com/bbb-agent/bbb-agent/balancer/adminapi"
+	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+	"github.com/bbb-agent/bbb-agent/balancer/store"
+	"github.com/bbb-agent/bbb-agent/bbb"
+	"github.com/bbb-agent/bbb-agent/bbb/sim"
+	"github.com/bbb-agent/bbb-agent/registrar"
+)
+
+const (
+	lbSecret   = "agent-test-lb-secret"
+	agentToken = "agent-test-token"
+	adminToken = "agent-test-admin"
+	interval   = 50 * time.Millisecond
+)
+
+// fleetEnv is a real bbb-balancer (embedded database) on loopback.
+type fleetEnv struct {
+	t      *testing.T
+	lbURL  string
+	admin  *adminapi.Client
+	client *bbb.Client
+	srv    *balancer.Server
+}
+
+func newFleet(t *testing.T) *fleetEnv {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	st, err := store.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "lb.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	srv, err := balancer.New(ctx, balancer.Config{Secrets: []string{lbSecret}, AgentToken: agentToken, AdminToken: adminToken,
+		Logger: slog.New(slog.DiscardHandler), FlushInterval: 20 * time.Millisecond}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Run(ctx)
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	admin, err := adminapi.NewClient(ts.URL, adminToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := bbb.NewClient(ts.URL, lbSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fleetEnv{t: t, lbURL: ts.URL, admin: admin, client: c, srv: srv}
+}
+
+// server is what the balancer says about a node ("" fields when absent).
+func (f *fleetEnv) server(name string) (adminapi.Server, bool) {
+	f.t.Helper()
+	servers, err := f.admin.Servers(context.Background())
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for _, s := range servers {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return adminapi.Server{}, false
+}
+
+// node is a simulated BBB server with an agent on it.
+type node struct {
+	name, secret string
+	sim          *sim.Server
+	http         *httptest.Server
+	stateDir     string
+	socket       string
+	notes        *notes
+	agent        *Agent
+	cancel       context.CancelFunc
+	done         chan error    // Run's result, once
+	finished     chan struct{} // closed when Run has returned
+}
+
+func newNode(t *testing.T, name string) *node {
+	t.Helper()
+	n := &node{name: name, secret: "secret-of-" + name, stateDir: t.TempDir(), notes: &notes{}}
+	n.socket = filepath.Join(t.TempDir(), "admin.sock")
+	n.sim = sim.New(sim.Config{Secret: n.secret})
+	n.http = httptest.NewServer(n.sim)
+	t.Cleanup(n.http.Close)
+	return n
+}
+
+// start runs an agent for the node against the fleet's balancer.
+func (n *node) start(t *testing.T, f *fleetEnv, cfg Config, deps Deps) {
+	t.Helper()
+	reg, err := registrar.NewBalancer(f.lbURL, agentToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := bbb.NewClient(n.http.URL, n.secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Node, cfg.ServerURL, cfg.Secret = n.name, n.http.URL, n.secret
+	if cfg.ReportInterval == 0 {
+		cfg.ReportInterval = interval
+	}
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	deps.Registrar, deps.BBB, deps.Notifier = reg, c, n.notes
+	deps.Host = func(ctx context.Context, l *fleet.Load) error { l.CPUPercent, l.CPUCores = 12, 8; return nil }
+	a, err := New(cfg, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n.agent, n.cancel, n.done, n.finished = a, cancel, make(chan error, 1), make(chan struct{})
+	finished := n.finished
+	go func() {
+		n.done <- a.Run(ctx)
+		close(finished)
+	}()
+	go a.ServeAdmin(ctx, n.socket)
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-finished:
+		case <-time.After(5 * time.Second):
+		}
+	})
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// exited waits for the agent's Run to return.
+func (n *node) exited(t *testing.T, within time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-n.done:
+		return err
+	case <-time.After(within):
+		t.Fatalf("agent %s still running after %v (state %s)", n.name, within, n.agent.State())
+		return nil
+	}
+}
+
+// notes records sd_notify messages.
+type notes struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (n *notes) add(s string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.msgs = append(n.msgs, s)
+	return nil
+}
+func (n *notes) Ready() error            { return n.add("READY=1") }
+func (n *notes) Status(msg string) error { return n.add("STATUS=" + msg) }
+func (n *notes) Stopping() error         { return n.add("STOPPING=1") }
+func (n *notes) all() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]string(nil), n.msgs...)
+}
+
+func (n *notes) String() string { return fmt.Sprint(n.all()) }
+
+func adminState(s fleet.AdminState) adminapi.SetStateRequest {
+	return adminapi.SetStateRequest{State: s}
+}

@@ -1,0 +1,67 @@
+package agent
+
+import (
+	"time"
+
+	"github.com/bbb-agent/bbb-agent/balancer/agentapi"
+	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+)
+
+// Status is what `bbb-agent status` shows. Field names follow DESIGN.md:
+// node, state, registered and last_report_age_seconds at least.
+type Status struct {
+	Node      string     `json:"node"`
+	Role      fleet.Role `json:"role"`
+	State     State      `json:"state"`
+	Version   string     `json:"version"`
+	ServerURL string     `json:"bbb_url,omitempty"`
+	// BBBHealthy says the node's BBB API answered the last getMeetings.
+	BBBHealthy bool   `json:"bbb_healthy"`
+	BBBError   string `json:"bbb_error,omitempty"`
+	Registrar  string `json:"registrar"`
+	Registered bool   `json:"registered"`
+	// DesiredState is the node's admin state at the balancer.
+	DesiredState          fleet.AdminState      `json:"balancer_state,omitempty"`
+	LastReportAt          time.Time             `json:"last_report_at,omitzero"`
+	LastReportAgeSeconds  *float64              `json:"last_report_age_seconds"`
+	ReportIntervalSeconds float64               `json:"report_interval_seconds"`
+	LastError             string                `json:"last_error,omitempty"`
+	Load                  fleet.Load            `json:"load"`
+	Drain                 *DrainStatus          `json:"drain,omitempty"`
+	TURNServers           []agentapi.TURNServer `json:"turn_servers,omitempty"`
+
+	updated time.Time
+}
+
+// DrainStatus describes a drain under way (or finished).
+type DrainStatus struct {
+	Source       DrainSource `json:"source"`
+	StartedAt    time.Time   `json:"started_at"`
+	Deadline     time.Time   `json:"deadline"`
+	MeetingsLeft int         `json:"meetings_left"`
+	Finished     string      `json:"finished,omitempty"`
+}
+
+// Status returns a snapshot of the agent's status.
+func (a *Agent) Status() Status {
+	a.mu.RLock()
+	s := a.status
+	a.mu.RUnlock()
+	if !s.LastReportAt.IsZero() {
+		age := a.cfg.Clock().Sub(s.LastReportAt).Seconds()
+		s.LastReportAgeSeconds = &age
+	}
+	if s.Drain != nil {
+		d := *s.Drain
+		s.Drain = &d
+	}
+	s.TURNServers = append([]agentapi.TURNServer(nil), s.TURNServers...)
+	return s
+}
+
+// publishStatus marks the status as fresh (the watchdog's sign of life).
+func (a *Agent) publishStatus() {
+	a.mu.Lock()
+	a.status.updated = a.cfg.Clock()
+	a.mu.Unlock()
+}
