@@ -93,7 +93,7 @@ type Agent struct {
 	registered     bool
 	everRegistered bool
 	cordoned       bool // cordon sent to the registrar in this drain
-	cordonedAt     time.Time
+	cordonFailed   bool
 	emptyTicks     int // consecutive measurements after the cordon that found no meetings
 	drainSource    DrainSource
 	drainStart     time.Time
@@ -240,7 +240,9 @@ func (a *Agent) untilNextTick() time.Duration {
 // drain along.
 func (a *Agent) tick(ctx context.Context) {
 	now := a.cfg.Clock()
-	cordonedBefore := a.cordoned
+	// Emptiness counts only from measurements taken after the cordon (or
+	// after trying it: a balancer we cannot reach places nothing on us).
+	cordonedBefore := a.cordoned || a.cordonFailed
 	load, ids, bbbErr := a.measure(ctx)
 	a.mu.Lock()
 	a.status.Load = load
@@ -354,7 +356,9 @@ func (a *Agent) report(ctx context.Context, load fleet.Load, ids []string) {
 func (a *Agent) retryLater(what string, err error) {
 	wait := a.backoff.Next()
 	if errors.Is(err, registrar.ErrUnauthorized) {
-		wait = max(wait, time.Minute)
+		// Credentials do not fix themselves: ask again only once a minute
+		// (with the default interval), the operator will restart us anyway.
+		wait = max(wait, 12*a.cfg.ReportInterval)
 	}
 	a.nextTry = a.cfg.Clock().Add(wait)
 	a.log.Warn(what+" failed; retrying", "err", err, "retry_in", wait.Round(time.Millisecond))
@@ -367,7 +371,7 @@ func (a *Agent) startDrain(ctx context.Context, src DrainSource) {
 	if a.drainSource != "" {
 		return
 	}
-	a.drainSource, a.drainStart, a.cordoned, a.emptyTicks = src, a.cfg.Clock(), false, 0
+	a.drainSource, a.drainStart, a.cordoned, a.cordonFailed, a.emptyTicks = src, a.cfg.Clock(), false, false, 0
 	a.setState(Draining)
 	a.notify(func(n Notifier) error { return n.Stopping() })
 	a.log.Info("drain started", "source", src, "deadline", a.drainStart.Add(a.cfg.DrainDeadline))
@@ -391,10 +395,11 @@ func (a *Agent) cordon(ctx context.Context) {
 	err := a.deps.Registrar.Cordon(cctx)
 	cancel()
 	if err != nil {
+		a.cordonFailed = true
 		a.retryLater("cordoning at the balancer", err)
 		return
 	}
-	a.cordoned, a.cordonedAt, a.emptyTicks = true, a.cfg.Clock(), 0
+	a.cordoned, a.cordonFailed, a.emptyTicks = true, false, 0
 	a.log.Info("cordoned at the balancer: no new meetings")
 }
 
@@ -419,7 +424,7 @@ func (a *Agent) undrain(ctx context.Context) error {
 
 // endDrain returns to ready after a cancelled drain.
 func (a *Agent) endDrain() {
-	a.drainSource, a.cordoned = "", false
+	a.drainSource, a.cordoned, a.cordonFailed = "", false, false
 	a.mu.Lock()
 	a.status.Drain = nil
 	a.mu.Unlock()
@@ -514,7 +519,7 @@ func (a *Agent) finishDrain(ctx context.Context, why string) {
 			a.log.Warn("deregistering", "err", err, "attempt", attempt+1)
 			select {
 			case <-ctx.Done():
-			case <-time.After(time.Duration(attempt+1) * time.Second):
+			case <-time.After(min(time.Duration(attempt+1)*a.cfg.ReportInterval, 5*time.Second)):
 			}
 		}
 		if err != nil {
