@@ -46,16 +46,16 @@ type DrainStatus struct {
 func (a *Agent) Status() Status {
 	a.mu.RLock()
 	s := a.status
-	a.mu.RUnlock()
-	if !s.LastReportAt.IsZero() {
-		age := a.cfg.Clock().Sub(s.LastReportAt).Seconds()
-		s.LastReportAgeSeconds = &age
-	}
 	if s.Drain != nil {
 		d := *s.Drain
 		s.Drain = &d
 	}
 	s.TURNServers = append([]agentapi.TURNServer(nil), s.TURNServers...)
+	a.mu.RUnlock()
+	if !s.LastReportAt.IsZero() {
+		age := a.cfg.Clock().Sub(s.LastReportAt).Seconds()
+		s.LastReportAgeSeconds = &age
+	}
 	return s
 }
 
