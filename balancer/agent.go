@@ -23,6 +23,7 @@ func (s *Server) agentHandler() http.Handler {
 	mux.HandleFunc("POST "+agentapi.PathDrain, s.agentSetState(fleet.Cordoned))
 	mux.HandleFunc("POST "+agentapi.PathUndrain, s.agentSetState(fleet.Enabled))
 	mux.HandleFunc("POST "+agentapi.PathDeregister, s.agentDeregister)
+	mux.HandleFunc("GET "+agentapi.PathPing, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	return s.requireToken(s.cfg.AgentToken, mux, func(w http.ResponseWriter) {
 		s.metrics.reportErrors.WithLabelValues(agentapi.CodeUnauthorized).Inc()
 		writeJSON(w, http.StatusUnauthorized, agentapi.Error{Error: "missing or wrong agent token", Code: agentapi.CodeUnauthorized})

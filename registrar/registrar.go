@@ -1,7 +1,7 @@
 // Package registrar is how a node's agent talks to the load balancer in front
 // of it: bbb-balancer's agent API, or Scalelite's server management API.
 // Both sit behind one small interface so the agent's lifecycle does not care
-// which balancer the fleet runs.
+// which balancer the fleet runs; Backoff spaces the agent's retries.
 package registrar
 
 import (
@@ -59,6 +59,9 @@ type Registrar interface {
 	Enable(ctx context.Context) error
 	// Deregister removes the node from the balancer (the end of a drain).
 	Deregister(ctx context.Context) error
+	// Check tests that the balancer answers and accepts the agent's
+	// credentials, changing nothing (`bbb-agent check`).
+	Check(ctx context.Context) error
 }
 
 // Errors a Registrar wraps, so the agent can tell what to do.

@@ -13,6 +13,9 @@ const (
 	PathDrain      = "/agent/v1/drain"
 	PathUndrain    = "/agent/v1/undrain"
 	PathDeregister = "/agent/v1/deregister"
+	// PathPing answers 204 to a GET with a valid token: `bbb-agent check`
+	// uses it to test the token without touching any node.
+	PathPing = "/agent/v1/ping"
 )
 
 // MaxBodyBytes bounds a request body on the agent API.

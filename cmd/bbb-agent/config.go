@@ -1,0 +1,140 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+	"gopkg.in/yaml.v3"
+)
+
+// loadConfigFile applies agent.yaml to every flag not given on the command
+// line or in the environment: flags win, then the environment, then the file.
+// An unknown key or a bad value is an error that names it.
+// It returns the names of the flags the file set.
+func loadConfigFile(c *cli.Context) (map[string]bool, error) {
+	fromFile := map[string]bool{}
+	path := c.String("config")
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) && !c.IsSet("config") {
+		return fromFile, nil // the default file is optional
+	}
+	if err != nil {
+		return nil, fmt.Errorf("configuration file: %w", err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("%s is not valid YAML: %w", path, err)
+	}
+	known := map[string]cli.Flag{}
+	for _, f := range c.Command.Flags {
+		known[f.Names()[0]] = f
+	}
+	keys := make([]string, 0, len(doc))
+	for k := range doc {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		name := strings.ReplaceAll(key, "_", "-")
+		f, ok := known[name]
+		if !ok || name == "config" {
+			return nil, fmt.Errorf("%s: unknown key %q (the keys are the flags of `bbb-agent run --help`, e.g. balancer-url, report-interval)", path, key)
+		}
+		if c.IsSet(name) {
+			continue
+		}
+		values, err := yamlValues(doc[key])
+		if err != nil {
+			return nil, fmt.Errorf("%s: key %q: %w", path, key, err)
+		}
+		for _, v := range values {
+			if err := c.Set(name, v); err != nil {
+				return nil, fmt.Errorf("%s: key %q: value %q is not valid: want %s", path, key, v, expected(f))
+			}
+		}
+		fromFile[name] = true
+	}
+	return fromFile, nil
+}
+
+// yamlValues turns a YAML scalar or list into flag values.
+func yamlValues(v any) ([]string, error) {
+	switch x := v.(type) {
+	case nil:
+		return nil, errors.New("no value")
+	case []any:
+		out := make([]string, 0, len(x))
+		for _, e := range x {
+			vals, err := yamlValues(e)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, vals...)
+		}
+		return out, nil
+	case map[string]any:
+		return nil, errors.New("a mapping is not a value: give a string, number, boolean or list")
+	default:
+		return []string{fmt.Sprint(x)}, nil
+	}
+}
+
+func expected(f cli.Flag) string {
+	switch f.(type) {
+	case *cli.DurationFlag:
+		return "a duration such as 5s, 2m or 1h30m"
+	case *cli.BoolFlag:
+		return "true or false"
+	case *cli.Float64Flag:
+		return "a number"
+	case *cli.IntFlag, *cli.Int64Flag:
+		return "a whole number"
+	case *cli.StringSliceFlag:
+		return "a string or a list of strings"
+	}
+	return "a string"
+}
+
+// printConfig prints the effective configuration, secrets masked, with
+// where each value came from.
+func printConfig(c *cli.Context, fromFile map[string]bool) error {
+	w := c.App.Writer
+	for _, f := range c.Command.Flags {
+		name := f.Names()[0]
+		var val string
+		switch f.(type) {
+		case *cli.StringSliceFlag:
+			val = strings.Join(c.StringSlice(name), ",")
+		default:
+			val = fmt.Sprint(c.Value(name))
+		}
+		if secretFlags[name] && val != "" {
+			val = "******"
+		}
+		fmt.Fprintf(w, "%-20s %-40s # %s\n", name+":", val, source(c, f, fromFile))
+	}
+	return nil
+}
+
+func source(c *cli.Context, f cli.Flag, fromFile map[string]bool) string {
+	name := f.Names()[0]
+	switch {
+	case fromFile[name]:
+		return "file " + c.String("config")
+	case !c.IsSet(name):
+		return "default"
+	}
+	if ev, ok := f.(interface{ GetEnvVars() []string }); ok {
+		for _, e := range ev.GetEnvVars() {
+			if _, set := os.LookupEnv(e); set {
+				return "environment " + e
+			}
+		}
+	}
+	return "flag"
+}

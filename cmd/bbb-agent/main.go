@@ -1,0 +1,49 @@
+// Command bbb-agent is the daemon on every BBB and TURN node (`run`) and the
+// admin's tool to ask it what it is doing (`status`, `drain`, `undrain`,
+// `check`, `config`).
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/bbb-agent/bbb-agent/agent"
+	"github.com/urfave/cli/v2"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	agent.Version = version
+	if err := newApp().Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "bbb-agent:", err)
+		os.Exit(1)
+	}
+}
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:    "bbb-agent",
+		Usage:   "joins a BigBlueButton node to its fleet, reports its load, and drains it before the host goes away",
+		Version: version,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "admin-socket", Value: "/run/bbb-agent/admin.sock", EnvVars: env("ADMIN_SOCKET"), Usage: "the running agent's admin socket"},
+		},
+		Commands: []*cli.Command{
+			{Name: "run", Usage: "run the agent (systemd starts this)", Flags: runFlags(), Action: run},
+			{Name: "config", Usage: "print the effective configuration (secrets masked) and where each value comes from", Flags: runFlags(),
+				Action: func(c *cli.Context) error {
+					fromFile, err := loadConfigFile(c)
+					if err != nil {
+						return err
+					}
+					return printConfig(c, fromFile)
+				}},
+			{Name: "check", Usage: "preflight checks: configuration, BBB, balancer, logind, EC2 metadata", Flags: runFlags(), Action: check},
+			statusCommand(),
+			{Name: "drain", Usage: "drain the node: no new meetings, wait for the running ones, then leave the fleet", Action: drain},
+			{Name: "undrain", Usage: "cancel a drain that has not finished", Action: undrain},
+		},
+	}
+}

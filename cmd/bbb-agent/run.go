@@ -1,0 +1,282 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/bbb-agent/bbb-agent/agent"
+	"github.com/bbb-agent/bbb-agent/agent/ec2"
+	"github.com/bbb-agent/bbb-agent/agent/host"
+	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+	"github.com/bbb-agent/bbb-agent/bbb"
+	"github.com/bbb-agent/bbb-agent/registrar"
+	"github.com/bbb-agent/bbb-agent/systemd"
+	"github.com/urfave/cli/v2"
+)
+
+// node is what the command resolves before the agent can start.
+type node struct {
+	name      string
+	role      fleet.Role
+	serverURL string
+	secret    string
+	bbb       *bbb.Client
+	reg       registrar.Registrar
+	metadata  *ec2.Metadata
+}
+
+func newLogger(c *cli.Context) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		return nil, fmt.Errorf("log-level %q: want debug, info, warn or error", c.String("log-level"))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})), nil
+}
+
+// resolve reads the configuration into a node: name, role, BBB API and registrar.
+func resolve(ctx context.Context, c *cli.Context) (*node, error) {
+	n := &node{}
+	role, err := fleet.ParseRole(c.String("role"))
+	if err != nil {
+		return nil, fmt.Errorf("role: %w", err)
+	}
+	n.role = role
+	if c.Bool("ec2") {
+		if n.metadata, err = ec2.NewMetadata(c.String("imds-endpoint")); err != nil {
+			return nil, fmt.Errorf("EC2 metadata: %w", err)
+		}
+	}
+	var instanceID func(context.Context) (string, error)
+	if n.metadata != nil {
+		instanceID = n.metadata.InstanceID
+	}
+	if n.name, err = agent.NodeName(ctx, c.String("node-name"), c.String("state-dir"), instanceID); err != nil {
+		return nil, err
+	}
+	if role == fleet.RoleBBB {
+		n.serverURL, n.secret = c.String("bbb-url"), c.String("bbb-secret")
+		if n.serverURL == "" || n.secret == "" {
+			props, err := bbb.ReadServerConfig(c.String("properties-root"))
+			if err != nil {
+				return nil, fmt.Errorf("BBB API: give --bbb-url and --bbb-secret, or fix bbb-web.properties: %w", err)
+			}
+			if n.serverURL == "" {
+				n.serverURL = props.ServerURL
+			}
+			if n.secret == "" {
+				n.secret = props.Secret
+			}
+		}
+		if n.bbb, err = bbb.NewClient(n.serverURL, n.secret, bbb.WithHTTPClient(&http.Client{Timeout: 10 * time.Second})); err != nil {
+			return nil, fmt.Errorf("BBB API: %w", err)
+		}
+	}
+	switch c.String("registrar") {
+	case "balancer":
+		if c.String("balancer-url") == "" || c.String("agent-token") == "" {
+			return nil, errors.New("registrar balancer: give --balancer-url and --agent-token")
+		}
+		n.reg, err = registrar.NewBalancer(c.String("balancer-url"), c.String("agent-token"))
+	case "scalelite":
+		if c.String("scalelite-url") == "" || c.String("scalelite-secret") == "" {
+			return nil, errors.New("registrar scalelite: give --scalelite-url and --scalelite-secret")
+		}
+		n.reg, err = registrar.NewScalelite(c.String("scalelite-url"), c.String("scalelite-secret"))
+	default:
+		return nil, fmt.Errorf("registrar %q: want balancer or scalelite", c.String("registrar"))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("registrar: %w", err)
+	}
+	return n, nil
+}
+
+func run(c *cli.Context) error {
+	if _, err := loadConfigFile(c); err != nil {
+		return err
+	}
+	log, err := newLogger(c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(c.Context)
+	defer cancel()
+	n, err := resolve(ctx, c)
+	if err != nil {
+		return err
+	}
+	log = log.With("node", n.name)
+
+	diskPath := c.String("recordings-dir")
+	if n.role == fleet.RoleTURN {
+		diskPath = "/"
+	}
+	collector := host.NewCollector(host.Config{Root: c.String("host-root"), DiskPath: diskPath})
+	notifier := systemd.NewNotifier()
+	deps := agent.Deps{
+		Registrar: n.reg,
+		BBB:       n.bbb,
+		Notifier:  notifier,
+		Host: func(ctx context.Context, l *fleet.Load) error {
+			s, err := collector.Sample(ctx)
+			if err != nil {
+				return err
+			}
+			s.Apply(l)
+			return nil
+		},
+	}
+	if c.Bool("logind") {
+		if guard := shutdownGuard(ctx, c, log); guard != nil {
+			deps.Shutdown = guard
+		}
+	}
+	if n.metadata != nil {
+		scaleIn, err := scaleIn(ctx, c, n, log)
+		if err != nil {
+			return err
+		}
+		deps.ScaleIn = scaleIn
+	}
+	a, err := agent.New(agent.Config{
+		Node: n.name, Role: n.role, ServerURL: n.serverURL, Secret: n.secret, Tags: c.StringSlice("tag"),
+		LoadMultiplier: c.Float64("load-multiplier"), ReportInterval: c.Duration("report-interval"),
+		DrainDeadline: c.Duration("drain-deadline"), HeartbeatEvery: c.Duration("asg-heartbeat"), Logger: log,
+	}, deps)
+	if err != nil {
+		return err
+	}
+
+	adminErr := make(chan error, 1)
+	go func() { adminErr <- a.ServeAdmin(ctx, c.String("admin-socket")) }()
+	if interval, ok := systemd.WatchdogInterval(); ok {
+		go systemd.RunWatchdog(ctx, notifier, interval, a.Healthy, log)
+	}
+	if addr := c.String("metrics-listen"); addr != "" {
+		if err := serveMetrics(ctx, addr, a); err != nil {
+			return err
+		}
+	}
+	// The first SIGTERM or SIGINT drains; a second one stops at once.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	go func() {
+		first := true
+		for sig := range sigs {
+			if !first {
+				log.Warn("second signal: stopping without finishing the drain", "signal", sig)
+				cancel()
+				return
+			}
+			first = false
+			log.Info("signal: draining", "signal", sig)
+			if err := a.Drain(ctx, agent.SourceSignal); err != nil {
+				log.Error("starting the drain", "err", err)
+			}
+		}
+	}()
+	log.Info("bbb-agent starting", "version", version, "role", n.role, "registrar", n.reg.Kind(), "bbb", n.serverURL)
+	runErr := make(chan error, 1)
+	go func() { runErr <- a.Run(ctx) }()
+	select {
+	case err := <-runErr:
+		return err
+	case err := <-adminErr:
+		if err != nil {
+			cancel()
+			<-runErr
+			return err
+		}
+		return <-runErr
+	}
+}
+
+// shutdownGuard takes logind's delay lock; without logind the agent still
+// drains on SIGTERM, which systemd sends at shutdown too.
+func shutdownGuard(ctx context.Context, c *cli.Context, log *slog.Logger) *systemd.ShutdownGuard {
+	lg, err := systemd.NewLogind()
+	if err != nil {
+		log.Warn("no logind: a shutdown drains through SIGTERM only", "err", err)
+		return nil
+	}
+	if max, err := lg.InhibitDelayMax(ctx); err == nil {
+		if w := systemd.CheckInhibitDelay(max, c.Duration("drain-deadline")); w != "" {
+			log.Warn(w)
+		}
+	}
+	guard := systemd.NewShutdownGuard(lg, "bbb-agent", "draining BigBlueButton meetings before shutdown", log)
+	if err := guard.Start(ctx); err != nil {
+		log.Warn("logind delay lock not taken: a shutdown drains through SIGTERM only", "err", err)
+		return nil
+	}
+	return guard
+}
+
+// scaleIn wires the Auto Scaling lifecycle: IMDS says when the instance is
+// terminated, the lifecycle hook (if configured) waits for the drain.
+func scaleIn(ctx context.Context, c *cli.Context, n *node, log *slog.Logger) (agent.ScaleIn, error) {
+	s := ec2.ScaleIn{Metadata: n.metadata}
+	hook := c.String("asg-lifecycle-hook")
+	if hook == "" {
+		return s, nil
+	}
+	instanceID, err := n.metadata.InstanceID(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("asg-lifecycle-hook: the instance ID: %w", err)
+	}
+	group := c.String("asg-name")
+	if group == "" {
+		if group, err = n.metadata.AutoScalingGroup(ctx); err != nil {
+			return nil, fmt.Errorf("asg-lifecycle-hook: give --asg-name or enable instance metadata tags: %w", err)
+		}
+	}
+	region, err := n.metadata.Region(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("asg-lifecycle-hook: the region: %w", err)
+	}
+	cfg, err := ec2.LoadConfig(ctx, region)
+	if err != nil {
+		return nil, fmt.Errorf("asg-lifecycle-hook: AWS credentials: %w", err)
+	}
+	if ep := c.String("aws-endpoint"); ep != "" {
+		cfg.BaseEndpoint = &ep
+	}
+	lc, err := ec2.NewLifecycle(cfg, group, hook, instanceID)
+	if err != nil {
+		return nil, err
+	}
+	s.Lifecycle = lc
+	log.Info("auto scaling lifecycle hook", "group", group, "hook", hook, "instance", instanceID)
+	return s, nil
+}
+
+// serveMetrics serves the agent's Prometheus metrics on a loopback address.
+func serveMetrics(ctx context.Context, addr string, a *agent.Agent) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("metrics-listen %q: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("metrics-listen %q: use a loopback address (127.0.0.1:PORT); put a proxy in front to expose it", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics-listen: %w", err)
+	}
+	srv := &http.Server{Handler: a.MetricsHandler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	go srv.Serve(ln)
+	return nil
+}

@@ -1,0 +1,232 @@
+package registrar
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/bbb-agent/bbb-agent/balancer/agentapi"
+	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+)
+
+// Balancer is a Registrar for bbb-balancer's agent API (/agent/v1/, JSON,
+// "Authorization: Bearer <agent token>"). It is safe for concurrent use.
+type Balancer struct {
+	base  string // scheme://host[:port][/prefix], no trailing slash
+	shown string // base as it may appear in messages
+	token string
+	ep    endpoint
+
+	mu     sync.Mutex
+	node   string // the registered node name, kept for later calls
+	secret string // the registered BBB secret, cut out of quoted messages
+}
+
+// NewBalancer returns a Registrar for the bbb-balancer at baseURL (e.g.
+// https://lb.example.com) that authenticates with agentToken.
+func NewBalancer(baseURL, agentToken string, opts ...Option) (*Balancer, error) {
+	u, err := parseBaseURL("bbb-balancer", baseURL)
+	if err != nil {
+		return nil, err
+	}
+	if agentToken == "" {
+		return nil, errors.New("registrar: no agent token: give the token bbb-balancer serve was started with (--agent-token)")
+	}
+	o, err := buildOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Balancer{base: u.String(), shown: u.Redacted(), token: agentToken,
+		ep: endpoint{client: o.client, timeout: o.timeout}}, nil
+}
+
+// Kind returns "balancer".
+func (b *Balancer) Kind() string { return "balancer" }
+
+// Register upserts the node by name and keeps the name for later calls. The
+// balancer keeps the admin state a known node already has.
+func (b *Balancer) Register(ctx context.Context, r Registration) (fleet.AdminState, error) {
+	req := agentapi.RegisterRequest{
+		Node: r.Node, URL: r.URL, Secret: r.Secret, Role: string(r.Role), Tags: r.Tags,
+		LoadMultiplier: r.LoadMultiplier, AgentVersion: r.AgentVersion,
+		ReportIntervalSeconds: r.ReportInterval.Seconds(),
+	}
+	var resp agentapi.RegisterResponse
+	if err := b.call(ctx, agentapi.PathRegister, req, &resp, r.Secret); err != nil {
+		return "", err
+	}
+	st, err := b.state(agentapi.PathRegister, resp.State)
+	if err != nil {
+		return "", err
+	}
+	b.mu.Lock()
+	b.node, b.secret = r.Node, r.Secret
+	b.mu.Unlock()
+	return st, nil
+}
+
+// Report sends a load report. The reply carries the state the balancer wants
+// (an operator's cordon) and the live TURN servers.
+func (b *Balancer) Report(ctx context.Context, r Report) (Reply, error) {
+	node, err := b.registered()
+	if err != nil {
+		return Reply{}, err
+	}
+	var resp agentapi.ReportResponse
+	req := agentapi.ReportRequest{Node: node, Seq: r.Seq, Load: r.Load, MeetingIDs: r.MeetingIDs}
+	if err := b.call(ctx, agentapi.PathReport, req, &resp); err != nil {
+		return Reply{}, err
+	}
+	st, err := b.state(agentapi.PathReport, resp.State)
+	if err != nil {
+		return Reply{}, err
+	}
+	return Reply{State: st, TURNServers: resp.TURNServers}, nil
+}
+
+// Cordon asks the balancer to place no new meetings on the node (drain).
+func (b *Balancer) Cordon(ctx context.Context) error { return b.setState(ctx, agentapi.PathDrain) }
+
+// Enable lets the node take new meetings again (undrain).
+func (b *Balancer) Enable(ctx context.Context) error { return b.setState(ctx, agentapi.PathUndrain) }
+
+func (b *Balancer) setState(ctx context.Context, path string) error {
+	node, err := b.registered()
+	if err != nil {
+		return err
+	}
+	var resp agentapi.StateResponse
+	if err := b.call(ctx, path, agentapi.NodeRequest{Node: node}, &resp); err != nil {
+		return err
+	}
+	_, err = b.state(path, resp.State)
+	return err
+}
+
+// Deregister removes the node; a node the balancer no longer knows is
+// already deregistered.
+func (b *Balancer) Deregister(ctx context.Context) error {
+	node, err := b.registered()
+	if err != nil {
+		return err
+	}
+	var resp agentapi.StateResponse
+	return b.call(ctx, agentapi.PathDeregister, agentapi.NodeRequest{Node: node}, &resp)
+}
+
+// Check asks the balancer's ping endpoint, which needs a valid token.
+func (b *Balancer) Check(ctx context.Context) error {
+	what := "registrar: bbb-balancer at " + b.shown + ": GET " + agentapi.PathPing
+	ans, err := b.ep.do(ctx, what, func(ctx context.Context) (*http.Request, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.base+agentapi.PathPing, nil)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+b.token)
+		return req, nil
+	})
+	switch {
+	case err != nil:
+		return err
+	case ans.status == http.StatusNoContent:
+		return nil
+	case ans.status == http.StatusUnauthorized || ans.status == http.StatusForbidden:
+		return fmt.Errorf("%s: %w (HTTP %d): give the token bbb-balancer serve --agent-token has", what, ErrUnauthorized, ans.status)
+	case ans.status == http.StatusNotFound:
+		return fmt.Errorf("%s: HTTP 404 (%s): no agent API here; is %s a bbb-balancer?", what, ans.describe(), b.shown)
+	}
+	return ans.unexpected(what, "")
+}
+
+func (b *Balancer) registered() (string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.node == "" {
+		return "", fmt.Errorf("registrar: bbb-balancer at %s: %w: register first", b.shown, ErrNotRegistered)
+	}
+	return b.node, nil
+}
+
+// state checks the admin state in an answer.
+func (b *Balancer) state(path string, s fleet.AdminState) (fleet.AdminState, error) {
+	st, err := fleet.ParseAdminState(string(s))
+	if err != nil {
+		return "", fmt.Errorf("%s: the answer carries no valid node state: %w", b.what(path), err)
+	}
+	return st, nil
+}
+
+func (b *Balancer) what(path string) string {
+	return "registrar: bbb-balancer at " + b.shown + ": POST " + path
+}
+
+// call POSTs in as JSON to path and decodes a 2xx answer into out. Errors
+// wrap ErrUnauthorized, ErrRejected or ErrNotRegistered where they apply.
+// secrets are cut out of any message quoted from the balancer.
+func (b *Balancer) call(ctx context.Context, path string, in, out any, secrets ...string) error {
+	what := b.what(path)
+	body, err := json.Marshal(in)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	ans, err := b.ep.do(ctx, what, func(ctx context.Context) (*http.Request, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.base+path, bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+b.token)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json")
+		return req, nil
+	})
+	if err != nil {
+		return err
+	}
+	if ans.status/100 == 2 {
+		if err := json.Unmarshal(ans.body, out); err != nil {
+			return fmt.Errorf("%s: the answer is not the agent API's JSON (%s): %w", what, ans.describe(), err)
+		}
+		return nil
+	}
+	b.mu.Lock()
+	secrets = append(secrets, b.secret, b.token)
+	b.mu.Unlock()
+	var apiErr agentapi.Error
+	if json.Unmarshal(ans.body, &apiErr) != nil {
+		apiErr = agentapi.Error{}
+	}
+	msg := cleanMessage(apiErr.Error, secrets...)
+	switch {
+	case ans.status == http.StatusUnauthorized || ans.status == http.StatusForbidden:
+		return fmt.Errorf("%s: %w (HTTP %d%s)", what, ErrUnauthorized, ans.status, prefixed(msg))
+	case ans.status == http.StatusNotFound && apiErr.Code == agentapi.CodeUnknownNode:
+		return fmt.Errorf("%s: %w%s", what, ErrNotRegistered, prefixed(msg))
+	case ans.status == http.StatusNotFound && apiErr.Code == "":
+		return fmt.Errorf("%s: HTTP 404 (%s): no agent API here; is %s a bbb-balancer?", what, ans.describe(), b.shown)
+	case rejected(ans.status):
+		return fmt.Errorf("%s: %w (HTTP %d%s)", what, ErrRejected, ans.status, prefixed(msg))
+	}
+	return ans.unexpected(what, msg)
+}
+
+// rejected says whether an HTTP status refuses the request itself, so that
+// sending it again cannot help.
+func rejected(status int) bool {
+	switch status {
+	case http.StatusBadRequest, http.StatusConflict, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
+		return true
+	}
+	return false
+}
+
+func prefixed(msg string) string {
+	if msg = strings.TrimSpace(msg); msg == "" {
+		return ""
+	}
+	return ": " + msg
+}
