@@ -376,7 +376,8 @@ func (a *Agent) startDrain(ctx context.Context, src DrainSource) {
 	a.notify(func(n Notifier) error { return n.Stopping() })
 	a.log.Info("drain started", "source", src, "deadline", a.drainStart.Add(a.cfg.DrainDeadline))
 	a.mu.Lock()
-	a.status.Drain = &DrainStatus{Source: src, StartedAt: a.drainStart, Deadline: a.drainStart.Add(a.cfg.DrainDeadline)}
+	a.status.Drain = &DrainStatus{Source: src, StartedAt: a.drainStart, Deadline: a.drainStart.Add(a.cfg.DrainDeadline),
+		MeetingsLeft: a.status.Load.Meetings}
 	a.mu.Unlock()
 	if !a.everRegistered {
 		a.finishDrain(ctx, "never registered")

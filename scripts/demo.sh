@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# make demo: bbb-balancer on its embedded database in front of three simulated
-# BBB servers, driven the way a front-end and an operator drive it. Checksums
-# are computed in the shell, as any BBB API client would. Needs only the
-# binaries `make build` puts in bin/, curl and coreutils.
+# make demo: the whole fleet on one machine with no external services.
+# bbb-balancer on its embedded database, three simulated BBB servers with a
+# bbb-agent each; meetings are created through the balancer as a front-end
+# would (checksums computed in the shell), then one node is drained while it
+# has a meeting: it takes no new meetings, waits for its meeting to end, then
+# leaves the fleet by itself. Needs only the binaries in bin/, curl and coreutils.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin}
 LB_SECRET=demo-balancer-secret-$RANDOM$RANDOM
-ADMIN_TOKEN=demo-admin-$RANDOM$RANDOM
+AGENT_TOKEN=demo-agent-token-$RANDOM$RANDOM
+ADMIN_TOKEN=demo-admin-token-$RANDOM$RANDOM
+INTERVAL=1s
 work=$(mktemp -d)
 pids=()
 cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 	rm -rf "$work"
 }
@@ -30,6 +34,13 @@ wait_url() {
 	echo "did not start:" >&2; cat "$1" >&2; exit 1
 }
 
+# until_true SECONDS COMMAND...: retry a check for a while.
+until_true() {
+	local n=$(( $1 * 10 )); shift
+	for _ in $(seq "$n"); do "$@" && return 0; sleep 0.1; done
+	echo "timed out waiting for: $*" >&2; return 1
+}
+
 # api CALL QUERY: a signed GET to the balancer's BBB API (sha256).
 api() {
 	local sum q=$2
@@ -39,58 +50,70 @@ api() {
 }
 
 lb() { "$BIN/bbb-balancer" --url "$LB" --admin-token "$ADMIN_TOKEN" "$@"; }
+agent() { local i=$1; shift; "$BIN/bbb-agent" --admin-socket "$work/agent$i.sock" "$@"; }
+online_count() { lb status --json | grep -c '"online": true' || true; }
+all_online() { [ "$(online_count)" -eq "$1" ]; }
 
-step "start bbb-balancer (embedded database in $work/balancer)"
-"$BIN/bbb-balancer" serve --listen 127.0.0.1:0 --secret "$LB_SECRET" --agent-token "demo-agent-$RANDOM" \
-	--admin-token "$ADMIN_TOKEN" --data-dir "$work/balancer" --poll-interval 1s >"$work/balancer.log" 2>&1 &
+step "start bbb-balancer on its embedded database"
+"$BIN/bbb-balancer" serve --listen 127.0.0.1:0 --secret "$LB_SECRET" --agent-token "$AGENT_TOKEN" \
+	--admin-token "$ADMIN_TOKEN" --data-dir "$work/balancer" >"$work/balancer.log" 2>&1 &
 pids+=($!)
 LB=$(wait_url "$work/balancer.log")
-echo "front-ends use $LB/bigbluebutton/api/ with the balancer's secret"
+echo "front-ends (Greenlight, Moodle) use $LB/bigbluebutton/api/ with the balancer's secret"
 
-step "start three simulated BBB servers and add them to the balancer"
-secrets=()
+step "start three simulated BBB servers, each with a bbb-agent"
 for i in 1 2 3; do
-	secrets[$i]=node-secret-$i-$RANDOM$RANDOM
-	"$BIN/bbb-sim" --listen 127.0.0.1:0 --secret "${secrets[$i]}" --recordings-dir "$work/sim$i" >"$work/sim$i.log" 2>&1 &
+	secret=node-secret-$i-$RANDOM$RANDOM
+	"$BIN/bbb-sim" --listen 127.0.0.1:0 --secret "$secret" >"$work/sim$i.log" 2>&1 &
 	pids+=($!)
+	sim[$i]=$(wait_url "$work/sim$i.log")
+	"$BIN/bbb-agent" run --balancer-url "$LB" --agent-token "$AGENT_TOKEN" --bbb-url "${sim[$i]}" --bbb-secret "$secret" \
+		--node-name "bbb$i" --state-dir "$work/agent$i" --admin-socket "$work/agent$i.sock" \
+		--report-interval "$INTERVAL" --drain-deadline 10m --logind=false --recordings-dir "$work" >"$work/agent$i.log" 2>&1 &
+	pids+=($!)
+	agent_pid[$i]=$!
+	echo "bbb$i: BBB at ${sim[$i]}, agent pid ${agent_pid[$i]}"
 done
-for i in 1 2 3; do
-	url=$(wait_url "$work/sim$i.log")
-	id=$(lb servers add "$url/bigbluebutton/api/" "${secrets[$i]}")
-	echo "bbb$i: $url -> server id $id"
-done
-sleep 1.5
-lb status
-
-step "front-end: create 9 meetings through the balancer"
-for i in $(seq 1 9); do
-	api create "meetingID=class-$i&name=Class+$i&record=true" | grep -o '<internalMeetingID>[^<]*' | sed 's/<internalMeetingID>/created /'
-done
-
-step "front-end: join class-1 (the browser follows this 302 to the meeting's node)"
-curl -sS -o /dev/null -w 'HTTP %{http_code} -> %{redirect_url}\n' \
-	"$LB/bigbluebutton/api/join?fullName=Ada&meetingID=class-1&role=MODERATOR&checksum=$(printf '%s' "joinfullName=Ada&meetingID=class-1&role=MODERATOR$LB_SECRET" | sha256sum | cut -d' ' -f1)"
-
-step "front-end: getMeetings answers for the whole fleet"
-api getMeetings "" | grep -o '<meetingID>[^<]*' | sed 's/<meetingID>/  /' | sort
-
-sleep 1.5
-step "operator: bbb-balancer status"
-lb status
-
-step "operator: cordon the first server; new meetings go elsewhere, running ones go on"
-first=$(lb status --json | grep -o '"id": "[^"]*"' | head -n1 | cut -d'"' -f4)
-lb servers cordon "$first"
-for i in 10 11 12; do api create "meetingID=class-$i&name=Class+$i" >/dev/null; done
-sleep 1.5
-lb status
-
-step "a wrong checksum gets BBB's answer"
-curl -fsS "$LB/bigbluebutton/api/getMeetings?checksum=0000000000000000000000000000000000000000"; echo
-
-step "end every meeting; the cordoned server, once empty, turns disabled"
-for i in $(seq 1 12); do api end "meetingID=class-$i" >/dev/null; done
-sleep 2.5
+until_true 15 all_online 3
 lb status
 echo
-echo "demo done: the balancer placed, joined, listed, cordoned and ended meetings on three simulated BBB servers."
+agent 1 status
+
+step "front-end: create 6 meetings through the balancer"
+for i in $(seq 1 6); do
+	api create "meetingID=class-$i&name=Class+$i" | grep -o '<meetingID>[^<]*' | sed 's/<meetingID>/  created /'
+done
+
+step "front-end: join class-1 (the browser follows this 302 to the meeting's server)"
+sum=$(printf '%s' "joinfullName=Ada&meetingID=class-1&role=MODERATOR$LB_SECRET" | sha256sum | cut -d' ' -f1)
+curl -sS -o /dev/null -w '  HTTP %{http_code} -> %{redirect_url}\n' "$LB/bigbluebutton/api/join?fullName=Ada&meetingID=class-1&role=MODERATOR&checksum=$sum"
+
+step "the agents report the meetings"
+sleep 2
+lb status
+
+step "operator: bbb-agent drain on bbb1 while it has meetings"
+on_bbb1=$(curl -fsS "${sim[1]}/sim/state" | grep -o '"meetingID":"[^"]*"' | cut -d'"' -f4 | sort -u)
+echo "meetings on bbb1: $(echo $on_bbb1)"
+agent 1 drain
+sleep 1.5
+lb status
+echo
+agent 1 status
+
+step "new meetings go to the other servers while bbb1 drains; its own go on"
+for i in 7 8 9; do api create "meetingID=class-$i&name=Class+$i" >/dev/null; done
+sleep 1.5
+lb status
+
+step "the meetings on bbb1 end; its agent deregisters and exits by itself"
+for m in $on_bbb1; do api end "meetingID=$m" | grep -o '<messageKey>[^<]*' | sed "s/<messageKey>/  end $m: /"; done
+until_true 15 bash -c "! kill -0 ${agent_pid[1]} 2>/dev/null"
+wait "${agent_pid[1]}" && echo "bbb1's agent exited with status 0"
+tail -n 4 "$work/agent1.log" | sed 's/^/  agent1: /'
+echo
+lb status
+echo
+agent 2 status
+echo
+echo "demo done: three agents joined the fleet, meetings were placed, and bbb1 left without ending a meeting."

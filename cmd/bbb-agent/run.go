@@ -113,7 +113,6 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	log = log.With("node", n.name)
 
 	diskPath := c.String("recordings-dir")
 	if n.role == fleet.RoleTURN {
@@ -184,7 +183,7 @@ func run(c *cli.Context) error {
 			}
 		}
 	}()
-	log.Info("bbb-agent starting", "version", version, "role", n.role, "registrar", n.reg.Kind(), "bbb", n.serverURL)
+	log.Info("bbb-agent starting", "node", n.name, "version", version, "role", n.role, "registrar", n.reg.Kind(), "bbb", n.serverURL)
 	runErr := make(chan error, 1)
 	go func() { runErr <- a.Run(ctx) }()
 	select {
