@@ -26,6 +26,8 @@ type Config struct {
 	Secret         string // the BBB API secret (role bbb)
 	Tags           []string
 	LoadMultiplier float64
+	// Addresses are the node's IP addresses, as resolved at start.
+	Addresses      Addresses
 	ReportInterval time.Duration
 	// DrainDeadline bounds the wait for meetings to end; at the deadline the
 	// agent deregisters anyway and the meetings still running end with the host.
@@ -145,7 +147,7 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 		backoff: registrar.Backoff{Min: cfg.ReportInterval / 5, Max: 2 * time.Minute, Rand: rand.Float64},
 	}
 	a.status = Status{Node: cfg.Node, Role: cfg.Role, State: Starting, ServerURL: cfg.ServerURL,
-		Registrar: deps.Registrar.Kind(), Version: Version, ReportIntervalSeconds: cfg.ReportInterval.Seconds()}
+		Registrar: deps.Registrar.Kind(), Version: Version, ReportIntervalSeconds: cfg.ReportInterval.Seconds(), Addresses: cfg.Addresses}
 	return a, nil
 }
 

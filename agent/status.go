@@ -15,6 +15,7 @@ type Status struct {
 	State     State      `json:"state"`
 	Version   string     `json:"version"`
 	ServerURL string     `json:"bbb_url,omitempty"`
+	Addresses Addresses  `json:"addresses"`
 	// BBBHealthy says the node's BBB API answered the last getMeetings.
 	BBBHealthy bool   `json:"bbb_healthy"`
 	BBBError   string `json:"bbb_error,omitempty"`

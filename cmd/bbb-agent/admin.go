@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -70,6 +71,19 @@ func printStatus(w io.Writer, st agent.Status) {
 	row := func(k, v string) { fmt.Fprintf(w, "%-16s %s\n", k+":", v) }
 	row("node", fmt.Sprintf("%s (%s)", st.Node, st.Role))
 	row("state", string(st.State))
+	if ad := st.Addresses; ad.PublicIPv4.IsValid() || ad.PublicIPv6.IsValid() {
+		var parts []string
+		for _, ip := range []netip.Addr{ad.PublicIPv4, ad.PublicIPv6} {
+			if ip.IsValid() {
+				parts = append(parts, ip.String())
+			}
+		}
+		v := strings.Join(parts, ", ")
+		if ad.PrivateIPv4.IsValid() {
+			v += " (private " + ad.PrivateIPv4.String() + ")"
+		}
+		row("addresses", v+" from "+ad.Source)
+	}
 	if st.ServerURL != "" {
 		health := "healthy"
 		if !st.BBBHealthy {

@@ -33,6 +33,8 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "bbb-url", EnvVars: env("BBB_URL"), Usage: "this node's BBB server URL, e.g. https://bbb1.example.com; default: from bbb-web.properties"},
 		&cli.StringFlag{Name: "bbb-secret", EnvVars: env("BBB_SECRET"), Usage: "this node's BBB API secret; default: from bbb-web.properties"},
 		&cli.StringFlag{Name: "properties-root", Value: "/", EnvVars: env("PROPERTIES_ROOT"), Usage: "root below which bbb-web.properties is read (for tests and containers)"},
+		&cli.StringFlag{Name: "public-ipv4", EnvVars: env("PUBLIC_IPV4"), Usage: "the node's public IPv4 address (default: EC2 metadata with --ec2, else the interfaces)"},
+		&cli.StringFlag{Name: "public-ipv6", EnvVars: env("PUBLIC_IPV6"), Usage: "the node's public IPv6 address (default: EC2 metadata with --ec2, else the interfaces)"},
 		&cli.StringSliceFlag{Name: "tag", EnvVars: env("TAG"), Usage: "server tag for meta_server-tag (repeatable)"},
 		&cli.Float64Flag{Name: "load-multiplier", Value: 1, EnvVars: env("LOAD_MULTIPLIER"), Usage: "weight of this node's load at the balancer"},
 		&cli.StringFlag{Name: "host-root", Value: "/", EnvVars: env("HOST_ROOT"), Usage: "root of /proc and /sys to read host figures from"},

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -145,8 +146,12 @@ func run(c *cli.Context) error {
 		}
 		deps.ScaleIn = scaleIn
 	}
+	addrs, err := addresses(ctx, c, n)
+	if err != nil {
+		log.Warn("the node's addresses", "err", err)
+	}
 	a, err := agent.New(agent.Config{
-		Node: n.name, Role: n.role, ServerURL: n.serverURL, Secret: n.secret, Tags: c.StringSlice("tag"),
+		Addresses: addrs, Node: n.name, Role: n.role, ServerURL: n.serverURL, Secret: n.secret, Tags: c.StringSlice("tag"),
 		LoadMultiplier: c.Float64("load-multiplier"), ReportInterval: c.Duration("report-interval"),
 		DrainDeadline: c.Duration("drain-deadline"), HeartbeatEvery: c.Duration("asg-heartbeat"), Logger: log,
 	}, deps)
@@ -197,6 +202,25 @@ func run(c *cli.Context) error {
 		}
 		return <-runErr
 	}
+}
+
+// addresses resolves the node's IP addresses: flags, EC2 metadata, interfaces.
+func addresses(ctx context.Context, c *cli.Context, n *node) (agent.Addresses, error) {
+	var explicit agent.Addresses
+	for flag, dst := range map[string]*netip.Addr{"public-ipv4": &explicit.PublicIPv4, "public-ipv6": &explicit.PublicIPv6} {
+		if v := c.String(flag); v != "" {
+			ip, err := netip.ParseAddr(v)
+			if err != nil {
+				return explicit, fmt.Errorf("%s %q is not an IP address", flag, v)
+			}
+			*dst = ip
+		}
+	}
+	var md agent.MetadataAddresses
+	if n.metadata != nil {
+		md = n.metadata
+	}
+	return agent.ResolveAddresses(ctx, explicit, md, host.LiveAddresses)
 }
 
 // shutdownGuard takes logind's delay lock; without logind the agent still
