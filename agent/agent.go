@@ -104,6 +104,7 @@ type Agent struct {
 	nextTry        time.Time
 	lastBeat       time.Time
 	deregErr       error
+	scaleInErr     string // the last lifecycle-state error logged
 }
 
 type command struct {
@@ -259,9 +260,16 @@ func (a *Agent) tick(ctx context.Context) {
 		a.report(ctx, load, ids)
 	}
 	if a.deps.ScaleIn != nil && a.drainSource == "" {
-		if term, err := a.deps.ScaleIn.Terminating(ctx); err != nil {
-			a.log.Debug("auto scaling lifecycle state", "err", err)
-		} else if term {
+		term, err := a.deps.ScaleIn.Terminating(ctx)
+		if msg := errString(err); msg != a.scaleInErr {
+			a.scaleInErr = msg
+			if err != nil {
+				a.log.Warn("cannot read the auto scaling lifecycle state from EC2 metadata; a scale-in will not drain until it can", "err", err)
+			} else {
+				a.log.Info("auto scaling lifecycle state readable again")
+			}
+		}
+		if term {
 			a.log.Info("the auto scaling group is terminating this instance: draining")
 			a.startDrain(ctx, SourceScaleIn)
 		}

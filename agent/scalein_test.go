@@ -84,3 +84,21 @@ func countCalls(s *autoscaling.Server, action string) int {
 	}
 	return n
 }
+
+// TestScaleInIMDSAbsent: with EC2 metadata unreachable the agent runs and
+// reports as usual; it just cannot see a scale-in.
+func TestScaleInIMDSAbsent(t *testing.T) {
+	closed := httptest.NewServer(nil)
+	closed.Close()
+	meta, err := ec2.NewMetadata(closed.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFleet(t)
+	n := newNode(t, "bbb1")
+	n.start(t, f, Config{}, Deps{ScaleIn: ec2.ScaleIn{Metadata: meta}})
+	waitFor(t, "online", 3*time.Second, func() bool { s, ok := f.server(n.name); return ok && s.Online })
+	if st := n.agent.Status(); st.State != Ready {
+		t.Fatalf("status: %+v", st)
+	}
+}
