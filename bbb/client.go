@@ -138,17 +138,22 @@ func (c *Client) do(ctx context.Context, method, call string, params url.Values,
 }
 
 // DecodeResponse checks a response's envelope and decodes a SUCCESS response
-// into out (may be nil). A FAILED one becomes *APIError.
+// into out (may be nil). A FAILED one becomes *APIError. A SUCCESS answer is
+// parsed once, straight into out: a node's getMeetings can be large.
 func DecodeResponse(call string, data []byte, out any) error {
-	var env Envelope
-	if err := xml.Unmarshal(data, &env); err != nil {
-		return fmt.Errorf("bbb %s: not a BBB API response (%w): %q", call, err, snippet(data))
+	code, ok := returnCode(data)
+	if !ok || code == ReturnFailed || out == nil {
+		var env Envelope
+		if err := xml.Unmarshal(data, &env); err != nil {
+			return fmt.Errorf("bbb %s: not a BBB API response (%w): %q", call, err, snippet(data))
+		}
+		code = env.ReturnCode
+		if code == ReturnFailed {
+			return env.Err(call)
+		}
 	}
-	if env.ReturnCode != ReturnSuccess && env.ReturnCode != ReturnFailed {
-		return fmt.Errorf("bbb %s: response has returncode %q: %q", call, env.ReturnCode, snippet(data))
-	}
-	if err := env.Err(call); err != nil {
-		return err
+	if code != ReturnSuccess {
+		return fmt.Errorf("bbb %s: response has returncode %q: %q", call, code, snippet(data))
 	}
 	if out == nil {
 		return nil
@@ -157,6 +162,22 @@ func DecodeResponse(call string, data []byte, out any) error {
 		return fmt.Errorf("bbb %s: decoding response: %w", call, err)
 	}
 	return nil
+}
+
+// returnCode finds the <returncode> element's text without parsing the
+// document; in XML that text cannot hold a raw '<'.
+func returnCode(data []byte) (string, bool) {
+	const open, closing = "<returncode>", "</returncode>"
+	i := bytes.Index(data, []byte(open))
+	if i < 0 {
+		return "", false
+	}
+	rest := data[i+len(open):]
+	j := bytes.Index(rest, []byte(closing))
+	if j < 0 {
+		return "", false
+	}
+	return string(bytes.TrimSpace(rest[:j])), true
 }
 
 func snippet(b []byte) string {
