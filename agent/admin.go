@@ -24,14 +24,16 @@ type adminError struct {
 	Error string `json:"error"`
 }
 
-// ServeAdmin serves the admin API on a unix socket at path, readable and
-// writable by its owner only, until ctx ends. A stale socket file from a
-// crashed agent is replaced; a socket another agent still answers on is not.
-func (a *Agent) ServeAdmin(ctx context.Context, path string) error {
-	ln, err := listenUnix(path)
-	if err != nil {
-		return err
-	}
+// ListenAdmin binds the admin socket at path, readable and writable by its
+// owner only. A stale socket file from a crashed agent is replaced; a socket
+// another agent still answers on is not: bind it before Run, so a second
+// agent stops before it registers anything.
+func ListenAdmin(path string) (net.Listener, error) { return listenUnix(path) }
+
+// ServeAdmin serves the admin API on ln until ctx ends, then removes the
+// socket file.
+func (a *Agent) ServeAdmin(ctx context.Context, ln net.Listener) error {
+	path := ln.Addr().String()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+adminStatus, func(w http.ResponseWriter, r *http.Request) {
 		writeAdmin(w, http.StatusOK, a.Status())
@@ -57,7 +59,7 @@ func (a *Agent) ServeAdmin(ctx context.Context, path string) error {
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	err = srv.Serve(ln)
+	err := srv.Serve(ln)
 	os.Remove(path)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil

@@ -243,6 +243,9 @@ func (a *Agent) untilNextTick() time.Duration {
 // drain along.
 func (a *Agent) tick(ctx context.Context) {
 	now := a.cfg.Clock()
+	if !a.nextTry.IsZero() && !now.Before(a.nextTry) {
+		a.nextTry = time.Time{} // this tick is the one asked for
+	}
 	// Emptiness counts only from measurements taken after the cordon (or
 	// after trying it: a balancer we cannot reach places nothing on us).
 	cordonedBefore := a.cordoned || a.cordonFailed
@@ -253,7 +256,7 @@ func (a *Agent) tick(ctx context.Context) {
 	a.status.BBBError = errString(bbbErr)
 	a.mu.Unlock()
 
-	if !a.registered && !now.Before(a.nextTry) {
+	if !a.registered && a.nextTry.IsZero() {
 		a.register(ctx)
 	}
 	if a.registered {
@@ -344,6 +347,9 @@ func (a *Agent) report(ctx context.Context, load fleet.Load, ids []string) {
 		return
 	}
 	if err != nil {
+		if ctx.Err() != nil {
+			return // stopping
+		}
 		a.retryLater("reporting to the balancer", err)
 		return
 	}

@@ -131,7 +131,11 @@ func (n *node) start(t *testing.T, f *fleetEnv, cfg Config, deps Deps) {
 		n.done <- a.Run(ctx)
 		close(finished)
 	}()
-	go a.ServeAdmin(ctx, n.socket)
+	ln, err := ListenAdmin(n.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go a.ServeAdmin(ctx, ln)
 	t.Cleanup(func() {
 		cancel()
 		select {

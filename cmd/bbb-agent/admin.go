@@ -38,9 +38,20 @@ func drain(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.App.Writer, "%s is draining: no new meetings; it leaves the fleet when its %d meetings have ended (deadline %s)\n",
-		st.Node, drainLeft(st), drainDeadline(st))
+	fmt.Fprintf(c.App.Writer, "%s is draining: no new meetings; %s\n", st.Node, drainPlan(st))
 	return nil
+}
+
+// drainPlan says when a draining node leaves the fleet.
+func drainPlan(st agent.Status) string {
+	switch n := drainLeft(st); n {
+	case 0:
+		return "no meetings are running, so it leaves the fleet shortly"
+	case 1:
+		return fmt.Sprintf("it leaves the fleet when its 1 meeting has ended (deadline %s)", drainDeadline(st))
+	default:
+		return fmt.Sprintf("it leaves the fleet when its %d meetings have ended (deadline %s)", n, drainDeadline(st))
+	}
 }
 
 func undrain(c *cli.Context) error {

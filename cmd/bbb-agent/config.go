@@ -104,8 +104,12 @@ func expected(f cli.Flag) string {
 // where each value came from.
 func printConfig(c *cli.Context, fromFile map[string]bool) error {
 	w := c.App.Writer
+	given := onCommandLine(c)
 	for _, f := range c.Command.Flags {
 		name := f.Names()[0]
+		if name == "help" {
+			continue
+		}
 		var val string
 		switch f.(type) {
 		case *cli.StringSliceFlag:
@@ -113,17 +117,25 @@ func printConfig(c *cli.Context, fromFile map[string]bool) error {
 		default:
 			val = fmt.Sprint(c.Value(name))
 		}
-		if secretFlags[name] && val != "" {
+		src := source(c, f, fromFile, given)
+		if name == "admin-socket" && adminSocket(c) != val {
+			val, src = adminSocket(c), "flag"
+		}
+		if secretFlag(name) && val != "" {
 			val = "******"
 		}
-		fmt.Fprintf(w, "%-20s %-40s # %s\n", name+":", val, source(c, f, fromFile))
+		fmt.Fprintf(w, "%-20s %-40s # %s\n", name+":", val, src)
 	}
 	return nil
 }
 
-func source(c *cli.Context, f cli.Flag, fromFile map[string]bool) string {
+// source says where a flag's value comes from: the command line wins over
+// the environment, the environment over the file.
+func source(c *cli.Context, f cli.Flag, fromFile, given map[string]bool) string {
 	name := f.Names()[0]
 	switch {
+	case given[name]:
+		return "flag"
 	case fromFile[name]:
 		return "file " + c.String("config")
 	case !c.IsSet(name):
@@ -137,4 +149,40 @@ func source(c *cli.Context, f cli.Flag, fromFile map[string]bool) string {
 		}
 	}
 	return "flag"
+}
+
+// onCommandLine returns the (first) names of the flags given on the command
+// line of c's command. urfave/cli counts a flag from the environment as set
+// too, so the command's arguments are read again the way package flag parses
+// them: up to the first argument that is not a flag, or "--"; a flag that is
+// not a boolean takes the next argument as its value unless it has "=value".
+func onCommandLine(c *cli.Context) map[string]bool {
+	given := map[string]bool{}
+	lineage := c.Lineage()
+	if len(lineage) < 2 || c.Command == nil {
+		return given
+	}
+	byName := map[string]cli.Flag{}
+	for _, f := range c.Command.Flags {
+		for _, n := range f.Names() {
+			byName[n] = f
+		}
+	}
+	args := lineage[1].Args().Slice() // the command's name, then its arguments
+	for i := 1; i < len(args); i++ {
+		a := args[i]
+		if a == "--" || len(a) < 2 || a[0] != '-' {
+			break
+		}
+		name, _, withValue := strings.Cut(strings.TrimPrefix(a[1:], "-"), "=")
+		f, ok := byName[name]
+		if !ok {
+			continue
+		}
+		given[f.Names()[0]] = true
+		if _, isBool := f.(*cli.BoolFlag); !isBool && !withValue {
+			i++
+		}
+	}
+	return given
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -11,8 +12,12 @@ const DefaultConfigPath = "/etc/bbb-agent/agent.yaml"
 
 func env(name string) []string { return []string{"BBB_AGENT_" + name} }
 
-// secretFlags are masked wherever configuration is shown.
-var secretFlags = map[string]bool{"agent-token": true, "bbb-secret": true, "scalelite-secret": true}
+// secretFlag says whether a flag's value is masked wherever configuration is
+// shown: every *-secret and *-token flag (agent-token, bbb-secret,
+// scalelite-secret, and those still to come).
+func secretFlag(name string) bool {
+	return strings.HasSuffix(name, "-secret") || strings.HasSuffix(name, "-token")
+}
 
 // runFlags are the flags of `bbb-agent run` and `bbb-agent config`; every one
 // can also be given as BBB_AGENT_<NAME> and as a key of agent.yaml.
@@ -49,4 +54,18 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "metrics-listen", EnvVars: env("METRICS_LISTEN"), Usage: "serve Prometheus metrics on this (loopback) address, e.g. 127.0.0.1:9688"},
 		&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: env("LOG_LEVEL"), Usage: "debug, info, warn or error"},
 	}
+}
+
+// adminSocket is run's --admin-socket. `bbb-agent --admin-socket PATH run`,
+// the form status, drain and undrain take, gives it too, unless run's own
+// flag is given as well.
+func adminSocket(c *cli.Context) string {
+	if !onCommandLine(c)["admin-socket"] {
+		for _, p := range c.Lineage()[1:] {
+			if p.IsSet("admin-socket") {
+				return p.String("admin-socket")
+			}
+		}
+	}
+	return c.String("admin-socket")
 }

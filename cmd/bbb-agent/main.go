@@ -23,7 +23,7 @@ func main() {
 }
 
 func newApp() *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:    "bbb-agent",
 		Usage:   "joins a BigBlueButton node to its fleet, reports its load, and drains it before the host goes away",
 		Version: version,
@@ -45,5 +45,23 @@ func newApp() *cli.App {
 			{Name: "drain", Usage: "drain the node: no new meetings, wait for the running ones, then leave the fleet", Action: drain},
 			{Name: "undrain", Usage: "cancel a drain that has not finished", Action: undrain},
 		},
+	}
+	app.OnUsageError = usageError("")
+	for _, cmd := range app.Commands {
+		cmd.OnUsageError = usageError(cmd.Name)
+	}
+	return app
+}
+
+// usageError says what was wrong with the command line, the environment or
+// the file, and where the flags are listed, without printing the whole help
+// (under systemd it would fill the journal).
+func usageError(command string) cli.OnUsageErrorFunc {
+	help := "bbb-agent --help"
+	if command != "" {
+		help = "bbb-agent " + command + " --help"
+	}
+	return func(_ *cli.Context, err error, _ bool) error {
+		return fmt.Errorf("%w (%s lists the flags)", err, help)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -32,6 +34,7 @@ type node struct {
 	bbb       *bbb.Client
 	reg       registrar.Registrar
 	metadata  *ec2.Metadata
+	explicit  agent.Addresses // --public-ipv4 and --public-ipv6
 }
 
 func newLogger(c *cli.Context) (*slog.Logger, error) {
@@ -50,6 +53,9 @@ func resolve(ctx context.Context, c *cli.Context) (*node, error) {
 		return nil, fmt.Errorf("role: %w", err)
 	}
 	n.role = role
+	if n.explicit, err = explicitAddresses(c); err != nil {
+		return nil, err
+	}
 	if c.Bool("ec2") {
 		if n.metadata, err = ec2.NewMetadata(c.String("imds-endpoint")); err != nil {
 			return nil, fmt.Errorf("EC2 metadata: %w", err)
@@ -104,7 +110,7 @@ func run(c *cli.Context) error {
 	if _, err := loadConfigFile(c); err != nil {
 		return err
 	}
-	log, err := newLogger(c)
+	base, err := newLogger(c)
 	if err != nil {
 		return err
 	}
@@ -114,9 +120,14 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// The agent puts the node on its lines; log is for the command's own.
+	log := base.With("node", n.name)
 
 	diskPath := c.String("recordings-dir")
 	if n.role == fleet.RoleTURN {
+		diskPath = "/"
+	} else if _, err := os.Stat(filepath.Join(c.String("host-root"), diskPath)); err != nil {
+		log.Warn("recordings-dir is not there: reporting the free space of / instead", "recordings_dir", diskPath, "err", err)
 		diskPath = "/"
 	}
 	collector := host.NewCollector(host.Config{Root: c.String("host-root"), DiskPath: diskPath})
@@ -146,21 +157,25 @@ func run(c *cli.Context) error {
 		}
 		deps.ScaleIn = scaleIn
 	}
-	addrs, err := addresses(ctx, c, n)
+	addrs, err := addresses(ctx, n)
 	if err != nil {
 		log.Warn("the node's addresses", "err", err)
 	}
 	a, err := agent.New(agent.Config{
 		Addresses: addrs, Node: n.name, Role: n.role, ServerURL: n.serverURL, Secret: n.secret, Tags: c.StringSlice("tag"),
 		LoadMultiplier: c.Float64("load-multiplier"), ReportInterval: c.Duration("report-interval"),
-		DrainDeadline: c.Duration("drain-deadline"), HeartbeatEvery: c.Duration("asg-heartbeat"), Logger: log,
+		DrainDeadline: c.Duration("drain-deadline"), HeartbeatEvery: c.Duration("asg-heartbeat"), Logger: base,
 	}, deps)
 	if err != nil {
 		return err
 	}
 
+	adminLn, err := agent.ListenAdmin(adminSocket(c))
+	if err != nil {
+		return err
+	}
 	adminErr := make(chan error, 1)
-	go func() { adminErr <- a.ServeAdmin(ctx, c.String("admin-socket")) }()
+	go func() { adminErr <- a.ServeAdmin(ctx, adminLn) }()
 	if interval, ok := systemd.WatchdogInterval(); ok {
 		go systemd.RunWatchdog(ctx, notifier, interval, a.Healthy, log)
 	}
@@ -173,54 +188,86 @@ func run(c *cli.Context) error {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
+	var stoppedBySignal atomic.Bool
 	go func() {
 		first := true
 		for sig := range sigs {
 			if !first {
 				log.Warn("second signal: stopping without finishing the drain", "signal", sig)
+				stoppedBySignal.Store(true)
 				cancel()
 				return
 			}
 			first = false
 			log.Info("signal: draining", "signal", sig)
-			if err := a.Drain(ctx, agent.SourceSignal); err != nil {
-				log.Error("starting the drain", "err", err)
-			}
+			// Not in this loop: the agent takes the drain between two report
+			// cycles, and a second signal must not wait for that.
+			go func() {
+				if err := a.Drain(ctx, agent.SourceSignal); err != nil && ctx.Err() == nil {
+					log.Error("starting the drain", "err", err)
+				}
+			}()
 		}
 	}()
-	log.Info("bbb-agent starting", "node", n.name, "version", version, "role", n.role, "registrar", n.reg.Kind(), "bbb", n.serverURL)
-	runErr := make(chan error, 1)
-	go func() { runErr <- a.Run(ctx) }()
+	log.Info("bbb-agent starting", "version", version, "role", n.role, "registrar", n.reg.Kind(), "bbb", n.serverURL)
+	ran := make(chan error, 1)
+	go func() { ran <- a.Run(ctx) }()
+	adminDone := false
 	select {
-	case err := <-runErr:
-		return err
-	case err := <-adminErr:
+	case err = <-ran:
+	case err = <-adminErr:
+		adminDone = true
 		if err != nil {
 			cancel()
-			<-runErr
+			<-ran
 			return err
 		}
-		return <-runErr
+		err = <-ran
 	}
+	// The admin server removes its socket once it has stopped.
+	cancel()
+	if !adminDone {
+		<-adminErr
+	}
+	if stoppedBySignal.Load() && errors.Is(err, context.Canceled) {
+		return errors.New("stopped by a second signal before the drain finished: the node stays at the balancer, cordoned, until it goes offline there")
+	}
+	return err
+}
+
+// explicitAddresses reads --public-ipv4 and --public-ipv6. A value that is
+// not an address of its family is a configuration error: the node's DNS
+// records would be wrong or missing.
+func explicitAddresses(c *cli.Context) (agent.Addresses, error) {
+	var a agent.Addresses
+	for _, x := range []struct {
+		flag, family string
+		dst          *netip.Addr
+		ok           func(netip.Addr) bool
+	}{
+		{"public-ipv4", "IPv4", &a.PublicIPv4, netip.Addr.Is4},
+		{"public-ipv6", "IPv6", &a.PublicIPv6, func(ip netip.Addr) bool { return ip.Is6() && !ip.Is4In6() }},
+	} {
+		v := c.String(x.flag)
+		if v == "" {
+			continue
+		}
+		ip, err := netip.ParseAddr(v)
+		if err != nil || !x.ok(ip) {
+			return a, fmt.Errorf("%s %q is not an %s address", x.flag, v, x.family)
+		}
+		*x.dst = ip
+	}
+	return a, nil
 }
 
 // addresses resolves the node's IP addresses: flags, EC2 metadata, interfaces.
-func addresses(ctx context.Context, c *cli.Context, n *node) (agent.Addresses, error) {
-	var explicit agent.Addresses
-	for flag, dst := range map[string]*netip.Addr{"public-ipv4": &explicit.PublicIPv4, "public-ipv6": &explicit.PublicIPv6} {
-		if v := c.String(flag); v != "" {
-			ip, err := netip.ParseAddr(v)
-			if err != nil {
-				return explicit, fmt.Errorf("%s %q is not an IP address", flag, v)
-			}
-			*dst = ip
-		}
-	}
+func addresses(ctx context.Context, n *node) (agent.Addresses, error) {
 	var md agent.MetadataAddresses
 	if n.metadata != nil {
 		md = n.metadata
 	}
-	return agent.ResolveAddresses(ctx, explicit, md, host.LiveAddresses)
+	return agent.ResolveAddresses(ctx, n.explicit, md, host.LiveAddresses)
 }
 
 // shutdownGuard takes logind's delay lock; without logind the agent still

@@ -10,12 +10,9 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -23,6 +20,7 @@ import (
 	"github.com/bbb-agent/bbb-agent/balancer/fleet"
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/bbb/sim"
+	"github.com/bbb-agent/bbb-agent/internal/testenv"
 )
 
 const (
@@ -37,140 +35,18 @@ const (
 	settle = 5 * time.Second
 )
 
+func TestMain(m *testing.M) { testenv.Main(m) }
+
 var (
 	balancerReady = regexp.MustCompile(`msg="bbb-balancer listening" url=(http://\S+)`)
 	simReady      = regexp.MustCompile(`^listening on (http://\S+)$`)
 )
-
-// buildBinaries compiles bbb-balancer and bbb-sim into a temporary directory.
-func buildBinaries(t *testing.T) (balancerBin, simBin string) {
-	t.Helper()
-	gotool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go tool in PATH to build the binaries with")
-	}
-	dir := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	balancerBin, simBin = filepath.Join(dir, "bbb-balancer"), filepath.Join(dir, "bbb-sim")
-	var wg sync.WaitGroup
-	errs := make([]error, 2)
-	for i, b := range []struct{ pkg, out string }{{".", balancerBin}, {"../bbb-sim", simBin}} {
-		wg.Go(func() {
-			if out, err := exec.CommandContext(ctx, gotool, "build", "-o", b.out, b.pkg).CombinedOutput(); err != nil {
-				errs[i] = fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
-			}
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		t.Fatal(err)
-	}
-	return balancerBin, simBin
-}
 
 // cleanEnv is the test's environment without BBB_BALANCER_* settings, so a
 // developer's shell does not leak into the commands.
 func cleanEnv(extra ...string) []string {
 	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "BBB_BALANCER_") })
 	return append(env, extra...)
-}
-
-// output collects a process's stdout and stderr, and hands over the first
-// submatch of the first line that matches ready.
-type output struct {
-	mu      sync.Mutex
-	all     bytes.Buffer
-	partial []byte
-	ready   *regexp.Regexp
-	found   chan string
-}
-
-func (o *output) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.all.Write(p)
-	o.partial = append(o.partial, p...)
-	for {
-		i := bytes.IndexByte(o.partial, '\n')
-		if i < 0 {
-			return len(p), nil
-		}
-		line := string(o.partial[:i])
-		o.partial = o.partial[i+1:]
-		if o.ready == nil {
-			continue
-		}
-		if m := o.ready.FindStringSubmatch(line); m != nil {
-			o.found <- m[1]
-			o.ready = nil
-		}
-	}
-}
-
-func (o *output) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.all.String()
-}
-
-// process is a started bbb-balancer serve or bbb-sim.
-type process struct {
-	name   string
-	cmd    *exec.Cmd
-	out    *output
-	url    string
-	exited chan struct{}
-	err    error // cmd.Wait's, once exited is closed
-}
-
-// start runs a server process and waits for it to print its URL.
-func start(t *testing.T, name string, ready *regexp.Regexp, bin string, args ...string) *process {
-	t.Helper()
-	p := &process{name: name, cmd: exec.Command(bin, args...), out: &output{ready: ready, found: make(chan string, 1)}, exited: make(chan struct{})}
-	p.cmd.Env = cleanEnv()
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.exited:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.exited
-		}
-		if t.Failed() {
-			t.Logf("%s output:\n%s", p.name, p.out)
-		}
-	})
-	select {
-	case p.url = <-p.out.found:
-	case <-p.exited:
-		t.Fatalf("%s exited before it listened: %v\n%s", name, p.err, p.out)
-	case <-time.After(10 * time.Second):
-		t.Fatalf("%s did not say where it listens within 10s\n%s", name, p.out)
-	}
-	return p
-}
-
-// stop sends SIGTERM and waits for the exit; it returns the exit code.
-func (p *process) stop(t *testing.T, within time.Duration) int {
-	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatalf("%s: SIGTERM: %v", p.name, err)
-	}
-	select {
-	case <-p.exited:
-		return p.cmd.ProcessState.ExitCode()
-	case <-time.After(within):
-		t.Fatalf("%s did not exit within %s of SIGTERM", p.name, within)
-		return -1
-	}
 }
 
 // result is one CLI run.
@@ -283,14 +159,15 @@ var simControl = &http.Client{Timeout: 5 * time.Second}
 
 // simNode is a running bbb-sim and its API client.
 type simNode struct {
-	proc   *process
+	proc   *testenv.Proc
 	client *bbb.Client
 }
 
 func startSim(t *testing.T, bin, name, secret string) simNode {
 	t.Helper()
-	p := start(t, name, simReady, bin, "--listen", "127.0.0.1:0", "--secret", secret)
-	c, err := bbb.NewClient(p.url, secret, bbb.WithHTTPClient(&http.Client{Timeout: 5 * time.Second}))
+	p := testenv.Start(t, testenv.Cmd{Name: name, Path: bin, Args: []string{"--listen", "127.0.0.1:0", "--secret", secret},
+		Env: cleanEnv(), Ready: simReady})
+	c, err := bbb.NewClient(p.Ready, secret, bbb.WithHTTPClient(&http.Client{Timeout: 5 * time.Second}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +181,7 @@ func (s simNode) meetings(t *testing.T) []string {
 	defer cancel()
 	ms, err := s.client.GetMeetings(ctx)
 	if err != nil {
-		t.Fatalf("%s getMeetings: %v", s.proc.name, err)
+		t.Fatalf("%s getMeetings: %v", s.proc.Name, err)
 	}
 	ids := make([]string, 0, len(ms))
 	for _, m := range ms {
@@ -317,7 +194,7 @@ func (s simNode) meetings(t *testing.T) []string {
 // state reads the simulator's /sim/state, ended meetings included.
 func (s simNode) state(t *testing.T) sim.State {
 	t.Helper()
-	resp, err := simControl.Get(s.proc.url + "/sim/state")
+	resp, err := simControl.Get(s.proc.Ready + "/sim/state")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,13 +209,13 @@ func (s simNode) state(t *testing.T) sim.State {
 func (s simNode) addAttendees(t *testing.T, meetingID string, n int) {
 	t.Helper()
 	body, _ := json.Marshal(map[string]any{"meetingID": meetingID, "count": n})
-	resp, err := simControl.Post(s.proc.url+"/sim/attendees", "application/json", bytes.NewReader(body))
+	resp, err := simControl.Post(s.proc.Ready+"/sim/attendees", "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("%s: adding attendees: HTTP %s", s.proc.name, resp.Status)
+		t.Fatalf("%s: adding attendees: HTTP %s", s.proc.Name, resp.Status)
 	}
 }
 
@@ -346,18 +223,19 @@ func (s simNode) addAttendees(t *testing.T, meetingID string, n int) {
 // names it after.
 func (s simNode) hostPort(t *testing.T) string {
 	t.Helper()
-	u, err := url.Parse(s.proc.url)
+	u, err := url.Parse(s.proc.Ready)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return u.Host
 }
 
-func startBalancer(t *testing.T, bin, dataDir string) *process {
+func startBalancer(t *testing.T, bin, dataDir string) *testenv.Proc {
 	t.Helper()
-	return start(t, "bbb-balancer serve", balancerReady, bin, "serve", "--listen", "127.0.0.1:0",
-		"--secret", lbSecret, "--agent-token", agentToken, "--admin-token", adminToken,
-		"--data-dir", dataDir, "--poll-interval", pollInterval.String())
+	return testenv.Start(t, testenv.Cmd{Name: "bbb-balancer serve", Path: bin, Env: cleanEnv(), Ready: balancerReady,
+		Args: []string{"serve", "--listen", "127.0.0.1:0",
+			"--secret", lbSecret, "--agent-token", agentToken, "--admin-token", adminToken,
+			"--data-dir", dataDir, "--poll-interval", pollInterval.String()}})
 }
 
 // TestEndToEnd runs bbb-balancer serve and two bbb-sim servers, and
@@ -366,12 +244,13 @@ func TestEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs binaries")
 	}
-	balancerBin, simBin := buildBinaries(t)
+	bins := testenv.Build(t, "github.com/bbb-agent/bbb-agent/cmd/bbb-balancer", "github.com/bbb-agent/bbb-agent/cmd/bbb-sim")
+	balancerBin, simBin := bins[0], bins[1]
 	dataDir := t.TempDir()
 	bal := startBalancer(t, balancerBin, dataDir)
 	sim1 := startSim(t, simBin, "bbb-sim 1", sim1Secret)
 	sim2 := startSim(t, simBin, "bbb-sim 2", sim2Secret)
-	e := &e2e{t: t, bin: balancerBin, url: bal.url}
+	e := &e2e{t: t, bin: balancerBin, url: bal.Ready}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
@@ -401,7 +280,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("adding the same URL again printed %q, want the same id %q", again, out)
 		}
 		// Once through the environment instead of flags.
-		r := e.run([]string{"BBB_BALANCER_URL=" + bal.url, "BBB_BALANCER_ADMIN_TOKEN=" + adminToken}, "servers", "add", url2, sim2Secret)
+		r := e.run([]string{"BBB_BALANCER_URL=" + bal.Ready, "BBB_BALANCER_ADMIN_TOKEN=" + adminToken}, "servers", "add", url2, sim2Secret)
 		if r.code != 0 {
 			t.Fatalf("servers add with BBB_BALANCER_URL and BBB_BALANCER_ADMIN_TOKEN: %s", r)
 		}
@@ -460,7 +339,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
-	lb, err := bbb.NewClient(bal.url, lbSecret, bbb.WithHTTPClient(&http.Client{Timeout: 10 * time.Second}))
+	lb, err := bbb.NewClient(bal.Ready, lbSecret, bbb.WithHTTPClient(&http.Client{Timeout: 10 * time.Second}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -621,8 +500,8 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("errors", func(t *testing.T) {
-		e.fails(e.run(nil, "--url", bal.url, "--admin-token", "not-the-token", "status"), "wrong admin token")
-		e.fails(e.run(nil, "--url", bal.url, "servers", "list"), "no admin token", "--admin-token", "BBB_BALANCER_ADMIN_TOKEN")
+		e.fails(e.run(nil, "--url", bal.Ready, "--admin-token", "not-the-token", "status"), "wrong admin token")
+		e.fails(e.run(nil, "--url", bal.Ready, "servers", "list"), "no admin token", "--admin-token", "BBB_BALANCER_ADMIN_TOKEN")
 		e.fails(e.cli("servers", "enable", "no-such-server"), `"no-such-server"`)
 		e.fails(e.cli("servers", "panic", "no-such-server", "--yes"), `"no-such-server"`)
 		e.fails(e.cli("servers", "cordon"), "needs exactly one server ID", "usage: bbb-balancer servers cordon")
@@ -637,18 +516,18 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("SIGTERM and restart on the same data", func(t *testing.T) {
-		if code := bal.stop(t, 5*time.Second); code != 0 {
-			t.Errorf("serve exited %d after SIGTERM\n%s", code, bal.out)
+		if code := bal.Stop(t, 5*time.Second); code != 0 {
+			t.Errorf("serve exited %d after SIGTERM\n%s", code, bal.Output())
 		}
 		for _, s := range []string{lbSecret, sim1Secret, sim2Secret, adminToken, agentToken} {
-			if strings.Contains(bal.out.String(), s) {
-				t.Errorf("the balancer's log shows a secret or token:\n%s", bal.out)
+			if strings.Contains(bal.Output(), s) {
+				t.Errorf("the balancer's log shows a secret or token:\n%s", bal.Output())
 			}
 		}
-		e.fails(e.cli("status"), "cannot reach the balancer at "+bal.url, "--url")
+		e.fails(e.cli("status"), "cannot reach the balancer at "+bal.Ready, "--url")
 
 		bal = startBalancer(t, balancerBin, dataDir)
-		e.url = bal.url
+		e.url = bal.Ready
 		servers := e.status()
 		if len(servers) != 1 || servers[0].ID != id1 || servers[0].URL != url1 || servers[0].State != fleet.Disabled {
 			t.Fatalf("after a restart on the same --data-dir: %+v, want only %s, disabled", servers, id1)

@@ -1,0 +1,1085 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bbb-agent/bbb-agent/agent"
+	"github.com/bbb-agent/bbb-agent/balancer/adminapi"
+	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+	"github.com/bbb-agent/bbb-agent/bbb"
+	"github.com/bbb-agent/bbb-agent/bbb/sim"
+	"github.com/bbb-agent/bbb-agent/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// The end-to-end tests run the bbb-agent, bbb-balancer and bbb-sim binaries
+// as separate processes on loopback, and talk to them only through their
+// command lines, logs, admin socket and HTTP APIs.
+
+const (
+	lbSecret   = "lb-secret-e2e-5f2c9a61"
+	agentToken = "agent-token-e2e-8d41b7c3"
+	adminToken = "admin-token-e2e-0c3e55d2"
+
+	// interval is the agents' --report-interval.
+	interval = 200 * time.Millisecond
+	// slack is what a wait allows beyond the report intervals the design
+	// promises: process start-up and a busy machine's scheduling.
+	slack = 2 * time.Second
+	// cliTimeout bounds every one-shot command.
+	cliTimeout = 10 * time.Second
+)
+
+var (
+	balancerReady = regexp.MustCompile(`msg="bbb-balancer listening" url=(http://\S+)`)
+	simReady      = regexp.MustCompile(`^listening on (http://\S+)$`)
+	agentReady    = regexp.MustCompile(`msg="bbb-agent starting" node=(\S+)`)
+)
+
+// bins are the three commands, built once per test binary.
+type bins struct{ agent, balancer, sim string }
+
+func build(t *testing.T) bins {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs binaries")
+	}
+	const mod = "github.com/bbb-agent/bbb-agent/cmd/"
+	p := testenv.Build(t, mod+"bbb-agent", mod+"bbb-balancer", mod+"bbb-sim")
+	return bins{agent: p[0], balancer: p[1], sim: p[2]}
+}
+
+// cleanEnv is the test's environment without the commands' own variables,
+// so a developer's shell does not leak into them, plus extra.
+func cleanEnv(extra ...string) []string {
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		return strings.HasPrefix(kv, "BBB_AGENT_") || strings.HasPrefix(kv, "BBB_BALANCER_") || strings.HasPrefix(kv, "BBB_SIM_")
+	})
+	return append(env, extra...)
+}
+
+// result is one run of a command that exits by itself.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+}
+
+// runCmd runs bin to completion, for at most cliTimeout, with the clean
+// environment and extra variables.
+func runCmd(t *testing.T, env []string, bin string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = cleanEnv(env...)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	var exit *exec.ExitError
+	switch {
+	case ctx.Err() != nil:
+		t.Fatalf("%s %s: still running after %s\n%s", filepath.Base(bin), strings.Join(args, " "), cliTimeout, r)
+	case errors.As(err, &exit):
+		r.code = exit.ExitCode()
+	case err != nil:
+		t.Fatalf("%s %s: %v", filepath.Base(bin), strings.Join(args, " "), err)
+	}
+	return r
+}
+
+// waitFor polls cond every 50ms until it holds; it fails the test if it
+// does not within the given time, and returns how long it took.
+func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	deadline := start.Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// shortDir is a temporary directory with a path short enough for a unix
+// socket (t.TempDir's names grow with the test's name).
+func shortDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "bbb-agent-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// fleetEnv is a bbb-balancer serve on loopback and the binaries.
+type fleetEnv struct {
+	t       *testing.T
+	bin     bins
+	lb      *testenv.Proc
+	url     string
+	dataDir string // the balancer's, kept across restarts
+}
+
+func newFleet(t *testing.T) *fleetEnv {
+	t.Helper()
+	f := &fleetEnv{t: t, bin: build(t)}
+	f.startBalancer("127.0.0.1:0")
+	return f
+}
+
+func (f *fleetEnv) startBalancer(listen string) {
+	f.t.Helper()
+	if f.dataDir == "" {
+		f.dataDir = f.t.TempDir()
+	}
+	f.lb = testenv.Start(f.t, testenv.Cmd{Name: "bbb-balancer serve", Path: f.bin.balancer, Env: cleanEnv(), Ready: balancerReady,
+		Args: []string{"serve", "--listen", listen, "--secret", lbSecret, "--agent-token", agentToken,
+			"--admin-token", adminToken, "--data-dir", f.dataDir}})
+	f.url = f.lb.Ready
+}
+
+// servers is `bbb-balancer status --json`.
+func (f *fleetEnv) servers() []adminapi.Server {
+	f.t.Helper()
+	r := runCmd(f.t, nil, f.bin.balancer, "--url", f.url, "--admin-token", adminToken, "status", "--json")
+	if r.code != 0 {
+		f.t.Fatalf("bbb-balancer status --json: %s", r)
+	}
+	var servers []adminapi.Server
+	if err := json.Unmarshal([]byte(r.stdout), &servers); err != nil {
+		f.t.Fatalf("bbb-balancer status --json: %v\n%s", err, r.stdout)
+	}
+	return servers
+}
+
+// server is what the balancer's status says about a node.
+func (f *fleetEnv) server(name string) (adminapi.Server, bool) {
+	f.t.Helper()
+	for _, s := range f.servers() {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return adminapi.Server{}, false
+}
+
+func (f *fleetEnv) onlineAndEnabled(name string) bool {
+	s, ok := f.server(name)
+	return ok && s.Online && s.Status == fleet.Online && s.State == fleet.Enabled
+}
+
+// front is a BBB API client of the balancer, as Greenlight would use it.
+func (f *fleetEnv) front() *bbb.Client {
+	f.t.Helper()
+	c, err := bbb.NewClient(f.url, lbSecret, bbb.WithHTTPClient(&http.Client{Timeout: 10 * time.Second}))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return c
+}
+
+func (f *fleetEnv) create(id string) {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := f.front().Create(ctx, bbb.CreateRequest{MeetingID: id, Name: "Meeting " + id})
+	if err != nil {
+		f.t.Fatalf("create %s through the balancer: %v", id, err)
+	}
+	if res.ReturnCode != bbb.ReturnSuccess || res.MeetingID != id {
+		f.t.Fatalf("create %s through the balancer: %+v", id, res)
+	}
+}
+
+// simNode is a running bbb-sim.
+type simNode struct {
+	proc   *testenv.Proc
+	url    string // the server URL, for --bbb-url
+	secret string
+	client *bbb.Client
+}
+
+func (f *fleetEnv) startSim(name string) simNode {
+	f.t.Helper()
+	secret := "sim-secret-" + name + "-e2e-3b9f0d"
+	p := testenv.Start(f.t, testenv.Cmd{Name: "bbb-sim " + name, Path: f.bin.sim, Env: cleanEnv(), Ready: simReady,
+		Args: []string{"--listen", "127.0.0.1:0", "--secret", secret}})
+	c, err := bbb.NewClient(p.Ready, secret, bbb.WithHTTPClient(&http.Client{Timeout: 5 * time.Second}))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return simNode{proc: p, url: p.Ready, secret: secret, client: c}
+}
+
+// meetings lists the meetings the simulator runs.
+func (s simNode) meetings(t *testing.T) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ms, err := s.client.GetMeetings(ctx)
+	if err != nil {
+		t.Fatalf("%s getMeetings: %v", s.proc.Name, err)
+	}
+	return fleet.MeetingIDs(ms)
+}
+
+// state is the simulator's /sim/state, ended meetings and request counts included.
+func (s simNode) state(t *testing.T) sim.State {
+	t.Helper()
+	resp, err := http.Get(s.url + "/sim/state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st sim.State
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func (s simNode) addAttendees(t *testing.T, meetingID string, n int) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"meetingID": meetingID, "count": n})
+	resp, err := http.Post(s.url+"/sim/attendees", "application/json", strings.NewReader(string(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s: adding attendees: HTTP %s", s.proc.Name, resp.Status)
+	}
+}
+
+// agentOpts are what differs between the agents the tests start.
+type agentOpts struct {
+	nodeName string // empty: no --node-name (the name kept in the state directory)
+	stateDir string // empty: a new one
+	socket   string // empty: a new one
+	token    string // empty: agentToken
+	balancer string // empty: the fleet's
+	// bbb replaces --bbb-url and --bbb-secret (nil: the simulator's).
+	bbb []string
+	// fromConfig leaves out --balancer-url, --agent-token, --bbb-url,
+	// --bbb-secret and --report-interval: the file or the environment has them.
+	fromConfig bool
+	// globalSocket gives the socket as `bbb-agent --admin-socket PATH run`,
+	// the form of status, drain and undrain.
+	globalSocket bool
+	args         []string // further flags
+	env          []string // further environment
+}
+
+// agentProc is a running bbb-agent run.
+type agentProc struct {
+	*testenv.Proc
+	node    string // from its first log line
+	socket  string
+	bin     string
+	secrets []string // what no output of it may show
+}
+
+// secrets are what no output may show.
+func secrets(extra ...string) []string {
+	return append([]string{lbSecret, agentToken, adminToken}, extra...)
+}
+
+// noSecrets fails the test if out shows any of the secrets.
+func noSecrets(t *testing.T, what, out string, secrets []string) {
+	t.Helper()
+	for _, s := range secrets {
+		if strings.Contains(out, s) {
+			t.Errorf("%s shows the secret %q:\n%s", what, s, out)
+		}
+	}
+}
+
+// startAgent runs `bbb-agent run` with the flags of DESIGN.md for the node
+// the simulator plays. When the test ends the agent is killed and its log is
+// checked for secrets.
+func (f *fleetEnv) startAgent(s simNode, o agentOpts) *agentProc {
+	f.t.Helper()
+	if o.stateDir == "" {
+		o.stateDir = f.t.TempDir()
+	}
+	if o.socket == "" {
+		o.socket = filepath.Join(shortDir(f.t), "admin.sock")
+	}
+	if o.token == "" {
+		o.token = agentToken
+	}
+	if o.balancer == "" {
+		o.balancer = f.url
+	}
+	if o.bbb == nil {
+		o.bbb = []string{"--bbb-url", s.url, "--bbb-secret", s.secret}
+	}
+	args := []string{"run", "--admin-socket", o.socket}
+	if o.globalSocket {
+		args = []string{"--admin-socket", o.socket, "run"}
+	}
+	if !o.fromConfig {
+		args = append(args, "--balancer-url", o.balancer, "--agent-token", o.token)
+		args = append(args, o.bbb...)
+		args = append(args, "--report-interval", interval.String())
+	}
+	if o.nodeName != "" {
+		args = append(args, "--node-name", o.nodeName)
+	}
+	args = append(args, "--state-dir", o.stateDir, "--logind=false",
+		// The test machine has no /var/bigbluebutton to report the free space of.
+		"--recordings-dir", f.t.TempDir())
+	args = append(args, o.args...)
+
+	a := &agentProc{socket: o.socket, bin: f.bin.agent, secrets: secrets(s.secret, o.token)}
+	f.t.Cleanup(func() {
+		if a.Proc == nil {
+			return
+		}
+		a.Kill()
+		noSecrets(f.t, "the agent's log", a.Output(), a.secrets)
+		for _, line := range strings.Split(strings.TrimSuffix(a.Output(), "\n"), "\n") {
+			if strings.HasPrefix(line, "time=") && strings.Count(line, " node=") != 1 {
+				f.t.Errorf("a log line without the node name once: %s", line)
+			}
+		}
+	})
+	a.Proc = testenv.Start(f.t, testenv.Cmd{Name: "bbb-agent " + o.nodeName, Path: f.bin.agent, Args: args,
+		Env: cleanEnv(o.env...), Ready: agentReady})
+	a.node = a.Ready
+	return a
+}
+
+// status asks the agent with `bbb-agent --admin-socket PATH status --json`;
+// ok is false if no agent answered.
+func (a *agentProc) status(t *testing.T) (st agent.Status, raw map[string]any, ok bool) {
+	t.Helper()
+	r := a.admin(t, "status", "--json")
+	if r.code != 0 {
+		return st, nil, false
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, r.stdout)
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &raw); err != nil {
+		t.Fatal(err)
+	}
+	return st, raw, true
+}
+
+// waitState waits for the agent to report a lifecycle state.
+func (a *agentProc) waitState(t *testing.T, want agent.State, within time.Duration) agent.Status {
+	t.Helper()
+	var st agent.Status
+	waitFor(t, fmt.Sprintf("bbb-agent status says %s", want), within, func() bool {
+		var ok bool
+		st, _, ok = a.status(t)
+		return ok && st.State == want
+	})
+	return st
+}
+
+// admin runs `bbb-agent --admin-socket PATH CMD`.
+func (a *agentProc) admin(t *testing.T, cmd ...string) result {
+	t.Helper()
+	r := runCmd(t, nil, a.bin, append([]string{"--admin-socket", a.socket}, cmd...)...)
+	noSecrets(t, "bbb-agent "+strings.Join(cmd, " "), r.stdout+r.stderr, a.secrets)
+	return r
+}
+
+func (a *agentProc) running() bool {
+	select {
+	case <-a.Exited():
+		return false
+	default:
+		return true
+	}
+}
+
+// TestAgentsJoinTheFleet: two agents against a balancer and two BBB
+// simulators are online and enabled within two report intervals, and
+// creates through the balancer land on both nodes.
+func TestAgentsJoinTheFleet(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	s1, s2 := f.startSim("1"), f.startSim("2")
+	a1 := f.startAgent(s1, agentOpts{nodeName: "bbb-e2e-1"})
+	a2 := f.startAgent(s2, agentOpts{nodeName: "bbb-e2e-2"})
+	took := waitFor(t, "both nodes online and enabled at the balancer", 2*interval+slack, func() bool {
+		return f.onlineAndEnabled("bbb-e2e-1") && f.onlineAndEnabled("bbb-e2e-2")
+	})
+	t.Logf("both nodes online and enabled %s after the agents logged their start", took.Round(time.Millisecond))
+
+	for _, c := range []struct {
+		a *agentProc
+		s simNode
+	}{{a1, s1}, {a2, s2}} {
+		if srv, _ := f.server(c.a.node); srv.URL != c.s.url+"/bigbluebutton/api/" || srv.Source != fleet.SourceAgent {
+			t.Errorf("the balancer has %s at %s (source %s), want %s/bigbluebutton/api/ from its agent", c.a.node, srv.URL, srv.Source, c.s.url)
+		}
+		st := c.a.waitState(t, agent.Ready, slack)
+		if st.Node != c.a.node || !st.Registered || st.DesiredState != fleet.Enabled || !st.BBBHealthy {
+			t.Errorf("%s status: %+v", c.a.node, st)
+		}
+		if st.LastReportAgeSeconds == nil || *st.LastReportAgeSeconds > (2*interval+slack).Seconds() {
+			t.Errorf("%s status: last report %v seconds ago", c.a.node, st.LastReportAgeSeconds)
+		}
+		if st.Load.CPUCores == 0 || st.Load.MemTotalBytes == 0 {
+			t.Errorf("%s status has no host figures: %+v", c.a.node, st.Load)
+		}
+	}
+
+	var created []string
+	for i := range 10 {
+		id := fmt.Sprintf("class-%d", i)
+		f.create(id)
+		created = append(created, id)
+	}
+	on1, on2 := s1.meetings(t), s2.meetings(t)
+	if got := slices.Sorted(slices.Values(append(slices.Clone(on1), on2...))); !slices.Equal(got, created) {
+		t.Fatalf("the simulators run %v and %v, want %v once each", on1, on2, created)
+	}
+	if len(on1) == 0 || len(on2) == 0 {
+		t.Errorf("ten creates on two empty nodes: %v on one, %v on the other", on1, on2)
+	}
+	waitFor(t, "the agents report the meetings to the balancer", 2*interval+slack, func() bool {
+		s1, _ := f.server("bbb-e2e-1")
+		s2, _ := f.server("bbb-e2e-2")
+		return s1.Meetings == len(on1) && s2.Meetings == len(on2)
+	})
+}
+
+// TestSIGTERMDrainsAndWaitsForTheMeeting: SIGTERM cordons the node at the
+// balancer; the agent runs on, draining, while its meeting runs, and leaves
+// the fleet and exits 0 once the meeting has been ended through the balancer.
+func TestSIGTERMDrainsAndWaitsForTheMeeting(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	s := f.startSim("1")
+	a := f.startAgent(s, agentOpts{nodeName: "bbb-drain"})
+	waitFor(t, "online and enabled", 2*interval+slack, func() bool { return f.onlineAndEnabled(a.node) })
+	f.create("lecture")
+	s.addAttendees(t, "lecture", 3)
+	waitFor(t, "the agent sees the meeting", 2*interval+slack, func() bool {
+		st, _, ok := a.status(t)
+		return ok && st.Load.Meetings == 1
+	})
+
+	if err := a.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "cordoned at the balancer", interval+slack, func() bool {
+		srv, ok := f.server(a.node)
+		return ok && srv.State == fleet.Cordoned
+	})
+	st, raw, ok := a.status(t)
+	if !ok {
+		t.Fatalf("no status from the draining agent: %s", a.admin(t, "status", "--json"))
+	}
+	for _, key := range []string{"node", "state", "registered", "last_report_age_seconds"} {
+		if _, ok := raw[key]; !ok {
+			t.Errorf("status --json lacks %q: %v", key, raw)
+		}
+	}
+	if st.Node != a.node || st.State != agent.Draining || !st.Registered || st.Drain == nil || st.Drain.Source != agent.SourceSignal {
+		t.Errorf("status of the draining agent: %+v (drain %+v)", st, st.Drain)
+	}
+	if out := a.admin(t, "status"); !strings.Contains(out.stdout, "draining") || !strings.Contains(out.stdout, "by signal") {
+		t.Errorf("status:\n%s", out)
+	}
+
+	// The drain waits: the meeting runs on, nobody ended it.
+	time.Sleep(3 * interval)
+	if !a.running() {
+		t.Fatalf("the agent exited while its meeting ran: %v", a.Wait(t, 0))
+	}
+	if got := s.meetings(t); !slices.Equal(got, []string{"lecture"}) {
+		t.Fatalf("the node runs %v during the drain, want the lecture", got)
+	}
+	if n := s.state(t).Requests[bbb.CallEnd]; n != 0 {
+		t.Fatalf("the node got %d end calls during the drain", n)
+	}
+	if srv, ok := f.server(a.node); !ok || srv.State != fleet.Cordoned || srv.Meetings != 1 {
+		t.Errorf("the balancer during the drain: %+v (listed: %v)", srv, ok)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := f.front().End(ctx, "lecture", ""); err != nil {
+		t.Fatalf("end through the balancer: %v", err)
+	}
+	ended := time.Now()
+	if code := a.Wait(t, 2*interval+slack); code != 0 {
+		t.Fatalf("the agent exited %d after the drain\n%s", code, a.Output())
+	}
+	t.Logf("the agent exited %s after the meeting ended", time.Since(ended).Round(time.Millisecond))
+	if _, err := os.Stat(a.socket); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the admin socket is left behind after a clean exit: %v", err)
+	}
+	if !strings.Contains(a.Output(), `msg=deregistered`) {
+		t.Errorf("the agent's log does not say it deregistered:\n%s", a.Output())
+	}
+	if srv, ok := f.server(a.node); ok {
+		t.Errorf("the balancer still lists the drained node: %+v", srv)
+	}
+	if n := s.state(t).Requests[bbb.CallEnd]; n != 1 {
+		t.Errorf("the node got %d end calls, want the test's one", n)
+	}
+}
+
+// TestSecondSignalStopsAtOnce: a second SIGTERM during a drain stops the
+// agent without waiting for the meetings, and says what that leaves behind.
+func TestSecondSignalStopsAtOnce(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	s := f.startSim("1")
+	a := f.startAgent(s, agentOpts{nodeName: "bbb-impatient"})
+	waitFor(t, "online and enabled", 2*interval+slack, func() bool { return f.onlineAndEnabled(a.node) })
+	f.create("workshop")
+	if err := a.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	a.waitState(t, agent.Draining, interval+slack)
+	if err := a.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := a.Wait(t, slack); code == 0 {
+		t.Errorf("exit 0 after a drain cut short")
+	}
+	if out := a.Output(); !strings.HasSuffix(out, "\nbbb-agent: stopped by a second signal before the drain finished: the node stays at the balancer, cordoned, until it goes offline there\n") {
+		t.Errorf("the agent does not say clearly why it stopped:\n%s", out)
+	}
+	if got := s.meetings(t); !slices.Equal(got, []string{"workshop"}) {
+		t.Errorf("the node runs %v after the agent stopped, want the workshop", got)
+	}
+	if srv, ok := f.server(a.node); !ok || srv.State != fleet.Cordoned {
+		t.Errorf("the balancer after the agent stopped mid-drain: %+v (listed %v), want it cordoned", srv, ok)
+	}
+}
+
+// TestKilledAgentGoesOfflineAndComesBackUnderItsName: kill -9 leaves the node
+// offline within three report intervals; an agent started again on the same
+// state directory, without --node-name, comes back as the same node.
+func TestKilledAgentGoesOfflineAndComesBackUnderItsName(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	s := f.startSim("1")
+	stateDir, socket := t.TempDir(), filepath.Join(shortDir(t), "admin.sock")
+	a := f.startAgent(s, agentOpts{stateDir: stateDir, socket: socket})
+	if !regexp.MustCompile(`^bbb-[a-z0-9]{6}$`).MatchString(a.node) {
+		t.Fatalf("generated node name %q, want bbb-xxxxxx", a.node)
+	}
+	if kept, err := os.ReadFile(filepath.Join(stateDir, "node-name")); err != nil || strings.TrimSpace(string(kept)) != a.node {
+		t.Fatalf("the state directory keeps %q (%v), want %s", kept, err, a.node)
+	}
+	waitFor(t, "online and enabled", 2*interval+slack, func() bool { return f.onlineAndEnabled(a.node) })
+	before, _ := f.server(a.node)
+
+	if err := a.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	a.Wait(t, 5*time.Second)
+	took := waitFor(t, "offline at the balancer", 3*interval+slack, func() bool {
+		srv, ok := f.server(a.node)
+		return ok && !srv.Online && srv.Status == fleet.Offline
+	})
+	t.Logf("offline %s after kill -9", took.Round(time.Millisecond))
+	if r := a.admin(t, "status"); r.code == 0 || !strings.Contains(r.stderr, "no bbb-agent answers on "+socket) {
+		t.Errorf("status of a killed agent (its socket file left behind): %s", r)
+	}
+
+	b := f.startAgent(s, agentOpts{stateDir: stateDir, socket: socket})
+	if b.node != a.node {
+		t.Fatalf("restarted on the same state directory as %q, want %q", b.node, a.node)
+	}
+	waitFor(t, "online again", 2*interval+slack, func() bool { return f.onlineAndEnabled(b.node) })
+	servers := f.servers()
+	if len(servers) != 1 || servers[0].ID != before.ID || servers[0].Name != a.node {
+		t.Errorf("after the restart the balancer lists %+v, want only %s with ID %s", servers, a.node, before.ID)
+	}
+	if st := b.waitState(t, agent.Ready, slack); st.Node != a.node {
+		t.Errorf("the restarted agent says it is %s", st.Node)
+	}
+}
+
+// TestDrainAndUndrain: `bbb-agent drain` and `bbb-agent undrain` through the
+// admin socket cordon the node at the balancer and enable it again.
+func TestDrainAndUndrain(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	s := f.startSim("1")
+	a := f.startAgent(s, agentOpts{nodeName: "bbb-admin", globalSocket: true})
+	waitFor(t, "online and enabled", 2*interval+slack, func() bool { return f.onlineAndEnabled(a.node) })
+	// A meeting keeps the drain going (an empty cordoned node would leave).
+	f.create("seminar")
+	waitFor(t, "the agent sees the meeting", 2*interval+slack, func() bool {
+		st, _, ok := a.status(t)
+		return ok && st.Load.Meetings == 1
+	})
+
+	r := a.admin(t, "drain")
+	if r.code != 0 {
+		t.Fatalf("drain: %s", r)
+	}
+	if want := "bbb-admin is draining: no new meetings; it leaves the fleet when its 1 meeting has ended (deadline "; !strings.HasPrefix(r.stdout, want) {
+		t.Errorf("drain printed %q, want it to start with %q", r.stdout, want)
+	}
+	waitFor(t, "cordoned at the balancer", interval+slack, func() bool {
+		srv, ok := f.server(a.node)
+		return ok && srv.State == fleet.Cordoned
+	})
+	if st, _, _ := a.status(t); st.State != agent.Draining || st.Drain == nil || st.Drain.Source != agent.SourceAdmin || st.Drain.MeetingsLeft != 1 {
+		t.Errorf("status after drain: %+v (drain %+v)", st, st.Drain)
+	}
+	if again := a.admin(t, "drain"); again.code != 0 || !strings.Contains(again.stdout, "is draining") {
+		t.Errorf("a second drain: %s", again)
+	}
+
+	r = a.admin(t, "undrain")
+	if r.code != 0 || r.stdout != "bbb-admin is ready again and takes new meetings\n" {
+		t.Fatalf("undrain: %s", r)
+	}
+	waitFor(t, "enabled at the balancer", interval+slack, func() bool { return f.onlineAndEnabled(a.node) })
+	if st, _, _ := a.status(t); st.State != agent.Ready || st.Drain != nil || !st.Registered {
+		t.Errorf("status after undrain: %+v", st)
+	}
+	r = a.admin(t, "undrain")
+	if r.code == 0 || !strings.Contains(r.stderr, "not draining") {
+		t.Errorf("undrain of a node that is not draining: %s", r)
+	}
+	// It stays in the fleet: the balancer keeps it enabled, the meeting runs.
+	time.Sleep(3 * interval)
+	if !a.running() || !f.onlineAndEnabled(a.node) || !slices.Equal(s.meetings(t), []string{"seminar"}) {
+		t.Errorf("after undrain: running %v, balancer %+v, meetings %v", a.running(), f.servers(), s.meetings(t))
+	}
+}
+
+// TestReportCadence: the agent asks BBB and reports once per report
+// interval whatever happened before (it must not compete with the media
+// server): while ready, while draining with a meeting running, after an
+// undrain, and after a failed report.
+func TestReportCadence(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	s1, s2 := f.startSim("1"), f.startSim("2")
+	a := f.startAgent(s1, agentOpts{nodeName: "bbb-cadence-1"})
+	b := f.startAgent(s2, agentOpts{nodeName: "bbb-cadence-2"})
+	waitFor(t, "online and enabled", 2*interval+slack, func() bool {
+		return f.onlineAndEnabled(a.node) && f.onlineAndEnabled(b.node)
+	})
+	// On a's node, so that a drain there waits.
+	if _, err := s1.client.Create(t.Context(), bbb.CreateRequest{MeetingID: "long-meeting", Name: "Long meeting"}); err != nil {
+		t.Fatal(err)
+	}
+	// calls counts the getMeetings calls of each node (only its agent makes
+	// them) over ten report intervals; a few more than ten allow for timer
+	// jitter and the extra measurement a drain starts with.
+	calls := func(when string, sims ...simNode) {
+		t.Helper()
+		const n = 10
+		before := make([]int64, len(sims))
+		for i, s := range sims {
+			before[i] = s.state(t).Requests[bbb.CallGetMeetings]
+		}
+		time.Sleep(n * interval)
+		for i, s := range sims {
+			if got := s.state(t).Requests[bbb.CallGetMeetings] - before[i]; got > n+3 {
+				t.Errorf("%s, %s: %d getMeetings calls in %d report intervals, want about %d", s.proc.Name, when, got, n, n)
+			}
+		}
+	}
+	calls("ready", s1, s2)
+
+	if r := a.admin(t, "drain"); r.code != 0 {
+		t.Fatalf("drain: %s", r)
+	}
+	calls("draining", s1)
+	if r := a.admin(t, "undrain"); r.code != 0 {
+		t.Fatalf("undrain: %s", r)
+	}
+	calls("ready again after an undrain", s1)
+
+	// The balancer restarts: a report fails and is retried.
+	addr := strings.TrimPrefix(f.url, "http://")
+	if code := f.lb.Stop(t, 5*time.Second); code != 0 {
+		t.Fatalf("bbb-balancer serve exited %d", code)
+	}
+	waitFor(t, "a failed report", 2*interval+slack, func() bool {
+		st, _, ok := b.status(t)
+		return ok && st.LastError != ""
+	})
+	f.startBalancer(addr)
+	waitFor(t, "reports again", 10*time.Second, func() bool {
+		st, _, ok := b.status(t)
+		return ok && st.LastError == "" && f.onlineAndEnabled(b.node)
+	})
+	calls("after a failed report", s2)
+}
+
+// configLine is one line of `bbb-agent config`.
+type configLine struct{ value, source string }
+
+func parseConfig(t *testing.T, out string) map[string]configLine {
+	t.Helper()
+	lines := map[string]configLine{}
+	for _, l := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		kv, src, ok := strings.Cut(l, " # ")
+		key, val, ok2 := strings.Cut(kv, ":")
+		if !ok || !ok2 {
+			t.Fatalf("config line %q is not `key: value # source`", l)
+		}
+		lines[key] = configLine{strings.TrimSpace(val), src}
+	}
+	return lines
+}
+
+// TestConfiguration: the file, the environment and the flags, in that
+// order of precedence; secrets masked; bad files refused naming the key.
+func TestConfiguration(t *testing.T) {
+	t.Parallel()
+	b := build(t)
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	const fileSecret = "bbb-secret-from-the-file-71e0"
+
+	t.Run("precedence and masking", func(t *testing.T) {
+		file := write("agent.yaml", `# the agent's settings
+balancer-url: https://lb.example.com
+agent-token: `+agentToken+`
+bbb-url: https://bbb1.example.com
+bbb_secret: `+fileSecret+`
+node-name: from-file
+report-interval: 3s
+drain-deadline: 10m
+tag: [north, big]
+`)
+		r := runCmd(t, []string{"BBB_AGENT_NODE_NAME=from-env", "BBB_AGENT_REPORT_INTERVAL=4s", "BBB_AGENT_LOG_LEVEL=debug"},
+			b.agent, "config", "--config", file, "--node-name", "from-flag")
+		if r.code != 0 {
+			t.Fatalf("config: %s", r)
+		}
+		got := parseConfig(t, r.stdout)
+		want := map[string]configLine{
+			"config":          {file, "flag"},
+			"node-name":       {"from-flag", "flag"},
+			"report-interval": {"4s", "environment BBB_AGENT_REPORT_INTERVAL"},
+			"log-level":       {"debug", "environment BBB_AGENT_LOG_LEVEL"},
+			"drain-deadline":  {"10m0s", "file " + file},
+			"balancer-url":    {"https://lb.example.com", "file " + file},
+			"bbb-url":         {"https://bbb1.example.com", "file " + file},
+			"tag":             {"north,big", "file " + file},
+			"agent-token":     {"******", "file " + file},
+			"bbb-secret":      {"******", "file " + file},
+			"role":            {"bbb", "default"},
+		}
+		for key, w := range want {
+			if got[key] != w {
+				t.Errorf("config %s: %+v, want %+v", key, got[key], w)
+			}
+		}
+		if _, ok := got["help"]; ok {
+			t.Errorf("config lists the help flag:\n%s", r.stdout)
+		}
+		noSecrets(t, "config", r.stdout+r.stderr, secrets(fileSecret))
+
+		// Secrets from the environment and from flags are masked too.
+		r = runCmd(t, []string{"BBB_AGENT_AGENT_TOKEN=" + agentToken}, b.agent, "config", "--config", file, "--bbb-secret", "flag-"+fileSecret)
+		if got := parseConfig(t, r.stdout); r.code != 0 || got["agent-token"] != (configLine{"******", "environment BBB_AGENT_AGENT_TOKEN"}) ||
+			got["bbb-secret"] != (configLine{"******", "flag"}) {
+			t.Errorf("config with secrets from the environment and a flag: %s", r)
+		}
+		noSecrets(t, "config", r.stdout+r.stderr, secrets(fileSecret))
+	})
+
+	t.Run("unknown key", func(t *testing.T) {
+		file := write("unknown.yaml", "balancer-url: https://lb.example.com\nreport_intervall: 5s\n")
+		for _, cmd := range []string{"config", "run", "check"} {
+			r := runCmd(t, nil, b.agent, cmd, "--config", file)
+			if r.code == 0 || !strings.Contains(r.stderr+r.stdout, `unknown key "report_intervall"`) || !strings.Contains(r.stderr+r.stdout, file) {
+				t.Errorf("%s with an unknown key: %s", cmd, r)
+			}
+		}
+	})
+
+	t.Run("bad value", func(t *testing.T) {
+		file := write("bad.yaml", "report-interval: 5x\n")
+		for _, cmd := range []string{"config", "run"} {
+			r := runCmd(t, nil, b.agent, cmd, "--config", file)
+			if r.code == 0 || !strings.Contains(r.stderr, `key "report-interval"`) || !strings.Contains(r.stderr, `"5x"`) ||
+				!strings.Contains(r.stderr, "want a duration") {
+				t.Errorf("%s with report-interval: 5x: %s", cmd, r)
+			}
+		}
+		r := runCmd(t, []string{"BBB_AGENT_REPORT_INTERVAL=5x"}, b.agent, "config")
+		if r.code == 0 || !strings.Contains(r.stderr, "BBB_AGENT_REPORT_INTERVAL") || !strings.Contains(r.stderr, "report-interval") ||
+			strings.Contains(r.stdout, "USAGE") {
+			t.Errorf("config with BBB_AGENT_REPORT_INTERVAL=5x: %s", r)
+		}
+	})
+
+	t.Run("missing file", func(t *testing.T) {
+		missing := filepath.Join(dir, "nowhere.yaml")
+		r := runCmd(t, nil, b.agent, "run", "--config", missing)
+		if r.code == 0 || !strings.Contains(r.stderr, missing) {
+			t.Errorf("run with a --config that does not exist: %s", r)
+		}
+	})
+
+	t.Run("a run takes the file, the environment and the flags", func(t *testing.T) {
+		f := newFleet(t)
+		s := f.startSim("1")
+		file := write("run.yaml", fmt.Sprintf("balancer-url: %s\nagent-token: %s\nbbb-secret: %s\nreport-interval: 1h\nnode-name: from-file\n",
+			f.url, agentToken, s.secret))
+		a := f.startAgent(s, agentOpts{nodeName: "from-flag", fromConfig: true, args: []string{"--config", file},
+			env: []string{"BBB_AGENT_BBB_URL=" + s.url, "BBB_AGENT_REPORT_INTERVAL=" + interval.String(), "BBB_AGENT_LOG_LEVEL=debug"}})
+		if a.node != "from-flag" {
+			t.Errorf("the agent runs as %q, want the flag's from-flag", a.node)
+		}
+		waitFor(t, "online and enabled", 2*interval+slack, func() bool { return f.onlineAndEnabled("from-flag") })
+		st := a.waitState(t, agent.Ready, slack)
+		if st.ServerURL != s.url || st.ReportIntervalSeconds != interval.Seconds() {
+			t.Errorf("status: BBB %s every %vs, want %s (environment) every %vs (environment over file)",
+				st.ServerURL, st.ReportIntervalSeconds, s.url, interval.Seconds())
+		}
+		// The log is checked for the token and the secret when the test ends.
+	})
+}
+
+// TestBadInput: what an operator gets wrong gets a clear error, or, for a
+// balancer that is not there yet or refuses the token, an agent that keeps
+// trying and says why in its status.
+func TestBadInput(t *testing.T) {
+	t.Parallel()
+	b := build(t)
+	// base is a run command line whose BBB settings each case completes.
+	base := func(t *testing.T) []string {
+		return []string{"run", "--balancer-url", "http://127.0.0.1:9", "--agent-token", agentToken, "--node-name", "bbb-bad",
+			"--state-dir", t.TempDir(), "--admin-socket", filepath.Join(shortDir(t), "admin.sock"), "--report-interval", interval.String(),
+			"--logind=false"}
+	}
+
+	t.Run("no BBB secret and no bbb-web.properties", func(t *testing.T) {
+		t.Parallel()
+		root := t.TempDir()
+		r := runCmd(t, nil, b.agent, append(base(t), "--bbb-url", "http://127.0.0.1:9", "--properties-root", root)...)
+		if r.code == 0 {
+			t.Fatalf("run without a BBB secret: %s", r)
+		}
+		for _, want := range []string{"--bbb-secret", "bbb-web.properties", "no BBB properties file found", filepath.Join(root, bbb.PropertiesOverridePath)} {
+			if !strings.Contains(r.stderr, want) {
+				t.Errorf("the error does not say %q: %s", want, r)
+			}
+		}
+	})
+
+	t.Run("unreadable bbb-web.properties", func(t *testing.T) {
+		t.Parallel()
+		// A directory where the file should be: the tests run as root, whom
+		// chmod 000 does not stop.
+		root := t.TempDir()
+		path := filepath.Join(root, bbb.PropertiesOverridePath)
+		if err := os.MkdirAll(path, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		r := runCmd(t, nil, b.agent, append(base(t), "--properties-root", root)...)
+		if r.code == 0 || !strings.Contains(r.stderr, path) || !strings.Contains(r.stderr, "is a directory") || strings.Contains(r.stderr, "panic") {
+			t.Errorf("run with an unreadable bbb-web.properties: %s", r)
+		}
+	})
+
+	t.Run("bbb-web.properties gives the BBB API", func(t *testing.T) {
+		t.Parallel()
+		f := newFleet(t)
+		s := f.startSim("props")
+		root := t.TempDir()
+		path := filepath.Join(root, bbb.PropertiesOverridePath)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		props := fmt.Sprintf("# bbb-web overrides\nsecuritySalt=%s\nbigbluebutton.web.serverURL=%s\n", s.secret, s.url)
+		if err := os.WriteFile(path, []byte(props), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		a := f.startAgent(s, agentOpts{nodeName: "bbb-props", bbb: []string{"--properties-root", root}})
+		waitFor(t, "online and enabled", 2*interval+slack, func() bool { return f.onlineAndEnabled(a.node) })
+		if srv, _ := f.server(a.node); srv.URL != s.url+"/bigbluebutton/api/" {
+			t.Errorf("the balancer has the node at %s, want %s/bigbluebutton/api/ from bbb-web.properties", srv.URL, s.url)
+		}
+		if st := a.waitState(t, agent.Ready, slack); st.ServerURL != s.url || !st.BBBHealthy {
+			t.Errorf("status: BBB %s healthy %v (%s)", st.ServerURL, st.BBBHealthy, st.BBBError)
+		}
+		f.create("from-props") // the balancer signs with the secret the agent read
+		if got := s.meetings(t); !slices.Equal(got, []string{"from-props"}) {
+			t.Errorf("the node runs %v", got)
+		}
+	})
+
+	t.Run("balancer not there yet", func(t *testing.T) {
+		t.Parallel()
+		f := &fleetEnv{t: t, bin: b}
+		s := f.startSim("early")
+		addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+		a := f.startAgent(s, agentOpts{nodeName: "bbb-early", balancer: "http://" + addr})
+		var st agent.Status
+		waitFor(t, "status says registering, with the error", 2*interval+slack, func() bool {
+			var ok bool
+			st, _, ok = a.status(t)
+			return ok && st.State == agent.Registering && st.LastError != ""
+		})
+		if st.Registered || !strings.Contains(st.LastError, addr) {
+			t.Errorf("status while the balancer is away: registered %v, last error %q (want it to name %s)", st.Registered, st.LastError, addr)
+		}
+		if out := a.admin(t, "status"); !strings.Contains(out.stdout, "last error:") || !strings.Contains(out.stdout, "not registered") {
+			t.Errorf("status:\n%s", out)
+		}
+		time.Sleep(2 * interval)
+		if !a.running() {
+			t.Fatalf("the agent exited without a balancer: exit %d", a.Wait(t, 0))
+		}
+
+		f.startBalancer(addr)
+		// Retries back off: a few seconds at most this early.
+		waitFor(t, "registered once the balancer listens", 10*time.Second, func() bool { return f.onlineAndEnabled(a.node) })
+		st = a.waitState(t, agent.Ready, slack)
+		if !st.Registered || st.LastError != "" {
+			t.Errorf("status after registering: registered %v, last error %q", st.Registered, st.LastError)
+		}
+	})
+
+	t.Run("wrong agent token", func(t *testing.T) {
+		t.Parallel()
+		f := newFleet(t)
+		s := f.startSim("token")
+		a := f.startAgent(s, agentOpts{nodeName: "bbb-token", token: "not-the-agent-token-4e1a"})
+		var st agent.Status
+		waitFor(t, "status shows the refusal", 2*interval+slack, func() bool {
+			var ok bool
+			st, _, ok = a.status(t)
+			return ok && st.LastError != ""
+		})
+		if st.State != agent.Registering || st.Registered || !strings.Contains(st.LastError, "agent token") {
+			t.Errorf("status with a wrong token: state %s, registered %v, last error %q (want it to say the agent token is wrong)",
+				st.State, st.Registered, st.LastError)
+		}
+		if _, ok := f.server(a.node); ok || !a.running() {
+			t.Errorf("with a wrong token: listed at the balancer %v, agent running %v", ok, a.running())
+		}
+	})
+
+	t.Run("public address of the wrong form", func(t *testing.T) {
+		t.Parallel()
+		for _, c := range []struct{ flag, value, want string }{
+			{"--public-ipv4", "203.0.113", `public-ipv4 "203.0.113" is not an IPv4 address`},
+			{"--public-ipv4", "2001:db8::1", `public-ipv4 "2001:db8::1" is not an IPv4 address`},
+			{"--public-ipv6", "203.0.113.7", `public-ipv6 "203.0.113.7" is not an IPv6 address`},
+		} {
+			r := runCmd(t, nil, b.agent, append(base(t), "--bbb-url", "http://127.0.0.1:9", "--bbb-secret", "x", c.flag, c.value)...)
+			if r.code == 0 || !strings.Contains(r.stderr, c.want) {
+				t.Errorf("run %s %s: %s", c.flag, c.value, r)
+			}
+		}
+	})
+
+	t.Run("status without an agent", func(t *testing.T) {
+		t.Parallel()
+		socket := filepath.Join(shortDir(t), "admin.sock")
+		for _, cmd := range []string{"status", "drain", "undrain"} {
+			r := runCmd(t, nil, b.agent, "--admin-socket", socket, cmd)
+			if r.code == 0 || !strings.Contains(r.stderr, "no bbb-agent answers on "+socket) {
+				t.Errorf("%s without an agent: %s", cmd, r)
+			}
+		}
+	})
+}
+
+// TestCheck: `bbb-agent check` passes with the right settings and names
+// what is wrong otherwise.
+func TestCheck(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	s := f.startSim("check")
+	check := func(t *testing.T, token, secret string) result {
+		t.Helper()
+		r := runCmd(t, nil, f.bin.agent, "check", "--balancer-url", f.url, "--agent-token", token, "--bbb-url", s.url, "--bbb-secret", secret,
+			"--node-name", "bbb-check", "--state-dir", t.TempDir(), "--logind=false")
+		noSecrets(t, "check", r.stdout+r.stderr, secrets(s.secret, token, secret))
+		return r
+	}
+	lines := func(r result) []string { return strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n") }
+	hasLine := func(r result, prefix string) bool {
+		return slices.ContainsFunc(lines(r), func(l string) bool { return strings.HasPrefix(l, prefix) })
+	}
+
+	t.Run("all good", func(t *testing.T) {
+		r := check(t, agentToken, s.secret)
+		if r.code != 0 {
+			t.Fatalf("check: %s", r)
+		}
+		for _, want := range []string{"✔ configuration: node bbb-check", "✔ BBB API: " + s.url, "✔ BBB secret: accepted", "✔ balancer: "} {
+			if !hasLine(r, want) {
+				t.Errorf("check does not print a line starting %q:\n%s", want, r.stdout)
+			}
+		}
+		if strings.Contains(r.stdout, "✘") {
+			t.Errorf("check passed with a failed line:\n%s", r.stdout)
+		}
+	})
+
+	t.Run("wrong BBB secret", func(t *testing.T) {
+		r := check(t, agentToken, "not-the-bbb-secret-90ac")
+		if r.code == 0 || !hasLine(r, "✘ BBB secret: ") || !strings.Contains(r.stdout, "secret is wrong") || !hasLine(r, "✔ balancer: ") {
+			t.Errorf("check with a wrong BBB secret: %s", r)
+		}
+	})
+
+	t.Run("wrong agent token", func(t *testing.T) {
+		r := check(t, "not-the-agent-token-77b2", s.secret)
+		if r.code == 0 || !hasLine(r, "✘ balancer: ") || !strings.Contains(r.stdout, "agent-token") || !hasLine(r, "✔ BBB secret: ") {
+			t.Errorf("check with a wrong agent token: %s", r)
+		}
+	})
+
+	t.Run("bad configuration", func(t *testing.T) {
+		r := runCmd(t, nil, f.bin.agent, "check", "--balancer-url", f.url, "--agent-token", agentToken,
+			"--bbb-url", s.url, "--bbb-secret", s.secret, "--node-name", "Not A DNS Name!", "--state-dir", t.TempDir(), "--logind=false")
+		if r.code == 0 || !hasLine(r, "✘ configuration: ") || !strings.Contains(r.stdout, "node name") {
+			t.Errorf("check with a bad node name: %s", r)
+		}
+	})
+
+	t.Run("nothing answers", func(t *testing.T) {
+		r := runCmd(t, nil, f.bin.agent, "check", "--balancer-url", "http://127.0.0.1:9", "--agent-token", agentToken,
+			"--bbb-url", "http://127.0.0.1:9", "--bbb-secret", s.secret, "--node-name", "bbb-check", "--state-dir", t.TempDir(), "--logind=false")
+		if r.code == 0 || !hasLine(r, "✘ BBB API: ") || !hasLine(r, "✘ balancer: ") {
+			t.Errorf("check with nothing listening: %s", r)
+		}
+	})
+}
