@@ -105,6 +105,8 @@ type Agent struct {
 	lastBeat       time.Time
 	deregErr       error
 	scaleInErr     string // the last lifecycle-state error logged
+	bbbVersion     string // from the API root
+	versionAt      time.Time
 }
 
 type command struct {
@@ -296,6 +298,13 @@ func (a *Agent) measure(ctx context.Context) (fleet.Load, []string, error) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, max(a.cfg.ReportInterval, 2*time.Second))
 	defer cancel()
+	// The API root (no checksum) says which BBB runs; ask now and then.
+	if now := a.cfg.Clock(); a.bbbVersion == "" || now.Sub(a.versionAt) > 10*time.Minute {
+		if root, err := a.deps.BBB.Root(cctx); err == nil {
+			a.bbbVersion, a.versionAt = root.BBBVersion, now
+		}
+	}
+	load.BBBVersion = a.bbbVersion
 	meetings, err := a.deps.BBB.GetMeetings(cctx)
 	if err != nil {
 		return load, nil, err

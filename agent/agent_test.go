@@ -26,7 +26,7 @@ func TestAgentsJoinTheFleet(t *testing.T) {
 			s, ok := f.server(n.name)
 			return ok && s.Online && s.State == fleet.Enabled
 		})
-		if st := n.agent.Status(); st.State != Ready || !st.Registered {
+		if st := n.agent.Status(); st.State != Ready || !st.Registered || st.Load.BBBVersion != sim.DefaultBBBVersion {
 			t.Fatalf("%s: %+v", n.name, st)
 		}
 	}
