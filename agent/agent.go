@@ -34,8 +34,13 @@ type Config struct {
 	DrainDeadline time.Duration
 	// HeartbeatEvery is how often a scale-in drain extends the lifecycle hook.
 	HeartbeatEvery time.Duration
-	Clock          func() time.Time
-	Logger         *slog.Logger
+	// FQDN and DNSProvider describe the node's DNS records (status only);
+	// DNSWait bounds the wait for them to answer before registering.
+	FQDN        string
+	DNSProvider string
+	DNSWait     time.Duration
+	Clock       func() time.Time
+	Logger      *slog.Logger
 }
 
 // Deps are the parts the agent talks to; only Registrar is required.
@@ -51,6 +56,10 @@ type Deps struct {
 	ScaleIn ScaleIn
 	// Shutdown is the logind delay lock, when logind is reachable.
 	Shutdown ShutdownGuard
+	// DNS keeps the node's records (nil: someone else manages them).
+	DNS DNS
+	// Addresses re-reads the node's addresses, to follow a change.
+	Addresses func(ctx context.Context) (Addresses, error)
 }
 
 // Notifier is the part of sd_notify the agent uses.
@@ -105,6 +114,10 @@ type Agent struct {
 	lastBeat       time.Time
 	deregErr       error
 	scaleInErr     string // the last lifecycle-state error logged
+	dnsDone        bool   // records published and answering, registration may go on
+	dnsApplied     bool   // records exist that removeDNS must take back
+	ticks          int
+	fatal          error  // stops the agent
 	bbbVersion     string // from the API root
 	versionAt      time.Time
 }
@@ -138,6 +151,9 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 	if cfg.HeartbeatEvery <= 0 {
 		cfg.HeartbeatEvery = time.Minute
 	}
+	if cfg.DNSWait <= 0 {
+		cfg.DNSWait = 2 * time.Minute
+	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
@@ -151,6 +167,9 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 	}
 	a.status = Status{Node: cfg.Node, Role: cfg.Role, State: Starting, ServerURL: cfg.ServerURL,
 		Registrar: deps.Registrar.Kind(), Version: Version, ReportIntervalSeconds: cfg.ReportInterval.Seconds(), Addresses: cfg.Addresses}
+	if deps.DNS != nil {
+		a.status.DNS = &DNSStatus{FQDN: cfg.FQDN, Provider: cfg.DNSProvider, State: dnsPending}
+	}
 	return a, nil
 }
 
@@ -212,6 +231,11 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.tick(ctx)
 		}
 		a.publishStatus()
+		if a.fatal != nil {
+			a.log.Error("stopping", "err", a.fatal)
+			a.setState(Stopped)
+			return a.fatal
+		}
 		if st := a.State(); st == Drained {
 			a.setState(Stopped)
 			a.publishStatus()
@@ -258,6 +282,17 @@ func (a *Agent) tick(ctx context.Context) {
 	a.status.BBBError = errString(bbbErr)
 	a.mu.Unlock()
 
+	a.ticks++
+	if a.deps.DNS != nil && a.drainSource == "" {
+		if !a.dnsDone {
+			if !a.nextTry.IsZero() || !a.ensureDNS(ctx) {
+				return // registration waits for the name to answer
+			}
+		} else if a.ticks%12 == 0 {
+			a.refreshAddresses(ctx)
+			a.checkDNS(ctx)
+		}
+	}
 	if !a.registered && a.nextTry.IsZero() {
 		a.register(ctx)
 	}
@@ -556,6 +591,11 @@ func (a *Agent) finishDrain(ctx context.Context, why string) {
 		}
 	}
 	a.registered = false
+	if a.deps.DNS != nil && a.dnsApplied {
+		if err := a.removeDNS(ctx); err != nil && a.deregErr == nil {
+			a.deregErr = fmt.Errorf("drain finished (%s) but the DNS records were not removed: %w", why, err)
+		}
+	}
 	if a.drainSource == SourceScaleIn && a.deps.ScaleIn != nil {
 		if err := a.deps.ScaleIn.Complete(ctx); err != nil {
 			a.log.Error("completing the auto scaling lifecycle action", "err", err)

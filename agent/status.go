@@ -29,6 +29,7 @@ type Status struct {
 	LastError             string                `json:"last_error,omitempty"`
 	Load                  fleet.Load            `json:"load"`
 	Drain                 *DrainStatus          `json:"drain,omitempty"`
+	DNS                   *DNSStatus            `json:"dns,omitempty"`
 	TURNServers           []agentapi.TURNServer `json:"turn_servers,omitempty"`
 
 	updated time.Time
@@ -50,6 +51,10 @@ func (a *Agent) Status() Status {
 	if s.Drain != nil {
 		d := *s.Drain
 		s.Drain = &d
+	}
+	if s.DNS != nil {
+		d := *s.DNS
+		s.DNS = &d
 	}
 	s.TURNServers = append([]agentapi.TURNServer(nil), s.TURNServers...)
 	a.mu.RUnlock()

@@ -63,9 +63,8 @@ func (m *Manager) Plan(ctx context.Context, v4, v6 netip.Addr, remove bool) (Pla
 	return Compute(name, current, desired, m.Owner, m.Takeover)
 }
 
-// Ensure brings the name to the node's addresses and waits (bounded) until
-// the zone's authoritative servers answer them.
-func (m *Manager) Ensure(ctx context.Context, v4, v6 netip.Addr) (Plan, error) {
+// Apply brings the name to the node's addresses without waiting.
+func (m *Manager) Apply(ctx context.Context, v4, v6 netip.Addr) (Plan, error) {
 	p, err := m.Plan(ctx, v4, v6, false)
 	if err != nil {
 		return p, err
@@ -74,6 +73,16 @@ func (m *Manager) Ensure(ctx context.Context, v4, v6 netip.Addr) (Plan, error) {
 		if err := m.Provider.Apply(ctx, p); err != nil {
 			return p, fmt.Errorf("%s: applying %d changes for %s: %w", m.Provider.Name(), len(p.Changes), p.Name, err)
 		}
+	}
+	return p, nil
+}
+
+// Ensure applies and then waits (bounded) until the zone's authoritative
+// servers answer the addresses.
+func (m *Manager) Ensure(ctx context.Context, v4, v6 netip.Addr) (Plan, error) {
+	p, err := m.Apply(ctx, v4, v6)
+	if err != nil {
+		return p, err
 	}
 	return p, m.WaitVisible(ctx, v4, v6)
 }
