@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -23,7 +22,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -34,6 +32,7 @@ import (
 	"github.com/bbb-agent/bbb-agent/balancer/store"
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/bbb/sim"
+	"github.com/bbb-agent/bbb-agent/internal/testenv"
 	"github.com/bbb-agent/bbb-agent/registrar"
 )
 
@@ -180,23 +179,9 @@ type benchBinaries struct{ agent, balancer, sim string }
 
 func buildBenchBinaries(b *testing.B) benchBinaries {
 	b.Helper()
-	gotool, err := exec.LookPath("go")
-	if err != nil {
-		b.Fatalf("no go tool in PATH to build the binaries with: %v", err)
-	}
-	dir := b.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
 	const mod = "github.com/bbb-agent/bbb-agent/cmd/"
-	cmd := exec.CommandContext(ctx, gotool, "build", "-o", dir+string(filepath.Separator), mod+"bbb-agent", mod+"bbb-balancer", mod+"bbb-sim")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("go build: %v\n%s", err, out)
-	}
-	return benchBinaries{
-		agent:    filepath.Join(dir, "bbb-agent"),
-		balancer: filepath.Join(dir, "bbb-balancer"),
-		sim:      filepath.Join(dir, "bbb-sim"),
-	}
+	p := testenv.Build(b, mod+"bbb-agent", mod+"bbb-balancer", mod+"bbb-sim")
+	return benchBinaries{agent: p[0], balancer: p[1], sim: p[2]}
 }
 
 // processFigures are one measurement window's results.
@@ -239,12 +224,12 @@ func measureAgentProcess(b *testing.B, bins benchBinaries, interval time.Duratio
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(cancel)
 
-	lb := startBenchProcess(b, "bbb-balancer", regexp.MustCompile(`msg="bbb-balancer listening" url=(http://\S+)`), bins.balancer,
+	lb := startBenchProcess(b, regexp.MustCompile(`msg="bbb-balancer listening" url=(http://\S+)`), bins.balancer,
 		"serve", "--listen", "127.0.0.1:0", "--secret", benchLBSecret, "--agent-token", benchAgentToken,
 		"--admin-token", benchAdminToken, "--data-dir", filepath.Join(dir, "balancer"))
-	simProc := startBenchProcess(b, "bbb-sim", regexp.MustCompile(`^listening on (http://\S+)$`), bins.sim,
+	simProc := startBenchProcess(b, regexp.MustCompile(`^listening on (http://\S+)$`), bins.sim,
 		"--listen", "127.0.0.1:0", "--secret", benchSimSecret, "--seed", "1", "--log-level", "warn")
-	metricsAddr := freeLoopbackAddr(b)
+	metricsAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(testenv.FreePort(b)))
 	socket := filepath.Join(dir, "admin.sock")
 	config := filepath.Join(dir, "agent.yaml") // empty: nothing from /etc/bbb-agent
 	recordings := filepath.Join(dir, "recordings")
@@ -253,9 +238,9 @@ func measureAgentProcess(b *testing.B, bins benchBinaries, interval time.Duratio
 			b.Fatal(err)
 		}
 	}
-	agent := startBenchProcess(b, "bbb-agent", nil, bins.agent, "run",
-		"--config", config, "--balancer-url", lb.url, "--agent-token", benchAgentToken,
-		"--bbb-url", simProc.url, "--bbb-secret", benchSimSecret, "--node-name", benchNode,
+	agent := startBenchProcess(b, nil, bins.agent, "run",
+		"--config", config, "--balancer-url", lb.Ready, "--agent-token", benchAgentToken,
+		"--bbb-url", simProc.Ready, "--bbb-secret", benchSimSecret, "--node-name", benchNode,
 		"--state-dir", filepath.Join(dir, "state"), "--admin-socket", socket,
 		"--report-interval", interval.String(), "--logind=false", "--host-root", "/",
 		"--recordings-dir", recordings, "--metrics-listen", metricsAddr)
@@ -270,9 +255,9 @@ func measureAgentProcess(b *testing.B, bins benchBinaries, interval time.Duratio
 		return st.Registered && st.State == Ready, nil
 	})
 
-	users := createBenchMeetings(ctx, b, lb.url, simProc.url)
+	users := createBenchMeetings(ctx, b, lb.Ready, simProc.Ready)
 
-	lbAdmin, err := adminapi.NewClient(lb.url, benchAdminToken)
+	lbAdmin, err := adminapi.NewClient(lb.Ready, benchAdminToken)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -284,9 +269,9 @@ func measureAgentProcess(b *testing.B, bins benchBinaries, interval time.Duratio
 		last = reports.next(ctx, b, agent, last)
 	}
 
-	pid := agent.cmd.Process.Pid
+	pid := agent.Pid()
 	alloc0 := scrapeGoMetrics(ctx, b, metricsAddr)
-	sims0 := simGetMeetings(ctx, b, simProc.url)
+	sims0 := simGetMeetings(ctx, b, simProc.Ready)
 	user0, sys0 := processStatCPU(b, pid)
 	cpu0, start := processCPU(b, pid), time.Now()
 	seen := reports.count(ctx, b, agent, last, start.Add(benchCycles*interval+interval/2))
@@ -294,7 +279,7 @@ func measureAgentProcess(b *testing.B, bins benchBinaries, interval time.Duratio
 	user1, sys1 := processStatCPU(b, pid)
 	mem := processMemory(b, pid)
 	alloc1 := scrapeGoMetrics(ctx, b, metricsAddr)
-	sims1 := simGetMeetings(ctx, b, simProc.url)
+	sims1 := simGetMeetings(ctx, b, simProc.Ready)
 
 	if seen != benchCycles {
 		b.Errorf("the balancer received %d reports in %v, want %d", seen, end.Sub(start).Round(time.Millisecond), benchCycles)
@@ -436,7 +421,7 @@ func (w *reportWatch) isNew(at, last time.Time) bool { return at.After(last.Add(
 
 // next waits for the first report received after last and returns when it
 // was received.
-func (w *reportWatch) next(ctx context.Context, b *testing.B, agent *benchProcess, last time.Time) time.Time {
+func (w *reportWatch) next(ctx context.Context, b *testing.B, agent *testenv.Proc, last time.Time) time.Time {
 	b.Helper()
 	var at time.Time
 	waitBench(b, agent, "a report after "+last.Format(time.StampMilli), 2*w.interval+5*time.Second, w.poll, func() (bool, error) {
@@ -448,7 +433,7 @@ func (w *reportWatch) next(ctx context.Context, b *testing.B, agent *benchProces
 }
 
 // count counts the reports received after last until the time until.
-func (w *reportWatch) count(ctx context.Context, b *testing.B, agent *benchProcess, last, until time.Time) int {
+func (w *reportWatch) count(ctx context.Context, b *testing.B, agent *testenv.Proc, last, until time.Time) int {
 	b.Helper()
 	n := 0
 	waitBench(b, agent, "the end of the window", time.Until(until)+5*time.Second, w.poll, func() (bool, error) {
@@ -466,7 +451,7 @@ func (w *reportWatch) count(ctx context.Context, b *testing.B, agent *benchProce
 
 // waitBench polls cond every poll until it holds, fails, the process exits
 // or within passes.
-func waitBench(b *testing.B, p *benchProcess, what string, within, poll time.Duration, cond func() (bool, error)) {
+func waitBench(b *testing.B, p *testenv.Proc, what string, within, poll time.Duration, cond func() (bool, error)) {
 	b.Helper()
 	deadline := time.Now().Add(within)
 	for {
@@ -477,11 +462,11 @@ func waitBench(b *testing.B, p *benchProcess, what string, within, poll time.Dur
 		case ok:
 			return
 		case time.Now().After(deadline):
-			b.Fatalf("%s: not within %v\n%s output:\n%s", what, within, p.name, p.out)
+			b.Fatalf("%s: not within %v\n%s output:\n%s", what, within, p.Name, p.Output())
 		}
 		select {
-		case <-p.exited:
-			b.Fatalf("%s exited while waiting for %s: %v\n%s", p.name, what, p.err, p.out)
+		case <-p.Exited():
+			b.Fatalf("%s exited (code %d) while waiting for %s\n%s", p.Name, p.Wait(b, time.Second), what, p.Output())
 		case <-time.After(poll):
 		}
 	}
@@ -630,102 +615,15 @@ func processMemory(b *testing.B, pid int) benchMemory {
 	return m
 }
 
-func freeLoopbackAddr(b *testing.B) string {
+// startBenchProcess starts bin with the test's environment less the
+// commands' own variables and, if ready is given, waits for the line that
+// says where it listens (Proc.Ready). The process is killed with the
+// benchmark's binary and at cleanup: SIGTERM would make the agent drain, and
+// none of them holds anything worth a graceful stop.
+func startBenchProcess(b *testing.B, ready *regexp.Regexp, bin string, args ...string) *testenv.Proc {
 	b.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// benchProcess is a command BenchmarkAgentProcess started.
-type benchProcess struct {
-	name   string
-	cmd    *exec.Cmd
-	out    *benchOutput
-	url    string // from its ready line
-	exited chan struct{}
-	err    error // cmd.Wait's, once exited is closed
-}
-
-// startBenchProcess starts bin and, if ready is given, waits for the line
-// that says where it listens. The process is killed with the benchmark's
-// binary and at cleanup.
-func startBenchProcess(b *testing.B, name string, ready *regexp.Regexp, bin string, args ...string) *benchProcess {
-	b.Helper()
-	p := &benchProcess{name: name, cmd: exec.Command(bin, args...), exited: make(chan struct{}),
-		out: &benchOutput{ready: ready, found: make(chan string, 1)}}
-	p.cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool {
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
 		return strings.HasPrefix(kv, "BBB_AGENT_") || strings.HasPrefix(kv, "BBB_BALANCER_") || strings.HasPrefix(kv, "BBB_SIM_")
 	})
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		b.Fatalf("%s: %v", name, err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.exited)
-	}()
-	b.Cleanup(func() {
-		// SIGTERM would make the agent drain; none of them holds anything
-		// worth a graceful stop.
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-		if b.Failed() {
-			b.Logf("%s output:\n%s", name, p.out)
-		}
-	})
-	if ready == nil {
-		return p
-	}
-	select {
-	case p.url = <-p.out.found:
-	case <-p.exited:
-		b.Fatalf("%s exited before it listened: %v\n%s", name, p.err, p.out)
-	case <-time.After(15 * time.Second):
-		b.Fatalf("%s did not say where it listens within 15s\n%s", name, p.out)
-	}
-	return p
-}
-
-// benchOutput keeps a process's output and hands over the first submatch of
-// the first line that matches ready.
-type benchOutput struct {
-	mu      sync.Mutex
-	all     bytes.Buffer
-	partial []byte
-	ready   *regexp.Regexp
-	found   chan string
-}
-
-func (o *benchOutput) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.all.Write(p)
-	if o.ready == nil {
-		return len(p), nil
-	}
-	o.partial = append(o.partial, p...)
-	for {
-		i := bytes.IndexByte(o.partial, '\n')
-		if i < 0 {
-			return len(p), nil
-		}
-		line := string(o.partial[:i])
-		o.partial = o.partial[i+1:]
-		if m := o.ready.FindStringSubmatch(line); m != nil {
-			o.found <- m[1]
-			o.ready, o.partial = nil, nil
-			return len(p), nil
-		}
-	}
-}
-
-func (o *benchOutput) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.all.String()
+	return testenv.Start(b, testenv.Cmd{Path: bin, Args: args, Env: env, Ready: ready, ReadyWithin: 15 * time.Second})
 }
