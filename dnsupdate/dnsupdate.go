@@ -229,8 +229,10 @@ func Compute(name string, current, desired []RRset, owner Owner, takeover bool) 
 					rest.Values = append(rest.Values, v)
 				}
 			}
-			old := c
-			p.Changes = append(p.Changes, Change{Action: Update, Old: &old, New: &rest})
+			if len(rest.Values) < len(c.Values) { // ours is among them
+				old := c
+				p.Changes = append(p.Changes, Change{Action: Update, Old: &old, New: &rest})
+			}
 			continue
 		}
 		if typ == TypeTXT && have && wanted {

@@ -84,6 +84,7 @@ func TestCompute(t *testing.T) {
 			[]string{"delete " + fqdn + " 60 A 198.51.100.10", "delete " + fqdn + " 60 TXT " + us.TXT()}, nil},
 		{"remove keeps a foreign TXT value", []RRset{rr(TypeA, 60, "198.51.100.10"), rr(TypeTXT, 60, us.TXT(), "v=spf1 -all")}, netip.Addr{}, netip.Addr{}, true, false,
 			[]string{"delete " + fqdn + " 60 A 198.51.100.10", "update " + fqdn + " 60 TXT " + us.TXT() + " v=spf1 -all -> " + fqdn + " 60 TXT v=spf1 -all"}, nil},
+		{"remove when only a foreign TXT is left", []RRset{rr(TypeTXT, 300, "v=spf1 -all")}, netip.Addr{}, netip.Addr{}, true, false, nil, nil},
 		{"another owner", []RRset{rr(TypeA, 60, "192.0.2.1"), theirs}, v4, netip.Addr{}, false, false, nil, ErrForeignOwner},
 		{"another owner, remove", []RRset{rr(TypeA, 60, "192.0.2.1"), theirs}, netip.Addr{}, netip.Addr{}, true, false, nil, ErrForeignOwner},
 		{"unowned record", []RRset{rr(TypeA, 300, "192.0.2.1")}, v4, netip.Addr{}, false, false, nil, ErrUnowned},
