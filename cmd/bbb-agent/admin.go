@@ -130,6 +130,19 @@ func printStatus(w io.Writer, st agent.Status) {
 		}
 		row("drain", v)
 	}
+	if d := st.DNS; d != nil {
+		v := fmt.Sprintf("%s via %s: %s", d.FQDN, d.Provider, d.State)
+		switch {
+		case d.Answering:
+			v += ", answered by the authoritative servers"
+		case !d.CheckedAt.IsZero():
+			v += ", NOT answered by the authoritative servers yet"
+		}
+		if d.LastError != "" {
+			v += " (" + d.LastError + ")"
+		}
+		row("DNS", v)
+	}
 	if len(st.TURNServers) > 0 {
 		var names []string
 		for _, s := range st.TURNServers {

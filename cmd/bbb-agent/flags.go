@@ -22,7 +22,7 @@ func secretFlag(name string) bool {
 // runFlags are the flags of `bbb-agent run` and `bbb-agent config`; every one
 // can also be given as BBB_AGENT_<NAME> and as a key of agent.yaml.
 func runFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: "config", Value: DefaultConfigPath, EnvVars: env("CONFIG"), Usage: "the configuration file (YAML; keys are these flags' names)"},
 		&cli.StringFlag{Name: "node-name", EnvVars: env("NODE_NAME"), Usage: "the node's name; {instance-id} is replaced by the EC2 instance ID; empty: generated once (bbb-xxxxxx) and kept in --state-dir"},
 		&cli.StringFlag{Name: "role", Value: "bbb", EnvVars: env("ROLE"), Usage: "bbb (a BigBlueButton server) or turn (a TURN server)"},
@@ -53,7 +53,7 @@ func runFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "logind", Value: true, EnvVars: env("LOGIND"), Usage: "hold a logind delay lock so a shutdown waits for the drain"},
 		&cli.StringFlag{Name: "metrics-listen", EnvVars: env("METRICS_LISTEN"), Usage: "serve Prometheus metrics on this (loopback) address, e.g. 127.0.0.1:9688"},
 		&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: env("LOG_LEVEL"), Usage: "debug, info, warn or error"},
-	}
+	}, dnsFlags()...)
 }
 
 // adminSocket is run's --admin-socket. `bbb-agent --admin-socket PATH run`,

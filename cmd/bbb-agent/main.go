@@ -41,6 +41,7 @@ func newApp() *cli.App {
 					return printConfig(c, fromFile)
 				}},
 			{Name: "check", Usage: "preflight checks: configuration, BBB, balancer, logind, EC2 metadata", Flags: runFlags(), Action: check},
+			dnsCommand(),
 			statusCommand(),
 			{Name: "drain", Usage: "drain the node: no new meetings, wait for the running ones, then leave the fleet", Action: drain},
 			{Name: "undrain", Usage: "cancel a drain that has not finished", Action: undrain},

@@ -161,11 +161,21 @@ func run(c *cli.Context) error {
 	if err != nil {
 		log.Warn("the node's addresses", "err", err)
 	}
-	a, err := agent.New(agent.Config{
+	cfg := agent.Config{
 		Addresses: addrs, Node: n.name, Role: n.role, ServerURL: n.serverURL, Secret: n.secret, Tags: c.StringSlice("tag"),
 		LoadMultiplier: c.Float64("load-multiplier"), ReportInterval: c.Duration("report-interval"),
 		DrainDeadline: c.Duration("drain-deadline"), HeartbeatEvery: c.Duration("asg-heartbeat"), Logger: base,
-	}, deps)
+	}
+	dnsm, err := dnsManager(ctx, c, n)
+	if err != nil {
+		return err
+	}
+	if dnsm != nil {
+		deps.DNS = dnsm
+		deps.Addresses = func(ctx context.Context) (agent.Addresses, error) { return addresses(ctx, n) }
+		cfg.FQDN, cfg.DNSProvider, cfg.DNSWait = dnsm.FQDN, dnsm.Provider.Name(), dnsm.WaitTimeout
+	}
+	a, err := agent.New(cfg, deps)
 	if err != nil {
 		return err
 	}

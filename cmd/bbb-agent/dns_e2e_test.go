@@ -1,0 +1,77 @@
+package main
+
+import (
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bbb-agent/bbb-agent/internal/testenv"
+)
+
+// TestDNSAgainstBIND: `bbb-agent dns plan|apply|delete` by hand, then a
+// running agent that publishes its name in a real BIND 9 zone before it
+// registers, shows it in status, and removes it after a SIGTERM drain.
+func TestDNSAgainstBIND(t *testing.T) {
+	srv := testenv.Bind(t)
+	f := newFleet(t)
+	s := f.startSim("dns1")
+	fqdn := "dns1." + srv.Zone
+	dnsArgs := []string{"--dns-provider", "rfc2136", "--dns-zone", srv.Zone, "--dns-server", srv.Addr,
+		"--dns-tsig-key-name", srv.KeyName, "--dns-tsig-secret", srv.KeySecret, "--dns-owner-id", "fleet-e2e",
+		"--public-ipv4", "198.51.100.31", "--dns-wait-timeout", "5s"}
+	by := func(sub string, extra ...string) result {
+		args := append([]string{"dns", sub, "--node-name", "dns1", "--balancer-url", f.url, "--agent-token", agentToken,
+			"--bbb-url", s.url, "--bbb-secret", s.secret, "--logind=false", "--state-dir", t.TempDir()}, dnsArgs...)
+		return runCmd(t, nil, f.bin.agent, append(args, extra...)...)
+	}
+
+	if r := by("plan"); r.code != 0 || !strings.Contains(r.stdout, "create "+fqdn+" 60 A 198.51.100.31") || !strings.Contains(r.stdout, "owner=fleet-e2e") {
+		t.Fatalf("dns plan: %s", r)
+	}
+	if r := by("apply"); r.code != 0 || !strings.Contains(r.stdout, "answers 198.51.100.31") {
+		t.Fatalf("dns apply: %s", r)
+	}
+	if got := srv.Dig(t, fqdn, "A"); !slices.Equal(got, []string{"198.51.100.31"}) {
+		t.Fatalf("dig after apply: %v", got)
+	}
+	if r := by("plan"); r.code != 0 || !strings.Contains(r.stdout, "up to date") {
+		t.Fatalf("dns plan after apply: %s", r)
+	}
+	if r := by("plan", "--delete"); r.code != 0 || !strings.Contains(r.stdout, "delete "+fqdn+" 60 A") {
+		t.Fatalf("dns plan --delete: %s", r)
+	}
+	if r := by("delete"); r.code != 0 || len(srv.Dig(t, fqdn, "A")) != 0 {
+		t.Fatalf("dns delete: %s, dig %v", r, srv.Dig(t, fqdn, "A"))
+	}
+	wrongKey := "c2VjcmV0LW5vdC10aGUta2V5LTAxMjM0NTY3ODk=" // base64, not the server's
+	if r := by("apply", "--dns-tsig-secret", wrongKey); r.code == 0 || !strings.Contains(r.stderr, "--dns-tsig") || strings.Contains(r.stderr, wrongKey) {
+		t.Fatalf("dns apply with a wrong key: %s", r)
+	}
+
+	a := f.startAgent(s, agentOpts{nodeName: "dns1", args: dnsArgs})
+	a.secrets = append(a.secrets, srv.KeySecret)
+	waitFor(t, "online", 5*time.Second, func() bool { return f.onlineAndEnabled("dns1") })
+	if got := srv.Dig(t, fqdn, "A"); !slices.Equal(got, []string{"198.51.100.31"}) {
+		t.Fatalf("dig while registered: %v", got)
+	}
+	st, raw, ok := a.status(t)
+	if !ok || st.DNS == nil || st.DNS.FQDN != strings.TrimSuffix(fqdn, ".") || st.DNS.Provider != "rfc2136" || !st.DNS.Answering {
+		t.Fatalf("status dns: %+v (%v)", st.DNS, raw["dns"])
+	}
+	if r := a.admin(t, "status"); !strings.Contains(r.stdout, "answered by the authoritative servers") {
+		t.Fatalf("status: %s", r)
+	}
+	if err := a.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := a.Wait(t, 5*time.Second); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, a.Output())
+	}
+	for _, qt := range []string{"A", "TXT"} {
+		if got := srv.Dig(t, fqdn, qt); len(got) != 0 {
+			t.Fatalf("%s left after the drain: %v", qt, got)
+		}
+	}
+}
