@@ -97,17 +97,22 @@ type Load struct {
 	LargestMeeting   int     `json:"largest_meeting"`
 	RecordingBacklog int     `json:"recording_backlog"`
 	BBBHealthy       bool    `json:"bbb_healthy"`
-	BBBVersion       string  `json:"bbb_version,omitempty"`
+	// TURNHealthy: a TURN node's own probe (STUN binding and a TURN
+	// allocation with credentials from the shared secret) succeeded.
+	TURNHealthy bool   `json:"turn_healthy,omitempty"`
+	BBBVersion  string `json:"bbb_version,omitempty"`
 }
 
 // Node is one server of the fleet as the balancer knows it.
 type Node struct {
-	ID             string
-	Name           string // unique; the agent's node name, or the host of an operator-added URL
-	URL            string // BBB API URL, ending in /bigbluebutton/api/
-	Secret         string
-	Role           Role
-	Tags           []string
+	ID     string
+	Name   string // unique; the agent's node name, or the host of an operator-added URL
+	URL    string // BBB API URL, ending in /bigbluebutton/api/
+	Secret string
+	Role   Role
+	Tags   []string
+	// TURNURIs are what a TURN node offers (turn:host:3478, turns:host:443?transport=tcp).
+	TURNURIs       []string
 	LoadMultiplier float64
 	State          AdminState
 	Source         Source

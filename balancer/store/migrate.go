@@ -38,6 +38,9 @@ var migrations = [][]string{
 		// report (PlacedSince).
 		`CREATE INDEX meetings_node_placed ON meetings (node_id, placed_at)`,
 	},
+	{ // 2: what a TURN node offers
+		`ALTER TABLE nodes ADD COLUMN turn_uris TEXT NOT NULL DEFAULT '[]'`, // JSON array
+	},
 }
 
 // migrateLockKey is the PostgreSQL advisory lock that serializes the

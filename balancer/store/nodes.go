@@ -15,15 +15,15 @@ import (
 )
 
 const nodeColumns = `id, name, url, secret, role, tags, load_multiplier, state, source, agent_version,
-	report_interval_ms, created_at, last_report_at, last_seq, load_json`
+	report_interval_ms, created_at, last_report_at, last_seq, load_json, turn_uris`
 
 func scanNode(sc scanner) (fleet.Node, error) {
-	var tags, load string
-	n, err := scanNodeColumns(sc, &tags, &load)
+	var tags, load, uris string
+	n, err := scanNodeColumns(sc, &tags, &load, &uris)
 	if err != nil {
 		return fleet.Node{}, err
 	}
-	if err := decodeTags([]byte(tags), &n); err != nil {
+	if err := decodeLists([]byte(tags), []byte(uris), &n); err != nil {
 		return fleet.Node{}, err
 	}
 	if err := json.Unmarshal([]byte(load), &n.Load); err != nil {
@@ -32,16 +32,16 @@ func scanNode(sc scanner) (fleet.Node, error) {
 	return n, nil
 }
 
-// scanNodeColumns scans a row of nodeColumns but for the JSON of the tags
-// and the load, which go to tags and load as they are.
-func scanNodeColumns(sc scanner, tags, load any) (fleet.Node, error) {
+// scanNodeColumns scans a row of nodeColumns but for the JSON of the tags,
+// the load and the TURN URIs, which go to tags, load and uris as they are.
+func scanNodeColumns(sc scanner, tags, load, uris any) (fleet.Node, error) {
 	var (
 		n                               fleet.Node
 		url                             sql.NullString
 		interval, created, lastReportAt int64
 	)
 	err := sc.Scan(&n.ID, &n.Name, &url, &n.Secret, &n.Role, tags, &n.LoadMultiplier, &n.State, &n.Source,
-		&n.AgentVersion, &interval, &created, &lastReportAt, &n.LastSeq, load)
+		&n.AgentVersion, &interval, &created, &lastReportAt, &n.LastSeq, load, uris)
 	if err != nil {
 		return fleet.Node{}, err
 	}
@@ -52,17 +52,30 @@ func scanNodeColumns(sc scanner, tags, load any) (fleet.Node, error) {
 	return n, nil
 }
 
-func decodeTags(tags []byte, n *fleet.Node) error {
-	if string(tags) == "[]" { // nearly every node: no decoding
-		return nil
-	}
-	if err := json.Unmarshal(tags, &n.Tags); err != nil {
+// decodeLists decodes the tags and TURN URIs columns.
+func decodeLists(tags, uris []byte, n *fleet.Node) error {
+	var err error
+	if n.Tags, err = decodeStrings(tags); err != nil {
 		return fmt.Errorf("tags: %w", err)
 	}
-	if len(n.Tags) == 0 {
-		n.Tags = nil
+	if n.TURNURIs, err = decodeStrings(uris); err != nil {
+		return fmt.Errorf("turn_uris: %w", err)
 	}
 	return nil
+}
+
+func decodeStrings(raw []byte) ([]string, error) {
+	if string(raw) == "[]" { // nearly every node: no decoding
+		return nil, nil
+	}
+	var out []string
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return nil, err
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
 }
 
 // loadMemo holds each node's load as Nodes last decoded it, by node ID.
@@ -128,6 +141,10 @@ func (s *Store) UpsertNode(ctx context.Context, n fleet.Node) (fleet.Node, error
 	if err != nil {
 		return fleet.Node{}, fmt.Errorf("store: upsert node %q: tags: %w", n.Name, err)
 	}
+	uris, err := json.Marshal(append([]string{}, n.TURNURIs...))
+	if err != nil {
+		return fleet.Node{}, fmt.Errorf("store: upsert node %q: turn uris: %w", n.Name, err)
+	}
 	load, err := json.Marshal(n.Load)
 	if err != nil {
 		return fleet.Node{}, fmt.Errorf("store: upsert node %q: load: %w", n.Name, err)
@@ -135,14 +152,15 @@ func (s *Store) UpsertNode(ctx context.Context, n fleet.Node) (fleet.Node, error
 	url := sql.NullString{String: n.URL, Valid: n.URL != ""}
 
 	row := s.queryRow(ctx, s.db, `INSERT INTO nodes (`+nodeColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (name) DO UPDATE SET
 			url = excluded.url, secret = excluded.secret, role = excluded.role, tags = excluded.tags,
+			turn_uris = excluded.turn_uris,
 			load_multiplier = excluded.load_multiplier, source = excluded.source,
 			agent_version = excluded.agent_version, report_interval_ms = excluded.report_interval_ms
 		RETURNING `+nodeColumns,
 		n.ID, n.Name, url, n.Secret, n.Role, string(tags), n.LoadMultiplier, n.State, n.Source, n.AgentVersion,
-		n.ReportInterval.Milliseconds(), millis(n.CreatedAt), millis(n.LastReportAt), n.LastSeq, string(load))
+		n.ReportInterval.Milliseconds(), millis(n.CreatedAt), millis(n.LastReportAt), n.LastSeq, string(load), string(uris))
 	got, err := scanNode(row)
 	if err != nil {
 		// A unique URL index violation is told apart from other failures by
@@ -196,13 +214,13 @@ func (s *Store) Nodes(ctx context.Context) ([]fleet.Node, error) {
 	s.loadsMu.Unlock()
 	next := make(loadMemo, len(memo))
 	var (
-		nodes      = make([]fleet.Node, 0, len(memo))
-		tags, load sql.RawBytes
+		nodes            = make([]fleet.Node, 0, len(memo))
+		tags, load, uris sql.RawBytes
 	)
 	for rows.Next() {
-		n, err := scanNodeColumns(rows, &tags, &load)
+		n, err := scanNodeColumns(rows, &tags, &load, &uris)
 		if err == nil {
-			err = decodeTags(tags, &n)
+			err = decodeLists(tags, uris, &n)
 		}
 		d := memo[n.ID]
 		if err == nil && (d == nil || d.json != string(load)) {
