@@ -112,6 +112,17 @@ func (s *Server) nodeFromRegistration(req agentapi.RegisterRequest) (fleet.Node,
 		}
 		n.Secret = req.Secret
 	}
+	if role == fleet.RoleTURN {
+		if len(req.TURNURIs) == 0 {
+			return fleet.Node{}, errors.New("a TURN node must say what it offers: turn_uris is empty")
+		}
+		for _, u := range req.TURNURIs {
+			if !strings.HasPrefix(u, "turn:") && !strings.HasPrefix(u, "turns:") && !strings.HasPrefix(u, "stun:") {
+				return fleet.Node{}, fmt.Errorf("turn_uris: %q is not a stun:, turn: or turns: URI", u)
+			}
+		}
+		n.TURNURIs = req.TURNURIs
+	}
 	if n.LoadMultiplier < 0 {
 		return fleet.Node{}, errors.New("load_multiplier must not be negative")
 	}
@@ -159,7 +170,7 @@ func (s *Server) turnServers() []agentapi.TURNServer {
 	nodes := s.reg.turnServers()
 	out := make([]agentapi.TURNServer, 0, len(nodes))
 	for _, n := range nodes {
-		out = append(out, agentapi.TURNServer{Node: n.Name})
+		out = append(out, agentapi.TURNServer{Node: n.Name, URIs: n.TURNURIs})
 	}
 	return out
 }

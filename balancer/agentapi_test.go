@@ -196,3 +196,45 @@ func TestMetricsAndHealth(t *testing.T) {
 		}
 	}
 }
+
+// TestTURNServersInReply: BBB nodes learn the online, enabled TURN nodes
+// whose own probe works, with the URIs they offer.
+func TestTURNServersInReply(t *testing.T) {
+	clk := newClock()
+	e := newEnv(t, backends[0].dsn(t), clk)
+	e.addNodes(1)
+	turn := func(name string, uris ...string) {
+		e.agentCall(agentapi.PathRegister, agentapi.RegisterRequest{Node: name, Role: "turn", TURNURIs: uris, ReportIntervalSeconds: 5}, nil, http.StatusOK)
+	}
+	turn("turn1", "turn:turn1.example.com:3478", "turns:turn1.example.com:443?transport=tcp")
+	turn("turn2", "turn:turn2.example.com:3478")
+	turn("turn3", "turn:turn3.example.com:3478")
+	e.agentCall(agentapi.PathRegister, agentapi.RegisterRequest{Node: "turn4", Role: "turn", ReportIntervalSeconds: 5}, nil, http.StatusBadRequest)
+	e.agentCall(agentapi.PathRegister, agentapi.RegisterRequest{Node: "turn5", Role: "turn", TURNURIs: []string{"http://x"}, ReportIntervalSeconds: 5}, nil, http.StatusBadRequest)
+
+	report := func(name string, healthy bool) {
+		e.agentCall(agentapi.PathReport, agentapi.ReportRequest{Node: name, Load: fleet.Load{TURNHealthy: healthy}}, nil, http.StatusOK)
+	}
+	report("turn1", true)
+	report("turn2", false) // wrong secret: its own allocation fails
+	report("turn3", true)
+	e.adminState("turn3", "cordon")
+	resp := e.report(e.nodes[0], fleet.Load{BBBHealthy: true})
+	if len(resp.TURNServers) != 1 || resp.TURNServers[0].Node != "turn1" || len(resp.TURNServers[0].URIs) != 2 {
+		t.Fatalf("TURN servers in the reply: %+v", resp.TURNServers)
+	}
+	// turn1 stops reporting: offline, no longer offered.
+	for i := 0; i < 4; i++ {
+		clk.Advance(5 * time.Second)
+		e.report(e.nodes[0], fleet.Load{BBBHealthy: true})
+	}
+	if resp := e.report(e.nodes[0], fleet.Load{BBBHealthy: true}); len(resp.TURNServers) != 0 {
+		t.Fatalf("offline TURN node still offered: %+v", resp.TURNServers)
+	}
+	// The status table lists TURN nodes apart.
+	for _, s := range e.status() {
+		if s.Name == "turn1" && (s.Role != fleet.RoleTURN || s.URL != "") {
+			t.Fatalf("turn1 in status: %+v", s)
+		}
+	}
+}

@@ -237,13 +237,14 @@ func (r *registry) candidates() []placement.Candidate {
 	return out
 }
 
-// turnServers lists the online, enabled TURN nodes, sorted by name.
+// turnServers lists the online, enabled and healthy TURN nodes, sorted by name.
 func (r *registry) turnServers() []fleet.Node {
 	now := r.cfg.Clock()
 	r.mu.RLock()
 	var out []fleet.Node
 	for _, e := range r.turn {
-		if e.node.State == fleet.Enabled && e.node.Liveness(now, r.cfg.MissedReports) == fleet.Online {
+		// A TURN node that cannot allocate with the fleet's secret is not live.
+		if e.node.State == fleet.Enabled && e.node.Load.TURNHealthy && e.node.Liveness(now, r.cfg.MissedReports) == fleet.Online {
 			out = append(out, e.node)
 		}
 	}

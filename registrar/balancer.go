@@ -52,7 +52,7 @@ func (b *Balancer) Kind() string { return "balancer" }
 // balancer keeps the admin state a known node already has.
 func (b *Balancer) Register(ctx context.Context, r Registration) (fleet.AdminState, error) {
 	req := agentapi.RegisterRequest{
-		Node: r.Node, URL: r.URL, Secret: r.Secret, Role: string(r.Role), Tags: r.Tags,
+		Node: r.Node, URL: r.URL, Secret: r.Secret, Role: string(r.Role), Tags: r.Tags, TURNURIs: r.TURNURIs,
 		LoadMultiplier: r.LoadMultiplier, AgentVersion: r.AgentVersion,
 		ReportIntervalSeconds: r.ReportInterval.Seconds(),
 	}

@@ -20,6 +20,7 @@ type Registration struct {
 	Secret         string // BBB API secret
 	Role           fleet.Role
 	Tags           []string
+	TURNURIs       []string // what a TURN node offers
 	LoadMultiplier float64
 	AgentVersion   string
 	ReportInterval time.Duration

@@ -30,6 +30,9 @@ type RegisterRequest struct {
 	Tags           []string `json:"tags,omitempty"`
 	LoadMultiplier float64  `json:"load_multiplier,omitempty"`
 	AgentVersion   string   `json:"agent_version,omitempty"`
+	// TURNURIs are what a TURN node offers, e.g. turn:turn1.example.com:3478
+	// and turns:turn1.example.com:443?transport=tcp (role turn).
+	TURNURIs []string `json:"turn_uris,omitempty"`
 	// ReportIntervalSeconds is how often the agent will report; the balancer
 	// marks the node offline after a number of missed intervals.
 	ReportIntervalSeconds float64 `json:"report_interval_seconds"`
@@ -60,7 +63,7 @@ type ReportResponse struct {
 	TURNServers []TURNServer `json:"turn_servers"`
 }
 
-// TURNServer is a live TURN node as BBB nodes should use it.
+// TURNServer is a live, healthy TURN node as BBB nodes should use it.
 type TURNServer struct {
 	Node string   `json:"node"`
 	URIs []string `json:"uris"`
