@@ -9,9 +9,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bbb-agent/bbb-agent/balancer/agentapi"
 	"github.com/bbb-agent/bbb-agent/balancer/fleet"
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/registrar"
+	"github.com/bbb-agent/bbb-agent/turn"
 )
 
 // Version is the agent's version, set by the command.
@@ -34,6 +36,8 @@ type Config struct {
 	DrainDeadline time.Duration
 	// HeartbeatEvery is how often a scale-in drain extends the lifecycle hook.
 	HeartbeatEvery time.Duration
+	// TURNURIs are what a TURN node offers (role turn).
+	TURNURIs []string
 	// FQDN and DNSProvider describe the node's DNS records (status only);
 	// DNSWait bounds the wait for them to answer before registering.
 	FQDN        string
@@ -60,6 +64,19 @@ type Deps struct {
 	DNS DNS
 	// Addresses re-reads the node's addresses, to follow a change.
 	Addresses func(ctx context.Context) (Addresses, error)
+	// TURN keeps a BBB node's turn-stun-servers.xml (role bbb).
+	TURN TURNSync
+	// TURNDiscovery finds TURN servers in DNS, for fleets whose balancer
+	// does not name them (Scalelite).
+	TURNDiscovery func(ctx context.Context) ([]string, error)
+	// SelfProbe checks a TURN node's own server (role turn): a STUN
+	// binding and an allocation with the fleet's secret.
+	SelfProbe func(ctx context.Context) error
+}
+
+// TURNSync is turn.Manager as the agent uses it.
+type TURNSync interface {
+	Sync(ctx context.Context, offered []string, meetings int) turn.Status
 }
 
 // Notifier is the part of sd_notify the agent uses.
@@ -327,6 +344,19 @@ func (a *Agent) measure(ctx context.Context) (fleet.Load, []string, error) {
 			a.log.Warn("reading host figures", "err", err)
 		}
 	}
+	if a.deps.SelfProbe != nil {
+		if err := a.deps.SelfProbe(ctx); err != nil {
+			a.log.Warn("the TURN server fails its own probe", "err", err)
+			a.mu.Lock()
+			a.status.TURNError = err.Error()
+			a.mu.Unlock()
+		} else {
+			load.TURNHealthy = true
+			a.mu.Lock()
+			a.status.TURNError = ""
+			a.mu.Unlock()
+		}
+	}
 	if a.deps.BBB == nil {
 		load.BBBHealthy = true
 		return load, nil, nil
@@ -357,6 +387,7 @@ func (a *Agent) register(ctx context.Context) {
 	state, err := a.deps.Registrar.Register(cctx, registrar.Registration{
 		Node: a.cfg.Node, URL: a.cfg.ServerURL, Secret: a.cfg.Secret, Role: a.cfg.Role, Tags: a.cfg.Tags,
 		LoadMultiplier: a.cfg.LoadMultiplier, AgentVersion: Version, ReportInterval: a.cfg.ReportInterval,
+		TURNURIs: a.cfg.TURNURIs,
 	})
 	if err != nil {
 		a.retryLater("registering with the balancer", err)
@@ -401,6 +432,9 @@ func (a *Agent) report(ctx context.Context, load fleet.Load, ids []string) {
 	a.status.LastReportAt, a.status.DesiredState, a.status.LastError = a.cfg.Clock(), reply.State, ""
 	a.status.TURNServers = reply.TURNServers
 	a.mu.Unlock()
+	if a.deps.TURN != nil {
+		a.syncTURN(ctx, reply.TURNServers, load.Meetings)
+	}
 	switch {
 	case reply.State == fleet.Cordoned && a.drainSource == "":
 		a.log.Info("cordoned at the balancer by an operator: draining")
@@ -658,4 +692,24 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// syncTURN points BBB at the live TURN servers: the balancer's list, or
+// DNS when the balancer names none.
+func (a *Agent) syncTURN(ctx context.Context, servers []agentapi.TURNServer, meetings int) {
+	var offered []string
+	for _, s := range servers {
+		offered = append(offered, s.URIs...)
+	}
+	if len(offered) == 0 && a.deps.TURNDiscovery != nil {
+		found, err := a.deps.TURNDiscovery(ctx)
+		if err != nil {
+			a.log.Warn("finding TURN servers in DNS", "err", err)
+		}
+		offered = found
+	}
+	st := a.deps.TURN.Sync(ctx, offered, meetings)
+	a.mu.Lock()
+	a.status.TURN = &st
+	a.mu.Unlock()
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/bbb-agent/bbb-agent/balancer/agentapi"
 	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+	"github.com/bbb-agent/bbb-agent/turn"
 )
 
 // Status is what `bbb-agent status` shows. Field names follow DESIGN.md:
@@ -31,6 +32,11 @@ type Status struct {
 	Drain                 *DrainStatus          `json:"drain,omitempty"`
 	DNS                   *DNSStatus            `json:"dns,omitempty"`
 	TURNServers           []agentapi.TURNServer `json:"turn_servers,omitempty"`
+	// TURN is a BBB node's turn-stun-servers.xml: servers in use, probes,
+	// when it was written, a pending bbb-web restart.
+	TURN *turn.Status `json:"turn,omitempty"`
+	// TURNError is a TURN node's failing self-probe.
+	TURNError string `json:"turn_error,omitempty"`
 
 	updated time.Time
 }
@@ -55,6 +61,10 @@ func (a *Agent) Status() Status {
 	if s.DNS != nil {
 		d := *s.DNS
 		s.DNS = &d
+	}
+	if s.TURN != nil {
+		t := *s.TURN
+		s.TURN = &t
 	}
 	s.TURNServers = append([]agentapi.TURNServer(nil), s.TURNServers...)
 	a.mu.RUnlock()

@@ -143,6 +143,36 @@ func printStatus(w io.Writer, st agent.Status) {
 		}
 		row("DNS", v)
 	}
+	if tt := st.TURN; tt != nil {
+		v := "in use: " + strings.Join(tt.InUse, ", ")
+		if len(tt.InUse) == 0 {
+			v = "none in use"
+		}
+		if !tt.WrittenAt.IsZero() {
+			v += ", file written " + tt.WrittenAt.Local().Format(time.DateTime)
+		}
+		if tt.RestartPending {
+			v += ", bbb-web restart waits for the node to be idle"
+		}
+		row("TURN", v)
+		for _, p := range tt.Probes {
+			res := fmt.Sprintf("ok (%.1f ms)", p.RTTMillis)
+			if !p.OK {
+				res = "FAILING: " + p.Error
+			}
+			row("  probe", p.URI+" "+res)
+		}
+		if tt.LastError != "" {
+			row("  TURN error", tt.LastError)
+		}
+	}
+	if st.Role == "turn" {
+		probe := "ok"
+		if st.TURNError != "" {
+			probe = "FAILING: " + st.TURNError
+		}
+		row("self-probe", probe)
+	}
 	if len(st.TURNServers) > 0 {
 		var names []string
 		for _, s := range st.TURNServers {

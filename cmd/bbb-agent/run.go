@@ -175,6 +175,9 @@ func run(c *cli.Context) error {
 		deps.Addresses = func(ctx context.Context) (agent.Addresses, error) { return addresses(ctx, n) }
 		cfg.FQDN, cfg.DNSProvider, cfg.DNSWait = dnsm.FQDN, dnsm.Provider.Name(), dnsm.WaitTimeout
 	}
+	if err := wireTURN(c, n, &cfg, &deps, log); err != nil {
+		return err
+	}
 	a, err := agent.New(cfg, deps)
 	if err != nil {
 		return err

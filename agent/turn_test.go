@@ -1,0 +1,116 @@
+package agent
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+	"github.com/bbb-agent/bbb-agent/internal/testenv"
+	"github.com/bbb-agent/bbb-agent/registrar"
+	"github.com/bbb-agent/bbb-agent/systemd/systemdtest"
+	"github.com/bbb-agent/bbb-agent/turn"
+)
+
+const turnSecret = "fleet-turn-secret-0123456789"
+
+// startTURNAgent runs a role-turn agent for a coturn server.
+func startTURNAgent(t *testing.T, f *fleetEnv, name string, srv testenv.CoturnServer, secret string) context.CancelFunc {
+	t.Helper()
+	reg, err := registrar.NewBalancer(f.lbURL, agentToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uri := "turn:" + srv.Addr
+	pu, err := turn.ParseURI(uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(Config{Node: name, Role: fleet.RoleTURN, TURNURIs: []string{uri}, ReportInterval: interval, Logger: slog.New(slog.DiscardHandler)},
+		Deps{Registrar: reg, SelfProbe: func(ctx context.Context) error {
+			if res := turn.Probe(ctx, pu, secret, turn.WithTimeout(500*time.Millisecond)); !res.OK() {
+				return res.Err
+			}
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return cancel
+}
+
+// TestTURNFleet: a TURN node joins the fleet and a BBB node's
+// turn-stun-servers.xml points at it; a TURN node with the wrong secret is
+// never offered; when the TURN node is replaced, the BBB node's file follows
+// within two report intervals, and bbb-web is restarted (through the unit
+// restarter) only as the rules say.
+func TestTURNFleet(t *testing.T) {
+	f := newFleet(t)
+	good := testenv.Coturn(t, turnSecret)
+	bad := testenv.Coturn(t, turnSecret)
+	startTURNAgent(t, f, "turn1", good, turnSecret)
+	startTURNAgent(t, f, "turn-wrong", bad, "not-the-fleet-secret-0123") // its self-probe fails
+	waitFor(t, "turn1 online", 2*time.Second, func() bool { s, ok := f.server("turn1"); return ok && s.Online })
+
+	path := filepath.Join(t.TempDir(), "turn-stun-servers.xml")
+	restarter := &systemdtest.Restarter{}
+	mgr := &turn.Manager{Path: path, Secret: turnSecret, Restarter: restarter, Log: slog.New(slog.DiscardHandler),
+		Probe: func(ctx context.Context, u turn.URI, s string) turn.Result {
+			return turn.Probe(ctx, u, s, turn.WithTimeout(500*time.Millisecond))
+		}}
+	n := newNode(t, "bbb1")
+	n.start(t, f, Config{}, Deps{TURN: mgr})
+
+	inFile := func() []string {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil
+		}
+		set, err := turn.Parse(data)
+		if err != nil {
+			return nil
+		}
+		var urls []string
+		for _, e := range set.TURN {
+			urls = append(urls, e.URL)
+		}
+		return urls
+	}
+	waitFor(t, "the file names turn1", 2*time.Second, func() bool { return slices.Equal(inFile(), []string{"turn:" + good.Addr}) })
+	st := n.agent.Status()
+	if st.TURN == nil || len(st.TURN.InUse) != 1 || st.TURN.WrittenAt.IsZero() {
+		t.Fatalf("status: %+v", st.TURN)
+	}
+	if got := restarter.Restarted(); !slices.Equal(got, []string{turn.BBBWebUnit}) {
+		t.Fatalf("restarts: %v", got)
+	}
+	info, _ := os.Stat(path)
+
+	// Steady state: nothing rewritten, nothing restarted.
+	time.Sleep(4 * interval)
+	if again, _ := os.Stat(path); !again.ModTime().Equal(info.ModTime()) || len(restarter.Restarted()) != 1 {
+		t.Fatal("an unchanged TURN set rewrote the file or restarted bbb-web")
+	}
+
+	// Replace the TURN node: the old coturn and its agent go away, a new one comes.
+	good.Stop()
+	replacement := testenv.Coturn(t, turnSecret)
+	startTURNAgent(t, f, "turn2", replacement, turnSecret)
+	waitFor(t, "turn2 online", 2*time.Second, func() bool { s, ok := f.server("turn2"); return ok && s.Online })
+	took := time.Now()
+	waitFor(t, "the file follows the replacement", 2*interval+2*time.Second, func() bool {
+		return slices.Equal(inFile(), []string{"turn:" + replacement.Addr})
+	})
+	t.Logf("file updated %v after turn2 came online", time.Since(took))
+	if got := restarter.Restarted(); len(got) != 2 {
+		t.Fatalf("restarts after the replacement (old set dead: at once): %v", got)
+	}
+}

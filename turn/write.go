@@ -1,0 +1,215 @@
+package turn
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// newFileMode is the mode of a file WriteIfChanged creates: what BBB's
+// packages give turn-stun-servers.xml.
+const newFileMode fs.FileMode = 0o644
+
+// WriteIfChanged makes the file at path hold content. When it already does,
+// it returns false and leaves the file alone, modification time included.
+// Otherwise it writes a temporary file in the same directory with the old
+// file's mode and owner (0644 and the caller's owner for a new file), syncs
+// it and renames it over path, so a reader sees the old file or the new one
+// and never a part. A symbolic link at path is followed: the file it points
+// to is replaced and the link kept. On error the old file is untouched.
+func WriteIfChanged(path string, content []byte) (changed bool, err error) {
+	target, old, err := current(path)
+	if err != nil {
+		return false, fmt.Errorf("write %s: %w", path, err)
+	}
+	if old != nil && bytes.Equal(old.content, content) {
+		return false, nil
+	}
+	mode, uid, gid := newFileMode, -1, -1
+	if old != nil {
+		mode, uid, gid = old.mode, old.uid, old.gid
+	}
+	if err := writeAtomic(target, content, mode, uid, gid); err != nil {
+		return false, fmt.Errorf("write %s: %w", path, err)
+	}
+	// The rename is done; this makes it survive a crash.
+	if err := syncDir(filepath.Dir(target)); err != nil {
+		return true, fmt.Errorf("wrote %s, but syncing its directory: %w", path, err)
+	}
+	return true, nil
+}
+
+type existing struct {
+	content  []byte
+	mode     fs.FileMode
+	uid, gid int
+}
+
+// current resolves path through symbolic links and reads the regular file
+// there; it returns a nil *existing when there is none yet.
+func current(path string) (string, *existing, error) {
+	target, err := filepath.EvalSymlinks(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		// A new file, or a link to one not yet there: Lstat tells which.
+		if fi, lerr := os.Lstat(path); lerr == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			return "", nil, fmt.Errorf("%w: it is a symbolic link to a missing file", fs.ErrNotExist)
+		}
+		if _, derr := os.Stat(filepath.Dir(path)); derr != nil {
+			return "", nil, fmt.Errorf("directory: %w", derr)
+		}
+		return path, nil, nil
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	f, err := os.Open(target)
+	if err != nil {
+		return "", nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return "", nil, fmt.Errorf("not a regular file (%s)", fi.Mode().Type())
+	}
+	content, err := io.ReadAll(f)
+	if err != nil {
+		return "", nil, err
+	}
+	e := &existing{content: content, mode: fi.Mode().Perm(), uid: -1, gid: -1}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		e.uid, e.gid = int(st.Uid), int(st.Gid)
+	}
+	return target, e, nil
+}
+
+// writeAtomic replaces path with a file of the given content, mode and
+// owner (uid or gid -1: the caller's), through a synced temporary file in
+// the same directory.
+func writeAtomic(path string, content []byte, mode fs.FileMode, uid, gid int) (err error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(content); err != nil {
+		return err
+	}
+	// Explicitly, so the umask does not narrow it.
+	if err := f.Chmod(mode); err != nil {
+		return err
+	}
+	if uid >= 0 || gid >= 0 {
+		if err := chownIfDifferent(f, uid, gid); err != nil {
+			return fmt.Errorf("keeping the owner %d:%d: %w", uid, gid, err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// chownIfDifferent gives f the owner uid:gid unless it has it already, so an
+// unprivileged caller rewriting its own file needs no chown rights.
+func chownIfDifferent(f *os.File, uid, gid int) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) == uid && int(st.Gid) == gid {
+		return nil
+	}
+	return f.Chown(uid, gid)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// backupAttempts bounds the search for a free backup name.
+const backupAttempts = 1000
+
+// BackupUnparsable copies the file at path aside, before it is replaced, to
+// <path>.bak-<YYYYmmddHHMMSS> (now, in now's location), or to that name with
+// -1, -2, ... appended when a backup of that second exists already: a backup
+// is never overwritten. The copy has the original's mode and owner, since it
+// holds the same secrets. It returns the backup's path.
+func BackupUnparsable(path string, now time.Time) (backup string, err error) {
+	src, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("back up %s: %w", path, err)
+	}
+	defer src.Close()
+	fi, err := src.Stat()
+	if err != nil {
+		return "", fmt.Errorf("back up %s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("back up %s: not a regular file (%s)", path, fi.Mode().Type())
+	}
+	base := path + ".bak-" + now.Format("20060102150405")
+	var dst *os.File
+	for i := 0; dst == nil; i++ {
+		if i == backupAttempts {
+			return "", fmt.Errorf("back up %s: %s and %d numbered variants exist already", path, base, backupAttempts-1)
+		}
+		backup = base
+		if i > 0 {
+			backup += "-" + strconv.Itoa(i)
+		}
+		dst, err = os.OpenFile(backup, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fi.Mode().Perm())
+		if err != nil && !errors.Is(err, fs.ErrExist) {
+			return "", fmt.Errorf("back up %s: %w", path, err)
+		}
+	}
+	if err := copyInto(dst, src, fi); err != nil {
+		os.Remove(backup)
+		return "", fmt.Errorf("back up %s to %s: %w", path, backup, err)
+	}
+	return backup, nil
+}
+
+// copyInto fills dst from src, gives it src's mode and owner, syncs and
+// closes it.
+func copyInto(dst *os.File, src *os.File, fi fs.FileInfo) error {
+	defer dst.Close()
+	if _, err := io.Copy(dst, src); err != nil {
+		return err
+	}
+	if err := dst.Chmod(fi.Mode().Perm()); err != nil {
+		return err
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		if err := chownIfDifferent(dst, int(st.Uid), int(st.Gid)); err != nil {
+			return err
+		}
+	}
+	if err := dst.Sync(); err != nil {
+		return err
+	}
+	return dst.Close()
+}
