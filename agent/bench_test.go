@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -150,7 +149,7 @@ func BenchmarkReportCycle(b *testing.B) {
 	if st := a.Status(); !st.Registered {
 		b.Fatalf("not registered: %s", st.LastError)
 	}
-	users := createBenchMeetings(ctx, b, lbServer.URL, simServer.URL)
+	users := createBenchMeetings(ctx, b, lbServer.URL, sim.NewControlClient(simServer.URL, nil))
 	resp, err := http.Get(client.URL(bbb.CallGetMeetings, nil))
 	if err != nil {
 		b.Fatal(err)
@@ -255,7 +254,8 @@ func measureAgentProcess(b *testing.B, bins benchBinaries, interval time.Duratio
 		return st.Registered && st.State == Ready, nil
 	})
 
-	users := createBenchMeetings(ctx, b, lb.Ready, simProc.Ready)
+	simControl := sim.NewControlClient(simProc.Ready, nil)
+	users := createBenchMeetings(ctx, b, lb.Ready, simControl)
 
 	lbAdmin, err := adminapi.NewClient(lb.Ready, benchAdminToken)
 	if err != nil {
@@ -271,7 +271,7 @@ func measureAgentProcess(b *testing.B, bins benchBinaries, interval time.Duratio
 
 	pid := agent.Pid()
 	alloc0 := scrapeGoMetrics(ctx, b, metricsAddr)
-	sims0 := simGetMeetings(ctx, b, simProc.Ready)
+	sims0 := simGetMeetings(ctx, b, simControl)
 	user0, sys0 := processStatCPU(b, pid)
 	cpu0, start := processCPU(b, pid), time.Now()
 	seen := reports.count(ctx, b, agent, last, start.Add(benchCycles*interval+interval/2))
@@ -279,7 +279,7 @@ func measureAgentProcess(b *testing.B, bins benchBinaries, interval time.Duratio
 	user1, sys1 := processStatCPU(b, pid)
 	mem := processMemory(b, pid)
 	alloc1 := scrapeGoMetrics(ctx, b, metricsAddr)
-	sims1 := simGetMeetings(ctx, b, simProc.Ready)
+	sims1 := simGetMeetings(ctx, b, simControl)
 
 	if seen != benchCycles {
 		b.Errorf("the balancer received %d reports in %v, want %d", seen, end.Sub(start).Round(time.Millisecond), benchCycles)
@@ -311,7 +311,7 @@ func measureAgentProcess(b *testing.B, bins benchBinaries, interval time.Duratio
 // createBenchMeetings creates the meetings through the balancer, which places
 // them on the only node, and fills them through the simulator's control API.
 // It returns the participants the agent should report.
-func createBenchMeetings(ctx context.Context, b *testing.B, lbURL, simURL string) int {
+func createBenchMeetings(ctx context.Context, b *testing.B, lbURL string, simControl *sim.ControlClient) int {
 	b.Helper()
 	front, err := bbb.NewClient(lbURL, benchLBSecret)
 	if err != nil {
@@ -338,60 +338,27 @@ func createBenchMeetings(ctx context.Context, b *testing.B, lbURL, simURL string
 		}
 		for _, s := range specs {
 			if s.Count > 0 {
-				simControl(ctx, b, simURL, "/sim/attendees", struct {
-					MeetingID string `json:"meetingID"`
-					sim.AttendeeSpec
-				}{id, s})
+				if _, err := simControl.AddAttendees(ctx, id, s); err != nil {
+					b.Fatal(err)
+				}
 			}
 		}
 		users += n
 		if i%10 == 0 {
-			simControl(ctx, b, simURL, "/sim/breakouts", struct {
-				MeetingID string `json:"meetingID"`
-				sim.BreakoutSpec
-			}{id, sim.BreakoutSpec{Rooms: 3, AttendeesPerRoom: 4}})
+			if _, err := simControl.AddBreakouts(ctx, id, sim.BreakoutSpec{Rooms: 3, AttendeesPerRoom: 4}); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 	return users
 }
 
-func simControl(ctx context.Context, b *testing.B, simURL, endpoint string, body any) {
-	b.Helper()
-	data, err := json.Marshal(body)
-	if err != nil {
-		b.Fatal(err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, simURL+endpoint, bytes.NewReader(data))
-	if err != nil {
-		b.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		b.Fatalf("POST %s: %v", endpoint, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(resp.Body)
-		b.Fatalf("POST %s %s: HTTP %s: %s", endpoint, data, resp.Status, msg)
-	}
-}
-
 // simGetMeetings is how many getMeetings the simulator has answered.
-func simGetMeetings(ctx context.Context, b *testing.B, simURL string) int64 {
+func simGetMeetings(ctx context.Context, b *testing.B, simControl *sim.ControlClient) int64 {
 	b.Helper()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, simURL+"/sim/state", nil)
+	st, err := simControl.State(ctx)
 	if err != nil {
 		b.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		b.Fatalf("GET /sim/state: %v", err)
-	}
-	defer resp.Body.Close()
-	var st sim.State
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		b.Fatalf("GET /sim/state: %v", err)
 	}
 	return st.Requests[bbb.CallGetMeetings]
 }

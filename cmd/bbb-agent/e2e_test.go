@@ -215,10 +215,11 @@ func (f *fleetEnv) create(id string) {
 
 // simNode is a running bbb-sim.
 type simNode struct {
-	proc   *testenv.Proc
-	url    string // the server URL, for --bbb-url
-	secret string
-	client *bbb.Client
+	proc    *testenv.Proc
+	url     string // the server URL, for --bbb-url
+	secret  string
+	client  *bbb.Client
+	control *sim.ControlClient
 }
 
 func (f *fleetEnv) startSim(name string) simNode {
@@ -230,7 +231,8 @@ func (f *fleetEnv) startSim(name string) simNode {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	return simNode{proc: p, url: p.Ready, secret: secret, client: c}
+	return simNode{proc: p, url: p.Ready, secret: secret, client: c,
+		control: sim.NewControlClient(p.Ready, &http.Client{Timeout: 5 * time.Second})}
 }
 
 // meetings lists the meetings the simulator runs.
@@ -245,32 +247,15 @@ func (s simNode) meetings(t *testing.T) []string {
 	return fleet.MeetingIDs(ms)
 }
 
-// state is the simulator's /sim/state, ended meetings and request counts included.
-func (s simNode) state(t *testing.T) sim.State {
+// requests is how many API requests of one call the simulator has had, from
+// its /sim/state.
+func (s simNode) requests(t *testing.T, call string) int64 {
 	t.Helper()
-	resp, err := http.Get(s.url + "/sim/state")
+	st, err := s.control.State(t.Context())
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: %v", s.proc.Name, err)
 	}
-	defer resp.Body.Close()
-	var st sim.State
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		t.Fatal(err)
-	}
-	return st
-}
-
-func (s simNode) addAttendees(t *testing.T, meetingID string, n int) {
-	t.Helper()
-	body, _ := json.Marshal(map[string]any{"meetingID": meetingID, "count": n})
-	resp, err := http.Post(s.url+"/sim/attendees", "application/json", strings.NewReader(string(body)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("%s: adding attendees: HTTP %s", s.proc.Name, resp.Status)
-	}
+	return st.Requests[call]
 }
 
 // agentOpts are what differs between the agents the tests start.
@@ -481,7 +466,9 @@ func TestSIGTERMDrainsAndWaitsForTheMeeting(t *testing.T) {
 	a := f.startAgent(s, agentOpts{nodeName: "bbb-drain"})
 	waitFor(t, "online and enabled", 2*interval+slack, func() bool { return f.onlineAndEnabled(a.node) })
 	f.create("lecture")
-	s.addAttendees(t, "lecture", 3)
+	if _, err := s.control.AddAttendees(t.Context(), "lecture", sim.AttendeeSpec{Count: 3}); err != nil {
+		t.Fatalf("%s: adding attendees: %v", s.proc.Name, err)
+	}
 	waitFor(t, "the agent sees the meeting", 2*interval+slack, func() bool {
 		st, _, ok := a.status(t)
 		return ok && st.Load.Meetings == 1
@@ -518,7 +505,7 @@ func TestSIGTERMDrainsAndWaitsForTheMeeting(t *testing.T) {
 	if got := s.meetings(t); !slices.Equal(got, []string{"lecture"}) {
 		t.Fatalf("the node runs %v during the drain, want the lecture", got)
 	}
-	if n := s.state(t).Requests[bbb.CallEnd]; n != 0 {
+	if n := s.requests(t, bbb.CallEnd); n != 0 {
 		t.Fatalf("the node got %d end calls during the drain", n)
 	}
 	if srv, ok := f.server(a.node); !ok || srv.State != fleet.Cordoned || srv.Meetings != 1 {
@@ -544,7 +531,7 @@ func TestSIGTERMDrainsAndWaitsForTheMeeting(t *testing.T) {
 	if srv, ok := f.server(a.node); ok {
 		t.Errorf("the balancer still lists the drained node: %+v", srv)
 	}
-	if n := s.state(t).Requests[bbb.CallEnd]; n != 1 {
+	if n := s.requests(t, bbb.CallEnd); n != 1 {
 		t.Errorf("the node got %d end calls, want the test's one", n)
 	}
 }
@@ -701,11 +688,11 @@ func TestReportCadence(t *testing.T) {
 		const n = 10
 		before := make([]int64, len(sims))
 		for i, s := range sims {
-			before[i] = s.state(t).Requests[bbb.CallGetMeetings]
+			before[i] = s.requests(t, bbb.CallGetMeetings)
 		}
 		time.Sleep(n * interval)
 		for i, s := range sims {
-			if got := s.state(t).Requests[bbb.CallGetMeetings] - before[i]; got > n+3 {
+			if got := s.requests(t, bbb.CallGetMeetings) - before[i]; got > n+3 {
 				t.Errorf("%s, %s: %d getMeetings calls in %d report intervals, want about %d", s.proc.Name, when, got, n, n)
 			}
 		}

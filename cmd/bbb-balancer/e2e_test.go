@@ -154,13 +154,11 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// simControl calls the simulators' control API.
-var simControl = &http.Client{Timeout: 5 * time.Second}
-
 // simNode is a running bbb-sim and its API client.
 type simNode struct {
-	proc   *testenv.Proc
-	client *bbb.Client
+	proc    *testenv.Proc
+	client  *bbb.Client
+	control *sim.ControlClient
 }
 
 func startSim(t *testing.T, bin, name, secret string) simNode {
@@ -171,7 +169,7 @@ func startSim(t *testing.T, bin, name, secret string) simNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return simNode{proc: p, client: c}
+	return simNode{proc: p, client: c, control: sim.NewControlClient(p.Ready, &http.Client{Timeout: 5 * time.Second})}
 }
 
 // meetings lists the meeting IDs the simulator runs.
@@ -194,29 +192,11 @@ func (s simNode) meetings(t *testing.T) []string {
 // state reads the simulator's /sim/state, ended meetings included.
 func (s simNode) state(t *testing.T) sim.State {
 	t.Helper()
-	resp, err := simControl.Get(s.proc.Ready + "/sim/state")
+	st, err := s.control.State(t.Context())
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var st sim.State
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: %v", s.proc.Name, err)
 	}
 	return st
-}
-
-func (s simNode) addAttendees(t *testing.T, meetingID string, n int) {
-	t.Helper()
-	body, _ := json.Marshal(map[string]any{"meetingID": meetingID, "count": n})
-	resp, err := simControl.Post(s.proc.Ready+"/sim/attendees", "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("%s: adding attendees: HTTP %s", s.proc.Name, resp.Status)
-	}
 }
 
 // hostPort is the host:port a simulator listens on, which the balancer
@@ -386,7 +366,9 @@ func TestEndToEnd(t *testing.T) {
 		if len(on1) == 0 || len(on2) == 0 {
 			t.Errorf("four creates on two empty servers: %v on one, %v on the other", on1, on2)
 		}
-		sim1.addAttendees(t, on1[0], 3)
+		if _, err := sim1.control.AddAttendees(t.Context(), on1[0], sim.AttendeeSpec{Count: 3}); err != nil {
+			t.Fatalf("%s: adding attendees: %v", sim1.proc.Name, err)
+		}
 		waitFor(t, "status --json counts 4 meetings and 3 users", func() bool {
 			m, u := totals()
 			return m == 4 && u == 3
