@@ -33,7 +33,6 @@ func ListenAdmin(path string) (net.Listener, error) { return listenUnix(path) }
 // ServeAdmin serves the admin API on ln until ctx ends, then removes the
 // socket file.
 func (a *Agent) ServeAdmin(ctx context.Context, ln net.Listener) error {
-	path := ln.Addr().String()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+adminStatus, func(w http.ResponseWriter, r *http.Request) {
 		writeAdmin(w, http.StatusOK, a.Status())
@@ -60,7 +59,9 @@ func (a *Agent) ServeAdmin(ctx context.Context, ln net.Listener) error {
 		_ = srv.Shutdown(sctx)
 	}()
 	err := srv.Serve(ln)
-	os.Remove(path)
+	if al, ok := ln.(*adminListener); ok {
+		al.removeSocket()
+	}
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -80,15 +81,35 @@ func listenUnix(path string) (net.Listener, error) {
 			return nil, fmt.Errorf("removing the stale admin socket %s: %w", path, err)
 		}
 	}
-	ln, err := net.Listen("unix", path)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
 		return nil, fmt.Errorf("admin socket %s: %w", path, err)
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
+	// The socket file is removed by removeSocket, and only if it is still
+	// ours: a new agent may have replaced it while this one shut down.
+	ln.SetUnlinkOnClose(false)
+	fi, err := os.Stat(path)
+	if err == nil {
+		err = os.Chmod(path, 0o600)
+	}
+	if err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("admin socket %s: %w", path, err)
 	}
-	return ln, nil
+	return &adminListener{Listener: ln, path: path, file: fi}, nil
+}
+
+// adminListener is the admin socket and the file it made.
+type adminListener struct {
+	net.Listener
+	path string
+	file os.FileInfo
+}
+
+func (l *adminListener) removeSocket() {
+	if now, err := os.Stat(l.path); err == nil && os.SameFile(now, l.file) {
+		os.Remove(l.path)
+	}
 }
 
 func writeAdmin(w http.ResponseWriter, status int, v any) {
