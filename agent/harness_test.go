@@ -124,18 +124,25 @@ func (n *node) start(t *testing.T, f *fleetEnv, cfg Config, deps Deps) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	n.agent, n.cancel, n.done, n.finished = a, cancel, make(chan error, 1), make(chan struct{})
-	finished := n.finished
-	go func() {
-		n.done <- a.Run(ctx)
-		close(finished)
-	}()
 	ln, err := ListenAdmin(n.socket)
 	if err != nil {
 		t.Fatal(err)
 	}
-	go a.ServeAdmin(ctx, ln)
+	ctx, cancel := context.WithCancel(context.Background())
+	n.agent, n.cancel, n.done, n.finished = a, cancel, make(chan error, 1), make(chan struct{})
+	finished, done := n.finished, n.done
+	admin := make(chan struct{})
+	go func() {
+		a.ServeAdmin(ctx, ln)
+		close(admin)
+	}()
+	// As bbb-agent run does: when Run returns, the admin socket closes too.
+	go func() {
+		done <- a.Run(ctx)
+		cancel()
+		<-admin
+		close(finished)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {
