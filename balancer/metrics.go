@@ -3,6 +3,7 @@ package balancer
 import (
 	"github.com/bbb-agent/bbb-agent/balancer/placement"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // metrics are the balancer's Prometheus metrics, on a registry of its own.
@@ -44,7 +45,7 @@ func newMetrics(nodes func() []nodeView, policy placement.Policy) *metrics {
 		}),
 	}
 	m.reg.MustRegister(m.apiRequests, m.apiLatency, m.placements, m.reports, m.reportErrors, m.flushLatency, m.flushFailures,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}),
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&nodeCollector{nodes: nodes, policy: policy})
 	return m
 }
