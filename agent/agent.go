@@ -133,6 +133,7 @@ type Agent struct {
 	scaleInErr     string // the last lifecycle-state error logged
 	dnsDone        bool   // records published and answering, registration may go on
 	dnsApplied     bool   // records exist that removeDNS must take back
+	dnsAppliedAt   time.Time
 	ticks          int
 	fatal          error  // stops the agent
 	bbbVersion     string // from the API root
@@ -303,6 +304,7 @@ func (a *Agent) tick(ctx context.Context) {
 	if a.deps.DNS != nil && a.drainSource == "" {
 		if !a.dnsDone {
 			if !a.nextTry.IsZero() || !a.ensureDNS(ctx) {
+				a.checkScaleIn(ctx)
 				return // registration waits for the name to answer
 			}
 		} else if a.ticks%12 == 0 {
@@ -316,21 +318,7 @@ func (a *Agent) tick(ctx context.Context) {
 	if a.registered {
 		a.report(ctx, load, ids)
 	}
-	if a.deps.ScaleIn != nil && a.drainSource == "" {
-		term, err := a.deps.ScaleIn.Terminating(ctx)
-		if msg := errString(err); msg != a.scaleInErr {
-			a.scaleInErr = msg
-			if err != nil {
-				a.log.Warn("cannot read the auto scaling lifecycle state from EC2 metadata; a scale-in will not drain until it can", "err", err)
-			} else {
-				a.log.Info("auto scaling lifecycle state readable again")
-			}
-		}
-		if term {
-			a.log.Info("the auto scaling group is terminating this instance: draining")
-			a.startDrain(ctx, SourceScaleIn)
-		}
-	}
+	a.checkScaleIn(ctx)
 	if a.drainSource != "" {
 		a.drainStep(ctx, now, load, bbbErr, cordonedBefore)
 	}
@@ -712,4 +700,24 @@ func (a *Agent) syncTURN(ctx context.Context, servers []agentapi.TURNServer, mee
 	a.mu.Lock()
 	a.status.TURN = &st
 	a.mu.Unlock()
+}
+
+// checkScaleIn drains when the Auto Scaling group terminates the instance.
+func (a *Agent) checkScaleIn(ctx context.Context) {
+	if a.deps.ScaleIn == nil || a.drainSource != "" {
+		return
+	}
+	term, err := a.deps.ScaleIn.Terminating(ctx)
+	if msg := errString(err); msg != a.scaleInErr {
+		a.scaleInErr = msg
+		if err != nil {
+			a.log.Warn("cannot read the auto scaling lifecycle state from EC2 metadata; a scale-in will not drain until it can", "err", err)
+		} else {
+			a.log.Info("auto scaling lifecycle state readable again")
+		}
+	}
+	if term {
+		a.log.Info("the auto scaling group is terminating this instance: draining")
+		a.startDrain(ctx, SourceScaleIn)
+	}
 }

@@ -12,9 +12,6 @@ import (
 
 // DNS keeps the node's records; dnsupdate.Manager is the implementation.
 type DNS interface {
-	// Ensure applies the records and waits until the authoritative
-	// servers answer them.
-	Ensure(ctx context.Context, v4, v6 netip.Addr) (dnsupdate.Plan, error)
 	// Apply applies the records without waiting.
 	Apply(ctx context.Context, v4, v6 netip.Addr) (dnsupdate.Plan, error)
 	// Remove deletes the node's records (ours only).
@@ -47,30 +44,56 @@ const (
 // errFatal marks an error the agent stops for: retrying cannot help.
 var errFatal = errors.New("fatal")
 
-// ensureDNS applies the records before registration and waits for them to
-// answer, so the balancer never sends a user to a name that does not resolve.
-// A name owned by someone else stops the agent.
+// ensureDNS applies the records before registration, then, one short tick
+// at a time (the loop must not block: the systemd watchdog watches it), asks
+// the authoritative servers until they answer, so the balancer never sends a
+// user to a name that does not resolve yet. After DNSWait the node registers
+// anyway, and says so. A name owned by someone else stops the agent.
 func (a *Agent) ensureDNS(ctx context.Context) bool {
 	addrs := a.addresses()
-	cctx, cancel := context.WithTimeout(ctx, a.cfg.DNSWait+30*time.Second)
-	defer cancel()
-	plan, err := a.deps.DNS.Ensure(cctx, addrs.PublicIPv4, addrs.PublicIPv6)
-	if errors.Is(err, dnsupdate.ErrForeignOwner) || errors.Is(err, dnsupdate.ErrUnowned) {
-		a.setDNS(dnsError, false, err)
-		a.fatal = fmt.Errorf("%w: DNS: %w", errFatal, err)
-		return false
+	now := a.cfg.Clock()
+	if !a.dnsApplied {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		plan, err := a.deps.DNS.Apply(cctx, addrs.PublicIPv4, addrs.PublicIPv6)
+		cancel()
+		if errors.Is(err, dnsupdate.ErrForeignOwner) || errors.Is(err, dnsupdate.ErrUnowned) {
+			a.setDNS(dnsError, false, err)
+			a.fatal = fmt.Errorf("%w: DNS: %w", errFatal, err)
+			return false
+		}
+		if err != nil {
+			a.setDNS(dnsError, false, err)
+			a.retryLater("publishing the node's DNS records", err)
+			return false
+		}
+		a.dnsApplied, a.dnsAppliedAt = true, now
+		a.setDNS(dnsApplied, false, nil)
+		if !plan.Empty() {
+			a.log.Info("DNS records published", "changes", len(plan.Changes))
+		}
 	}
-	if err != nil {
-		a.setDNS(dnsError, false, err)
-		a.retryLater("publishing the node's DNS records", err)
-		return false
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err := a.deps.DNS.Visible(cctx, addrs.PublicIPv4, addrs.PublicIPv6)
+	cancel()
+	switch {
+	case err == nil:
+		a.dnsDone = true
+		a.setDNS(dnsApplied, true, nil)
+		a.log.Info("DNS records answer at the authoritative servers")
+		return true
+	case now.Sub(a.dnsAppliedAt) >= a.cfg.DNSWait:
+		a.dnsDone = true
+		a.setDNS(dnsApplied, false, err)
+		a.log.Warn("DNS records do not answer yet after the wait: registering anyway", "wait", a.cfg.DNSWait, "err", err)
+		return true
 	}
-	a.dnsDone, a.dnsApplied = true, true
-	a.setDNS(dnsApplied, true, nil)
-	if !plan.Empty() {
-		a.log.Info("DNS records published and answering", "changes", len(plan.Changes))
+	a.mu.Lock()
+	if a.status.DNS != nil {
+		a.status.DNS.LastError = err.Error()
 	}
-	return true
+	a.mu.Unlock()
+	a.nextTry = now.Add(min(time.Second, a.cfg.ReportInterval)) // ask again soon
+	return false
 }
 
 // refreshAddresses looks for an address change (IMDS or interfaces) and

@@ -140,3 +140,46 @@ func TestDNSForeignOwnerStops(t *testing.T) {
 		t.Fatal("registered despite the DNS conflict")
 	}
 }
+
+// TestDNSWaitBeforeRegistering: the node registers only once its name
+// answers at the authoritative servers; the loop keeps turning meanwhile
+// (the watchdog sees it alive), and after the wait it registers anyway.
+func TestDNSWaitBeforeRegistering(t *testing.T) {
+	zone, mgr := newMemDNS()
+	var mu sync.Mutex
+	answering := false
+	mgr.Resolve = func(ctx context.Context, server, name string, qtype uint16) ([]string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !answering {
+			return nil, nil // propagation still under way
+		}
+		return zone.resolve(ctx, server, name, qtype)
+	}
+	f := newFleet(t)
+	n := newNode(t, "bbb1")
+	n.start(t, f, Config{Addresses: Addresses{PublicIPv4: netip.MustParseAddr("198.51.100.1")}, DNSWait: time.Minute}, Deps{DNS: mgr})
+	waitFor(t, "records applied", time.Second, func() bool { return len(zone.values("A")) == 1 })
+	time.Sleep(4 * interval)
+	if _, ok := f.server(n.name); ok {
+		t.Fatal("registered before the name answered")
+	}
+	if !n.agent.Healthy() {
+		t.Fatal("the loop looks stuck to the watchdog while it waits for DNS")
+	}
+	mu.Lock()
+	answering = true
+	mu.Unlock()
+	waitFor(t, "registered once the name answers", 3*time.Second, func() bool { s, ok := f.server(n.name); return ok && s.Online })
+
+	// A zone that never answers: registration after DNSWait, with the error in status.
+	_, mgr2 := newMemDNS()
+	mgr2.Resolve = func(context.Context, string, string, uint16) ([]string, error) { return nil, nil }
+	n2 := newNode(t, "bbb2")
+	mgr2.FQDN = "bbb2.example.com"
+	n2.start(t, f, Config{Addresses: Addresses{PublicIPv4: netip.MustParseAddr("198.51.100.2")}, DNSWait: 300 * time.Millisecond}, Deps{DNS: mgr2})
+	waitFor(t, "registered after the wait", 3*time.Second, func() bool { s, ok := f.server(n2.name); return ok && s.Online })
+	if st := n2.agent.Status(); st.DNS == nil || st.DNS.Answering || st.DNS.LastError == "" {
+		t.Fatalf("dns status after the wait: %+v", st.DNS)
+	}
+}
