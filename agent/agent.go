@@ -668,11 +668,13 @@ func (a *Agent) notify(f func(Notifier) error) {
 }
 
 // Healthy says whether the agent loop is alive and reporting (or trying
-// to): the systemd watchdog is fed only while it is.
+// to): the systemd watchdog is fed only while it is. The margin covers the
+// longest bounded step of the loop (deregistration retries at the end of a
+// drain), so only a loop that is really stuck gets restarted.
 func (a *Agent) Healthy() bool {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
-	return !a.status.updated.IsZero() && a.cfg.Clock().Sub(a.status.updated) < 3*a.cfg.ReportInterval+30*time.Second
+	return !a.status.updated.IsZero() && a.cfg.Clock().Sub(a.status.updated) < 3*a.cfg.ReportInterval+2*time.Minute
 }
 
 func errString(err error) string {
