@@ -1,0 +1,58 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+	"github.com/bbb-agent/bbb-agent/internal/testenv"
+	"github.com/bbb-agent/bbb-agent/turn"
+)
+
+// TestTURNRoles: `bbb-agent run --role turn` in front of a real coturn joins
+// the fleet as a TURN node; a BBB node's agent with the fleet's TURN secret
+// writes turn-stun-servers.xml naming it; a TURN agent whose secret is wrong
+// for its coturn is never offered.
+func TestTURNRoles(t *testing.T) {
+	const secret = "e2e-turn-secret-0123456789"
+	f := newFleet(t)
+	coturn := testenv.Coturn(t, secret)
+	other := testenv.Coturn(t, "another-secret-0123456789")
+	s := f.startSim("turn-host")
+	turnURI := "turn:" + coturn.Addr
+	tn := f.startAgent(s, agentOpts{nodeName: "turn1", args: []string{"--role", "turn", "--turn-uri", turnURI, "--turn-secret", secret}})
+	tn.secrets = append(tn.secrets, secret)
+	bad := f.startAgent(s, agentOpts{nodeName: "turn-bad", args: []string{"--role", "turn", "--turn-uri", "turn:" + other.Addr, "--turn-secret", secret}})
+	bad.secrets = append(bad.secrets, secret)
+	waitFor(t, "the TURN node online", 2*interval+slack, func() bool {
+		srv, ok := f.server("turn1")
+		return ok && srv.Online && srv.Role == fleet.RoleTURN
+	})
+	if st, _, ok := bad.status(t); !ok || st.TURNError == "" {
+		t.Fatalf("the TURN agent with the wrong secret does not say its probe fails: %+v", st)
+	}
+
+	xml := filepath.Join(t.TempDir(), "turn-stun-servers.xml")
+	b := f.startAgent(s, agentOpts{nodeName: "bbb-turn-user", args: []string{"--turn-secret", secret, "--turn-stun-xml", xml}})
+	b.secrets = append(b.secrets, secret)
+	waitFor(t, "turn-stun-servers.xml names turn1", 2*interval+slack, func() bool {
+		data, err := os.ReadFile(xml)
+		if err != nil {
+			return false
+		}
+		set, err := turn.Parse(data)
+		return err == nil && len(set.TURN) == 1 && set.TURN[0].URL == turnURI && set.TURN[0].Secret == secret
+	})
+	st, _, ok := b.status(t)
+	if !ok || st.TURN == nil || len(st.TURN.InUse) != 1 || st.TURN.WrittenAt.IsZero() {
+		t.Fatalf("status turn: %+v", st.TURN)
+	}
+	if r := b.admin(t, "status"); !strings.Contains(r.stdout, "in use: "+turnURI) {
+		t.Fatalf("status text:\n%s", r)
+	}
+	if r := runCmd(t, nil, f.bin.balancer, "--url", f.url, "--admin-token", adminToken, "status"); !strings.Contains(r.stdout, "TURN servers:") || !strings.Contains(r.stdout, "turn1") {
+		t.Fatalf("bbb-balancer status does not list the TURN node apart:\n%s", r)
+	}
+}
