@@ -154,6 +154,10 @@ func (a *Agent) removeDNS(ctx context.Context) error {
 			break
 		}
 		a.log.Warn("removing the DNS records", "err", err, "attempt", attempt+1)
+		select {
+		case <-ctx.Done():
+		case <-time.After(min(time.Duration(attempt+1)*a.cfg.ReportInterval, 5*time.Second)):
+		}
 	}
 	if err != nil {
 		a.setDNS(dnsError, false, err)

@@ -119,7 +119,12 @@ func (s *Server) adminAdd(w http.ResponseWriter, r *http.Request) {
 	}
 	s.reg.put(stored)
 	s.log.Info("server added by an operator", "node", stored.Name, "id", stored.ID)
-	go s.pollNode(context.WithoutCancel(r.Context()), stored)
+	// Poll it now rather than at the next tick; Run waits for this on shutdown.
+	s.bg.Go(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.NodeTimeout)
+		defer cancel()
+		s.pollNode(ctx, stored)
+	})
 	writeJSON(w, http.StatusOK, s.serverView(nodeView{Node: stored}))
 }
 

@@ -45,6 +45,15 @@ const (
 // newBenchEnv is a replica on real time, so that reports are newer than the
 // stored ones and liveness expires as in production, with bbb-sim nodes that
 // keep reporting until the benchmark ends.
+// createBenchMeetings creates the running meetings joins go to.
+func (e *env) createBenchMeetings(b *testing.B) {
+	for i := range benchMeetings {
+		if _, err := e.client.Create(b.Context(), bbb.CreateRequest{MeetingID: fmt.Sprintf("bench-%04d", i), Name: "Bench"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func newBenchEnv(b *testing.B, dsn string) *env {
 	e := newEnv(b, dsn, newClock())
 	e.srv.cfg.Clock = time.Now // before any request: nothing reads it yet
@@ -194,12 +203,7 @@ func BenchmarkJoin(b *testing.B) {
 	for _, be := range benchBackends {
 		b.Run(be.name, func(b *testing.B) {
 			e := newBenchEnv(b, be.dsn(b))
-			ctx := b.Context()
-			for i := range benchMeetings {
-				if _, err := e.client.Create(ctx, bbb.CreateRequest{MeetingID: fmt.Sprintf("bench-%04d", i), Name: "Bench"}); err != nil {
-					b.Fatal(err)
-				}
-			}
+			e.createBenchMeetings(b)
 			rng := rand.New(rand.NewPCG(1, 2))
 			urls := make([]string, b.N)
 			for i := range urls {
@@ -238,18 +242,15 @@ const (
 
 // BenchmarkReportIngestion: 10,000 registered nodes report every 5 s
 // (2,000 reports/s over the agent API) while the registry's flush and
-// refresh run and a steady join load measures the BBB API's latency. The
-// window is fixed; b.N does not scale it.
+// refresh run and a steady join load measures the BBB API's latency. Each
+// iteration is one fixed 8 s window (the default benchtime runs one); a
+// -benchtime of Nx runs N windows.
 func BenchmarkReportIngestion(b *testing.B) {
 	for _, be := range benchBackends {
 		b.Run(be.name, func(b *testing.B) {
 			e := newBenchEnv(b, be.dsn(b))
 			ctx := b.Context()
-			for i := range benchMeetings {
-				if _, err := e.client.Create(ctx, bbb.CreateRequest{MeetingID: fmt.Sprintf("bench-%04d", i), Name: "Bench"}); err != nil {
-					b.Fatal(err)
-				}
-			}
+			e.createBenchMeetings(b)
 			// Registration speed is not the point: straight into the store.
 			// A few of the nodes are TURN servers, which every report's
 			// answer lists.
