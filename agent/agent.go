@@ -9,9 +9,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/bbb-agent/bbb-agent/balancer/agentapi"
-	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+	"github.com/bbb-agent/bbb-agent/agentapi"
 	"github.com/bbb-agent/bbb-agent/bbb"
+	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/bbb-agent/bbb-agent/registrar"
 	"github.com/bbb-agent/bbb-agent/turn"
 )

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bbb-agent/bbb-agent/balancer/fleet"
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/bbb/sim"
+	"github.com/bbb-agent/bbb-agent/fleet"
 )
 
 // TestAgentsJoinTheFleet: two agents are online and enabled within two

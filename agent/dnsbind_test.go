@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bbb-agent/bbb-agent/balancer/fleet"
 	"github.com/bbb-agent/bbb-agent/dnsupdate"
+	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/bbb-agent/bbb-agent/internal/testenv"
 	"github.com/bbb-agent/bbb-agent/registrar"
 	"github.com/miekg/dns"

@@ -12,10 +12,10 @@ import (
 
 	"github.com/bbb-agent/bbb-agent/balancer"
 	"github.com/bbb-agent/bbb-agent/balancer/adminapi"
-	"github.com/bbb-agent/bbb-agent/balancer/fleet"
 	"github.com/bbb-agent/bbb-agent/balancer/store"
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/bbb/sim"
+	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/bbb-agent/bbb-agent/registrar"
 )
 

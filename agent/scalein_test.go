@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/bbb-agent/bbb-agent/agent/ec2"
-	"github.com/bbb-agent/bbb-agent/balancer/fleet"
 	"github.com/bbb-agent/bbb-agent/bbb"
+	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/bbb-agent/bbb-agent/internal/emulate/autoscaling"
 	"github.com/bbb-agent/bbb-agent/internal/emulate/imds"
 )

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/bbb-agent/bbb-agent/internal/testenv"
 	"github.com/bbb-agent/bbb-agent/registrar"
 	"github.com/bbb-agent/bbb-agent/systemd/systemdtest"

@@ -10,9 +10,10 @@ import (
 	"time"
 
 	"github.com/bbb-agent/bbb-agent/balancer/adminapi"
-	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+	"github.com/bbb-agent/bbb-agent/balancer/records"
 	"github.com/bbb-agent/bbb-agent/balancer/store"
 	"github.com/bbb-agent/bbb-agent/bbb"
+	"github.com/bbb-agent/bbb-agent/fleet"
 )
 
 // adminHandler serves /admin/v1/.
@@ -104,8 +105,8 @@ func (s *Server) adminAdd(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, adminapi.Error{Error: "load multiplier must not be negative"})
 		return
 	}
-	n := fleet.Node{Name: hostname(apiURL, apiURL), URL: apiURL, Secret: req.Secret, Role: fleet.RoleBBB, Tags: req.Tags,
-		LoadMultiplier: req.LoadMultiplier, State: fleet.Enabled, Source: fleet.SourcePoll, ReportInterval: s.cfg.PollInterval,
+	n := records.Node{Name: hostname(apiURL, apiURL), URL: apiURL, Secret: req.Secret, Role: fleet.RoleBBB, Tags: req.Tags,
+		LoadMultiplier: req.LoadMultiplier, State: fleet.Enabled, Source: records.SourcePoll, ReportInterval: s.cfg.PollInterval,
 		CreatedAt: s.cfg.Clock()}
 	stored, err := s.store.UpsertNode(r.Context(), n)
 	if errors.Is(err, store.ErrConflict) {
@@ -212,7 +213,7 @@ func (s *Server) adminRemove(w http.ResponseWriter, r *http.Request) {
 }
 
 // pollNode polls one operator-added node's getMeetings.
-func (s *Server) pollNode(ctx context.Context, n fleet.Node) {
+func (s *Server) pollNode(ctx context.Context, n records.Node) {
 	meetings, err := s.nodeMeetings(ctx, n, s.cfg.NodeTimeout)
 	if err != nil {
 		s.log.Debug("poll failed", "node", n.Name, "err", err)
@@ -235,7 +236,7 @@ func (s *Server) pollNode(ctx context.Context, n fleet.Node) {
 // one. A report says "no meetings" for the moment it was measured, which
 // may be before a create the balancer just placed there, so the node's
 // placements must be gone too.
-func (s *Server) disableIfEmpty(n fleet.Node) {
+func (s *Server) disableIfEmpty(n records.Node) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if placed, err := s.store.NodeMeetings(ctx, n.ID); err != nil || placed > 0 {

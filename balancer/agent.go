@@ -9,10 +9,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/bbb-agent/bbb-agent/balancer/agentapi"
-	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+	"github.com/bbb-agent/bbb-agent/agentapi"
+	"github.com/bbb-agent/bbb-agent/balancer/records"
 	"github.com/bbb-agent/bbb-agent/balancer/store"
 	"github.com/bbb-agent/bbb-agent/bbb"
+	"github.com/bbb-agent/bbb-agent/fleet"
 )
 
 // agentHandler serves /agent/v1/.
@@ -74,60 +75,60 @@ func (s *Server) agentRegister(w http.ResponseWriter, r *http.Request) {
 // adoptNode lets an agent take over a node an operator added by URL (a
 // fleet migrating to agents node by node): the node keeps its ID and
 // state and is renamed to the agent's node name.
-func (s *Server) adoptNode(r *http.Request, n fleet.Node) (fleet.Node, error) {
+func (s *Server) adoptNode(r *http.Request, n records.Node) (records.Node, error) {
 	nodes, err := s.store.Nodes(r.Context())
 	if err != nil {
-		return fleet.Node{}, err
+		return records.Node{}, err
 	}
 	for _, old := range nodes {
-		if old.URL == n.URL && old.Source == fleet.SourcePoll {
+		if old.URL == n.URL && old.Source == records.SourcePoll {
 			if err := s.store.RenameNode(r.Context(), old.ID, n.Name); err != nil {
-				return fleet.Node{}, err
+				return records.Node{}, err
 			}
 			s.reg.remove(old.ID)
 			s.log.Info("agent adopts an operator-added node", "node", n.Name, "was", old.Name)
 			return s.store.UpsertNode(r.Context(), n)
 		}
 	}
-	return fleet.Node{}, fmt.Errorf("%w: the URL %s belongs to another agent's node", store.ErrConflict, n.URL)
+	return records.Node{}, fmt.Errorf("%w: the URL %s belongs to another agent's node", store.ErrConflict, n.URL)
 }
 
-func (s *Server) nodeFromRegistration(req agentapi.RegisterRequest) (fleet.Node, error) {
+func (s *Server) nodeFromRegistration(req agentapi.RegisterRequest) (records.Node, error) {
 	if req.Node == "" {
-		return fleet.Node{}, errors.New("node name is empty")
+		return records.Node{}, errors.New("node name is empty")
 	}
 	role, err := fleet.ParseRole(req.Role)
 	if err != nil {
-		return fleet.Node{}, err
+		return records.Node{}, err
 	}
-	n := fleet.Node{Name: req.Node, Role: role, Tags: req.Tags, LoadMultiplier: req.LoadMultiplier,
-		Source: fleet.SourceAgent, AgentVersion: req.AgentVersion, State: fleet.Enabled, CreatedAt: s.cfg.Clock(),
+	n := records.Node{Name: req.Node, Role: role, Tags: req.Tags, LoadMultiplier: req.LoadMultiplier,
+		Source: records.SourceAgent, AgentVersion: req.AgentVersion, State: fleet.Enabled, CreatedAt: s.cfg.Clock(),
 		ReportInterval: time.Duration(req.ReportIntervalSeconds * float64(time.Second))}
 	if role == fleet.RoleBBB {
 		if n.URL, err = bbb.APIURL(req.URL); err != nil {
-			return fleet.Node{}, err
+			return records.Node{}, err
 		}
 		if req.Secret == "" {
-			return fleet.Node{}, errors.New("BBB secret is empty")
+			return records.Node{}, errors.New("BBB secret is empty")
 		}
 		n.Secret = req.Secret
 	}
 	if role == fleet.RoleTURN {
 		if len(req.TURNURIs) == 0 {
-			return fleet.Node{}, errors.New("a TURN node must say what it offers: turn_uris is empty")
+			return records.Node{}, errors.New("a TURN node must say what it offers: turn_uris is empty")
 		}
 		for _, u := range req.TURNURIs {
 			if !strings.HasPrefix(u, "turn:") && !strings.HasPrefix(u, "turns:") && !strings.HasPrefix(u, "stun:") {
-				return fleet.Node{}, fmt.Errorf("turn_uris: %q is not a stun:, turn: or turns: URI", u)
+				return records.Node{}, fmt.Errorf("turn_uris: %q is not a stun:, turn: or turns: URI", u)
 			}
 		}
 		n.TURNURIs = req.TURNURIs
 	}
 	if n.LoadMultiplier < 0 {
-		return fleet.Node{}, errors.New("load_multiplier must not be negative")
+		return records.Node{}, errors.New("load_multiplier must not be negative")
 	}
 	if n.ReportInterval < 0 || n.ReportInterval > time.Hour {
-		return fleet.Node{}, errors.New("report_interval_seconds must be between 0 and 3600")
+		return records.Node{}, errors.New("report_interval_seconds must be between 0 and 3600")
 	}
 	return n, nil
 }

@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bbb-agent/bbb-agent/balancer/agentapi"
-	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+	"github.com/bbb-agent/bbb-agent/agentapi"
+	"github.com/bbb-agent/bbb-agent/balancer/records"
 	"github.com/bbb-agent/bbb-agent/bbb"
+	"github.com/bbb-agent/bbb-agent/fleet"
 )
 
 func TestAgentAPIAuthAndErrors(t *testing.T) {
@@ -140,7 +141,7 @@ func TestPolledNodes(t *testing.T) {
 		cx := ctxT(t)
 		e.srv.pollAll(cx)
 		s := e.status()
-		if len(s) != 1 || !s[0].Online || s[0].Source != fleet.SourcePoll {
+		if len(s) != 1 || !s[0].Online || s[0].Source != records.SourcePoll {
 			t.Fatalf("polled node: %+v", s)
 		}
 		if _, err := e.client.Create(cx, bbb.CreateRequest{MeetingID: "on-polled", Name: "x"}); err != nil {
@@ -154,7 +155,7 @@ func TestPolledNodes(t *testing.T) {
 		// The operator installs an agent on it: same URL, the agent's name.
 		e.register(nd)
 		s = e.status()
-		if len(s) != 1 || s[0].Name != nd.name || s[0].Source != fleet.SourceAgent {
+		if len(s) != 1 || s[0].Name != nd.name || s[0].Source != records.SourceAgent {
 			t.Fatalf("adoption: %+v", s)
 		}
 		if _, err := e.store.Meeting(cx, "on-polled"); err != nil {

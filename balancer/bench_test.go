@@ -15,9 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bbb-agent/bbb-agent/balancer/agentapi"
-	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+	"github.com/bbb-agent/bbb-agent/agentapi"
+	"github.com/bbb-agent/bbb-agent/balancer/records"
 	"github.com/bbb-agent/bbb-agent/bbb"
+	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/bbb-agent/bbb-agent/internal/testenv"
 )
 
@@ -260,7 +261,7 @@ func BenchmarkReportIngestion(b *testing.B) {
 				wg.Go(func() {
 					for i := w; i < ingestNodes; i += 8 {
 						names[i] = fmt.Sprintf("fleet%05d", i)
-						n := fleet.Node{Name: names[i], URL: fmt.Sprintf("https://%s.invalid/bigbluebutton/api/", names[i]),
+						n := records.Node{Name: names[i], URL: fmt.Sprintf("https://%s.invalid/bigbluebutton/api/", names[i]),
 							Secret: "node-secret", ReportInterval: ingestInterval, CreatedAt: time.Now()}
 						if i%(ingestNodes/ingestTURN) == 0 {
 							n.Role, n.URL, n.Secret = fleet.RoleTURN, "", ""

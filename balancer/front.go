@@ -13,10 +13,11 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/bbb-agent/bbb-agent/balancer/fleet"
 	"github.com/bbb-agent/bbb-agent/balancer/placement"
+	"github.com/bbb-agent/bbb-agent/balancer/records"
 	"github.com/bbb-agent/bbb-agent/balancer/store"
 	"github.com/bbb-agent/bbb-agent/bbb"
+	"github.com/bbb-agent/bbb-agent/fleet"
 )
 
 // Messages keys the balancer adds to BBB's own.
@@ -177,7 +178,7 @@ func (s *Server) create(ctx context.Context, w *resultRecorder, req *apiRequest)
 
 // placeMeeting returns the node for a create: the meeting's node when it
 // still runs there, else a new one. fresh says the placement is new.
-func (s *Server) placeMeeting(ctx context.Context, meetingID string, tags placement.TagRequest, excluded map[string]bool) (fleet.Node, bool, *bbb.APIError) {
+func (s *Server) placeMeeting(ctx context.Context, meetingID string, tags placement.TagRequest, excluded map[string]bool) (records.Node, bool, *bbb.APIError) {
 	existing, err := s.store.Meeting(ctx, meetingID)
 	switch {
 	case err == nil:
@@ -189,34 +190,34 @@ func (s *Server) placeMeeting(ctx context.Context, meetingID string, tags placem
 		}
 		d, apiErr := s.pick(tags, excluded)
 		if apiErr != nil {
-			return fleet.Node{}, false, apiErr
+			return records.Node{}, false, apiErr
 		}
 		moved, err := s.store.MoveMeeting(ctx, meetingID, existing.NodeID, d.Node.ID, s.cfg.Clock())
 		if err != nil {
-			return fleet.Node{}, false, s.storeError("moving a meeting", err)
+			return records.Node{}, false, s.storeError("moving a meeting", err)
 		}
 		return s.placed(moved, d.Node, "moved")
 	case errors.Is(err, store.ErrNotFound):
 		d, apiErr := s.pick(tags, excluded)
 		if apiErr != nil {
-			return fleet.Node{}, false, apiErr
+			return records.Node{}, false, apiErr
 		}
-		claimed, _, err := s.store.ClaimMeeting(ctx, fleet.Meeting{MeetingID: meetingID, NodeID: d.Node.ID, PlacedAt: s.cfg.Clock()})
+		claimed, _, err := s.store.ClaimMeeting(ctx, records.Meeting{MeetingID: meetingID, NodeID: d.Node.ID, PlacedAt: s.cfg.Clock()})
 		if err != nil {
-			return fleet.Node{}, false, s.storeError("placing a meeting", err)
+			return records.Node{}, false, s.storeError("placing a meeting", err)
 		}
 		return s.placed(claimed, d.Node, "new")
 	default:
-		return fleet.Node{}, false, s.storeError("looking up a meeting", err)
+		return records.Node{}, false, s.storeError("looking up a meeting", err)
 	}
 }
 
 // placed settles a claim or move: when another replica won, its node is used.
-func (s *Server) placed(m fleet.Meeting, picked fleet.Node, result string) (fleet.Node, bool, *bbb.APIError) {
+func (s *Server) placed(m records.Meeting, picked records.Node, result string) (records.Node, bool, *bbb.APIError) {
 	if m.NodeID != picked.ID {
 		n, _, ok := s.reg.node(m.NodeID)
 		if !ok {
-			return fleet.Node{}, false, bbb.NewError(keyServerUnavailable, "The meeting was just placed on a server this balancer does not know yet; try again.")
+			return records.Node{}, false, bbb.NewError(keyServerUnavailable, "The meeting was just placed on a server this balancer does not know yet; try again.")
 		}
 		s.metrics.placements.WithLabelValues("existing").Inc()
 		return n, false, nil
@@ -255,7 +256,7 @@ func (s *Server) pick(tags placement.TagRequest, excluded map[string]bool) (plac
 // stillRunning asks a cordoned or disabled node whether the meeting is
 // running there; when the node cannot say, the meeting is assumed to run,
 // so that a repeated create never splits one meeting over two nodes.
-func (s *Server) stillRunning(ctx context.Context, n fleet.Node, meetingID string) bool {
+func (s *Server) stillRunning(ctx context.Context, n records.Node, meetingID string) bool {
 	c, err := s.nodeClient(n)
 	if err != nil {
 		return false
@@ -290,17 +291,17 @@ func (s *Server) join(ctx context.Context, w *resultRecorder, r *http.Request, r
 }
 
 // meetingNode finds the online node a meeting runs on.
-func (s *Server) meetingNode(ctx context.Context, meetingID string) (fleet.Node, *bbb.APIError) {
+func (s *Server) meetingNode(ctx context.Context, meetingID string) (records.Node, *bbb.APIError) {
 	m, err := s.store.Meeting(ctx, meetingID)
 	if errors.Is(err, store.ErrNotFound) {
-		return fleet.Node{}, bbb.NotFoundError()
+		return records.Node{}, bbb.NotFoundError()
 	}
 	if err != nil {
-		return fleet.Node{}, s.storeError("looking up a meeting", err)
+		return records.Node{}, s.storeError("looking up a meeting", err)
 	}
 	n, online, ok := s.reg.node(m.NodeID)
 	if !ok || !online {
-		return fleet.Node{}, bbb.NotFoundError()
+		return records.Node{}, bbb.NotFoundError()
 	}
 	return n, nil
 }
@@ -337,7 +338,7 @@ func (s *Server) forwardMeetingCall(ctx context.Context, w *resultRecorder, req 
 // getMeetings asks every online BBB node in parallel; a node that is down or
 // slow is left out instead of failing the call.
 func (s *Server) getMeetings(ctx context.Context, w *resultRecorder) {
-	var nodes []fleet.Node
+	var nodes []records.Node
 	for _, n := range s.reg.snapshot() {
 		if n.Online && n.Role == fleet.RoleBBB {
 			nodes = append(nodes, n.Node)
@@ -368,7 +369,7 @@ func (s *Server) getMeetings(ctx context.Context, w *resultRecorder) {
 	writeXML(w, resp)
 }
 
-func (s *Server) nodeMeetings(ctx context.Context, n fleet.Node, timeout time.Duration) ([]bbb.Meeting, error) {
+func (s *Server) nodeMeetings(ctx context.Context, n records.Node, timeout time.Duration) ([]bbb.Meeting, error) {
 	c, err := s.nodeClient(n)
 	if err != nil {
 		return nil, err
@@ -378,19 +379,19 @@ func (s *Server) nodeMeetings(ctx context.Context, n fleet.Node, timeout time.Du
 	return c.GetMeetings(ctx)
 }
 
-func (s *Server) nodeClient(n fleet.Node) (*bbb.Client, error) {
+func (s *Server) nodeClient(n records.Node) (*bbb.Client, error) {
 	return bbb.NewClient(n.URL, n.Secret, bbb.WithAlgorithm(s.cfg.NodeAlgorithm), bbb.WithHTTPClient(s.nodeHTTP))
 }
 
 // nodeURL is the signed URL of a call on a node.
-func (s *Server) nodeURL(n fleet.Node, call, query string) string {
+func (s *Server) nodeURL(n records.Node, call, query string) string {
 	return n.URL + call + "?" + bbb.SignQuery(s.cfg.NodeAlgorithm, call, query, n.Secret)
 }
 
 // forward sends the request to the node re-signed and returns the node's
 // XML answer (SUCCESS or FAILED alike). An error means the node did not
 // give a BBB answer at all.
-func (s *Server) forward(ctx context.Context, n fleet.Node, req *apiRequest, timeout time.Duration) ([]byte, error) {
+func (s *Server) forward(ctx context.Context, n records.Node, req *apiRequest, timeout time.Duration) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var body io.Reader

@@ -10,9 +10,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/bbb-agent/bbb-agent/balancer/fleet"
 	"github.com/bbb-agent/bbb-agent/balancer/placement"
+	"github.com/bbb-agent/bbb-agent/balancer/records"
 	"github.com/bbb-agent/bbb-agent/balancer/store"
+	"github.com/bbb-agent/bbb-agent/fleet"
 )
 
 // registry is this replica's in-memory view of the fleet. Reports land here
@@ -28,12 +29,12 @@ type registry struct {
 	// turn holds the TURN nodes, a handful among thousands of BBB nodes:
 	// every report's answer lists them.
 	turn    map[string]*entry
-	pending map[string]fleet.Report
+	pending map[string]records.Report
 	gen     uint64 // counts refreshes
 }
 
 type entry struct {
-	node fleet.Node
+	node records.Node
 	// reserved counts meetings placed on the node that no report reflects yet.
 	reserved int
 	// gen is the refresh that last found the node in the store.
@@ -42,7 +43,7 @@ type entry struct {
 
 func newRegistry(st *store.Store, cfg *Config) *registry {
 	return &registry{store: st, cfg: cfg, byID: map[string]*entry{}, byName: map[string]string{}, turn: map[string]*entry{},
-		pending: map[string]fleet.Report{}}
+		pending: map[string]records.Report{}}
 }
 
 // errUnknownNode means no node has that name (or ID).
@@ -93,9 +94,9 @@ func (r *registry) refresh(ctx context.Context) error {
 	return nil
 }
 
-func (r *registry) withDefaults(n fleet.Node) fleet.Node {
+func (r *registry) withDefaults(n records.Node) records.Node {
 	if n.ReportInterval <= 0 {
-		if n.Source == fleet.SourcePoll {
+		if n.Source == records.SourcePoll {
 			n.ReportInterval = r.cfg.PollInterval
 		} else {
 			n.ReportInterval = r.cfg.DefaultReportInterval
@@ -105,7 +106,7 @@ func (r *registry) withDefaults(n fleet.Node) fleet.Node {
 }
 
 // put stores a node fresh from the store (registration, state change).
-func (r *registry) put(n fleet.Node) {
+func (r *registry) put(n records.Node) {
 	n = r.withDefaults(n)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -141,41 +142,41 @@ func (r *registry) remove(id string) {
 }
 
 // byNodeName returns the node with that name.
-func (r *registry) byNodeName(name string) (fleet.Node, bool) {
+func (r *registry) byNodeName(name string) (records.Node, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	id, ok := r.byName[name]
 	if !ok {
-		return fleet.Node{}, false
+		return records.Node{}, false
 	}
 	return r.byID[id].node, true
 }
 
 // node returns a node by ID and whether it is online now.
-func (r *registry) node(id string) (fleet.Node, bool, bool) {
+func (r *registry) node(id string) (records.Node, bool, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	e, ok := r.byID[id]
 	if !ok {
-		return fleet.Node{}, false, false
+		return records.Node{}, false, false
 	}
 	return e.node, e.node.Liveness(r.cfg.Clock(), r.cfg.MissedReports) == fleet.Online, true
 }
 
 // report applies a load report in memory and queues it for the store. It
 // returns the node as it now stands.
-func (r *registry) report(name string, seq int64, load fleet.Load) (fleet.Node, error) {
+func (r *registry) report(name string, seq int64, load fleet.Load) (records.Node, error) {
 	now := r.cfg.Clock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	id, ok := r.byName[name]
 	if !ok {
-		return fleet.Node{}, fmt.Errorf("%w %q", errUnknownNode, name)
+		return records.Node{}, fmt.Errorf("%w %q", errUnknownNode, name)
 	}
 	e := r.byID[id]
 	e.node.LastReportAt, e.node.LastSeq, e.node.Load = now, seq, load
 	e.reserved = 0
-	r.pending[id] = fleet.Report{NodeID: id, Seq: seq, ReceivedAt: now, Load: load}
+	r.pending[id] = records.Report{NodeID: id, Seq: seq, ReceivedAt: now, Load: load}
 	return e.node, nil
 }
 
@@ -196,11 +197,11 @@ func (r *registry) flush(ctx context.Context) error {
 		r.mu.Unlock()
 		return nil
 	}
-	batch := make([]fleet.Report, 0, len(r.pending))
+	batch := make([]records.Report, 0, len(r.pending))
 	for _, rep := range r.pending {
 		batch = append(batch, rep)
 	}
-	r.pending = make(map[string]fleet.Report, len(batch))
+	r.pending = make(map[string]records.Report, len(batch))
 	r.mu.Unlock()
 	if err := r.store.RecordReports(ctx, batch); err != nil {
 		// Put them back unless something newer arrived meanwhile.
@@ -238,10 +239,10 @@ func (r *registry) candidates() []placement.Candidate {
 }
 
 // turnServers lists the online, enabled and healthy TURN nodes, sorted by name.
-func (r *registry) turnServers() []fleet.Node {
+func (r *registry) turnServers() []records.Node {
 	now := r.cfg.Clock()
 	r.mu.RLock()
-	var out []fleet.Node
+	var out []records.Node
 	for _, e := range r.turn {
 		// A TURN node that cannot allocate with the fleet's secret is not live.
 		if e.node.State == fleet.Enabled && e.node.Load.TURNHealthy && e.node.Liveness(now, r.cfg.MissedReports) == fleet.Online {
@@ -249,13 +250,13 @@ func (r *registry) turnServers() []fleet.Node {
 		}
 	}
 	r.mu.RUnlock()
-	slices.SortFunc(out, func(a, b fleet.Node) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b records.Node) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
 // nodeView is a node with what the registry derives about it.
 type nodeView struct {
-	fleet.Node
+	records.Node
 	Online   bool
 	Reserved int
 }

@@ -6,8 +6,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/bbb-agent/bbb-agent/balancer/fleet"
 	"github.com/bbb-agent/bbb-agent/bbb"
+	"github.com/bbb-agent/bbb-agent/fleet"
 )
 
 // TestTwoReplicas: two balancer processes on one PostgreSQL serve one fleet;

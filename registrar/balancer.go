@@ -10,8 +10,8 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/bbb-agent/bbb-agent/balancer/agentapi"
-	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+	"github.com/bbb-agent/bbb-agent/agentapi"
+	"github.com/bbb-agent/bbb-agent/fleet"
 )
 
 // Balancer is a Registrar for bbb-balancer's agent API (/agent/v1/, JSON,

@@ -14,9 +14,10 @@ import (
 
 	"github.com/bbb-agent/bbb-agent/balancer"
 	"github.com/bbb-agent/bbb-agent/balancer/adminapi"
-	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+	"github.com/bbb-agent/bbb-agent/balancer/records"
 	"github.com/bbb-agent/bbb-agent/balancer/store"
 	"github.com/bbb-agent/bbb-agent/bbb/sim"
+	"github.com/bbb-agent/bbb-agent/fleet"
 )
 
 const (
@@ -107,7 +108,7 @@ func TestBalancerRegisterTwiceIsOneNode(t *testing.T) {
 	if len(servers) != 1 {
 		t.Fatalf("balancer has %d nodes after registering one node three times, want 1: %+v", len(servers), servers)
 	}
-	if got := servers[0]; got.Name != "bbb1" || got.State != fleet.Enabled || got.Source != fleet.SourceAgent {
+	if got := servers[0]; got.Name != "bbb1" || got.State != fleet.Enabled || got.Source != records.SourceAgent {
 		t.Errorf("node = %+v, want bbb1, enabled, source agent", got)
 	}
 	if b.Kind() != "balancer" {

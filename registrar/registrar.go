@@ -9,8 +9,8 @@ import (
 	"errors"
 	"time"
 
-	"github.com/bbb-agent/bbb-agent/balancer/agentapi"
-	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+	"github.com/bbb-agent/bbb-agent/agentapi"
+	"github.com/bbb-agent/bbb-agent/fleet"
 )
 
 // Registration describes the node to the balancer.

@@ -60,8 +60,8 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/bbb-agent/bbb-agent/balancer/fleet"
 	"github.com/bbb-agent/bbb-agent/bbb"
+	"github.com/bbb-agent/bbb-agent/fleet"
 )
 
 // ScalelitePath is where Scalelite serves its server management API.

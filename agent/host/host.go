@@ -19,7 +19,7 @@ import (
 	"github.com/shirou/gopsutil/v4/mem"
 	psnet "github.com/shirou/gopsutil/v4/net"
 
-	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+	"github.com/bbb-agent/bbb-agent/fleet"
 )
 
 // DefaultDiskPath is where BBB keeps its recordings.

@@ -2,7 +2,10 @@
 // (/admin/v1/, bearer admin token) and the client the CLI uses.
 package adminapi
 
-import "github.com/bbb-agent/bbb-agent/balancer/fleet"
+import (
+	"github.com/bbb-agent/bbb-agent/balancer/records"
+	"github.com/bbb-agent/bbb-agent/fleet"
+)
 
 // Paths of the admin API.
 const (
@@ -19,7 +22,7 @@ type Server struct {
 	Name                 string           `json:"name"`
 	URL                  string           `json:"url"`
 	Role                 fleet.Role       `json:"role"`
-	Source               fleet.Source     `json:"source"`
+	Source               records.Source   `json:"source"`
 	State                fleet.AdminState `json:"state"`
 	Online               bool             `json:"online"`
 	Status               fleet.Liveness   `json:"status"`

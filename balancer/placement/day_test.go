@@ -6,7 +6,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+	"github.com/bbb-agent/bbb-agent/fleet"
 )
 
 // A simulated school day, 07:00 to 20:00, one step per second: 20 equal

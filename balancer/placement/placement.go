@@ -11,7 +11,7 @@
 //	load = m × ( Wp·participants + Wv·video + Wa·voice + Wm·meetings + Wc·cpu%
 //	           + reserved × (Wm + Wp·E) )
 //
-// m is fleet.Node.LoadMultiplier (0 or less counts as 1; like Scalelite's
+// m is records.Node.LoadMultiplier (0 or less counts as 1; like Scalelite's
 // load_multiplier, below 1 makes a node look emptier, so a bigger server
 // takes more). reserved is Candidate.Reserved: meetings placed on the node
 // that no report reflects yet; each weighs like a typical new meeting, one
@@ -35,7 +35,8 @@ import (
 	"errors"
 	"slices"
 
-	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+	"github.com/bbb-agent/bbb-agent/balancer/records"
+	"github.com/bbb-agent/bbb-agent/fleet"
 )
 
 // Errors Pick returns.
@@ -51,8 +52,8 @@ var (
 
 // Candidate is one node as the caller sees it at the moment of the create.
 type Candidate struct {
-	Node fleet.Node
-	// Online is the node's liveness (fleet.Node.Liveness), computed by the
+	Node records.Node
+	// Online is the node's liveness (records.Node.Liveness), computed by the
 	// caller so that placement reads no clock.
 	Online bool
 	// Reserved counts the meetings placed on the node since the report its
@@ -122,11 +123,11 @@ func DefaultPolicy() Policy {
 
 // Load is the node's load by the formula of the package doc, with reserved
 // meetings placed since its last report.
-func (p Policy) Load(n fleet.Node, reserved int) float64 {
+func (p Policy) Load(n records.Node, reserved int) float64 {
 	return p.load(&n, reserved)
 }
 
-func (p Policy) load(n *fleet.Node, reserved int) float64 {
+func (p Policy) load(n *records.Node, reserved int) float64 {
 	l := &n.Load
 	v := p.ParticipantWeight*float64(l.Participants) +
 		p.VideoWeight*float64(l.Video) +
@@ -142,7 +143,7 @@ func (p Policy) load(n *fleet.Node, reserved int) float64 {
 
 // Decision is where a new meeting goes, and why.
 type Decision struct {
-	Node fleet.Node
+	Node records.Node
 	// Load is the node's load at the decision, its reservations included.
 	Load float64
 	// OverCeiling: the node's CPU is above Policy.CPUCeiling; so was every

@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+	"github.com/bbb-agent/bbb-agent/balancer/records"
+	"github.com/bbb-agent/bbb-agent/fleet"
 )
 
 type opt func(*Candidate)
@@ -14,7 +15,7 @@ type opt func(*Candidate)
 // participants and nothing else loaded.
 func mk(name string, participants int, opts ...opt) Candidate {
 	c := Candidate{
-		Node: fleet.Node{
+		Node: records.Node{
 			ID:    "id-" + name,
 			Name:  name,
 			Role:  fleet.RoleBBB,
@@ -161,7 +162,7 @@ func TestLoad(t *testing.T) {
 			if tt.policy != nil {
 				tt.policy(&p)
 			}
-			n := fleet.Node{Load: tt.load, LoadMultiplier: tt.mult}
+			n := records.Node{Load: tt.load, LoadMultiplier: tt.mult}
 			if got := p.Load(n, tt.reserved); got != tt.want {
 				t.Fatalf("Load = %v, want %v", got, tt.want)
 			}

@@ -6,7 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+	"github.com/bbb-agent/bbb-agent/balancer/records"
+	"github.com/bbb-agent/bbb-agent/fleet"
 )
 
 // benchFleet is the fleet size of the benchmarks: 10,000 nodes reporting
@@ -15,16 +16,16 @@ const benchFleet, benchBatch = 10_000, 2_000
 
 // forEachBenchBackend runs f against a fresh database of each dialect
 // holding benchFleet nodes.
-func forEachBenchBackend(b *testing.B, f func(b *testing.B, s *Store, nodes []fleet.Node)) {
+func forEachBenchBackend(b *testing.B, f func(b *testing.B, s *Store, nodes []records.Node)) {
 	for _, be := range backends {
 		b.Run(be.name, func(b *testing.B) {
 			s := backend{dsn: be.dsn(b)}.open(b)
-			nodes := make([]fleet.Node, benchFleet)
+			nodes := make([]records.Node, benchFleet)
 			var wg sync.WaitGroup
 			for w := range 8 {
 				wg.Go(func() {
 					for i := w; i < benchFleet; i += 8 {
-						n, err := s.UpsertNode(b.Context(), fleet.Node{
+						n, err := s.UpsertNode(b.Context(), records.Node{
 							Name: fmt.Sprintf("bbb%05d", i), URL: fmt.Sprintf("https://bbb%05d/bigbluebutton/api/", i),
 							Secret: "secret", ReportInterval: 5 * time.Second, CreatedAt: t0,
 						})
@@ -48,8 +49,8 @@ func forEachBenchBackend(b *testing.B, f func(b *testing.B, s *Store, nodes []fl
 // BenchmarkRecordReports writes one flush: a batch of 2,000 reports for
 // 2,000 of the 10,000 nodes, each newer than the stored one.
 func BenchmarkRecordReports(b *testing.B) {
-	forEachBenchBackend(b, func(b *testing.B, s *Store, nodes []fleet.Node) {
-		batch := make([]fleet.Report, benchBatch)
+	forEachBenchBackend(b, func(b *testing.B, s *Store, nodes []records.Node) {
+		batch := make([]records.Report, benchBatch)
 		load := fleet.Load{CPUPercent: 42.5, CPUCores: 16, Load1: 3.1, Load5: 2.9, Load15: 2.5, MemTotalBytes: 64 << 30,
 			MemUsedBytes: 20 << 30, Meetings: 12, Participants: 180, Voice: 60, Video: 40, Listeners: 120,
 			LargestMeeting: 50, BBBHealthy: true, BBBVersion: "3.0.4"}
@@ -57,7 +58,7 @@ func BenchmarkRecordReports(b *testing.B) {
 		for b.Loop() {
 			seq++
 			for i := range batch {
-				batch[i] = fleet.Report{
+				batch[i] = records.Report{
 					NodeID: nodes[(int(seq)*benchBatch+i)%benchFleet].ID, Seq: seq,
 					ReceivedAt: t0.Add(time.Duration(seq) * time.Second), Load: load,
 				}
@@ -72,11 +73,11 @@ func BenchmarkRecordReports(b *testing.B) {
 
 // BenchmarkClaimMeeting places new meetings on the nodes, one at a time.
 func BenchmarkClaimMeeting(b *testing.B) {
-	forEachBenchBackend(b, func(b *testing.B, s *Store, nodes []fleet.Node) {
+	forEachBenchBackend(b, func(b *testing.B, s *Store, nodes []records.Node) {
 		i := 0
 		for b.Loop() {
 			i++
-			m := fleet.Meeting{MeetingID: fmt.Sprint("meeting-", i), NodeID: nodes[i%benchFleet].ID, PlacedAt: t0}
+			m := records.Meeting{MeetingID: fmt.Sprint("meeting-", i), NodeID: nodes[i%benchFleet].ID, PlacedAt: t0}
 			if _, won, err := s.ClaimMeeting(b.Context(), m); err != nil || !won {
 				b.Fatalf("claim %s: won %v, %v", m.MeetingID, won, err)
 			}

@@ -7,18 +7,18 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+	"github.com/bbb-agent/bbb-agent/balancer/records"
 )
 
 const meetingColumns = `meeting_id, node_id, placed_at`
 
-func scanMeeting(sc scanner) (fleet.Meeting, error) {
+func scanMeeting(sc scanner) (records.Meeting, error) {
 	var (
-		m        fleet.Meeting
+		m        records.Meeting
 		placedAt int64
 	)
 	if err := sc.Scan(&m.MeetingID, &m.NodeID, &placedAt); err != nil {
-		return fleet.Meeting{}, err
+		return records.Meeting{}, err
 	}
 	m.PlacedAt = fromMillis(placedAt)
 	return m, nil
@@ -33,9 +33,9 @@ const claimAttempts = 3
 // call made it. Of concurrent claims for one meeting, from any number of
 // processes, exactly one wins and all return its placement. An unknown node
 // is ErrNotFound.
-func (s *Store) ClaimMeeting(ctx context.Context, m fleet.Meeting) (fleet.Meeting, bool, error) {
+func (s *Store) ClaimMeeting(ctx context.Context, m records.Meeting) (records.Meeting, bool, error) {
 	if m.MeetingID == "" {
-		return fleet.Meeting{}, false, errors.New("store: claim meeting: empty meeting ID")
+		return records.Meeting{}, false, errors.New("store: claim meeting: empty meeting ID")
 	}
 	for range claimAttempts {
 		// INSERT ... SELECT inserts nothing for an unknown node, where a
@@ -48,22 +48,22 @@ func (s *Store) ClaimMeeting(ctx context.Context, m fleet.Meeting) (fleet.Meetin
 			return got, true, nil
 		}
 		if err = notFound(err); !errors.Is(err, ErrNotFound) {
-			return fleet.Meeting{}, false, fmt.Errorf("store: claim meeting %q: %w", m.MeetingID, err)
+			return records.Meeting{}, false, fmt.Errorf("store: claim meeting %q: %w", m.MeetingID, err)
 		}
 		got, err = s.meeting(ctx, m.MeetingID)
 		if err == nil {
 			return got, false, nil
 		}
 		if !errors.Is(err, ErrNotFound) {
-			return fleet.Meeting{}, false, fmt.Errorf("store: claim meeting %q: %w", m.MeetingID, err)
+			return records.Meeting{}, false, fmt.Errorf("store: claim meeting %q: %w", m.MeetingID, err)
 		}
 		// Neither inserted nor there: the node is unknown, or the winning
 		// placement was deleted in between.
 		if err := s.nodeExists(ctx, m.NodeID); err != nil {
-			return fleet.Meeting{}, false, fmt.Errorf("store: claim meeting %q: node %q: %w", m.MeetingID, m.NodeID, err)
+			return records.Meeting{}, false, fmt.Errorf("store: claim meeting %q: node %q: %w", m.MeetingID, m.NodeID, err)
 		}
 	}
-	return fleet.Meeting{}, false, fmt.Errorf("store: claim meeting %q: placement changed %d times while claiming",
+	return records.Meeting{}, false, fmt.Errorf("store: claim meeting %q: placement changed %d times while claiming",
 		m.MeetingID, claimAttempts)
 }
 
@@ -71,7 +71,7 @@ func (s *Store) ClaimMeeting(ctx context.Context, m fleet.Meeting) (fleet.Meetin
 // (compare-and-swap), and returns the placement as it then stands: concurrent
 // movers all return the one move that happened. A meeting without placement,
 // or an unknown toNodeID, is ErrNotFound.
-func (s *Store) MoveMeeting(ctx context.Context, meetingID, fromNodeID, toNodeID string, at time.Time) (fleet.Meeting, error) {
+func (s *Store) MoveMeeting(ctx context.Context, meetingID, fromNodeID, toNodeID string, at time.Time) (records.Meeting, error) {
 	got, err := scanMeeting(s.queryRow(ctx, s.db, `UPDATE meetings SET node_id = ?, placed_at = ?
 		WHERE meeting_id = ? AND node_id = ? AND EXISTS (SELECT 1 FROM nodes WHERE id = ?)
 		RETURNING `+meetingColumns, toNodeID, millis(at), meetingID, fromNodeID, toNodeID))
@@ -82,23 +82,23 @@ func (s *Store) MoveMeeting(ctx context.Context, meetingID, fromNodeID, toNodeID
 		}
 	}
 	if err != nil {
-		return fleet.Meeting{}, fmt.Errorf("store: move meeting %q from node %q to %q: %w", meetingID, fromNodeID, toNodeID, err)
+		return records.Meeting{}, fmt.Errorf("store: move meeting %q from node %q to %q: %w", meetingID, fromNodeID, toNodeID, err)
 	}
 	return got, nil
 }
 
 // Meeting returns the meeting's placement.
-func (s *Store) Meeting(ctx context.Context, meetingID string) (fleet.Meeting, error) {
+func (s *Store) Meeting(ctx context.Context, meetingID string) (records.Meeting, error) {
 	m, err := scanMeeting(s.queryRow(ctx, s.rdb, `SELECT `+meetingColumns+` FROM meetings WHERE meeting_id = ?`, meetingID))
 	if err != nil {
-		return fleet.Meeting{}, fmt.Errorf("store: meeting %q: %w", meetingID, notFound(err))
+		return records.Meeting{}, fmt.Errorf("store: meeting %q: %w", meetingID, notFound(err))
 	}
 	return m, nil
 }
 
 // meeting reads a placement through the writer, so that it sees the write
 // that just lost a race.
-func (s *Store) meeting(ctx context.Context, meetingID string) (fleet.Meeting, error) {
+func (s *Store) meeting(ctx context.Context, meetingID string) (records.Meeting, error) {
 	m, err := scanMeeting(s.queryRow(ctx, s.db, `SELECT `+meetingColumns+` FROM meetings WHERE meeting_id = ?`, meetingID))
 	return m, notFound(err)
 }

@@ -9,19 +9,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+	"github.com/bbb-agent/bbb-agent/balancer/records"
 )
 
 func TestClaimMeeting(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s *Store, b backend) {
 		ctx := t.Context()
 		n1, n2 := addNode(t, s, "bbb1"), addNode(t, s, "bbb2")
-		first := fleet.Meeting{MeetingID: "m1", NodeID: n1.ID, PlacedAt: t0}
+		first := records.Meeting{MeetingID: "m1", NodeID: n1.ID, PlacedAt: t0}
 		got, won, err := s.ClaimMeeting(ctx, first)
 		if err != nil || !won || !reflect.DeepEqual(got, first) {
 			t.Fatalf("first claim = %+v, %v, %v; want %+v, true", got, won, err, first)
 		}
-		got, won, err = s.ClaimMeeting(ctx, fleet.Meeting{MeetingID: "m1", NodeID: n2.ID, PlacedAt: t0.Add(time.Second)})
+		got, won, err = s.ClaimMeeting(ctx, records.Meeting{MeetingID: "m1", NodeID: n2.ID, PlacedAt: t0.Add(time.Second)})
 		if err != nil || won || !reflect.DeepEqual(got, first) {
 			t.Errorf("second claim = %+v, %v, %v; want %+v, false", got, won, err, first)
 		}
@@ -31,10 +31,10 @@ func TestClaimMeeting(t *testing.T) {
 		if _, err := s.Meeting(ctx, "m2"); !errors.Is(err, ErrNotFound) {
 			t.Errorf("Meeting(m2): err = %v, want ErrNotFound", err)
 		}
-		if _, _, err := s.ClaimMeeting(ctx, fleet.Meeting{MeetingID: "m2", NodeID: "nope", PlacedAt: t0}); !errors.Is(err, ErrNotFound) {
+		if _, _, err := s.ClaimMeeting(ctx, records.Meeting{MeetingID: "m2", NodeID: "nope", PlacedAt: t0}); !errors.Is(err, ErrNotFound) {
 			t.Errorf("claim on an unknown node: err = %v, want ErrNotFound", err)
 		}
-		if _, _, err := s.ClaimMeeting(ctx, fleet.Meeting{NodeID: n1.ID, PlacedAt: t0}); err == nil {
+		if _, _, err := s.ClaimMeeting(ctx, records.Meeting{NodeID: n1.ID, PlacedAt: t0}); err == nil {
 			t.Error("claim without meeting ID: no error")
 		}
 	})
@@ -47,13 +47,13 @@ func TestClaimMeetingConcurrent(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s *Store, b backend) {
 		ctx := t.Context()
 		stores := []*Store{s, b.open(t)}
-		var nodes []fleet.Node
+		var nodes []records.Node
 		for i := range 4 {
 			nodes = append(nodes, addNode(t, s, fmt.Sprint("bbb", i)))
 		}
 		const meetings, claimers = 10, 16
 		type result struct {
-			m   fleet.Meeting
+			m   records.Meeting
 			won bool
 		}
 		results := make([][]result, meetings)
@@ -67,7 +67,7 @@ func TestClaimMeetingConcurrent(t *testing.T) {
 			wg.Go(func() {
 				<-start
 				for i := range meetings {
-					m, won, err := st.ClaimMeeting(ctx, fleet.Meeting{
+					m, won, err := st.ClaimMeeting(ctx, records.Meeting{
 						MeetingID: fmt.Sprint("m", i), NodeID: node.ID, PlacedAt: t0.Add(time.Duration(c) * time.Millisecond),
 					})
 					if err != nil {
@@ -104,7 +104,7 @@ func TestMoveMeeting(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s *Store, b backend) {
 		ctx := t.Context()
 		n1, n2, n3 := addNode(t, s, "bbb1"), addNode(t, s, "bbb2"), addNode(t, s, "bbb3")
-		if _, _, err := s.ClaimMeeting(ctx, fleet.Meeting{MeetingID: "m1", NodeID: n1.ID, PlacedAt: t0}); err != nil {
+		if _, _, err := s.ClaimMeeting(ctx, records.Meeting{MeetingID: "m1", NodeID: n1.ID, PlacedAt: t0}); err != nil {
 			t.Fatal(err)
 		}
 		at := t0.Add(time.Minute)
@@ -112,13 +112,13 @@ func TestMoveMeeting(t *testing.T) {
 			name     string
 			meeting  string
 			from, to string
-			want     fleet.Meeting
+			want     records.Meeting
 			wantErr  error
 		}{
 			{name: "moves from the current node", meeting: "m1", from: n1.ID, to: n2.ID,
-				want: fleet.Meeting{MeetingID: "m1", NodeID: n2.ID, PlacedAt: at}},
+				want: records.Meeting{MeetingID: "m1", NodeID: n2.ID, PlacedAt: at}},
 			{name: "a mover that lost returns the move that won", meeting: "m1", from: n1.ID, to: n3.ID,
-				want: fleet.Meeting{MeetingID: "m1", NodeID: n2.ID, PlacedAt: at}},
+				want: records.Meeting{MeetingID: "m1", NodeID: n2.ID, PlacedAt: at}},
 			{name: "to an unknown node", meeting: "m1", from: n2.ID, to: "nope", wantErr: ErrNotFound},
 			{name: "no placement", meeting: "m2", from: n1.ID, to: n2.ID, wantErr: ErrNotFound},
 		}
@@ -133,14 +133,14 @@ func TestMoveMeeting(t *testing.T) {
 
 		t.Run("concurrent movers agree", func(t *testing.T) {
 			stores := []*Store{s, b.open(t)}
-			if _, _, err := s.ClaimMeeting(ctx, fleet.Meeting{MeetingID: "m3", NodeID: n1.ID, PlacedAt: t0}); err != nil {
+			if _, _, err := s.ClaimMeeting(ctx, records.Meeting{MeetingID: "m3", NodeID: n1.ID, PlacedAt: t0}); err != nil {
 				t.Fatal(err)
 			}
 			const movers = 8
-			got := make([]fleet.Meeting, movers)
+			got := make([]records.Meeting, movers)
 			var wg sync.WaitGroup
 			for i := range movers {
-				to := []fleet.Node{n2, n3}[i%2]
+				to := []records.Node{n2, n3}[i%2]
 				wg.Go(func() {
 					m, err := stores[i%2].MoveMeeting(ctx, "m3", n1.ID, to.ID, at.Add(time.Duration(i)*time.Millisecond))
 					if err != nil {
@@ -166,7 +166,7 @@ func TestDeleteMeeting(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s *Store, b backend) {
 		ctx := t.Context()
 		n1, n2 := addNode(t, s, "bbb1"), addNode(t, s, "bbb2")
-		if _, _, err := s.ClaimMeeting(ctx, fleet.Meeting{MeetingID: "m1", NodeID: n1.ID, PlacedAt: t0}); err != nil {
+		if _, _, err := s.ClaimMeeting(ctx, records.Meeting{MeetingID: "m1", NodeID: n1.ID, PlacedAt: t0}); err != nil {
 			t.Fatal(err)
 		}
 		tests := []struct {
@@ -196,7 +196,7 @@ func TestPruneMeetings(t *testing.T) {
 		ctx := t.Context()
 		n1, n2 := addNode(t, s, "bbb1"), addNode(t, s, "bbb2")
 		all := []string{"ended1", "ended2", "running", "other-node", "recent"}
-		for _, m := range []fleet.Meeting{
+		for _, m := range []records.Meeting{
 			{MeetingID: "ended1", NodeID: n1.ID, PlacedAt: t0},
 			{MeetingID: "ended2", NodeID: n1.ID, PlacedAt: t0},
 			{MeetingID: "running", NodeID: n1.ID, PlacedAt: t0},
@@ -245,21 +245,21 @@ func TestPlacedSince(t *testing.T) {
 		ctx := t.Context()
 		n1, n2, n3 := addNode(t, s, "bbb1"), addNode(t, s, "bbb2"), addNode(t, s, "bbb3")
 		for i, at := range []time.Duration{time.Second, 2 * time.Second, 3 * time.Second} {
-			for _, n := range []fleet.Node{n1, n2} {
-				if _, _, err := s.ClaimMeeting(ctx, fleet.Meeting{MeetingID: fmt.Sprint(n.Name, "-", i), NodeID: n.ID, PlacedAt: t0.Add(at)}); err != nil {
+			for _, n := range []records.Node{n1, n2} {
+				if _, _, err := s.ClaimMeeting(ctx, records.Meeting{MeetingID: fmt.Sprint(n.Name, "-", i), NodeID: n.ID, PlacedAt: t0.Add(at)}); err != nil {
 					t.Fatal(err)
 				}
 			}
 		}
 		tests := []struct {
 			name    string
-			reports []fleet.Report
+			reports []records.Report
 			want    map[string]int
 		}{
 			{"no reports yet: all", nil, map[string]int{n1.ID: 3, n2.ID: 3}},
-			{"report after the first two", []fleet.Report{{NodeID: n1.ID, ReceivedAt: t0.Add(2 * time.Second)}},
+			{"report after the first two", []records.Report{{NodeID: n1.ID, ReceivedAt: t0.Add(2 * time.Second)}},
 				map[string]int{n1.ID: 1, n2.ID: 3}},
-			{"reports after all", []fleet.Report{{NodeID: n1.ID, ReceivedAt: t0.Add(time.Minute)}, {NodeID: n2.ID, ReceivedAt: t0.Add(time.Minute)},
+			{"reports after all", []records.Report{{NodeID: n1.ID, ReceivedAt: t0.Add(time.Minute)}, {NodeID: n2.ID, ReceivedAt: t0.Add(time.Minute)},
 				{NodeID: n3.ID, ReceivedAt: t0.Add(time.Minute)}}, map[string]int{}},
 		}
 		for _, tt := range tests {

@@ -11,39 +11,40 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+	"github.com/bbb-agent/bbb-agent/balancer/records"
+	"github.com/bbb-agent/bbb-agent/fleet"
 )
 
 const nodeColumns = `id, name, url, secret, role, tags, load_multiplier, state, source, agent_version,
 	report_interval_ms, created_at, last_report_at, last_seq, load_json, turn_uris`
 
-func scanNode(sc scanner) (fleet.Node, error) {
+func scanNode(sc scanner) (records.Node, error) {
 	var tags, load, uris string
 	n, err := scanNodeColumns(sc, &tags, &load, &uris)
 	if err != nil {
-		return fleet.Node{}, err
+		return records.Node{}, err
 	}
 	if err := decodeLists([]byte(tags), []byte(uris), &n); err != nil {
-		return fleet.Node{}, err
+		return records.Node{}, err
 	}
 	if err := json.Unmarshal([]byte(load), &n.Load); err != nil {
-		return fleet.Node{}, fmt.Errorf("load: %w", err)
+		return records.Node{}, fmt.Errorf("load: %w", err)
 	}
 	return n, nil
 }
 
 // scanNodeColumns scans a row of nodeColumns but for the JSON of the tags,
 // the load and the TURN URIs, which go to tags, load and uris as they are.
-func scanNodeColumns(sc scanner, tags, load, uris any) (fleet.Node, error) {
+func scanNodeColumns(sc scanner, tags, load, uris any) (records.Node, error) {
 	var (
-		n                               fleet.Node
+		n                               records.Node
 		url                             sql.NullString
 		interval, created, lastReportAt int64
 	)
 	err := sc.Scan(&n.ID, &n.Name, &url, &n.Secret, &n.Role, tags, &n.LoadMultiplier, &n.State, &n.Source,
 		&n.AgentVersion, &interval, &created, &lastReportAt, &n.LastSeq, load, uris)
 	if err != nil {
-		return fleet.Node{}, err
+		return records.Node{}, err
 	}
 	n.URL = url.String
 	n.ReportInterval = time.Duration(interval) * time.Millisecond
@@ -53,7 +54,7 @@ func scanNodeColumns(sc scanner, tags, load, uris any) (fleet.Node, error) {
 }
 
 // decodeLists decodes the tags and TURN URIs columns.
-func decodeLists(tags, uris []byte, n *fleet.Node) error {
+func decodeLists(tags, uris []byte, n *records.Node) error {
 	var err error
 	if n.Tags, err = decodeStrings(tags); err != nil {
 		return fmt.Errorf("tags: %w", err)
@@ -115,9 +116,9 @@ func validState(st fleet.AdminState) error {
 //
 // A URL registered to a node of another name is ErrConflict. Concurrent
 // upserts of one name, from any number of processes, make one node.
-func (s *Store) UpsertNode(ctx context.Context, n fleet.Node) (fleet.Node, error) {
+func (s *Store) UpsertNode(ctx context.Context, n records.Node) (records.Node, error) {
 	if n.Name == "" {
-		return fleet.Node{}, errors.New("store: upsert node: empty name")
+		return records.Node{}, errors.New("store: upsert node: empty name")
 	}
 	if n.ID == "" {
 		n.ID = newID()
@@ -126,28 +127,28 @@ func (s *Store) UpsertNode(ctx context.Context, n fleet.Node) (fleet.Node, error
 		n.State = fleet.Enabled
 	}
 	if err := validState(n.State); err != nil {
-		return fleet.Node{}, fmt.Errorf("store: upsert node %q: %w", n.Name, err)
+		return records.Node{}, fmt.Errorf("store: upsert node %q: %w", n.Name, err)
 	}
 	if n.Role == "" {
 		n.Role = fleet.RoleBBB
 	}
 	if n.Source == "" {
-		n.Source = fleet.SourceAgent
+		n.Source = records.SourceAgent
 	}
 	if n.LoadMultiplier == 0 {
 		n.LoadMultiplier = 1
 	}
 	tags, err := json.Marshal(append([]string{}, n.Tags...)) // [] rather than null
 	if err != nil {
-		return fleet.Node{}, fmt.Errorf("store: upsert node %q: tags: %w", n.Name, err)
+		return records.Node{}, fmt.Errorf("store: upsert node %q: tags: %w", n.Name, err)
 	}
 	uris, err := json.Marshal(append([]string{}, n.TURNURIs...))
 	if err != nil {
-		return fleet.Node{}, fmt.Errorf("store: upsert node %q: turn uris: %w", n.Name, err)
+		return records.Node{}, fmt.Errorf("store: upsert node %q: turn uris: %w", n.Name, err)
 	}
 	load, err := json.Marshal(n.Load)
 	if err != nil {
-		return fleet.Node{}, fmt.Errorf("store: upsert node %q: load: %w", n.Name, err)
+		return records.Node{}, fmt.Errorf("store: upsert node %q: load: %w", n.Name, err)
 	}
 	url := sql.NullString{String: n.URL, Valid: n.URL != ""}
 
@@ -166,10 +167,10 @@ func (s *Store) UpsertNode(ctx context.Context, n fleet.Node) (fleet.Node, error
 		// A unique URL index violation is told apart from other failures by
 		// looking for the URL's owner, which has committed by now.
 		if other, ok := s.urlOwner(ctx, n.URL, n.Name); ok {
-			return fleet.Node{}, fmt.Errorf("store: upsert node %q: URL %s is already registered to node %q: %w",
+			return records.Node{}, fmt.Errorf("store: upsert node %q: URL %s is already registered to node %q: %w",
 				n.Name, n.URL, other, ErrConflict)
 		}
-		return fleet.Node{}, fmt.Errorf("store: upsert node %q: %w", n.Name, err)
+		return records.Node{}, fmt.Errorf("store: upsert node %q: %w", n.Name, err)
 	}
 	return got, nil
 }
@@ -185,25 +186,25 @@ func (s *Store) urlOwner(ctx context.Context, url, name string) (string, bool) {
 }
 
 // Node returns the node with the ID.
-func (s *Store) Node(ctx context.Context, id string) (fleet.Node, error) {
+func (s *Store) Node(ctx context.Context, id string) (records.Node, error) {
 	n, err := scanNode(s.queryRow(ctx, s.rdb, `SELECT `+nodeColumns+` FROM nodes WHERE id = ?`, id))
 	if err != nil {
-		return fleet.Node{}, fmt.Errorf("store: node %q: %w", id, notFound(err))
+		return records.Node{}, fmt.Errorf("store: node %q: %w", id, notFound(err))
 	}
 	return n, nil
 }
 
 // NodeByName returns the node with the name.
-func (s *Store) NodeByName(ctx context.Context, name string) (fleet.Node, error) {
+func (s *Store) NodeByName(ctx context.Context, name string) (records.Node, error) {
 	n, err := scanNode(s.queryRow(ctx, s.rdb, `SELECT `+nodeColumns+` FROM nodes WHERE name = ?`, name))
 	if err != nil {
-		return fleet.Node{}, fmt.Errorf("store: node named %q: %w", name, notFound(err))
+		return records.Node{}, fmt.Errorf("store: node named %q: %w", name, notFound(err))
 	}
 	return n, nil
 }
 
 // Nodes returns all nodes, ordered by name.
-func (s *Store) Nodes(ctx context.Context) ([]fleet.Node, error) {
+func (s *Store) Nodes(ctx context.Context) ([]records.Node, error) {
 	rows, err := s.query(ctx, s.rdb, `SELECT `+nodeColumns+` FROM nodes ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("store: list nodes: %w", err)
@@ -214,7 +215,7 @@ func (s *Store) Nodes(ctx context.Context) ([]fleet.Node, error) {
 	s.loadsMu.Unlock()
 	next := make(loadMemo, len(memo))
 	var (
-		nodes            = make([]fleet.Node, 0, len(memo))
+		nodes            = make([]records.Node, 0, len(memo))
 		tags, load, uris sql.RawBytes
 	)
 	for rows.Next() {
@@ -268,13 +269,13 @@ func (s *Store) RenameNode(ctx context.Context, id, name string) error {
 }
 
 // SetNodeState sets the node's admin state and returns the node.
-func (s *Store) SetNodeState(ctx context.Context, id string, st fleet.AdminState) (fleet.Node, error) {
+func (s *Store) SetNodeState(ctx context.Context, id string, st fleet.AdminState) (records.Node, error) {
 	if err := validState(st); err != nil {
-		return fleet.Node{}, fmt.Errorf("store: set node %q state: %w", id, err)
+		return records.Node{}, fmt.Errorf("store: set node %q state: %w", id, err)
 	}
 	n, err := scanNode(s.queryRow(ctx, s.db, `UPDATE nodes SET state = ? WHERE id = ? RETURNING `+nodeColumns, st, id))
 	if err != nil {
-		return fleet.Node{}, fmt.Errorf("store: set node %q state %s: %w", id, st, notFound(err))
+		return records.Node{}, fmt.Errorf("store: set node %q state %s: %w", id, st, notFound(err))
 	}
 	return n, nil
 }
@@ -331,7 +332,7 @@ type reportRow struct {
 // only if it was received after the node's stored one, so a late batch never
 // overwrites a newer report; of several reports for one node in the batch,
 // the newest counts. Reports for unknown nodes are ignored.
-func (s *Store) RecordReports(ctx context.Context, reports []fleet.Report) error {
+func (s *Store) RecordReports(ctx context.Context, reports []records.Report) error {
 	if len(reports) == 0 {
 		return nil
 	}

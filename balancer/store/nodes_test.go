@@ -9,13 +9,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+	"github.com/bbb-agent/bbb-agent/balancer/records"
+	"github.com/bbb-agent/bbb-agent/fleet"
 )
 
 func TestUpsertNode(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s *Store, b backend) {
 		ctx := t.Context()
-		in := fleet.Node{
+		in := records.Node{
 			Name: "bbb1", URL: "https://bbb1.example.com/bigbluebutton/api/", Secret: "s1",
 			Tags: []string{"eu", "big"}, ReportInterval: 5 * time.Second, AgentVersion: "1.0.0", CreatedAt: t0,
 		}
@@ -27,7 +28,7 @@ func TestUpsertNode(t *testing.T) {
 			t.Errorf("new ID %q: want 32 hex digits", first.ID)
 		}
 		want := in
-		want.ID, want.State, want.Role, want.Source, want.LoadMultiplier = first.ID, fleet.Enabled, fleet.RoleBBB, fleet.SourceAgent, 1
+		want.ID, want.State, want.Role, want.Source, want.LoadMultiplier = first.ID, fleet.Enabled, fleet.RoleBBB, records.SourceAgent, 1
 		if !reflect.DeepEqual(first, want) {
 			t.Errorf("insert returned\n %+v\nwant %+v", first, want)
 		}
@@ -40,13 +41,13 @@ func TestUpsertNode(t *testing.T) {
 		if _, err := s.SetNodeState(ctx, first.ID, fleet.Cordoned); err != nil {
 			t.Fatal(err)
 		}
-		report := fleet.Report{NodeID: first.ID, Seq: 3, ReceivedAt: t0.Add(time.Minute), Load: fleet.Load{Meetings: 2, BBBHealthy: true}}
-		if err := s.RecordReports(ctx, []fleet.Report{report}); err != nil {
+		report := records.Report{NodeID: first.ID, Seq: 3, ReceivedAt: t0.Add(time.Minute), Load: fleet.Load{Meetings: 2, BBBHealthy: true}}
+		if err := s.RecordReports(ctx, []records.Report{report}); err != nil {
 			t.Fatal(err)
 		}
-		update := fleet.Node{
+		update := records.Node{
 			ID: "ignored", Name: "bbb1", URL: "https://bbb1.example.org/bigbluebutton/api/", Secret: "s2",
-			Role: fleet.RoleBBB, Tags: []string{"us"}, LoadMultiplier: 2.5, State: fleet.Disabled, Source: fleet.SourcePoll,
+			Role: fleet.RoleBBB, Tags: []string{"us"}, LoadMultiplier: 2.5, State: fleet.Disabled, Source: records.SourcePoll,
 			AgentVersion: "1.1.0", ReportInterval: 10 * time.Second, CreatedAt: t0.Add(time.Hour),
 			LastReportAt: t0.Add(time.Hour), LastSeq: 99,
 		}
@@ -66,7 +67,7 @@ func TestUpsertNode(t *testing.T) {
 
 		t.Run("given ID and TURN node without URL", func(t *testing.T) {
 			for _, name := range []string{"turn1", "turn2"} {
-				n, err := s.UpsertNode(ctx, fleet.Node{ID: "id-" + name, Name: name, Role: fleet.RoleTURN, CreatedAt: t0})
+				n, err := s.UpsertNode(ctx, records.Node{ID: "id-" + name, Name: name, Role: fleet.RoleTURN, CreatedAt: t0})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -83,7 +84,7 @@ func TestUpsertNode(t *testing.T) {
 			for i := range cap(ids) {
 				st := []*Store{s, other}[i%2]
 				wg.Go(func() {
-					n, err := st.UpsertNode(ctx, fleet.Node{Name: "racer", URL: "https://racer/bigbluebutton/api/", CreatedAt: t0})
+					n, err := st.UpsertNode(ctx, records.Node{Name: "racer", URL: "https://racer/bigbluebutton/api/", CreatedAt: t0})
 					if err != nil {
 						t.Error(err)
 					}
@@ -102,10 +103,10 @@ func TestUpsertNode(t *testing.T) {
 		})
 
 		t.Run("errors", func(t *testing.T) {
-			if _, err := s.UpsertNode(ctx, fleet.Node{URL: "https://x/bigbluebutton/api/"}); err == nil {
+			if _, err := s.UpsertNode(ctx, records.Node{URL: "https://x/bigbluebutton/api/"}); err == nil {
 				t.Error("no error for a node without name")
 			}
-			if _, err := s.UpsertNode(ctx, fleet.Node{Name: "x", State: "asleep"}); err == nil {
+			if _, err := s.UpsertNode(ctx, records.Node{Name: "x", State: "asleep"}); err == nil {
 				t.Error("no error for an invalid state")
 			}
 			if _, err := s.Node(ctx, "nope"); !errors.Is(err, ErrNotFound) {
@@ -125,10 +126,10 @@ func TestUpsertNodeURLConflict(t *testing.T) {
 		addNode(t, s, "bbb2")
 		tests := []struct {
 			name string
-			node fleet.Node
+			node records.Node
 		}{
-			{"insert with another node's URL", fleet.Node{Name: "bbb3", URL: "https://bbb1/bigbluebutton/api/", Secret: "topsecret"}},
-			{"update to another node's URL", fleet.Node{Name: "bbb2", URL: "https://bbb1/bigbluebutton/api/", Secret: "topsecret"}},
+			{"insert with another node's URL", records.Node{Name: "bbb3", URL: "https://bbb1/bigbluebutton/api/", Secret: "topsecret"}},
+			{"update to another node's URL", records.Node{Name: "bbb2", URL: "https://bbb1/bigbluebutton/api/", Secret: "topsecret"}},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
@@ -241,7 +242,7 @@ func TestNodeState(t *testing.T) {
 						t.Errorf("SetNodeStateIf = %v, want %v", ok, tt.wantOK)
 					}
 				} else {
-					var n fleet.Node
+					var n records.Node
 					n, err = s.SetNodeState(ctx, tt.id, tt.to)
 					if err == nil && n.State != tt.to {
 						t.Errorf("SetNodeState returned state %s, want %s", n.State, tt.to)
@@ -268,8 +269,8 @@ func TestDeleteNode(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s *Store, b backend) {
 		ctx := t.Context()
 		gone, kept := addNode(t, s, "gone"), addNode(t, s, "kept")
-		for i, n := range []fleet.Node{gone, gone, kept} {
-			if _, _, err := s.ClaimMeeting(ctx, fleet.Meeting{MeetingID: fmt.Sprint("m", i), NodeID: n.ID, PlacedAt: t0}); err != nil {
+		for i, n := range []records.Node{gone, gone, kept} {
+			if _, _, err := s.ClaimMeeting(ctx, records.Meeting{MeetingID: fmt.Sprint("m", i), NodeID: n.ID, PlacedAt: t0}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -297,8 +298,8 @@ func TestRecordReports(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s *Store, b backend) {
 		ctx := t.Context()
 		a, c := addNode(t, s, "a"), addNode(t, s, "c")
-		report := func(n fleet.Node, seq int64, at time.Duration) fleet.Report {
-			return fleet.Report{NodeID: n.ID, Seq: seq, ReceivedAt: t0.Add(at), Load: fleet.Load{Meetings: int(seq), CPUPercent: 12.5, MemTotalBytes: 1 << 40}}
+		report := func(n records.Node, seq int64, at time.Duration) records.Report {
+			return records.Report{NodeID: n.ID, Seq: seq, ReceivedAt: t0.Add(at), Load: fleet.Load{Meetings: int(seq), CPUPercent: 12.5, MemTotalBytes: 1 << 40}}
 		}
 		type want struct {
 			seq int64
@@ -306,18 +307,18 @@ func TestRecordReports(t *testing.T) {
 		}
 		tests := []struct {
 			name  string
-			batch []fleet.Report
+			batch []records.Report
 			a, c  want
 		}{
-			{"first reports", []fleet.Report{report(a, 1, 10*time.Second), report(c, 1, 10*time.Second)},
+			{"first reports", []records.Report{report(a, 1, 10*time.Second), report(c, 1, 10*time.Second)},
 				want{1, 10 * time.Second}, want{1, 10 * time.Second}},
-			{"newest of a batch counts, in any order", []fleet.Report{report(a, 3, 30*time.Second), report(a, 2, 20*time.Second)},
+			{"newest of a batch counts, in any order", []records.Report{report(a, 3, 30*time.Second), report(a, 2, 20*time.Second)},
 				want{3, 30 * time.Second}, want{1, 10 * time.Second}},
-			{"stale batch ignored, newer applied", []fleet.Report{report(a, 2, 20*time.Second), report(c, 2, 20*time.Second)},
+			{"stale batch ignored, newer applied", []records.Report{report(a, 2, 20*time.Second), report(c, 2, 20*time.Second)},
 				want{3, 30 * time.Second}, want{2, 20 * time.Second}},
-			{"same receive time ignored", []fleet.Report{report(c, 9, 20*time.Second)},
+			{"same receive time ignored", []records.Report{report(c, 9, 20*time.Second)},
 				want{3, 30 * time.Second}, want{2, 20 * time.Second}},
-			{"unknown node ignored", []fleet.Report{{NodeID: "removed", Seq: 1, ReceivedAt: t0.Add(time.Hour)}, report(c, 4, 40*time.Second)},
+			{"unknown node ignored", []records.Report{{NodeID: "removed", Seq: 1, ReceivedAt: t0.Add(time.Hour)}, report(c, 4, 40*time.Second)},
 				want{3, 30 * time.Second}, want{4, 40 * time.Second}},
 			{"empty batch", nil, want{3, 30 * time.Second}, want{4, 40 * time.Second}},
 		}
@@ -327,7 +328,7 @@ func TestRecordReports(t *testing.T) {
 					t.Fatal(err)
 				}
 				for _, x := range []struct {
-					node fleet.Node
+					node records.Node
 					want want
 				}{{a, tt.a}, {c, tt.c}} {
 					got, err := s.Node(ctx, x.node.ID)

@@ -13,7 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+	"github.com/bbb-agent/bbb-agent/balancer/records"
+	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/bbb-agent/bbb-agent/internal/testenv"
 )
 
@@ -68,9 +69,9 @@ func forEachBackend(t *testing.T, f func(t *testing.T, s *Store, b backend)) {
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 
 // addNode inserts a node named name with URL https://NAME/bigbluebutton/api/.
-func addNode(t testing.TB, s *Store, name string) fleet.Node {
+func addNode(t testing.TB, s *Store, name string) records.Node {
 	t.Helper()
-	n, err := s.UpsertNode(t.Context(), fleet.Node{
+	n, err := s.UpsertNode(t.Context(), records.Node{
 		Name: name, URL: "https://" + name + "/bigbluebutton/api/", Secret: "secret-" + name,
 		ReportInterval: 5 * time.Second, CreatedAt: t0,
 	})
@@ -241,10 +242,10 @@ func TestReopenPersists(t *testing.T) {
 		if _, err := s.SetNodeState(ctx, n.ID, fleet.Cordoned); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.RecordReports(ctx, []fleet.Report{{NodeID: n.ID, Seq: 7, ReceivedAt: t0.Add(time.Second), Load: fleet.Load{Meetings: 3}}}); err != nil {
+		if err := s.RecordReports(ctx, []records.Report{{NodeID: n.ID, Seq: 7, ReceivedAt: t0.Add(time.Second), Load: fleet.Load{Meetings: 3}}}); err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := s.ClaimMeeting(ctx, fleet.Meeting{MeetingID: "m1", NodeID: n.ID, PlacedAt: t0}); err != nil {
+		if _, _, err := s.ClaimMeeting(ctx, records.Meeting{MeetingID: "m1", NodeID: n.ID, PlacedAt: t0}); err != nil {
 			t.Fatal(err)
 		}
 		want, err := s.Node(ctx, n.ID)
@@ -276,7 +277,7 @@ func TestConcurrentUse(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s *Store, b backend) {
 		ctx := t.Context()
 		stores := []*Store{s, b.open(t)}
-		var nodes []fleet.Node
+		var nodes []records.Node
 		for i := range 8 {
 			nodes = append(nodes, addNode(t, s, fmt.Sprintf("bbb%d", i)))
 		}
@@ -289,7 +290,7 @@ func TestConcurrentUse(t *testing.T) {
 				for r := range rounds {
 					at := t0.Add(time.Duration(r*workers+w) * time.Millisecond)
 					node := nodes[(w+r)%len(nodes)]
-					m, _, err := st.ClaimMeeting(ctx, fleet.Meeting{MeetingID: fmt.Sprintf("m%d", r%10), NodeID: node.ID, PlacedAt: at})
+					m, _, err := st.ClaimMeeting(ctx, records.Meeting{MeetingID: fmt.Sprintf("m%d", r%10), NodeID: node.ID, PlacedAt: at})
 					if err == nil {
 						_, err = st.MoveMeeting(ctx, m.MeetingID, m.NodeID, node.ID, at)
 						if errors.Is(err, ErrNotFound) {
@@ -297,9 +298,9 @@ func TestConcurrentUse(t *testing.T) {
 						}
 					}
 					if err == nil {
-						var batch []fleet.Report
+						var batch []records.Report
 						for i, n := range nodes {
-							batch = append(batch, fleet.Report{NodeID: n.ID, Seq: int64(r), ReceivedAt: at, Load: fleet.Load{Meetings: i}})
+							batch = append(batch, records.Report{NodeID: n.ID, Seq: int64(r), ReceivedAt: at, Load: fleet.Load{Meetings: i}})
 						}
 						err = st.RecordReports(ctx, batch)
 					}

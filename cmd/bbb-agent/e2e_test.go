@@ -18,9 +18,10 @@ import (
 
 	"github.com/bbb-agent/bbb-agent/agent"
 	"github.com/bbb-agent/bbb-agent/balancer/adminapi"
-	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+	"github.com/bbb-agent/bbb-agent/balancer/records"
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/bbb/sim"
+	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/bbb-agent/bbb-agent/internal/testenv"
 )
 
@@ -421,7 +422,7 @@ func TestAgentsJoinTheFleet(t *testing.T) {
 		a *agentProc
 		s simNode
 	}{{a1, s1}, {a2, s2}} {
-		if srv, _ := f.server(c.a.node); srv.URL != c.s.url+"/bigbluebutton/api/" || srv.Source != fleet.SourceAgent {
+		if srv, _ := f.server(c.a.node); srv.URL != c.s.url+"/bigbluebutton/api/" || srv.Source != records.SourceAgent {
 			t.Errorf("the balancer has %s at %s (source %s), want %s/bigbluebutton/api/ from its agent", c.a.node, srv.URL, srv.Source, c.s.url)
 		}
 		st := c.a.waitState(t, agent.Ready, slack)

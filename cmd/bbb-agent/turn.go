@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/bbb-agent/bbb-agent/agent"
-	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/bbb-agent/bbb-agent/systemd"
 	"github.com/bbb-agent/bbb-agent/turn"
 	"github.com/urfave/cli/v2"

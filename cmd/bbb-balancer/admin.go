@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/bbb-agent/bbb-agent/balancer/adminapi"
-	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/urfave/cli/v2"
 )
 

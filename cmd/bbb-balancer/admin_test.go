@@ -12,7 +12,8 @@ import (
 	"testing"
 
 	"github.com/bbb-agent/bbb-agent/balancer/adminapi"
-	"github.com/bbb-agent/bbb-agent/balancer/fleet"
+	"github.com/bbb-agent/bbb-agent/balancer/records"
+	"github.com/bbb-agent/bbb-agent/fleet"
 )
 
 func seconds(s float64) *float64 { return &s }
@@ -49,17 +50,17 @@ func fleetFixture() []adminapi.Server {
 	return []adminapi.Server{
 		{
 			ID: "0a1b", Name: "bbb1", Hostname: "bbb1.example.com", URL: "https://bbb1.example.com/bigbluebutton/api/",
-			Role: fleet.RoleBBB, Source: fleet.SourceAgent, State: fleet.Enabled, Online: true, Status: fleet.Online,
+			Role: fleet.RoleBBB, Source: records.SourceAgent, State: fleet.Enabled, Online: true, Status: fleet.Online,
 			Meetings: 12, Users: 240, LargestMeeting: 80, Videos: 31, Load: 123.456, CPUPercent: 41.6,
 			LoadMultiplier: 1, Tags: []string{"eu", "big"}, LastReportAgeSeconds: seconds(2.04),
 		},
 		{
 			ID: "2c3d", Name: "bbb2.example.com", Hostname: "bbb2.example.com", URL: "https://bbb2.example.com/bigbluebutton/api/",
-			Role: fleet.RoleBBB, Source: fleet.SourcePoll, State: fleet.Cordoned, Status: fleet.Offline,
+			Role: fleet.RoleBBB, Source: records.SourcePoll, State: fleet.Cordoned, Status: fleet.Offline,
 			LoadMultiplier: 2.5, Tags: []string{},
 		},
 		{
-			ID: "4e5f", Name: "turn1", Hostname: "turn1", Role: fleet.RoleTURN, Source: fleet.SourceAgent,
+			ID: "4e5f", Name: "turn1", Hostname: "turn1", Role: fleet.RoleTURN, Source: records.SourceAgent,
 			State: fleet.Enabled, Online: true, Status: fleet.Online, CPUPercent: 7.2, LoadMultiplier: 1,
 			LastReportAgeSeconds: seconds(65),
 		},

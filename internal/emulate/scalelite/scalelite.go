@@ -32,8 +32,8 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/bbb-agent/bbb-agent/balancer/fleet"
 	"github.com/bbb-agent/bbb-agent/bbb"
+	"github.com/bbb-agent/bbb-agent/fleet"
 )
 
 // PathPrefix is where the API lives.

@@ -3,7 +3,7 @@
 // field added here reaches both.
 package agentapi
 
-import "github.com/bbb-agent/bbb-agent/balancer/fleet"
+import "github.com/bbb-agent/bbb-agent/fleet"
 
 // Paths of the agent API; every request is a POST with a JSON body and the
 // header "Authorization: Bearer <agent token>".

@@ -2,36 +2,9 @@ package fleet
 
 import (
 	"testing"
-	"time"
 
 	"github.com/bbb-agent/bbb-agent/bbb"
 )
-
-func TestLiveness(t *testing.T) {
-	now := time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
-	tests := []struct {
-		name     string
-		last     time.Duration // age of the newest report; <0 = never
-		interval time.Duration
-		want     Liveness
-	}{
-		{"fresh", time.Second, 5 * time.Second, Online},
-		{"two missed", 10 * time.Second, 5 * time.Second, Online},
-		{"exactly three", 15 * time.Second, 5 * time.Second, Online},
-		{"past three", 15*time.Second + time.Millisecond, 5 * time.Second, Offline},
-		{"never reported", -1, 5 * time.Second, Offline},
-		{"no interval", time.Second, 0, Offline},
-	}
-	for _, tt := range tests {
-		n := Node{ReportInterval: tt.interval}
-		if tt.last >= 0 {
-			n.LastReportAt = now.Add(-tt.last)
-		}
-		if got := n.Liveness(now, 3); got != tt.want {
-			t.Errorf("%s: %s, want %s", tt.name, got, tt.want)
-		}
-	}
-}
 
 func TestParseAdminState(t *testing.T) {
 	for in, want := range map[string]AdminState{"enabled": Enabled, "enable": Enabled, " Cordon ": Cordoned, "cordoned": Cordoned, "disable": Disabled, "DISABLED": Disabled} {

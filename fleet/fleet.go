@@ -1,12 +1,12 @@
-// Package fleet is the balancer's vocabulary: nodes with their admin state,
-// liveness and reported load, and the placement of meetings on nodes. It holds
-// types and the rules that follow from them, no I/O.
+// Package fleet is the vocabulary bbb-agent and bbb-balancer share: a node's
+// role, admin state and liveness, the load it reports, and the rules for
+// counting meetings and participants from BBB's getMeetings. Types and rules
+// only, no I/O.
 package fleet
 
 import (
 	"fmt"
 	"strings"
-	"time"
 )
 
 // AdminState is set by an operator or by the node's agent.
@@ -65,18 +65,6 @@ func ParseRole(s string) (Role, error) {
 	return "", fmt.Errorf("unknown role %q: want bbb or turn", s)
 }
 
-// Source says how the balancer learns a node's load.
-type Source string
-
-// The sources.
-const (
-	// SourceAgent nodes push reports through the agent API.
-	SourceAgent Source = "agent"
-	// SourcePoll nodes were added by an operator without an agent; the
-	// balancer polls their getMeetings.
-	SourcePoll Source = "poll"
-)
-
 // Load is what a node reports about itself (or what a poll found).
 type Load struct {
 	CPUPercent       float64 `json:"cpu_percent"` // 0..100, all cores together
@@ -101,54 +89,4 @@ type Load struct {
 	// allocation with credentials from the shared secret) succeeded.
 	TURNHealthy bool   `json:"turn_healthy,omitempty"`
 	BBBVersion  string `json:"bbb_version,omitempty"`
-}
-
-// Node is one server of the fleet as the balancer knows it.
-type Node struct {
-	ID     string
-	Name   string // unique; the agent's node name, or the host of an operator-added URL
-	URL    string // BBB API URL, ending in /bigbluebutton/api/
-	Secret string
-	Role   Role
-	Tags   []string
-	// TURNURIs are what a TURN node offers (turn:host:3478, turns:host:443?transport=tcp).
-	TURNURIs       []string
-	LoadMultiplier float64
-	State          AdminState
-	Source         Source
-	AgentVersion   string
-	// ReportInterval is how often the agent reports (or the poll interval).
-	ReportInterval time.Duration
-	CreatedAt      time.Time
-	// LastReportAt is the balancer's receive time of the newest report; zero if none.
-	LastReportAt time.Time
-	LastSeq      int64
-	Load         Load
-}
-
-// Liveness derives online/offline: online while the newest report is younger
-// than missed report intervals (DESIGN.md default 3).
-func (n Node) Liveness(now time.Time, missed int) Liveness {
-	if n.LastReportAt.IsZero() || n.ReportInterval <= 0 {
-		return Offline
-	}
-	if now.Sub(n.LastReportAt) > time.Duration(missed)*n.ReportInterval {
-		return Offline
-	}
-	return Online
-}
-
-// Report is one load report from an agent, as received.
-type Report struct {
-	NodeID     string
-	Seq        int64
-	ReceivedAt time.Time
-	Load       Load
-}
-
-// Meeting records which node a meeting was placed on.
-type Meeting struct {
-	MeetingID string
-	NodeID    string
-	PlacedAt  time.Time
 }
