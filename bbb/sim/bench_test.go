@@ -54,3 +54,23 @@ func BenchmarkGetMeetings(b *testing.B) {
 		benchRequest(b, s, bbb.CallGetMeetings)
 	}
 }
+
+// BenchmarkCreateHolding measures a create (and the end that keeps the count
+// steady) while the simulator holds a number of meetings: the cost must not
+// grow with that number.
+func BenchmarkCreateHolding(b *testing.B) {
+	for _, holding := range []int{0, 30000} {
+		b.Run("meetings="+strconv.Itoa(holding), func(b *testing.B) {
+			s := New(Config{Secret: testSecret, Seed: 1})
+			for i := range holding {
+				benchRequest(b, s, bbb.CallCreate, "meetingID", "held-"+strconv.Itoa(i))
+			}
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				id := "bench-" + strconv.Itoa(i)
+				benchRequest(b, s, bbb.CallCreate, "meetingID", id)
+				benchRequest(b, s, bbb.CallEnd, "meetingID", id)
+			}
+		})
+	}
+}

@@ -93,6 +93,8 @@ func (s *Server) newMeetingLocked(p createParams) *meeting {
 		parent.breakouts = append(parent.breakouts, m.info.InternalMeetingID)
 	}
 	s.meetings[p.meetingID] = m
+	s.byVoiceBridge[m.info.VoiceBridge] = m
+	s.byInternalID[m.info.InternalMeetingID] = m
 	return m
 }
 
@@ -110,24 +112,10 @@ func (s *Server) freeVoiceBridgeLocked() string {
 }
 
 // voiceBridgeOwnerLocked returns the active meeting using a voice bridge.
-func (s *Server) voiceBridgeOwnerLocked(vb string) *meeting {
-	for _, m := range s.meetings {
-		if !m.ended && m.info.VoiceBridge == vb {
-			return m
-		}
-	}
-	return nil
-}
+func (s *Server) voiceBridgeOwnerLocked(vb string) *meeting { return s.byVoiceBridge[vb] }
 
 // byInternalIDLocked finds an active meeting by its internal ID.
-func (s *Server) byInternalIDLocked(id string) *meeting {
-	for _, m := range s.meetings {
-		if !m.ended && m.info.InternalMeetingID == id {
-			return m
-		}
-	}
-	return nil
-}
+func (s *Server) byInternalIDLocked(id string) *meeting { return s.byInternalID[id] }
 
 // activeLocked returns the meetings that have not ended, oldest first.
 func (s *Server) activeLocked() []*meeting {
@@ -219,8 +207,8 @@ func (m *meeting) recount() {
 // that ends naturally is gone at once, as bbb-web destroys it.
 func (s *Server) endLocked(m *meeting, forcibly bool) []recordingInput {
 	var out []recordingInput
-	for _, b := range s.meetings {
-		if !b.ended && b.info.IsBreakout && b.info.ParentMeetingID == m.info.InternalMeetingID {
+	for _, id := range m.breakouts {
+		if b := s.byInternalID[id]; b != nil {
 			out = append(out, s.endLocked(b, forcibly)...)
 		}
 	}
@@ -229,6 +217,10 @@ func (s *Server) endLocked(m *meeting, forcibly bool) []recordingInput {
 	}
 	now := s.now().UnixMilli()
 	m.ended = true
+	if s.byVoiceBridge[m.info.VoiceBridge] == m {
+		delete(s.byVoiceBridge, m.info.VoiceBridge)
+	}
+	delete(s.byInternalID, m.info.InternalMeetingID)
 	m.info.Running = false
 	m.info.EndTime = max(now, m.info.CreateTime)
 	m.info.HasBeenForciblyEnded = forcibly
