@@ -25,7 +25,7 @@ import (
 	"github.com/bbb-agent/bbb-agent/agent/host"
 	"github.com/bbb-agent/bbb-agent/balancer"
 	"github.com/bbb-agent/bbb-agent/balancer/adminapi"
-	"github.com/bbb-agent/bbb-agent/balancer/store"
+	"github.com/bbb-agent/bbb-agent/balancer/balancertest"
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/bbb/sim"
 	"github.com/bbb-agent/bbb-agent/fleet"
@@ -94,22 +94,10 @@ func BenchmarkAgentProcess(b *testing.B) {
 // all the agent's.
 func BenchmarkReportCycle(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
-	discard := slog.New(slog.DiscardHandler)
-	st, err := store.Open(ctx, "sqlite:"+filepath.Join(b.TempDir(), "balancer.db"))
-	if err != nil {
-		cancel()
-		b.Fatal(err)
-	}
-	defer st.Close()
 	defer cancel()
-	lb, err := balancer.New(ctx, balancer.Config{Secrets: []string{benchLBSecret}, AgentToken: benchAgentToken,
-		AdminToken: benchAdminToken, Logger: discard}, st)
-	if err != nil {
-		b.Fatal(err)
-	}
-	go lb.Run(ctx)
-	lbServer := httptest.NewServer(lb.Handler())
-	defer lbServer.Close()
+	discard := slog.New(slog.DiscardHandler)
+	lb := balancertest.Start(b, balancertest.Options{Run: true, Config: balancer.Config{Secrets: []string{benchLBSecret},
+		AgentToken: benchAgentToken, AdminToken: benchAdminToken, Logger: discard}})
 
 	simulator := sim.New(sim.Config{Secret: benchSimSecret, Seed: 1})
 	var recorded atomic.Pointer[[]byte]
@@ -123,7 +111,7 @@ func BenchmarkReportCycle(b *testing.B) {
 	}))
 	defer simServer.Close()
 
-	reg, err := registrar.NewBalancer(lbServer.URL, benchAgentToken)
+	reg, err := registrar.NewBalancer(lb.URL, benchAgentToken)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -150,7 +138,7 @@ func BenchmarkReportCycle(b *testing.B) {
 	if st := a.Status(); !st.Registered {
 		b.Fatalf("not registered: %s", st.LastError)
 	}
-	users := createBenchMeetings(ctx, b, lbServer.URL, sim.NewControlClient(simServer.URL, nil))
+	users := createBenchMeetings(ctx, b, lb.URL, sim.NewControlClient(simServer.URL, nil))
 	resp, err := http.Get(client.URL(bbb.CallGetMeetings, nil))
 	if err != nil {
 		b.Fatal(err)
