@@ -10,6 +10,7 @@ import (
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/bbb-agent/bbb-agent/internal/emulate/autoscaling"
+	"github.com/bbb-agent/bbb-agent/internal/emulate/awsemu"
 	"github.com/bbb-agent/bbb-agent/internal/emulate/imds"
 	"github.com/bbb-agent/bbb-agent/internal/testenv"
 )
@@ -26,14 +27,13 @@ func TestScaleInDrainEmulatedAWS(t *testing.T) {
 	mdSrv := httptest.NewServer(md)
 	t.Cleanup(mdSrv.Close)
 	asg := autoscaling.New()
-	asgSrv := httptest.NewServer(asg)
-	t.Cleanup(asgSrv.Close)
+	asgCfg, _ := awsemu.Serve(t, asg, "eu-central-1")
 
 	meta, err := ec2.NewMetadata(mdSrv.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	lc, err := ec2.NewLifecycle(ec2.StaticConfig(asgSrv.URL, "eu-central-1", "AKIDTEST", "secret"), "bbb-fleet", "drain-hook", "i-0123456789abcdef0")
+	lc, err := ec2.NewLifecycle(asgCfg, "bbb-fleet", "drain-hook", "i-0123456789abcdef0")
 	if err != nil {
 		t.Fatal(err)
 	}
