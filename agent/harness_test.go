@@ -49,12 +49,7 @@ func (f *fleetEnv) server(name string) (adminapi.Server, bool) {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	for _, s := range servers {
-		if s.Name == name {
-			return s, true
-		}
-	}
-	return adminapi.Server{}, false
+	return balancertest.Find(servers, func(s adminapi.Server) bool { return s.Name == name })
 }
 
 // node is a simulated BBB server with an agent on it.

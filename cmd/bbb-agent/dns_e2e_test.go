@@ -23,7 +23,7 @@ func TestDNSAgainstBIND(t *testing.T) {
 		"--public-ipv4", "198.51.100.31", "--dns-wait-timeout", "5s"}
 	by := func(sub string, extra ...string) testenv.Result {
 		args := append([]string{"dns", sub, "--node-name", "dns1", "--balancer-url", f.url, "--agent-token", agentToken,
-			"--bbb-url", s.url, "--bbb-secret", s.secret, "--logind=false", "--state-dir", t.TempDir()}, dnsArgs...)
+			"--bbb-url", s.URL, "--bbb-secret", s.Secret, "--logind=false", "--state-dir", t.TempDir()}, dnsArgs...)
 		return testenv.Run(t, nil, f.bin.Agent, append(args, extra...)...)
 	}
 

@@ -17,9 +17,11 @@ import (
 
 	"github.com/bbb-agent/bbb-agent/agent"
 	"github.com/bbb-agent/bbb-agent/balancer/adminapi"
+	"github.com/bbb-agent/bbb-agent/balancer/balancertest"
 	"github.com/bbb-agent/bbb-agent/balancer/records"
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/bbb/sim"
+	"github.com/bbb-agent/bbb-agent/bbb/sim/simtest"
 	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/bbb-agent/bbb-agent/internal/testenv"
 )
@@ -83,26 +85,13 @@ func (f *fleetEnv) startBalancer(listen string) {
 // servers is `bbb-balancer status --json`.
 func (f *fleetEnv) servers() []adminapi.Server {
 	f.t.Helper()
-	r := testenv.Run(f.t, nil, f.bin.Balancer, "--url", f.url, "--admin-token", adminToken, "status", "--json")
-	if r.Code != 0 {
-		f.t.Fatalf("bbb-balancer status --json: %s", r)
-	}
-	var servers []adminapi.Server
-	if err := json.Unmarshal([]byte(r.Stdout), &servers); err != nil {
-		f.t.Fatalf("bbb-balancer status --json: %v\n%s", err, r.Stdout)
-	}
-	return servers
+	return balancertest.Status(f.t, f.bin.Balancer, f.url, adminToken)
 }
 
 // server is what the balancer's status says about a node.
 func (f *fleetEnv) server(name string) (adminapi.Server, bool) {
 	f.t.Helper()
-	for _, s := range f.servers() {
-		if s.Name == name {
-			return s, true
-		}
-	}
-	return adminapi.Server{}, false
+	return balancertest.Find(f.servers(), func(s adminapi.Server) bool { return s.Name == name })
 }
 
 func (f *fleetEnv) onlineAndEnabled(name string) bool {
@@ -134,47 +123,24 @@ func (f *fleetEnv) create(id string) {
 }
 
 // simNode is a running bbb-sim.
-type simNode struct {
-	proc    *testenv.Proc
-	url     string // the server URL, for --bbb-url
-	secret  string
-	client  *bbb.Client
-	control *sim.ControlClient
-}
+type simNode struct{ *simtest.Node }
 
 func (f *fleetEnv) startSim(name string) simNode {
 	f.t.Helper()
-	secret := "sim-secret-" + name + "-e2e-3b9f0d"
-	p := testenv.StartSim(f.t, testenv.SimOpts{Name: "bbb-sim " + name, Bin: f.bin.Sim, Secret: secret})
-	c, err := bbb.NewClient(p.Ready, secret, bbb.WithHTTPClient(&http.Client{Timeout: 5 * time.Second}))
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	return simNode{proc: p, url: p.Ready, secret: secret, client: c,
-		control: sim.NewControlClient(p.Ready, &http.Client{Timeout: 5 * time.Second})}
+	return simNode{simtest.Start(f.t, testenv.SimOpts{Name: "bbb-sim " + name, Bin: f.bin.Sim, Secret: "sim-secret-" + name + "-e2e-3b9f0d"})}
 }
 
 // meetings lists the meetings the simulator runs.
 func (s simNode) meetings(t *testing.T) []string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	ms, err := s.client.GetMeetings(ctx)
-	if err != nil {
-		t.Fatalf("%s getMeetings: %v", s.proc.Name, err)
-	}
-	return fleet.MeetingIDs(ms)
+	return fleet.MeetingIDs(s.Meetings(t))
 }
 
 // requests is how many API requests of one call the simulator has had, from
 // its /sim/state.
 func (s simNode) requests(t *testing.T, call string) int64 {
 	t.Helper()
-	st, err := s.control.State(t.Context())
-	if err != nil {
-		t.Fatalf("%s: %v", s.proc.Name, err)
-	}
-	return st.Requests[call]
+	return s.State(t).Requests[call]
 }
 
 // agentOpts are what differs between the agents the tests start.
@@ -238,7 +204,7 @@ func (f *fleetEnv) startAgent(s simNode, o agentOpts) *agentProc {
 		o.balancer = f.url
 	}
 	if o.bbb == nil {
-		o.bbb = []string{"--bbb-url", s.url, "--bbb-secret", s.secret}
+		o.bbb = []string{"--bbb-url", s.URL, "--bbb-secret", s.Secret}
 	}
 	args := []string{"run", "--admin-socket", o.socket}
 	if o.globalSocket {
@@ -257,7 +223,7 @@ func (f *fleetEnv) startAgent(s simNode, o agentOpts) *agentProc {
 		"--recordings-dir", f.t.TempDir())
 	args = append(args, o.args...)
 
-	a := &agentProc{socket: o.socket, bin: f.bin.Agent, secrets: secrets(s.secret, o.token)}
+	a := &agentProc{socket: o.socket, bin: f.bin.Agent, secrets: secrets(s.Secret, o.token)}
 	f.t.Cleanup(func() {
 		if a.Proc == nil {
 			return
@@ -339,8 +305,8 @@ func TestAgentsJoinTheFleet(t *testing.T) {
 		a *agentProc
 		s simNode
 	}{{a1, s1}, {a2, s2}} {
-		if srv, _ := f.server(c.a.node); srv.URL != c.s.url+"/bigbluebutton/api/" || srv.Source != records.SourceAgent {
-			t.Errorf("the balancer has %s at %s (source %s), want %s/bigbluebutton/api/ from its agent", c.a.node, srv.URL, srv.Source, c.s.url)
+		if srv, _ := f.server(c.a.node); srv.URL != c.s.URL+"/bigbluebutton/api/" || srv.Source != records.SourceAgent {
+			t.Errorf("the balancer has %s at %s (source %s), want %s/bigbluebutton/api/ from its agent", c.a.node, srv.URL, srv.Source, c.s.URL)
 		}
 		st := c.a.waitState(t, agent.Ready, slack)
 		if st.Node != c.a.node || !st.Registered || st.DesiredState != fleet.Enabled || !st.BBBHealthy {
@@ -384,8 +350,8 @@ func TestSIGTERMDrainsAndWaitsForTheMeeting(t *testing.T) {
 	a := f.startAgent(s, agentOpts{nodeName: "bbb-drain"})
 	testenv.Eventually(t, 2*interval+slack, "online and enabled", func() bool { return f.onlineAndEnabled(a.node) })
 	f.create("lecture")
-	if _, err := s.control.AddAttendees(t.Context(), "lecture", sim.AttendeeSpec{Count: 3}); err != nil {
-		t.Fatalf("%s: adding attendees: %v", s.proc.Name, err)
+	if _, err := s.Control.AddAttendees(t.Context(), "lecture", sim.AttendeeSpec{Count: 3}); err != nil {
+		t.Fatalf("%s: adding attendees: %v", s.Name, err)
 	}
 	testenv.Eventually(t, 2*interval+slack, "the agent sees the meeting", func() bool {
 		st, _, ok := a.status(t)
@@ -595,7 +561,7 @@ func TestReportCadence(t *testing.T) {
 		return f.onlineAndEnabled(a.node) && f.onlineAndEnabled(b.node)
 	})
 	// On a's node, so that a drain there waits.
-	if _, err := s1.client.Create(t.Context(), bbb.CreateRequest{MeetingID: "long-meeting", Name: "Long meeting"}); err != nil {
+	if _, err := s1.Client.Create(t.Context(), bbb.CreateRequest{MeetingID: "long-meeting", Name: "Long meeting"}); err != nil {
 		t.Fatal(err)
 	}
 	// calls counts the getMeetings calls of each node (only its agent makes
@@ -611,7 +577,7 @@ func TestReportCadence(t *testing.T) {
 		time.Sleep(n * interval)
 		for i, s := range sims {
 			if got := s.requests(t, bbb.CallGetMeetings) - before[i]; got > n+3 {
-				t.Errorf("%s, %s: %d getMeetings calls in %d report intervals, want about %d", s.proc.Name, when, got, n, n)
+				t.Errorf("%s, %s: %d getMeetings calls in %d report intervals, want about %d", s.Name, when, got, n, n)
 			}
 		}
 	}
@@ -762,17 +728,17 @@ tag: [north, big]
 		f := newFleet(t)
 		s := f.startSim("1")
 		file := write("run.yaml", fmt.Sprintf("balancer-url: %s\nagent-token: %s\nbbb-secret: %s\nreport-interval: 1h\nnode-name: from-file\n",
-			f.url, agentToken, s.secret))
+			f.url, agentToken, s.Secret))
 		a := f.startAgent(s, agentOpts{nodeName: "from-flag", fromConfig: true, args: []string{"--config", file},
-			env: []string{"BBB_AGENT_BBB_URL=" + s.url, "BBB_AGENT_REPORT_INTERVAL=" + interval.String(), "BBB_AGENT_LOG_LEVEL=debug"}})
+			env: []string{"BBB_AGENT_BBB_URL=" + s.URL, "BBB_AGENT_REPORT_INTERVAL=" + interval.String(), "BBB_AGENT_LOG_LEVEL=debug"}})
 		if a.node != "from-flag" {
 			t.Errorf("the agent runs as %q, want the flag's from-flag", a.node)
 		}
 		testenv.Eventually(t, 2*interval+slack, "online and enabled", func() bool { return f.onlineAndEnabled("from-flag") })
 		st := a.waitState(t, agent.Ready, slack)
-		if st.ServerURL != s.url || st.ReportIntervalSeconds != interval.Seconds() {
+		if st.ServerURL != s.URL || st.ReportIntervalSeconds != interval.Seconds() {
 			t.Errorf("status: BBB %s every %vs, want %s (environment) every %vs (environment over file)",
-				st.ServerURL, st.ReportIntervalSeconds, s.url, interval.Seconds())
+				st.ServerURL, st.ReportIntervalSeconds, s.URL, interval.Seconds())
 		}
 		// The log is checked for the token and the secret when the test ends.
 	})
@@ -829,16 +795,16 @@ func TestBadInput(t *testing.T) {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		props := fmt.Sprintf("# bbb-web overrides\nsecuritySalt=%s\nbigbluebutton.web.serverURL=%s\n", s.secret, s.url)
+		props := fmt.Sprintf("# bbb-web overrides\nsecuritySalt=%s\nbigbluebutton.web.serverURL=%s\n", s.Secret, s.URL)
 		if err := os.WriteFile(path, []byte(props), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		a := f.startAgent(s, agentOpts{nodeName: "bbb-props", bbb: []string{"--properties-root", root}})
 		testenv.Eventually(t, 2*interval+slack, "online and enabled", func() bool { return f.onlineAndEnabled(a.node) })
-		if srv, _ := f.server(a.node); srv.URL != s.url+"/bigbluebutton/api/" {
-			t.Errorf("the balancer has the node at %s, want %s/bigbluebutton/api/ from bbb-web.properties", srv.URL, s.url)
+		if srv, _ := f.server(a.node); srv.URL != s.URL+"/bigbluebutton/api/" {
+			t.Errorf("the balancer has the node at %s, want %s/bigbluebutton/api/ from bbb-web.properties", srv.URL, s.URL)
 		}
-		if st := a.waitState(t, agent.Ready, slack); st.ServerURL != s.url || !st.BBBHealthy {
+		if st := a.waitState(t, agent.Ready, slack); st.ServerURL != s.URL || !st.BBBHealthy {
 			t.Errorf("status: BBB %s healthy %v (%s)", st.ServerURL, st.BBBHealthy, st.BBBError)
 		}
 		f.create("from-props") // the balancer signs with the secret the agent read
@@ -933,9 +899,9 @@ func TestCheck(t *testing.T) {
 	s := f.startSim("check")
 	check := func(t *testing.T, token, secret string) testenv.Result {
 		t.Helper()
-		r := testenv.Run(t, nil, f.bin.Agent, "check", "--balancer-url", f.url, "--agent-token", token, "--bbb-url", s.url, "--bbb-secret", secret,
+		r := testenv.Run(t, nil, f.bin.Agent, "check", "--balancer-url", f.url, "--agent-token", token, "--bbb-url", s.URL, "--bbb-secret", secret,
 			"--node-name", "bbb-check", "--state-dir", t.TempDir(), "--logind=false")
-		noSecrets(t, "check", r.Stdout+r.Stderr, secrets(s.secret, token, secret))
+		noSecrets(t, "check", r.Stdout+r.Stderr, secrets(s.Secret, token, secret))
 		return r
 	}
 	lines := func(r testenv.Result) []string { return strings.Split(strings.TrimSuffix(r.Stdout, "\n"), "\n") }
@@ -944,11 +910,11 @@ func TestCheck(t *testing.T) {
 	}
 
 	t.Run("all good", func(t *testing.T) {
-		r := check(t, agentToken, s.secret)
+		r := check(t, agentToken, s.Secret)
 		if r.Code != 0 {
 			t.Fatalf("check: %s", r)
 		}
-		for _, want := range []string{"✔ configuration: node bbb-check", "✔ BBB API: " + s.url, "✔ BBB secret: accepted", "✔ balancer: "} {
+		for _, want := range []string{"✔ configuration: node bbb-check", "✔ BBB API: " + s.URL, "✔ BBB secret: accepted", "✔ balancer: "} {
 			if !hasLine(r, want) {
 				t.Errorf("check does not print a line starting %q:\n%s", want, r.Stdout)
 			}
@@ -966,7 +932,7 @@ func TestCheck(t *testing.T) {
 	})
 
 	t.Run("wrong agent token", func(t *testing.T) {
-		r := check(t, "not-the-agent-token-77b2", s.secret)
+		r := check(t, "not-the-agent-token-77b2", s.Secret)
 		if r.Code == 0 || !hasLine(r, "✘ balancer: ") || !strings.Contains(r.Stdout, "agent-token") || !hasLine(r, "✔ BBB secret: ") {
 			t.Errorf("check with a wrong agent token: %s", r)
 		}
@@ -974,7 +940,7 @@ func TestCheck(t *testing.T) {
 
 	t.Run("bad configuration", func(t *testing.T) {
 		r := testenv.Run(t, nil, f.bin.Agent, "check", "--balancer-url", f.url, "--agent-token", agentToken,
-			"--bbb-url", s.url, "--bbb-secret", s.secret, "--node-name", "Not A DNS Name!", "--state-dir", t.TempDir(), "--logind=false")
+			"--bbb-url", s.URL, "--bbb-secret", s.Secret, "--node-name", "Not A DNS Name!", "--state-dir", t.TempDir(), "--logind=false")
 		if r.Code == 0 || !hasLine(r, "✘ configuration: ") || !strings.Contains(r.Stdout, "node name") {
 			t.Errorf("check with a bad node name: %s", r)
 		}
@@ -982,7 +948,7 @@ func TestCheck(t *testing.T) {
 
 	t.Run("nothing answers", func(t *testing.T) {
 		r := testenv.Run(t, nil, f.bin.Agent, "check", "--balancer-url", "http://127.0.0.1:9", "--agent-token", agentToken,
-			"--bbb-url", "http://127.0.0.1:9", "--bbb-secret", s.secret, "--node-name", "bbb-check", "--state-dir", t.TempDir(), "--logind=false")
+			"--bbb-url", "http://127.0.0.1:9", "--bbb-secret", s.Secret, "--node-name", "bbb-check", "--state-dir", t.TempDir(), "--logind=false")
 		if r.Code == 0 || !hasLine(r, "✘ BBB API: ") || !hasLine(r, "✘ balancer: ") {
 			t.Errorf("check with nothing listening: %s", r)
 		}

@@ -14,8 +14,10 @@ import (
 	"time"
 
 	"github.com/bbb-agent/bbb-agent/balancer/adminapi"
+	"github.com/bbb-agent/bbb-agent/balancer/balancertest"
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/bbb/sim"
+	"github.com/bbb-agent/bbb-agent/bbb/sim/simtest"
 	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/bbb-agent/bbb-agent/internal/testenv"
 )
@@ -80,51 +82,27 @@ func (e *e2e) fails(r testenv.Result, want ...string) {
 // status runs status --json.
 func (e *e2e) status() []adminapi.Server {
 	e.t.Helper()
-	out := e.ok("status", "--json")
-	var servers []adminapi.Server
-	if err := json.Unmarshal([]byte(out), &servers); err != nil {
-		e.t.Fatalf("status --json: %v\n%s", err, out)
-	}
-	return servers
+	return balancertest.Status(e.t, e.bin, e.url, adminToken)
 }
 
 // server finds a server in status --json by ID.
 func (e *e2e) server(id string) (adminapi.Server, bool) {
 	e.t.Helper()
-	for _, s := range e.status() {
-		if s.ID == id {
-			return s, true
-		}
-	}
-	return adminapi.Server{}, false
+	return balancertest.Find(e.status(), func(s adminapi.Server) bool { return s.ID == id })
 }
 
-// simNode is a running bbb-sim and its API client.
-type simNode struct {
-	proc    *testenv.Proc
-	client  *bbb.Client
-	control *sim.ControlClient
-}
+// simNode is a running bbb-sim and its API clients.
+type simNode struct{ *simtest.Node }
 
 func startSim(t *testing.T, bin, name, secret string) simNode {
 	t.Helper()
-	p := testenv.StartSim(t, testenv.SimOpts{Name: name, Bin: bin, Secret: secret})
-	c, err := bbb.NewClient(p.Ready, secret, bbb.WithHTTPClient(&http.Client{Timeout: 5 * time.Second}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return simNode{proc: p, client: c, control: sim.NewControlClient(p.Ready, &http.Client{Timeout: 5 * time.Second})}
+	return simNode{simtest.Start(t, testenv.SimOpts{Name: name, Bin: bin, Secret: secret})}
 }
 
-// meetings lists the meeting IDs the simulator runs.
+// meetings lists the meeting IDs the simulator runs, sorted.
 func (s simNode) meetings(t *testing.T) []string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	ms, err := s.client.GetMeetings(ctx)
-	if err != nil {
-		t.Fatalf("%s getMeetings: %v", s.proc.Name, err)
-	}
+	ms := s.Meetings(t)
 	ids := make([]string, 0, len(ms))
 	for _, m := range ms {
 		ids = append(ids, m.MeetingID)
@@ -133,21 +111,11 @@ func (s simNode) meetings(t *testing.T) []string {
 	return ids
 }
 
-// state reads the simulator's /sim/state, ended meetings included.
-func (s simNode) state(t *testing.T) sim.State {
-	t.Helper()
-	st, err := s.control.State(t.Context())
-	if err != nil {
-		t.Fatalf("%s: %v", s.proc.Name, err)
-	}
-	return st
-}
-
 // hostPort is the host:port a simulator listens on, which the balancer
 // names it after.
 func (s simNode) hostPort(t *testing.T) string {
 	t.Helper()
-	u, err := url.Parse(s.proc.Ready)
+	u, err := url.Parse(s.Ready)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,8 +276,8 @@ func TestEndToEnd(t *testing.T) {
 		if len(on1) == 0 || len(on2) == 0 {
 			t.Errorf("four creates on two empty servers: %v on one, %v on the other", on1, on2)
 		}
-		if _, err := sim1.control.AddAttendees(t.Context(), on1[0], sim.AttendeeSpec{Count: 3}); err != nil {
-			t.Fatalf("%s: adding attendees: %v", sim1.proc.Name, err)
+		if _, err := sim1.Control.AddAttendees(t.Context(), on1[0], sim.AttendeeSpec{Count: 3}); err != nil {
+			t.Fatalf("%s: adding attendees: %v", sim1.Name, err)
 		}
 		testenv.Eventually(t, settle, "status --json counts 4 meetings and 3 users", func() bool {
 			m, u := totals()
@@ -396,13 +364,13 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("sim 1 still runs %v after panic", left)
 		}
 		ended := 0
-		for _, m := range sim1.state(t).Meetings {
+		for _, m := range sim1.State(t).Meetings {
 			if slices.Contains(running, m.MeetingID) && m.Ended && m.HasBeenForciblyEnded {
 				ended++
 			}
 		}
 		if ended != len(running) {
-			t.Errorf("/sim/state shows %d of %v ended: %+v", ended, running, sim1.state(t).Meetings)
+			t.Errorf("/sim/state shows %d of %v ended: %+v", ended, running, sim1.State(t).Meetings)
 		}
 		if got := sim2.meetings(t); !slices.Equal(got, before2) {
 			t.Errorf("panic on sim 1 touched sim 2: %v, were %v", got, before2)

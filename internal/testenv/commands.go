@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -115,21 +116,12 @@ type BalancerOpts struct {
 // the Proc's Ready is the URL it serves.
 func StartBalancer(t testing.TB, o BalancerOpts) *Proc {
 	t.Helper()
-	if o.Name == "" {
-		o.Name = "bbb-balancer serve"
-	}
-	if o.Bin == "" {
-		o.Bin = Build(t, BalancerPkg)[0]
-	}
-	if o.Listen == "" {
-		o.Listen = "127.0.0.1:0"
-	}
 	if o.DataDir == "" {
 		o.DataDir = t.TempDir()
 	}
-	args := append([]string{"serve", "--listen", o.Listen, "--secret", o.Secret, "--agent-token", o.AgentToken,
-		"--admin-token", o.AdminToken, "--data-dir", o.DataDir}, o.Args...)
-	return Start(t, Cmd{Name: o.Name, Path: o.Bin, Args: args, Env: CleanEnv(o.Env...), Ready: BalancerReady, ReadyWithin: o.ReadyWithin})
+	args := append([]string{"serve", "--listen", cmp.Or(o.Listen, loopback), "--secret", o.Secret,
+		"--agent-token", o.AgentToken, "--admin-token", o.AdminToken, "--data-dir", o.DataDir}, o.Args...)
+	return startCommand(t, cmp.Or(o.Name, "bbb-balancer serve"), o.Bin, BalancerPkg, BalancerReady, args, o.Env, o.ReadyWithin)
 }
 
 // SimOpts are the flags of one bbb-sim.
@@ -147,21 +139,11 @@ type SimOpts struct {
 // its server URL.
 func StartSim(t testing.TB, o SimOpts) *Proc {
 	t.Helper()
-	if o.Name == "" {
-		o.Name = "bbb-sim"
-	}
-	if o.Bin == "" {
-		o.Bin = Build(t, SimPkg)[0]
-	}
-	if o.Listen == "" {
-		o.Listen = "127.0.0.1:0"
-	}
-	args := []string{"--listen", o.Listen}
+	args := []string{"--listen", cmp.Or(o.Listen, loopback)}
 	if o.Secret != "" {
 		args = append(args, "--secret", o.Secret)
 	}
-	args = append(args, o.Args...)
-	return Start(t, Cmd{Name: o.Name, Path: o.Bin, Args: args, Env: CleanEnv(o.Env...), Ready: SimReady, ReadyWithin: o.ReadyWithin})
+	return startCommand(t, cmp.Or(o.Name, "bbb-sim"), o.Bin, SimPkg, SimReady, append(args, o.Args...), o.Env, o.ReadyWithin)
 }
 
 // AgentOpts are the command line of one bbb-agent process that runs the
@@ -178,11 +160,18 @@ type AgentOpts struct {
 // the Proc's Ready is the node name it runs as.
 func StartAgent(t testing.TB, o AgentOpts) *Proc {
 	t.Helper()
-	if o.Name == "" {
-		o.Name = "bbb-agent"
+	return startCommand(t, cmp.Or(o.Name, "bbb-agent"), o.Bin, AgentPkg, AgentReady, o.Args, o.Env, o.ReadyWithin)
+}
+
+// loopback is the --listen address of a free port on 127.0.0.1.
+const loopback = "127.0.0.1:0"
+
+// startCommand starts one of the commands, bin or else pkg built, in
+// CleanEnv(env...), and waits for its ready line.
+func startCommand(t testing.TB, name, bin, pkg string, ready *regexp.Regexp, args, env []string, within time.Duration) *Proc {
+	t.Helper()
+	if bin == "" {
+		bin = Build(t, pkg)[0]
 	}
-	if o.Bin == "" {
-		o.Bin = Build(t, AgentPkg)[0]
-	}
-	return Start(t, Cmd{Name: o.Name, Path: o.Bin, Args: o.Args, Env: CleanEnv(o.Env...), Ready: AgentReady, ReadyWithin: o.ReadyWithin})
+	return Start(t, Cmd{Name: name, Path: bin, Args: args, Env: CleanEnv(env...), Ready: ready, ReadyWithin: within})
 }
