@@ -155,3 +155,15 @@ func TestCleanEnvStripsTheCommandsVariables(t *testing.T) {
 		t.Errorf("CleanEnv lost the other variables or the extra ones: %v", env)
 	}
 }
+
+func TestClearCommandEnv(t *testing.T) {
+	t.Setenv("BBB_BALANCER_TOKEN_TEST", "b")
+	t.Setenv("TESTENV_KEPT", "d")
+	ClearCommandEnv(t)
+	if v := os.Getenv("BBB_BALANCER_TOKEN_TEST"); v != "" {
+		t.Errorf("BBB_BALANCER_TOKEN_TEST=%q after ClearCommandEnv", v)
+	}
+	if v := os.Getenv("TESTENV_KEPT"); v != "d" {
+		t.Errorf("TESTENV_KEPT=%q after ClearCommandEnv, want d", v)
+	}
+}

@@ -55,10 +55,13 @@ func BuildCommands(t testing.TB) Commands {
 // variables (BBB_AGENT_*, BBB_BALANCER_*, BBB_SIM_*), so a developer's shell
 // does not leak into them, plus extra.
 func CleanEnv(extra ...string) []string {
-	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
-		return strings.HasPrefix(kv, "BBB_AGENT_") || strings.HasPrefix(kv, "BBB_BALANCER_") || strings.HasPrefix(kv, "BBB_SIM_")
-	})
-	return append(env, extra...)
+	return append(slices.DeleteFunc(os.Environ(), commandVar), extra...)
+}
+
+// commandVar says whether kv (NAME=value or NAME) is one of the commands' own
+// variables.
+func commandVar(kv string) bool {
+	return strings.HasPrefix(kv, "BBB_AGENT_") || strings.HasPrefix(kv, "BBB_BALANCER_") || strings.HasPrefix(kv, "BBB_SIM_")
 }
 
 // RunTimeout bounds every Run.
@@ -174,4 +177,16 @@ func startCommand(t testing.TB, name, bin, pkg string, ready *regexp.Regexp, arg
 		bin = Build(t, pkg)[0]
 	}
 	return Start(t, Cmd{Name: name, Path: bin, Args: args, Env: CleanEnv(env...), Ready: ready, ReadyWithin: within})
+}
+
+// ClearCommandEnv empties the commands' own variables (as CleanEnv strips
+// them) for the rest of the test, for a test that runs a command's code in
+// its own process.
+func ClearCommandEnv(t testing.TB) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		if name, _, _ := strings.Cut(kv, "="); commandVar(name) {
+			t.Setenv(name, "")
+		}
+	}
 }
