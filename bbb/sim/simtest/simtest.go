@@ -43,24 +43,25 @@ func Start(t testing.TB, o testenv.SimOpts) *Node {
 // call fails.
 func (n *Node) Meetings(t testing.TB) []bbb.Meeting {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), callTimeout)
-	defer cancel()
-	ms, err := n.Client.GetMeetings(ctx)
-	if err != nil {
-		t.Fatalf("%s getMeetings: %v", n.Name, err)
-	}
-	return ms
+	return call(t, n, "getMeetings", n.Client.GetMeetings)
 }
 
 // State is the simulator's /sim/state, ended meetings included; it fails
 // the test if the call fails.
 func (n *Node) State(t testing.TB) sim.State {
 	t.Helper()
+	return call(t, n, "/sim/state", n.Control.State)
+}
+
+// call makes one call of the clients, bounded by callTimeout, and fails the
+// test if it fails.
+func call[T any](t testing.TB, n *Node, what string, f func(context.Context) (T, error)) T {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), callTimeout)
 	defer cancel()
-	st, err := n.Control.State(ctx)
+	v, err := f(ctx)
 	if err != nil {
-		t.Fatalf("%s: %v", n.Name, err)
+		t.Fatalf("%s %s: %v", n.Name, what, err)
 	}
-	return st
+	return v
 }
