@@ -11,6 +11,7 @@ import (
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/bbb/sim"
 	"github.com/bbb-agent/bbb-agent/fleet"
+	"github.com/bbb-agent/bbb-agent/internal/testenv"
 )
 
 // TestAgentsJoinTheFleet: two agents are online and enabled within two
@@ -22,7 +23,7 @@ func TestAgentsJoinTheFleet(t *testing.T) {
 		n.start(t, f, Config{}, Deps{})
 	}
 	for _, n := range nodes {
-		waitFor(t, n.name+" online and enabled", 2*interval+time.Second, func() bool {
+		testenv.Eventually(t, 2*interval+time.Second, n.name+" online and enabled", func() bool {
 			s, ok := f.server(n.name)
 			return ok && s.Online && s.State == fleet.Enabled
 		})
@@ -42,7 +43,7 @@ func TestAgentsJoinTheFleet(t *testing.T) {
 		}
 	}
 	// The agents report the meetings; the balancer shows them.
-	waitFor(t, "meetings reported", time.Second, func() bool {
+	testenv.Eventually(t, time.Second, "meetings reported", func() bool {
 		total := 0
 		for _, n := range nodes {
 			s, _ := f.server(n.name)
@@ -63,7 +64,7 @@ func TestDrainWaitsForMeetings(t *testing.T) {
 			f := newFleet(t)
 			n := newNode(t, "bbb1")
 			n.start(t, f, Config{}, Deps{})
-			waitFor(t, "online", time.Second, func() bool { s, ok := f.server(n.name); return ok && s.Online })
+			testenv.Eventually(t, time.Second, "online", func() bool { s, ok := f.server(n.name); return ok && s.Online })
 			ctx := context.Background()
 			if _, err := f.client.Create(ctx, bbb.CreateRequest{MeetingID: "lecture", Name: "Lecture"}); err != nil {
 				t.Fatal(err)
@@ -78,7 +79,7 @@ func TestDrainWaitsForMeetings(t *testing.T) {
 			} else if err := n.agent.Drain(ctx, src); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, "cordoned at the balancer", time.Second, func() bool {
+			testenv.Eventually(t, time.Second, "cordoned at the balancer", func() bool {
 				s, _ := f.server(n.name)
 				t.Logf("%+v / %+v", s.State, n.agent.Status())
 				return s.State == fleet.Cordoned
@@ -117,26 +118,26 @@ func TestOperatorCordonDrains(t *testing.T) {
 	n := newNode(t, "bbb1")
 	n.start(t, f, Config{}, Deps{})
 	ctx := context.Background()
-	waitFor(t, "online", time.Second, func() bool { s, ok := f.server(n.name); return ok && s.Online })
+	testenv.Eventually(t, time.Second, "online", func() bool { s, ok := f.server(n.name); return ok && s.Online })
 	if _, err := f.client.Create(ctx, bbb.CreateRequest{MeetingID: "seminar", Name: "Seminar"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.admin.SetState(ctx, n.name, adminState(fleet.Cordoned)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "agent draining", time.Second, func() bool { return n.agent.State() == Draining })
+	testenv.Eventually(t, time.Second, "agent draining", func() bool { return n.agent.State() == Draining })
 	if st := n.agent.Status(); st.Drain == nil || st.Drain.Source != SourceBalancer {
 		t.Fatalf("drain: %+v", st.Drain)
 	}
 	if _, err := f.admin.SetState(ctx, n.name, adminState(fleet.Enabled)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "drain cancelled", time.Second, func() bool { return n.agent.State() == Ready })
+	testenv.Eventually(t, time.Second, "drain cancelled", func() bool { return n.agent.State() == Ready })
 	// Cordon again and let the meeting end: the agent leaves the fleet.
 	if _, err := f.admin.SetState(ctx, n.name, adminState(fleet.Cordoned)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "agent draining", time.Second, func() bool { return n.agent.State() == Draining })
+	testenv.Eventually(t, time.Second, "agent draining", func() bool { return n.agent.State() == Draining })
 	if err := f.client.End(ctx, "seminar", ""); err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +153,7 @@ func TestUndrain(t *testing.T) {
 	n := newNode(t, "bbb1")
 	n.start(t, f, Config{}, Deps{})
 	ctx := context.Background()
-	waitFor(t, "online", time.Second, func() bool { s, ok := f.server(n.name); return ok && s.Online })
+	testenv.Eventually(t, time.Second, "online", func() bool { s, ok := f.server(n.name); return ok && s.Online })
 	if _, err := f.client.Create(ctx, bbb.CreateRequest{MeetingID: "keep", Name: "Keep"}); err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +164,7 @@ func TestUndrain(t *testing.T) {
 	if _, err := admin.Drain(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "cordoned", time.Second, func() bool { s, _ := f.server(n.name); return s.State == fleet.Cordoned })
+	testenv.Eventually(t, time.Second, "cordoned", func() bool { s, _ := f.server(n.name); return s.State == fleet.Cordoned })
 	st, err := admin.Undrain(ctx)
 	if err != nil || st.State != Ready {
 		t.Fatalf("undrain: %+v %v", st, err)
@@ -191,18 +192,18 @@ func TestCrashAndRestart(t *testing.T) {
 	}
 	n.name = name
 	n.start(t, f, Config{}, Deps{})
-	waitFor(t, "online", time.Second, func() bool { s, ok := f.server(n.name); return ok && s.Online })
+	testenv.Eventually(t, time.Second, "online", func() bool { s, ok := f.server(n.name); return ok && s.Online })
 	first, _ := f.server(n.name)
 	n.cancel() // the process dies: no drain, no deregistration
 	<-n.done
-	waitFor(t, "offline within 3 intervals", 3*interval+time.Second, func() bool { s, _ := f.server(n.name); return !s.Online })
+	testenv.Eventually(t, 3*interval+time.Second, "offline within 3 intervals", func() bool { s, _ := f.server(n.name); return !s.Online })
 
 	again, err := NodeName(context.Background(), "", n.stateDir, nil)
 	if err != nil || again != name {
 		t.Fatalf("node name after restart: %q, %v (was %q)", again, err, name)
 	}
 	n.start(t, f, Config{}, Deps{})
-	waitFor(t, "online again", time.Second, func() bool { s, _ := f.server(n.name); return s.Online })
+	testenv.Eventually(t, time.Second, "online again", func() bool { s, _ := f.server(n.name); return s.Online })
 	servers, _ := f.admin.Servers(context.Background())
 	if len(servers) != 1 || servers[0].ID != first.ID {
 		t.Fatalf("after restart: %+v (first id %s)", servers, first.ID)

@@ -15,8 +15,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,7 +25,7 @@ import (
 	"github.com/bbb-agent/bbb-agent/agent/host"
 	"github.com/bbb-agent/bbb-agent/balancer"
 	"github.com/bbb-agent/bbb-agent/balancer/adminapi"
-	"github.com/bbb-agent/bbb-agent/balancer/store"
+	"github.com/bbb-agent/bbb-agent/balancer/balancertest"
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/bbb/sim"
 	"github.com/bbb-agent/bbb-agent/fleet"
@@ -47,6 +45,8 @@ const (
 	// that the measurement waits out; benchCycles are the cycles it measures.
 	benchWarmCycles = 2
 	benchCycles     = 6
+	// benchReadyWithin bounds each process's start-up under the benchmark's load.
+	benchReadyWithin = 15 * time.Second
 )
 
 // BenchmarkAgentProcess measures a bbb-agent process as it runs on a node:
@@ -72,12 +72,13 @@ func BenchmarkAgentProcess(b *testing.B) {
 	if _, err := os.Stat("/proc/self/stat"); err != nil {
 		b.Skip("no /proc to read a process's CPU time and memory from")
 	}
-	bins := buildBenchBinaries(b)
+	bins := testenv.Build(b, testenv.AgentPkg, testenv.BalancerPkg, testenv.SimPkg)
+	cmds := testenv.Commands{Agent: bins[0], Balancer: bins[1], Sim: bins[2]}
 	for _, interval := range []time.Duration{5 * time.Second, time.Second} {
 		var figures *processFigures
 		b.Run("interval="+interval.String(), func(b *testing.B) {
 			if figures == nil {
-				figures = measureAgentProcess(b, bins, interval)
+				figures = measureAgentProcess(b, cmds, interval)
 			}
 			figures.report(b)
 		})
@@ -93,22 +94,10 @@ func BenchmarkAgentProcess(b *testing.B) {
 // all the agent's.
 func BenchmarkReportCycle(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
-	discard := slog.New(slog.DiscardHandler)
-	st, err := store.Open(ctx, "sqlite:"+filepath.Join(b.TempDir(), "balancer.db"))
-	if err != nil {
-		cancel()
-		b.Fatal(err)
-	}
-	defer st.Close()
 	defer cancel()
-	lb, err := balancer.New(ctx, balancer.Config{Secrets: []string{benchLBSecret}, AgentToken: benchAgentToken,
-		AdminToken: benchAdminToken, Logger: discard}, st)
-	if err != nil {
-		b.Fatal(err)
-	}
-	go lb.Run(ctx)
-	lbServer := httptest.NewServer(lb.Handler())
-	defer lbServer.Close()
+	discard := slog.New(slog.DiscardHandler)
+	lb := balancertest.Start(b, balancertest.Options{Run: true, Config: balancer.Config{Secrets: []string{benchLBSecret},
+		AgentToken: benchAgentToken, AdminToken: benchAdminToken, Logger: discard}})
 
 	simulator := sim.New(sim.Config{Secret: benchSimSecret, Seed: 1})
 	var recorded atomic.Pointer[[]byte]
@@ -122,7 +111,7 @@ func BenchmarkReportCycle(b *testing.B) {
 	}))
 	defer simServer.Close()
 
-	reg, err := registrar.NewBalancer(lbServer.URL, benchAgentToken)
+	reg, err := registrar.NewBalancer(lb.URL, benchAgentToken)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -149,7 +138,7 @@ func BenchmarkReportCycle(b *testing.B) {
 	if st := a.Status(); !st.Registered {
 		b.Fatalf("not registered: %s", st.LastError)
 	}
-	users := createBenchMeetings(ctx, b, lbServer.URL, sim.NewControlClient(simServer.URL, nil))
+	users := createBenchMeetings(ctx, b, lb.URL, sim.NewControlClient(simServer.URL, nil))
 	resp, err := http.Get(client.URL(bbb.CallGetMeetings, nil))
 	if err != nil {
 		b.Fatal(err)
@@ -171,16 +160,6 @@ func BenchmarkReportCycle(b *testing.B) {
 		a.tick(ctx)
 	}
 	b.ReportMetric(float64(len(body))/1024, "getMeetings-KiB")
-}
-
-// benchBinaries are the commands BenchmarkAgentProcess runs.
-type benchBinaries struct{ agent, balancer, sim string }
-
-func buildBenchBinaries(b *testing.B) benchBinaries {
-	b.Helper()
-	const mod = "github.com/bbb-agent/bbb-agent/cmd/"
-	p := testenv.Build(b, mod+"bbb-agent", mod+"bbb-balancer", mod+"bbb-sim")
-	return benchBinaries{agent: p[0], balancer: p[1], sim: p[2]}
 }
 
 // processFigures are one measurement window's results.
@@ -217,17 +196,16 @@ func (f *processFigures) String() string {
 
 // measureAgentProcess starts a balancer, a simulator with the meetings and an
 // agent reporting every interval, and measures the agent's process.
-func measureAgentProcess(b *testing.B, bins benchBinaries, interval time.Duration) *processFigures {
+func measureAgentProcess(b *testing.B, bins testenv.Commands, interval time.Duration) *processFigures {
 	b.Helper()
 	dir := b.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(cancel)
 
-	lb := startBenchProcess(b, regexp.MustCompile(`msg="bbb-balancer listening" url=(http://\S+)`), bins.balancer,
-		"serve", "--listen", "127.0.0.1:0", "--secret", benchLBSecret, "--agent-token", benchAgentToken,
-		"--admin-token", benchAdminToken, "--data-dir", filepath.Join(dir, "balancer"))
-	simProc := startBenchProcess(b, regexp.MustCompile(`^listening on (http://\S+)$`), bins.sim,
-		"--listen", "127.0.0.1:0", "--secret", benchSimSecret, "--seed", "1", "--log-level", "warn")
+	lb := testenv.StartBalancer(b, testenv.BalancerOpts{Bin: bins.Balancer, Secret: benchLBSecret, AgentToken: benchAgentToken,
+		AdminToken: benchAdminToken, DataDir: filepath.Join(dir, "balancer"), ReadyWithin: benchReadyWithin})
+	simProc := testenv.StartSim(b, testenv.SimOpts{Bin: bins.Sim, Secret: benchSimSecret,
+		Args: []string{"--seed", "1", "--log-level", "warn"}, ReadyWithin: benchReadyWithin})
 	metricsAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(testenv.FreePort(b)))
 	socket := filepath.Join(dir, "admin.sock")
 	config := filepath.Join(dir, "agent.yaml") // empty: nothing from /etc/bbb-agent
@@ -237,12 +215,12 @@ func measureAgentProcess(b *testing.B, bins benchBinaries, interval time.Duratio
 			b.Fatal(err)
 		}
 	}
-	agent := startBenchProcess(b, nil, bins.agent, "run",
+	agent := testenv.StartAgent(b, testenv.AgentOpts{Bin: bins.Agent, ReadyWithin: benchReadyWithin, Args: []string{"run",
 		"--config", config, "--balancer-url", lb.Ready, "--agent-token", benchAgentToken,
 		"--bbb-url", simProc.Ready, "--bbb-secret", benchSimSecret, "--node-name", benchNode,
 		"--state-dir", filepath.Join(dir, "state"), "--admin-socket", socket,
 		"--report-interval", interval.String(), "--logind=false", "--host-root", "/",
-		"--recordings-dir", recordings, "--metrics-listen", metricsAddr)
+		"--recordings-dir", recordings, "--metrics-listen", metricsAddr}})
 
 	// Registered: what `bbb-agent status --json` shows.
 	admin := NewAdminClient(socket)
@@ -580,17 +558,4 @@ func processMemory(b *testing.B, pid int) benchMemory {
 		b.Fatalf("/proc/%d/status has no VmRSS or VmHWM", pid)
 	}
 	return m
-}
-
-// startBenchProcess starts bin with the test's environment less the
-// commands' own variables and, if ready is given, waits for the line that
-// says where it listens (Proc.Ready). The process is killed with the
-// benchmark's binary and at cleanup: SIGTERM would make the agent drain, and
-// none of them holds anything worth a graceful stop.
-func startBenchProcess(b *testing.B, ready *regexp.Regexp, bin string, args ...string) *testenv.Proc {
-	b.Helper()
-	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
-		return strings.HasPrefix(kv, "BBB_AGENT_") || strings.HasPrefix(kv, "BBB_BALANCER_") || strings.HasPrefix(kv, "BBB_SIM_")
-	})
-	return testenv.Start(b, testenv.Cmd{Path: bin, Args: args, Env: env, Ready: ready, ReadyWithin: 15 * time.Second})
 }

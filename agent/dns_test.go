@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/bbb-agent/bbb-agent/dnsupdate"
+	"github.com/bbb-agent/bbb-agent/internal/testenv"
 	"github.com/miekg/dns"
 )
 
@@ -88,7 +89,7 @@ func TestDNSLifecycle(t *testing.T) {
 	current := addrs
 	n.start(t, f, Config{Addresses: addrs, FQDN: "bbb1.example.com", DNSProvider: "memory"}, Deps{DNS: mgr,
 		Addresses: func(context.Context) (Addresses, error) { mu.Lock(); defer mu.Unlock(); return current, nil }})
-	waitFor(t, "registered", 2*time.Second, func() bool { s, ok := f.server(n.name); return ok && s.Online })
+	testenv.Eventually(t, 2*time.Second, "registered", func() bool { s, ok := f.server(n.name); return ok && s.Online })
 	if got := zone.values("A"); !slices.Equal(got, []string{"198.51.100.1"}) {
 		t.Fatalf("A = %v when the node registered", got)
 	}
@@ -102,7 +103,7 @@ func TestDNSLifecycle(t *testing.T) {
 	mu.Lock()
 	current.PublicIPv4 = netip.MustParseAddr("198.51.100.2")
 	mu.Unlock()
-	waitFor(t, "the record follows the new address", 3*time.Second, func() bool {
+	testenv.Eventually(t, 3*time.Second, "the record follows the new address", func() bool {
 		return slices.Equal(zone.values("A"), []string{"198.51.100.2"})
 	})
 
@@ -159,7 +160,7 @@ func TestDNSWaitBeforeRegistering(t *testing.T) {
 	f := newFleet(t)
 	n := newNode(t, "bbb1")
 	n.start(t, f, Config{Addresses: Addresses{PublicIPv4: netip.MustParseAddr("198.51.100.1")}, DNSWait: time.Minute}, Deps{DNS: mgr})
-	waitFor(t, "records applied", time.Second, func() bool { return len(zone.values("A")) == 1 })
+	testenv.Eventually(t, time.Second, "records applied", func() bool { return len(zone.values("A")) == 1 })
 	time.Sleep(4 * interval)
 	if _, ok := f.server(n.name); ok {
 		t.Fatal("registered before the name answered")
@@ -170,7 +171,7 @@ func TestDNSWaitBeforeRegistering(t *testing.T) {
 	mu.Lock()
 	answering = true
 	mu.Unlock()
-	waitFor(t, "registered once the name answers", 3*time.Second, func() bool { s, ok := f.server(n.name); return ok && s.Online })
+	testenv.Eventually(t, 3*time.Second, "registered once the name answers", func() bool { s, ok := f.server(n.name); return ok && s.Online })
 
 	// A zone that never answers: registration after DNSWait, with the error in status.
 	_, mgr2 := newMemDNS()
@@ -178,7 +179,7 @@ func TestDNSWaitBeforeRegistering(t *testing.T) {
 	n2 := newNode(t, "bbb2")
 	mgr2.FQDN = "bbb2.example.com"
 	n2.start(t, f, Config{Addresses: Addresses{PublicIPv4: netip.MustParseAddr("198.51.100.2")}, DNSWait: 300 * time.Millisecond}, Deps{DNS: mgr2})
-	waitFor(t, "registered after the wait", 3*time.Second, func() bool { s, ok := f.server(n2.name); return ok && s.Online })
+	testenv.Eventually(t, 3*time.Second, "registered after the wait", func() bool { s, ok := f.server(n2.name); return ok && s.Online })
 	if st := n2.agent.Status(); st.DNS == nil || st.DNS.Answering || st.DNS.LastError == "" {
 		t.Fatalf("dns status after the wait: %+v", st.DNS)
 	}

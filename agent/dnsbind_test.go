@@ -53,7 +53,7 @@ func TestDNSAgainstBIND(t *testing.T) {
 		n.start(t, f, Config{Addresses: addrs, FQDN: fqdn, DNSProvider: "rfc2136"}, Deps{DNS: bindManager(t, srv, name)})
 	}
 	start()
-	waitFor(t, "registered", 3*time.Second, func() bool { s, ok := f.server(name); return ok && s.Online })
+	testenv.Eventually(t, 3*time.Second, "registered", func() bool { s, ok := f.server(name); return ok && s.Online })
 	if got := srv.Dig(t, fqdn, "A"); !slices.Equal(got, []string{"198.51.100.21"}) {
 		t.Fatalf("dig A = %v", got)
 	}
@@ -67,7 +67,7 @@ func TestDNSAgainstBIND(t *testing.T) {
 	n.cancel() // crash
 	<-n.finished
 	start() // restart with the same name: finds its own records
-	waitFor(t, "registered again", 3*time.Second, func() bool { return n.agent.State() == Ready })
+	testenv.Eventually(t, 3*time.Second, "registered again", func() bool { return n.agent.State() == Ready })
 	if plan, err := bindManager(t, srv, name).Plan(ctx, addrs.PublicIPv4, addrs.PublicIPv6, false); err != nil || !plan.Empty() {
 		t.Fatalf("after the restart: %v, %v", plan, err)
 	}

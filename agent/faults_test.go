@@ -14,6 +14,7 @@ import (
 
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/fleet"
+	"github.com/bbb-agent/bbb-agent/internal/testenv"
 	"github.com/bbb-agent/bbb-agent/registrar"
 )
 
@@ -60,7 +61,7 @@ func TestBalancerTroubles(t *testing.T) {
 
 	for _, m := range []string{"401", "500", "garbage"} {
 		mode.Store(m)
-		waitFor(t, "the error of mode "+m+" in status", time.Second, func() bool {
+		testenv.Eventually(t, time.Second, "the error of mode "+m+" in status", func() bool {
 			st := a.Status()
 			return st.State == Registering && !st.Registered && st.LastError != "" && st.BBBHealthy
 		})
@@ -69,10 +70,10 @@ func TestBalancerTroubles(t *testing.T) {
 	if _, err := c.Create(ctx, bbb.CreateRequest{MeetingID: "local", Name: "Local"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "local figures", time.Second, func() bool { return a.Status().Load.Meetings == 1 })
+	testenv.Eventually(t, time.Second, "local figures", func() bool { return a.Status().Load.Meetings == 1 })
 
 	mode.Store("ok")
-	waitFor(t, "registered once the balancer is back", 3*time.Second, func() bool {
+	testenv.Eventually(t, 3*time.Second, "registered once the balancer is back", func() bool {
 		s, ok := f.server(n.name)
 		return ok && s.Online && a.Status().State == Ready
 	})
@@ -112,7 +113,7 @@ func TestNeverRegisteredDrain(t *testing.T) {
 	t.Cleanup(cancel)
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	waitFor(t, "a failed registration", time.Second, func() bool { return a.Status().LastError != "" })
+	testenv.Eventually(t, time.Second, "a failed registration", func() bool { return a.Status().LastError != "" })
 	if err := a.Drain(ctx, SourceSignal); err != nil {
 		t.Fatal(err)
 	}

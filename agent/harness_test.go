@@ -12,7 +12,7 @@ import (
 
 	"github.com/bbb-agent/bbb-agent/balancer"
 	"github.com/bbb-agent/bbb-agent/balancer/adminapi"
-	"github.com/bbb-agent/bbb-agent/balancer/store"
+	"github.com/bbb-agent/bbb-agent/balancer/balancertest"
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/bbb/sim"
 	"github.com/bbb-agent/bbb-agent/fleet"
@@ -37,30 +37,9 @@ type fleetEnv struct {
 
 func newFleet(t *testing.T) *fleetEnv {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	st, err := store.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "lb.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	srv, err := balancer.New(ctx, balancer.Config{Secrets: []string{lbSecret}, AgentToken: agentToken, AdminToken: adminToken,
-		Logger: slog.New(slog.DiscardHandler), FlushInterval: 20 * time.Millisecond}, st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Run(ctx)
-	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(ts.Close)
-	admin, err := adminapi.NewClient(ts.URL, adminToken)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := bbb.NewClient(ts.URL, lbSecret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &fleetEnv{t: t, lbURL: ts.URL, admin: admin, client: c, srv: srv}
+	lb := balancertest.Start(t, balancertest.Options{Run: true, Config: balancer.Config{Secrets: []string{lbSecret},
+		AgentToken: agentToken, AdminToken: adminToken, FlushInterval: 20 * time.Millisecond}})
+	return &fleetEnv{t: t, lbURL: lb.URL, admin: lb.Admin, client: lb.Client, srv: lb.Server}
 }
 
 // server is what the balancer says about a node ("" fields when absent).
@@ -70,12 +49,7 @@ func (f *fleetEnv) server(name string) (adminapi.Server, bool) {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	for _, s := range servers {
-		if s.Name == name {
-			return s, true
-		}
-	}
-	return adminapi.Server{}, false
+	return balancertest.Find(servers, func(s adminapi.Server) bool { return s.Name == name })
 }
 
 // node is a simulated BBB server with an agent on it.
@@ -150,18 +124,6 @@ func (n *node) start(t *testing.T, f *fleetEnv, cfg Config, deps Deps) {
 		case <-time.After(5 * time.Second):
 		}
 	})
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // exited waits for the agent's Run to return.

@@ -10,7 +10,9 @@ import (
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/bbb-agent/bbb-agent/internal/emulate/autoscaling"
+	"github.com/bbb-agent/bbb-agent/internal/emulate/awsemu"
 	"github.com/bbb-agent/bbb-agent/internal/emulate/imds"
+	"github.com/bbb-agent/bbb-agent/internal/testenv"
 )
 
 // TestScaleInDrainEmulatedAWS: the Auto Scaling group terminates the
@@ -25,14 +27,13 @@ func TestScaleInDrainEmulatedAWS(t *testing.T) {
 	mdSrv := httptest.NewServer(md)
 	t.Cleanup(mdSrv.Close)
 	asg := autoscaling.New()
-	asgSrv := httptest.NewServer(asg)
-	t.Cleanup(asgSrv.Close)
+	asgCfg, _ := awsemu.Serve(t, asg, "eu-central-1")
 
 	meta, err := ec2.NewMetadata(mdSrv.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	lc, err := ec2.NewLifecycle(ec2.StaticConfig(asgSrv.URL, "eu-central-1", "AKIDTEST", "secret"), "bbb-fleet", "drain-hook", "i-0123456789abcdef0")
+	lc, err := ec2.NewLifecycle(asgCfg, "bbb-fleet", "drain-hook", "i-0123456789abcdef0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +42,7 @@ func TestScaleInDrainEmulatedAWS(t *testing.T) {
 	n := newNode(t, "bbb-i-0123456789abcdef0")
 	n.start(t, f, Config{HeartbeatEvery: interval}, Deps{ScaleIn: ec2.ScaleIn{Metadata: meta, Lifecycle: lc}})
 	ctx := context.Background()
-	waitFor(t, "online", time.Second, func() bool { s, ok := f.server(n.name); return ok && s.Online })
+	testenv.Eventually(t, time.Second, "online", func() bool { s, ok := f.server(n.name); return ok && s.Online })
 	if _, err := f.client.Create(ctx, bbb.CreateRequest{MeetingID: "exam", Name: "Exam"}); err != nil {
 		t.Fatal(err)
 	}
@@ -49,8 +50,8 @@ func TestScaleInDrainEmulatedAWS(t *testing.T) {
 	// Scale-in: the group moves the instance to Terminating:Wait.
 	asg.StartAction("bbb-fleet", "drain-hook", "i-0123456789abcdef0")
 	md.Set("autoscaling/target-lifecycle-state", ec2.StateTerminated)
-	waitFor(t, "cordoned", 2*time.Second, func() bool { s, _ := f.server(n.name); return s.State == fleet.Cordoned })
-	waitFor(t, "a heartbeat", 2*time.Second, func() bool { return countCalls(asg, "RecordLifecycleActionHeartbeat") > 0 })
+	testenv.Eventually(t, 2*time.Second, "cordoned", func() bool { s, _ := f.server(n.name); return s.State == fleet.Cordoned })
+	testenv.Eventually(t, 2*time.Second, "a heartbeat", func() bool { return countCalls(asg, "RecordLifecycleActionHeartbeat") > 0 })
 	if c := countCalls(asg, "CompleteLifecycleAction"); c != 0 {
 		t.Fatalf("completed with a meeting running (%d calls)", c)
 	}
@@ -97,7 +98,7 @@ func TestScaleInIMDSAbsent(t *testing.T) {
 	f := newFleet(t)
 	n := newNode(t, "bbb1")
 	n.start(t, f, Config{}, Deps{ScaleIn: ec2.ScaleIn{Metadata: meta}})
-	waitFor(t, "online", 3*time.Second, func() bool { s, ok := f.server(n.name); return ok && s.Online })
+	testenv.Eventually(t, 3*time.Second, "online", func() bool { s, ok := f.server(n.name); return ok && s.Online })
 	if st := n.agent.Status(); st.State != Ready {
 		t.Fatalf("status: %+v", st)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/bbb-agent/bbb-agent/internal/emulate/scalelite"
+	"github.com/bbb-agent/bbb-agent/internal/testenv"
 	"github.com/bbb-agent/bbb-agent/registrar"
 )
 
@@ -39,7 +40,7 @@ func TestScaleliteRebootsEmulated(t *testing.T) {
 		done := make(chan error, 1)
 		go func() { done <- a.Run(ctx) }()
 		t.Cleanup(cancel)
-		waitFor(t, "registered", 2*time.Second, func() bool { return a.Status().State == Ready })
+		testenv.Eventually(t, 2*time.Second, "registered", func() bool { return a.Status().State == Ready })
 		return a, cancel, done
 	}
 	for i := 0; i < 3; i++ { // first boot and two reboots
@@ -58,7 +59,7 @@ func TestScaleliteRebootsEmulated(t *testing.T) {
 		t.Fatal(err)
 	}
 	emu.SetState(id, fleet.Cordoned) // an operator's cordon in Scalelite
-	waitFor(t, "draining after the operator's cordon", time.Second, func() bool { return a.State() == Draining })
+	testenv.Eventually(t, time.Second, "draining after the operator's cordon", func() bool { return a.State() == Draining })
 	if err := c.End(context.Background(), "on-scalelite", ""); err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/fleet"
+	"github.com/bbb-agent/bbb-agent/internal/testenv"
 	"github.com/bbb-agent/bbb-agent/systemd"
 	"github.com/bbb-agent/bbb-agent/systemd/systemdtest"
 )
@@ -27,7 +28,7 @@ func TestLogindShutdown(t *testing.T) {
 	f := newFleet(t)
 	n := newNode(t, "bbb1")
 	n.start(t, f, Config{}, Deps{Shutdown: guard})
-	waitFor(t, "online", time.Second, func() bool { s, ok := f.server(n.name); return ok && s.Online })
+	testenv.Eventually(t, time.Second, "online", func() bool { s, ok := f.server(n.name); return ok && s.Online })
 	if inh.Held() != 1 {
 		t.Fatalf("delay locks held at start: %d", inh.Held())
 	}
@@ -36,15 +37,15 @@ func TestLogindShutdown(t *testing.T) {
 	}
 
 	inh.PrepareForShutdown(true)
-	waitFor(t, "draining on shutdown", time.Second, func() bool { return n.agent.State() == Draining })
-	waitFor(t, "cordoned", time.Second, func() bool { s, _ := f.server(n.name); return s.State == fleet.Cordoned })
+	testenv.Eventually(t, time.Second, "draining on shutdown", func() bool { return n.agent.State() == Draining })
+	testenv.Eventually(t, time.Second, "cordoned", func() bool { s, _ := f.server(n.name); return s.State == fleet.Cordoned })
 	inh.PrepareForShutdown(false) // shutdown -c
-	waitFor(t, "drain cancelled", time.Second, func() bool { return n.agent.State() == Ready })
-	waitFor(t, "enabled again", time.Second, func() bool { s, _ := f.server(n.name); return s.State == fleet.Enabled })
-	waitFor(t, "lock taken again", time.Second, func() bool { return inh.Held() == 1 })
+	testenv.Eventually(t, time.Second, "drain cancelled", func() bool { return n.agent.State() == Ready })
+	testenv.Eventually(t, time.Second, "enabled again", func() bool { s, _ := f.server(n.name); return s.State == fleet.Enabled })
+	testenv.Eventually(t, time.Second, "lock taken again", func() bool { return inh.Held() == 1 })
 
 	inh.PrepareForShutdown(true)
-	waitFor(t, "draining again", time.Second, func() bool { return n.agent.State() == Draining })
+	testenv.Eventually(t, time.Second, "draining again", func() bool { return n.agent.State() == Draining })
 	time.Sleep(3 * interval)
 	if inh.Held() != 1 {
 		t.Fatal("lock released while a meeting runs")

@@ -58,7 +58,7 @@ func TestTURNFleet(t *testing.T) {
 	bad := testenv.Coturn(t, turnSecret)
 	startTURNAgent(t, f, "turn1", good, turnSecret)
 	startTURNAgent(t, f, "turn-wrong", bad, "not-the-fleet-secret-0123") // its self-probe fails
-	waitFor(t, "turn1 online", 2*time.Second, func() bool { s, ok := f.server("turn1"); return ok && s.Online })
+	testenv.Eventually(t, 2*time.Second, "turn1 online", func() bool { s, ok := f.server("turn1"); return ok && s.Online })
 
 	path := filepath.Join(t.TempDir(), "turn-stun-servers.xml")
 	restarter := &systemdtest.Restarter{}
@@ -84,7 +84,7 @@ func TestTURNFleet(t *testing.T) {
 		}
 		return urls
 	}
-	waitFor(t, "the file names turn1", 2*time.Second, func() bool { return slices.Equal(inFile(), []string{"turn:" + good.Addr}) })
+	testenv.Eventually(t, 2*time.Second, "the file names turn1", func() bool { return slices.Equal(inFile(), []string{"turn:" + good.Addr}) })
 	st := n.agent.Status()
 	if st.TURN == nil || len(st.TURN.InUse) != 1 || st.TURN.WrittenAt.IsZero() {
 		t.Fatalf("status: %+v", st.TURN)
@@ -104,9 +104,9 @@ func TestTURNFleet(t *testing.T) {
 	good.Stop()
 	replacement := testenv.Coturn(t, turnSecret)
 	startTURNAgent(t, f, "turn2", replacement, turnSecret)
-	waitFor(t, "turn2 online", 2*time.Second, func() bool { s, ok := f.server("turn2"); return ok && s.Online })
+	testenv.Eventually(t, 2*time.Second, "turn2 online", func() bool { s, ok := f.server("turn2"); return ok && s.Online })
 	took := time.Now()
-	waitFor(t, "the file follows the replacement", 2*interval+2*time.Second, func() bool {
+	testenv.Eventually(t, 2*interval+2*time.Second, "the file follows the replacement", func() bool {
 		return slices.Equal(inFile(), []string{"turn:" + replacement.Addr})
 	})
 	t.Logf("file updated %v after turn2 came online", time.Since(took))

@@ -12,11 +12,12 @@ import (
 	"github.com/bbb-agent/bbb-agent/balancer/records"
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/fleet"
+	"github.com/bbb-agent/bbb-agent/internal/testenv"
 )
 
 func TestAgentAPIAuthAndErrors(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, dsn string) {
-		e := newEnv(t, dsn, newClock())
+		e := newEnv(t, dsn, testenv.NewClock())
 		e.addNodes(1)
 		tests := []struct {
 			name, path, token, body string
@@ -61,7 +62,7 @@ func TestAgentAPIAuthAndErrors(t *testing.T) {
 // deregister twice, and the report reply carrying an operator's cordon.
 func TestAgentLifecycle(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, dsn string) {
-		e := newEnv(t, dsn, newClock())
+		e := newEnv(t, dsn, testenv.NewClock())
 		e.addNodes(1)
 		nd := e.nodes[0]
 		first := e.register(nd)
@@ -101,7 +102,7 @@ func TestAgentLifecycle(t *testing.T) {
 // forget placements of meetings that ended on the node by themselves.
 func TestReportPrunesEndedMeetings(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, dsn string) {
-		clk := newClock()
+		clk := testenv.NewClock()
 		e := newEnv(t, dsn, clk)
 		e.addNodes(1)
 		cx := ctxT(t)
@@ -127,7 +128,7 @@ func TestReportPrunesEndedMeetings(t *testing.T) {
 // goes online, takes meetings, and an agent can later adopt it.
 func TestPolledNodes(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, dsn string) {
-		clk := newClock()
+		clk := testenv.NewClock()
 		e := newEnv(t, dsn, clk)
 		e.addNodes(1) // gives us a running simulator; take it out of the registry again
 		nd := e.nodes[0]
@@ -165,7 +166,7 @@ func TestPolledNodes(t *testing.T) {
 }
 
 func TestMetricsAndHealth(t *testing.T) {
-	e := newEnv(t, backends[0].dsn(t), newClock())
+	e := newEnv(t, backends[0].dsn(t), testenv.NewClock())
 	e.addNodes(2)
 	if _, err := e.client.Create(ctxT(t), bbb.CreateRequest{MeetingID: "metered", Name: "x"}); err != nil {
 		t.Fatal(err)
@@ -201,7 +202,7 @@ func TestMetricsAndHealth(t *testing.T) {
 // TestTURNServersInReply: BBB nodes learn the online, enabled TURN nodes
 // whose own probe works, with the URIs they offer.
 func TestTURNServersInReply(t *testing.T) {
-	clk := newClock()
+	clk := testenv.NewClock()
 	e := newEnv(t, backends[0].dsn(t), clk)
 	e.addNodes(1)
 	turn := func(name string, uris ...string) {

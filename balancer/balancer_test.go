@@ -14,6 +14,7 @@ import (
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/bbb/sim"
 	"github.com/bbb-agent/bbb-agent/fleet"
+	"github.com/bbb-agent/bbb-agent/internal/testenv"
 )
 
 var noFollow = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -22,7 +23,7 @@ var noFollow = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) 
 // for the right node, getMeetings for the fleet, and a node down.
 func TestSpreadJoinAndGetMeetings(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, dsn string) {
-		e := newEnv(t, dsn, newClock())
+		e := newEnv(t, dsn, testenv.NewClock())
 		e.addNodes(3)
 		cx := ctxT(t)
 		for i := 0; i < 30; i++ {
@@ -121,7 +122,7 @@ func (e *env) node(name string) *node {
 // new meetings, and a create for a meeting that lived there is placed again.
 func TestOfflineNodeGetsNothing(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, dsn string) {
-		clk := newClock()
+		clk := testenv.NewClock()
 		e := newEnv(t, dsn, clk)
 		e.addNodes(2)
 		cx := ctxT(t)
@@ -175,7 +176,7 @@ func TestOfflineNodeGetsNothing(t *testing.T) {
 // across equally loaded nodes.
 func TestBurstSpreads(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, dsn string) {
-		e := newEnv(t, dsn, newClock())
+		e := newEnv(t, dsn, testenv.NewClock())
 		e.addNodes(3)
 		cx := ctxT(t)
 		var wg sync.WaitGroup
@@ -220,7 +221,7 @@ func maxInt(a, b int) int {
 // same node; a cordoned node keeps its running meetings but gets no new ones.
 func TestRepeatedCreateSameNode(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, dsn string) {
-		e := newEnv(t, dsn, newClock())
+		e := newEnv(t, dsn, testenv.NewClock())
 		e.addNodes(3)
 		cx := ctxT(t)
 		req := bbb.CreateRequest{MeetingID: "repeat", Name: "Repeat", AttendeePW: "ap", ModeratorPW: "mp"}
@@ -279,7 +280,7 @@ func (e *env) adminState(name, state string) {
 // insertDocument to the meeting's node.
 func TestMeetingCalls(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, dsn string) {
-		e := newEnv(t, dsn, newClock())
+		e := newEnv(t, dsn, testenv.NewClock())
 		e.addNodes(2)
 		cx := ctxT(t)
 		if _, err := e.client.Create(cx, bbb.CreateRequest{MeetingID: "calls", Name: "Calls", Documents: []bbb.Document{{URL: "https://example.com/a.pdf", Filename: "a.pdf"}}}); err != nil {
@@ -322,7 +323,7 @@ func TestMeetingCalls(t *testing.T) {
 // TestBadInput: every malformed call gets a BBB error envelope with HTTP 200.
 func TestBadInput(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, dsn string) {
-		e := newEnv(t, dsn, newClock())
+		e := newEnv(t, dsn, testenv.NewClock())
 		e.addNodes(1)
 		signed := func(call, query string) string {
 			return e.http.URL + "/bigbluebutton/api/" + call + "?" + bbb.SignQuery(bbb.SHA256, call, query, lbSecret)
@@ -371,7 +372,7 @@ func TestBadInput(t *testing.T) {
 // TestNoNodes: with nothing online, create says so in BBB XML.
 func TestNoNodes(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, dsn string) {
-		e := newEnv(t, dsn, newClock())
+		e := newEnv(t, dsn, testenv.NewClock())
 		_, err := e.client.Create(ctxT(t), bbb.CreateRequest{MeetingID: "nobody-home", Name: "x"})
 		var apiErr *bbb.APIError
 		if !errors.As(err, &apiErr) || apiErr.MessageKey != keyNoServer {
@@ -382,7 +383,7 @@ func TestNoNodes(t *testing.T) {
 
 // TestSecretsAndAlgorithms: every algorithm, with any of several secrets.
 func TestSecretsAndAlgorithms(t *testing.T) {
-	clk := newClock()
+	clk := testenv.NewClock()
 	st := openStore(t, backends[0].dsn(t))
 	srv, err := New(ctxT(t), Config{Secrets: []string{"first-secret-abcdef", "second-secret-abcdef"}, AgentToken: agentToken,
 		AdminToken: adminToken, Clock: clk.Now}, st)
@@ -414,7 +415,7 @@ func TestSecretsAndAlgorithms(t *testing.T) {
 // operator removed lands on another node.
 func TestRemovedNodeMeetingPlacedAgain(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, dsn string) {
-		e := newEnv(t, dsn, newClock())
+		e := newEnv(t, dsn, testenv.NewClock())
 		e.addNodes(2)
 		cx := ctxT(t)
 		if _, err := e.client.Create(cx, bbb.CreateRequest{MeetingID: "orphan", Name: "x", Documents: []bbb.Document{{URL: "https://example.com/a.pdf", Filename: "a.pdf"}}}); err != nil {

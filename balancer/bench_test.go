@@ -56,7 +56,7 @@ func (e *env) createBenchMeetings(b *testing.B) {
 }
 
 func newBenchEnv(b *testing.B, dsn string) *env {
-	e := newEnv(b, dsn, newClock())
+	e := newEnv(b, dsn, testenv.NewClock())
 	e.srv.cfg.Clock = time.Now // before any request: nothing reads it yet
 	e.addNodes(benchSimNodes)
 	ctx, cancel := context.WithCancel(context.Background())

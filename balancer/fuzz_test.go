@@ -8,13 +8,14 @@ import (
 	"testing"
 
 	"github.com/bbb-agent/bbb-agent/bbb"
+	"github.com/bbb-agent/bbb-agent/internal/testenv"
 )
 
 // FuzzAPIRequest throws arbitrary calls, queries and bodies at the BBB API
 // front, signed or not: it must never panic, never answer 5xx, and always
 // answer a BBB XML envelope (or a join redirect).
 func FuzzAPIRequest(f *testing.F) {
-	e := newEnv(f, "sqlite:"+f.TempDir()+"/fuzz.db", newClock())
+	e := newEnv(f, "sqlite:"+f.TempDir()+"/fuzz.db", testenv.NewClock())
 	e.addNodes(1)
 	seeds := []struct {
 		method, call, query, body string

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,26 +28,6 @@ const (
 	agentToken = "agent-token-test"
 	adminToken = "admin-token-test"
 )
-
-// clock is a settable test clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // backend opens a fresh store of one kind.
 type backend struct {
@@ -79,7 +58,7 @@ type node struct {
 // env is a balancer replica with simulated nodes around it.
 type env struct {
 	t      testing.TB
-	clock  *clock
+	clock  *testenv.Clock
 	srv    *Server
 	http   *httptest.Server
 	store  *store.Store
@@ -97,7 +76,7 @@ func openStore(t testing.TB, dsn string) *store.Store {
 	return st
 }
 
-func newEnv(t testing.TB, dsn string, clk *clock) *env {
+func newEnv(t testing.TB, dsn string, clk *testenv.Clock) *env {
 	t.Helper()
 	st := openStore(t, dsn)
 	srv, err := New(context.Background(), Config{

@@ -8,6 +8,7 @@ import (
 
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/fleet"
+	"github.com/bbb-agent/bbb-agent/internal/testenv"
 )
 
 // TestTwoReplicas: two balancer processes on one PostgreSQL serve one fleet;
@@ -15,7 +16,7 @@ import (
 // operator's cordon through one reaches the other.
 func TestTwoReplicas(t *testing.T) {
 	dsn := backends[1].dsn(t)
-	clk := newClock()
+	clk := testenv.NewClock()
 	a := newEnv(t, dsn, clk)
 	a.addNodes(3)
 	cx := ctxT(t)
@@ -91,7 +92,7 @@ func TestTwoReplicas(t *testing.T) {
 // to the other at once, before that replica's periodic refresh.
 func TestReportToOtherReplica(t *testing.T) {
 	dsn := backends[1].dsn(t)
-	clk := newClock()
+	clk := testenv.NewClock()
 	a := newEnv(t, dsn, clk)
 	b := newEnv(t, dsn, clk)
 	a.addNodes(1) // registers and reports through a

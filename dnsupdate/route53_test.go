@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http/httptest"
 	"net/netip"
 	"slices"
 	"strings"
@@ -15,8 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 
-	"github.com/bbb-agent/bbb-agent/agent/ec2"
 	"github.com/bbb-agent/bbb-agent/dnsupdate"
+	"github.com/bbb-agent/bbb-agent/internal/emulate/awsemu"
 	r53emu "github.com/bbb-agent/bbb-agent/internal/emulate/route53"
 )
 
@@ -39,16 +38,9 @@ const r53Name = "bbb-1.example.com."
 func emulatedRoute53(t *testing.T) (*r53emu.Server, aws.Config) {
 	t.Helper()
 	emu := r53emu.New()
-	hs := httptest.NewServer(emu)
-	t.Cleanup(hs.Close)
-	cfg := ec2.StaticConfig(hs.URL, "eu-central-1", "AKIDEMULATION", "emulation-secret")
-	cfg.Retryer = func() aws.Retryer {
-		return retry.NewStandard(func(o *retry.StandardOptions) { o.Backoff = noBackoff })
-	}
+	cfg, _ := awsemu.Serve(t, emu, "eu-central-1")
 	return emu, cfg
 }
-
-var noBackoff = retry.BackoffDelayerFunc(func(int, error) (time.Duration, error) { return 0, nil })
 
 func newRoute53(t *testing.T, cfg aws.Config, zoneID, zone string) *dnsupdate.Route53 {
 	t.Helper()
@@ -349,7 +341,7 @@ func TestRoute53RetriesPriorRequestNotCompleteEmulated(t *testing.T) {
 		// provider still retries PriorRequestNotComplete.
 		{"retryer retrying nothing", func() aws.Retryer {
 			return retry.NewStandard(func(o *retry.StandardOptions) {
-				o.Backoff = noBackoff
+				o.Backoff = awsemu.NoBackoff
 				o.Retryables = []retry.IsErrorRetryable{retry.NoRetryCanceledError{}}
 			})
 		}},

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,8 +13,8 @@ import (
 
 	"github.com/bbb-agent/bbb-agent/balancer"
 	"github.com/bbb-agent/bbb-agent/balancer/adminapi"
+	"github.com/bbb-agent/bbb-agent/balancer/balancertest"
 	"github.com/bbb-agent/bbb-agent/balancer/records"
-	"github.com/bbb-agent/bbb-agent/balancer/store"
 	"github.com/bbb-agent/bbb-agent/bbb/sim"
 	"github.com/bbb-agent/bbb-agent/fleet"
 )
@@ -35,28 +34,11 @@ type lb struct {
 
 func newLB(t *testing.T) lb {
 	t.Helper()
-	ctx := context.Background()
-	st, err := store.Open(ctx, "sqlite:"+t.TempDir()+"/balancer.db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	srv, err := balancer.New(ctx, balancer.Config{
-		Secrets: []string{"balancer-secret-0123456789"}, AgentToken: agentToken, AdminToken: adminToken,
-		Logger: slog.New(slog.DiscardHandler),
-	}, st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(ts.Close)
+	b := balancertest.Start(t, balancertest.Options{Config: balancer.Config{
+		Secrets: []string{"balancer-secret-0123456789"}, AgentToken: agentToken, AdminToken: adminToken}})
 	node := httptest.NewServer(sim.New(sim.Config{Secret: nodeSecret, Seed: 1}))
 	t.Cleanup(node.Close)
-	admin, err := adminapi.NewClient(ts.URL, adminToken)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return lb{url: ts.URL, admin: admin, node: node.URL}
+	return lb{url: b.URL, admin: b.Admin, node: node.URL}
 }
 
 func (l lb) registrar(t *testing.T, opts ...Option) *Balancer {

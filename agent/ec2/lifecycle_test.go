@@ -3,7 +3,6 @@ package ec2
 import (
 	"context"
 	"errors"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -11,10 +10,10 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/smithy-go"
 
 	asemu "github.com/bbb-agent/bbb-agent/internal/emulate/autoscaling"
+	"github.com/bbb-agent/bbb-agent/internal/emulate/awsemu"
 )
 
 const (
@@ -29,14 +28,7 @@ const (
 func emulatedAutoScaling(t *testing.T, opts ...Option) (*asemu.Server, *Lifecycle) {
 	t.Helper()
 	emu := asemu.New()
-	hs := httptest.NewServer(emu)
-	t.Cleanup(hs.Close)
-	cfg := StaticConfig(hs.URL, "eu-central-1", "AKIDEMULATION", "emulation-secret")
-	cfg.Retryer = func() aws.Retryer {
-		return retry.NewStandard(func(o *retry.StandardOptions) {
-			o.Backoff = retry.BackoffDelayerFunc(func(int, error) (time.Duration, error) { return 0, nil })
-		})
-	}
+	cfg, _ := awsemu.Serve(t, emu, "eu-central-1")
 	l, err := NewLifecycle(cfg, testGroup, testHook, testInstance, append([]Option{testLogger(t)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)

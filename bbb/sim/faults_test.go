@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/bbb-agent/bbb-agent/bbb"
+	"github.com/bbb-agent/bbb-agent/internal/testenv"
 )
 
 // rawClient makes one fresh connection per request, so a closed connection
@@ -28,17 +29,6 @@ func (e *env) try(c *http.Client) (int, error) {
 }
 
 func (e *env) count(call string) int64 { return e.sim.Stats().Requests[call] }
-
-// waitFor polls cond for up to five seconds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting for %s", what)
-}
 
 func TestLatency(t *testing.T) {
 	e := newEnv(t)
@@ -187,7 +177,7 @@ func TestAnsweringHang(t *testing.T) {
 			code, err := e.try(rawClient(5 * time.Second))
 			done <- result{code, err}
 		}()
-		waitFor(t, "the request to arrive", func() bool { return e.count(bbb.CallGetMeetings) == 1 })
+		testenv.Eventually(t, 5*time.Second, "the request to arrive", func() bool { return e.count(bbb.CallGetMeetings) == 1 })
 		select {
 		case r := <-done:
 			t.Fatalf("answered while hanging: %+v", r)

@@ -14,27 +14,11 @@ import (
 	"time"
 
 	"github.com/bbb-agent/bbb-agent/bbb"
+	"github.com/bbb-agent/bbb-agent/internal/testenv"
 )
 
 // testSecret is the secret of the BBB API documentation's checksum example.
 const testSecret = "639259d4-9dd8-4b25-bf01-95f9567eaf4b"
-
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 // lockedBuffer collects the server's logs.
 type lockedBuffer struct {
@@ -60,13 +44,13 @@ type env struct {
 	sim    *Server
 	cfg    Config
 	ts     *httptest.Server
-	clock  *fakeClock
+	clock  *testenv.Clock
 	client *http.Client
 }
 
 func newEnv(t *testing.T, opts ...func(*Config)) *env {
 	t.Helper()
-	clock := &fakeClock{now: time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC)}
+	clock := testenv.NewClockAt(time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC))
 	logs := &lockedBuffer{}
 	cfg := Config{
 		Secret:            testSecret,

@@ -21,38 +21,38 @@ func TestDNSAgainstBIND(t *testing.T) {
 	dnsArgs := []string{"--dns-provider", "rfc2136", "--dns-zone", srv.Zone, "--dns-server", srv.Addr,
 		"--dns-tsig-key-name", srv.KeyName, "--dns-tsig-secret", srv.KeySecret, "--dns-owner-id", "fleet-e2e",
 		"--public-ipv4", "198.51.100.31", "--dns-wait-timeout", "5s"}
-	by := func(sub string, extra ...string) result {
+	by := func(sub string, extra ...string) testenv.Result {
 		args := append([]string{"dns", sub, "--node-name", "dns1", "--balancer-url", f.url, "--agent-token", agentToken,
-			"--bbb-url", s.url, "--bbb-secret", s.secret, "--logind=false", "--state-dir", t.TempDir()}, dnsArgs...)
-		return runCmd(t, nil, f.bin.agent, append(args, extra...)...)
+			"--bbb-url", s.URL, "--bbb-secret", s.Secret, "--logind=false", "--state-dir", t.TempDir()}, dnsArgs...)
+		return testenv.Run(t, nil, f.bin.Agent, append(args, extra...)...)
 	}
 
-	if r := by("plan"); r.code != 0 || !strings.Contains(r.stdout, "create "+fqdn+" 60 A 198.51.100.31") || !strings.Contains(r.stdout, "owner=fleet-e2e") {
+	if r := by("plan"); r.Code != 0 || !strings.Contains(r.Stdout, "create "+fqdn+" 60 A 198.51.100.31") || !strings.Contains(r.Stdout, "owner=fleet-e2e") {
 		t.Fatalf("dns plan: %s", r)
 	}
-	if r := by("apply"); r.code != 0 || !strings.Contains(r.stdout, "answers 198.51.100.31") {
+	if r := by("apply"); r.Code != 0 || !strings.Contains(r.Stdout, "answers 198.51.100.31") {
 		t.Fatalf("dns apply: %s", r)
 	}
 	if got := srv.Dig(t, fqdn, "A"); !slices.Equal(got, []string{"198.51.100.31"}) {
 		t.Fatalf("dig after apply: %v", got)
 	}
-	if r := by("plan"); r.code != 0 || !strings.Contains(r.stdout, "up to date") {
+	if r := by("plan"); r.Code != 0 || !strings.Contains(r.Stdout, "up to date") {
 		t.Fatalf("dns plan after apply: %s", r)
 	}
-	if r := by("plan", "--delete"); r.code != 0 || !strings.Contains(r.stdout, "delete "+fqdn+" 60 A") {
+	if r := by("plan", "--delete"); r.Code != 0 || !strings.Contains(r.Stdout, "delete "+fqdn+" 60 A") {
 		t.Fatalf("dns plan --delete: %s", r)
 	}
-	if r := by("delete"); r.code != 0 || len(srv.Dig(t, fqdn, "A")) != 0 {
+	if r := by("delete"); r.Code != 0 || len(srv.Dig(t, fqdn, "A")) != 0 {
 		t.Fatalf("dns delete: %s, dig %v", r, srv.Dig(t, fqdn, "A"))
 	}
 	wrongKey := "c2VjcmV0LW5vdC10aGUta2V5LTAxMjM0NTY3ODk=" // base64, not the server's
-	if r := by("apply", "--dns-tsig-secret", wrongKey); r.code == 0 || !strings.Contains(r.stderr, "--dns-tsig") || strings.Contains(r.stderr, wrongKey) {
+	if r := by("apply", "--dns-tsig-secret", wrongKey); r.Code == 0 || !strings.Contains(r.Stderr, "--dns-tsig") || strings.Contains(r.Stderr, wrongKey) {
 		t.Fatalf("dns apply with a wrong key: %s", r)
 	}
 
 	a := f.startAgent(s, agentOpts{nodeName: "dns1", args: dnsArgs})
 	a.secrets = append(a.secrets, srv.KeySecret)
-	waitFor(t, "online", 5*time.Second, func() bool { return f.onlineAndEnabled("dns1") })
+	testenv.Eventually(t, 5*time.Second, "online", func() bool { return f.onlineAndEnabled("dns1") })
 	if got := srv.Dig(t, fqdn, "A"); !slices.Equal(got, []string{"198.51.100.31"}) {
 		t.Fatalf("dig while registered: %v", got)
 	}
@@ -60,7 +60,7 @@ func TestDNSAgainstBIND(t *testing.T) {
 	if !ok || st.DNS == nil || st.DNS.FQDN != strings.TrimSuffix(fqdn, ".") || st.DNS.Provider != "rfc2136" || !st.DNS.Answering {
 		t.Fatalf("status dns: %+v (%v)", st.DNS, raw["dns"])
 	}
-	if r := a.admin(t, "status"); !strings.Contains(r.stdout, "answered by the authoritative servers") {
+	if r := a.admin(t, "status"); !strings.Contains(r.Stdout, "answered by the authoritative servers") {
 		t.Fatalf("status: %s", r)
 	}
 	if err := a.Signal(syscall.SIGTERM); err != nil {

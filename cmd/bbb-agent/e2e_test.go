@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -18,9 +17,11 @@ import (
 
 	"github.com/bbb-agent/bbb-agent/agent"
 	"github.com/bbb-agent/bbb-agent/balancer/adminapi"
+	"github.com/bbb-agent/bbb-agent/balancer/balancertest"
 	"github.com/bbb-agent/bbb-agent/balancer/records"
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/bbb/sim"
+	"github.com/bbb-agent/bbb-agent/bbb/sim/simtest"
 	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/bbb-agent/bbb-agent/internal/testenv"
 )
@@ -41,86 +42,7 @@ const (
 	// slack is what a wait allows beyond the report intervals the design
 	// promises: process start-up and a busy machine's scheduling.
 	slack = 2 * time.Second
-	// cliTimeout bounds every one-shot command.
-	cliTimeout = 10 * time.Second
 )
-
-var (
-	balancerReady = regexp.MustCompile(`msg="bbb-balancer listening" url=(http://\S+)`)
-	simReady      = regexp.MustCompile(`^listening on (http://\S+)$`)
-	agentReady    = regexp.MustCompile(`msg="bbb-agent starting" node=(\S+)`)
-)
-
-// bins are the three commands, built once per test binary.
-type bins struct{ agent, balancer, sim string }
-
-func build(t *testing.T) bins {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("builds and runs binaries")
-	}
-	const mod = "github.com/bbb-agent/bbb-agent/cmd/"
-	p := testenv.Build(t, mod+"bbb-agent", mod+"bbb-balancer", mod+"bbb-sim")
-	return bins{agent: p[0], balancer: p[1], sim: p[2]}
-}
-
-// cleanEnv is the test's environment without the commands' own variables,
-// so a developer's shell does not leak into them, plus extra.
-func cleanEnv(extra ...string) []string {
-	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
-		return strings.HasPrefix(kv, "BBB_AGENT_") || strings.HasPrefix(kv, "BBB_BALANCER_") || strings.HasPrefix(kv, "BBB_SIM_")
-	})
-	return append(env, extra...)
-}
-
-// result is one run of a command that exits by itself.
-type result struct {
-	stdout, stderr string
-	code           int
-}
-
-func (r result) String() string {
-	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
-}
-
-// runCmd runs bin to completion, for at most cliTimeout, with the clean
-// environment and extra variables.
-func runCmd(t *testing.T, env []string, bin string, args ...string) result {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = cleanEnv(env...)
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	r := result{stdout: stdout.String(), stderr: stderr.String()}
-	var exit *exec.ExitError
-	switch {
-	case ctx.Err() != nil:
-		t.Fatalf("%s %s: still running after %s\n%s", filepath.Base(bin), strings.Join(args, " "), cliTimeout, r)
-	case errors.As(err, &exit):
-		r.code = exit.ExitCode()
-	case err != nil:
-		t.Fatalf("%s %s: %v", filepath.Base(bin), strings.Join(args, " "), err)
-	}
-	return r
-}
-
-// waitFor polls cond every 50ms until it holds; it fails the test if it
-// does not within the given time, and returns how long it took.
-func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	deadline := start.Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, within)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return time.Since(start)
-}
 
 // shortDir is a temporary directory with a path short enough for a unix
 // socket (t.TempDir's names grow with the test's name).
@@ -137,7 +59,7 @@ func shortDir(t *testing.T) string {
 // fleetEnv is a bbb-balancer serve on loopback and the binaries.
 type fleetEnv struct {
 	t       *testing.T
-	bin     bins
+	bin     testenv.Commands
 	lb      *testenv.Proc
 	url     string
 	dataDir string // the balancer's, kept across restarts
@@ -145,7 +67,7 @@ type fleetEnv struct {
 
 func newFleet(t *testing.T) *fleetEnv {
 	t.Helper()
-	f := &fleetEnv{t: t, bin: build(t)}
+	f := &fleetEnv{t: t, bin: testenv.BuildCommands(t)}
 	f.startBalancer("127.0.0.1:0")
 	return f
 }
@@ -155,35 +77,21 @@ func (f *fleetEnv) startBalancer(listen string) {
 	if f.dataDir == "" {
 		f.dataDir = f.t.TempDir()
 	}
-	f.lb = testenv.Start(f.t, testenv.Cmd{Name: "bbb-balancer serve", Path: f.bin.balancer, Env: cleanEnv(), Ready: balancerReady,
-		Args: []string{"serve", "--listen", listen, "--secret", lbSecret, "--agent-token", agentToken,
-			"--admin-token", adminToken, "--data-dir", f.dataDir}})
+	f.lb = testenv.StartBalancer(f.t, testenv.BalancerOpts{Bin: f.bin.Balancer, Listen: listen,
+		Secret: lbSecret, AgentToken: agentToken, AdminToken: adminToken, DataDir: f.dataDir})
 	f.url = f.lb.Ready
 }
 
 // servers is `bbb-balancer status --json`.
 func (f *fleetEnv) servers() []adminapi.Server {
 	f.t.Helper()
-	r := runCmd(f.t, nil, f.bin.balancer, "--url", f.url, "--admin-token", adminToken, "status", "--json")
-	if r.code != 0 {
-		f.t.Fatalf("bbb-balancer status --json: %s", r)
-	}
-	var servers []adminapi.Server
-	if err := json.Unmarshal([]byte(r.stdout), &servers); err != nil {
-		f.t.Fatalf("bbb-balancer status --json: %v\n%s", err, r.stdout)
-	}
-	return servers
+	return balancertest.Status(f.t, f.bin.Balancer, f.url, adminToken)
 }
 
 // server is what the balancer's status says about a node.
 func (f *fleetEnv) server(name string) (adminapi.Server, bool) {
 	f.t.Helper()
-	for _, s := range f.servers() {
-		if s.Name == name {
-			return s, true
-		}
-	}
-	return adminapi.Server{}, false
+	return balancertest.Find(f.servers(), func(s adminapi.Server) bool { return s.Name == name })
 }
 
 func (f *fleetEnv) onlineAndEnabled(name string) bool {
@@ -215,48 +123,24 @@ func (f *fleetEnv) create(id string) {
 }
 
 // simNode is a running bbb-sim.
-type simNode struct {
-	proc    *testenv.Proc
-	url     string // the server URL, for --bbb-url
-	secret  string
-	client  *bbb.Client
-	control *sim.ControlClient
-}
+type simNode struct{ *simtest.Node }
 
 func (f *fleetEnv) startSim(name string) simNode {
 	f.t.Helper()
-	secret := "sim-secret-" + name + "-e2e-3b9f0d"
-	p := testenv.Start(f.t, testenv.Cmd{Name: "bbb-sim " + name, Path: f.bin.sim, Env: cleanEnv(), Ready: simReady,
-		Args: []string{"--listen", "127.0.0.1:0", "--secret", secret}})
-	c, err := bbb.NewClient(p.Ready, secret, bbb.WithHTTPClient(&http.Client{Timeout: 5 * time.Second}))
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	return simNode{proc: p, url: p.Ready, secret: secret, client: c,
-		control: sim.NewControlClient(p.Ready, &http.Client{Timeout: 5 * time.Second})}
+	return simNode{simtest.Start(f.t, testenv.SimOpts{Name: "bbb-sim " + name, Bin: f.bin.Sim, Secret: "sim-secret-" + name + "-e2e-3b9f0d"})}
 }
 
 // meetings lists the meetings the simulator runs.
 func (s simNode) meetings(t *testing.T) []string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	ms, err := s.client.GetMeetings(ctx)
-	if err != nil {
-		t.Fatalf("%s getMeetings: %v", s.proc.Name, err)
-	}
-	return fleet.MeetingIDs(ms)
+	return fleet.MeetingIDs(s.Meetings(t))
 }
 
 // requests is how many API requests of one call the simulator has had, from
 // its /sim/state.
 func (s simNode) requests(t *testing.T, call string) int64 {
 	t.Helper()
-	st, err := s.control.State(t.Context())
-	if err != nil {
-		t.Fatalf("%s: %v", s.proc.Name, err)
-	}
-	return st.Requests[call]
+	return s.State(t).Requests[call]
 }
 
 // agentOpts are what differs between the agents the tests start.
@@ -320,7 +204,7 @@ func (f *fleetEnv) startAgent(s simNode, o agentOpts) *agentProc {
 		o.balancer = f.url
 	}
 	if o.bbb == nil {
-		o.bbb = []string{"--bbb-url", s.url, "--bbb-secret", s.secret}
+		o.bbb = []string{"--bbb-url", s.URL, "--bbb-secret", s.Secret}
 	}
 	args := []string{"run", "--admin-socket", o.socket}
 	if o.globalSocket {
@@ -339,7 +223,7 @@ func (f *fleetEnv) startAgent(s simNode, o agentOpts) *agentProc {
 		"--recordings-dir", f.t.TempDir())
 	args = append(args, o.args...)
 
-	a := &agentProc{socket: o.socket, bin: f.bin.agent, secrets: secrets(s.secret, o.token)}
+	a := &agentProc{socket: o.socket, bin: f.bin.Agent, secrets: secrets(s.Secret, o.token)}
 	f.t.Cleanup(func() {
 		if a.Proc == nil {
 			return
@@ -352,8 +236,7 @@ func (f *fleetEnv) startAgent(s simNode, o agentOpts) *agentProc {
 			}
 		}
 	})
-	a.Proc = testenv.Start(f.t, testenv.Cmd{Name: "bbb-agent " + o.nodeName, Path: f.bin.agent, Args: args,
-		Env: cleanEnv(o.env...), Ready: agentReady})
+	a.Proc = testenv.StartAgent(f.t, testenv.AgentOpts{Name: "bbb-agent " + o.nodeName, Bin: f.bin.Agent, Args: args, Env: o.env})
 	a.node = a.Ready
 	return a
 }
@@ -363,13 +246,13 @@ func (f *fleetEnv) startAgent(s simNode, o agentOpts) *agentProc {
 func (a *agentProc) status(t *testing.T) (st agent.Status, raw map[string]any, ok bool) {
 	t.Helper()
 	r := a.admin(t, "status", "--json")
-	if r.code != 0 {
+	if r.Code != 0 {
 		return st, nil, false
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
-		t.Fatalf("status --json: %v\n%s", err, r.stdout)
+	if err := json.Unmarshal([]byte(r.Stdout), &st); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, r.Stdout)
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &raw); err != nil {
+	if err := json.Unmarshal([]byte(r.Stdout), &raw); err != nil {
 		t.Fatal(err)
 	}
 	return st, raw, true
@@ -379,7 +262,7 @@ func (a *agentProc) status(t *testing.T) (st agent.Status, raw map[string]any, o
 func (a *agentProc) waitState(t *testing.T, want agent.State, within time.Duration) agent.Status {
 	t.Helper()
 	var st agent.Status
-	waitFor(t, fmt.Sprintf("bbb-agent status says %s", want), within, func() bool {
+	testenv.Eventually(t, within, fmt.Sprintf("bbb-agent status says %s", want), func() bool {
 		var ok bool
 		st, _, ok = a.status(t)
 		return ok && st.State == want
@@ -388,10 +271,10 @@ func (a *agentProc) waitState(t *testing.T, want agent.State, within time.Durati
 }
 
 // admin runs `bbb-agent --admin-socket PATH CMD`.
-func (a *agentProc) admin(t *testing.T, cmd ...string) result {
+func (a *agentProc) admin(t *testing.T, cmd ...string) testenv.Result {
 	t.Helper()
-	r := runCmd(t, nil, a.bin, append([]string{"--admin-socket", a.socket}, cmd...)...)
-	noSecrets(t, "bbb-agent "+strings.Join(cmd, " "), r.stdout+r.stderr, a.secrets)
+	r := testenv.Run(t, nil, a.bin, append([]string{"--admin-socket", a.socket}, cmd...)...)
+	noSecrets(t, "bbb-agent "+strings.Join(cmd, " "), r.Stdout+r.Stderr, a.secrets)
 	return r
 }
 
@@ -413,7 +296,7 @@ func TestAgentsJoinTheFleet(t *testing.T) {
 	s1, s2 := f.startSim("1"), f.startSim("2")
 	a1 := f.startAgent(s1, agentOpts{nodeName: "bbb-e2e-1"})
 	a2 := f.startAgent(s2, agentOpts{nodeName: "bbb-e2e-2"})
-	took := waitFor(t, "both nodes online and enabled at the balancer", 2*interval+slack, func() bool {
+	took := testenv.Eventually(t, 2*interval+slack, "both nodes online and enabled at the balancer", func() bool {
 		return f.onlineAndEnabled("bbb-e2e-1") && f.onlineAndEnabled("bbb-e2e-2")
 	})
 	t.Logf("both nodes online and enabled %s after the agents logged their start", took.Round(time.Millisecond))
@@ -422,8 +305,8 @@ func TestAgentsJoinTheFleet(t *testing.T) {
 		a *agentProc
 		s simNode
 	}{{a1, s1}, {a2, s2}} {
-		if srv, _ := f.server(c.a.node); srv.URL != c.s.url+"/bigbluebutton/api/" || srv.Source != records.SourceAgent {
-			t.Errorf("the balancer has %s at %s (source %s), want %s/bigbluebutton/api/ from its agent", c.a.node, srv.URL, srv.Source, c.s.url)
+		if srv, _ := f.server(c.a.node); srv.URL != c.s.URL+"/bigbluebutton/api/" || srv.Source != records.SourceAgent {
+			t.Errorf("the balancer has %s at %s (source %s), want %s/bigbluebutton/api/ from its agent", c.a.node, srv.URL, srv.Source, c.s.URL)
 		}
 		st := c.a.waitState(t, agent.Ready, slack)
 		if st.Node != c.a.node || !st.Registered || st.DesiredState != fleet.Enabled || !st.BBBHealthy {
@@ -450,7 +333,7 @@ func TestAgentsJoinTheFleet(t *testing.T) {
 	if len(on1) == 0 || len(on2) == 0 {
 		t.Errorf("ten creates on two empty nodes: %v on one, %v on the other", on1, on2)
 	}
-	waitFor(t, "the agents report the meetings to the balancer", 2*interval+slack, func() bool {
+	testenv.Eventually(t, 2*interval+slack, "the agents report the meetings to the balancer", func() bool {
 		s1, _ := f.server("bbb-e2e-1")
 		s2, _ := f.server("bbb-e2e-2")
 		return s1.Meetings == len(on1) && s2.Meetings == len(on2)
@@ -465,12 +348,12 @@ func TestSIGTERMDrainsAndWaitsForTheMeeting(t *testing.T) {
 	f := newFleet(t)
 	s := f.startSim("1")
 	a := f.startAgent(s, agentOpts{nodeName: "bbb-drain"})
-	waitFor(t, "online and enabled", 2*interval+slack, func() bool { return f.onlineAndEnabled(a.node) })
+	testenv.Eventually(t, 2*interval+slack, "online and enabled", func() bool { return f.onlineAndEnabled(a.node) })
 	f.create("lecture")
-	if _, err := s.control.AddAttendees(t.Context(), "lecture", sim.AttendeeSpec{Count: 3}); err != nil {
-		t.Fatalf("%s: adding attendees: %v", s.proc.Name, err)
+	if _, err := s.Control.AddAttendees(t.Context(), "lecture", sim.AttendeeSpec{Count: 3}); err != nil {
+		t.Fatalf("%s: adding attendees: %v", s.Name, err)
 	}
-	waitFor(t, "the agent sees the meeting", 2*interval+slack, func() bool {
+	testenv.Eventually(t, 2*interval+slack, "the agent sees the meeting", func() bool {
 		st, _, ok := a.status(t)
 		return ok && st.Load.Meetings == 1
 	})
@@ -478,7 +361,7 @@ func TestSIGTERMDrainsAndWaitsForTheMeeting(t *testing.T) {
 	if err := a.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "cordoned at the balancer", interval+slack, func() bool {
+	testenv.Eventually(t, interval+slack, "cordoned at the balancer", func() bool {
 		srv, ok := f.server(a.node)
 		return ok && srv.State == fleet.Cordoned
 	})
@@ -494,7 +377,7 @@ func TestSIGTERMDrainsAndWaitsForTheMeeting(t *testing.T) {
 	if st.Node != a.node || st.State != agent.Draining || !st.Registered || st.Drain == nil || st.Drain.Source != agent.SourceSignal {
 		t.Errorf("status of the draining agent: %+v (drain %+v)", st, st.Drain)
 	}
-	if out := a.admin(t, "status"); !strings.Contains(out.stdout, "draining") || !strings.Contains(out.stdout, "by signal") {
+	if out := a.admin(t, "status"); !strings.Contains(out.Stdout, "draining") || !strings.Contains(out.Stdout, "by signal") {
 		t.Errorf("status:\n%s", out)
 	}
 
@@ -544,7 +427,7 @@ func TestSecondSignalStopsAtOnce(t *testing.T) {
 	f := newFleet(t)
 	s := f.startSim("1")
 	a := f.startAgent(s, agentOpts{nodeName: "bbb-impatient"})
-	waitFor(t, "online and enabled", 2*interval+slack, func() bool { return f.onlineAndEnabled(a.node) })
+	testenv.Eventually(t, 2*interval+slack, "online and enabled", func() bool { return f.onlineAndEnabled(a.node) })
 	f.create("workshop")
 	if err := a.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -582,19 +465,19 @@ func TestKilledAgentGoesOfflineAndComesBackUnderItsName(t *testing.T) {
 	if kept, err := os.ReadFile(filepath.Join(stateDir, "node-name")); err != nil || strings.TrimSpace(string(kept)) != a.node {
 		t.Fatalf("the state directory keeps %q (%v), want %s", kept, err, a.node)
 	}
-	waitFor(t, "online and enabled", 2*interval+slack, func() bool { return f.onlineAndEnabled(a.node) })
+	testenv.Eventually(t, 2*interval+slack, "online and enabled", func() bool { return f.onlineAndEnabled(a.node) })
 	before, _ := f.server(a.node)
 
 	if err := a.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	a.Wait(t, 5*time.Second)
-	took := waitFor(t, "offline at the balancer", 3*interval+slack, func() bool {
+	took := testenv.Eventually(t, 3*interval+slack, "offline at the balancer", func() bool {
 		srv, ok := f.server(a.node)
 		return ok && !srv.Online && srv.Status == fleet.Offline
 	})
 	t.Logf("offline %s after kill -9", took.Round(time.Millisecond))
-	if r := a.admin(t, "status"); r.code == 0 || !strings.Contains(r.stderr, "no bbb-agent answers on "+socket) {
+	if r := a.admin(t, "status"); r.Code == 0 || !strings.Contains(r.Stderr, "no bbb-agent answers on "+socket) {
 		t.Errorf("status of a killed agent (its socket file left behind): %s", r)
 	}
 
@@ -602,7 +485,7 @@ func TestKilledAgentGoesOfflineAndComesBackUnderItsName(t *testing.T) {
 	if b.node != a.node {
 		t.Fatalf("restarted on the same state directory as %q, want %q", b.node, a.node)
 	}
-	waitFor(t, "online again", 2*interval+slack, func() bool { return f.onlineAndEnabled(b.node) })
+	testenv.Eventually(t, 2*interval+slack, "online again", func() bool { return f.onlineAndEnabled(b.node) })
 	servers := f.servers()
 	if len(servers) != 1 || servers[0].ID != before.ID || servers[0].Name != a.node {
 		t.Errorf("after the restart the balancer lists %+v, want only %s with ID %s", servers, a.node, before.ID)
@@ -619,42 +502,42 @@ func TestDrainAndUndrain(t *testing.T) {
 	f := newFleet(t)
 	s := f.startSim("1")
 	a := f.startAgent(s, agentOpts{nodeName: "bbb-admin", globalSocket: true})
-	waitFor(t, "online and enabled", 2*interval+slack, func() bool { return f.onlineAndEnabled(a.node) })
+	testenv.Eventually(t, 2*interval+slack, "online and enabled", func() bool { return f.onlineAndEnabled(a.node) })
 	// A meeting keeps the drain going (an empty cordoned node would leave).
 	f.create("seminar")
-	waitFor(t, "the agent sees the meeting", 2*interval+slack, func() bool {
+	testenv.Eventually(t, 2*interval+slack, "the agent sees the meeting", func() bool {
 		st, _, ok := a.status(t)
 		return ok && st.Load.Meetings == 1
 	})
 
 	r := a.admin(t, "drain")
-	if r.code != 0 {
+	if r.Code != 0 {
 		t.Fatalf("drain: %s", r)
 	}
-	if want := "bbb-admin is draining: no new meetings; it leaves the fleet when its 1 meeting has ended (deadline "; !strings.HasPrefix(r.stdout, want) {
-		t.Errorf("drain printed %q, want it to start with %q", r.stdout, want)
+	if want := "bbb-admin is draining: no new meetings; it leaves the fleet when its 1 meeting has ended (deadline "; !strings.HasPrefix(r.Stdout, want) {
+		t.Errorf("drain printed %q, want it to start with %q", r.Stdout, want)
 	}
-	waitFor(t, "cordoned at the balancer", interval+slack, func() bool {
+	testenv.Eventually(t, interval+slack, "cordoned at the balancer", func() bool {
 		srv, ok := f.server(a.node)
 		return ok && srv.State == fleet.Cordoned
 	})
 	if st, _, _ := a.status(t); st.State != agent.Draining || st.Drain == nil || st.Drain.Source != agent.SourceAdmin || st.Drain.MeetingsLeft != 1 {
 		t.Errorf("status after drain: %+v (drain %+v)", st, st.Drain)
 	}
-	if again := a.admin(t, "drain"); again.code != 0 || !strings.Contains(again.stdout, "is draining") {
+	if again := a.admin(t, "drain"); again.Code != 0 || !strings.Contains(again.Stdout, "is draining") {
 		t.Errorf("a second drain: %s", again)
 	}
 
 	r = a.admin(t, "undrain")
-	if r.code != 0 || r.stdout != "bbb-admin is ready again and takes new meetings\n" {
+	if r.Code != 0 || r.Stdout != "bbb-admin is ready again and takes new meetings\n" {
 		t.Fatalf("undrain: %s", r)
 	}
-	waitFor(t, "enabled at the balancer", interval+slack, func() bool { return f.onlineAndEnabled(a.node) })
+	testenv.Eventually(t, interval+slack, "enabled at the balancer", func() bool { return f.onlineAndEnabled(a.node) })
 	if st, _, _ := a.status(t); st.State != agent.Ready || st.Drain != nil || !st.Registered {
 		t.Errorf("status after undrain: %+v", st)
 	}
 	r = a.admin(t, "undrain")
-	if r.code == 0 || !strings.Contains(r.stderr, "not draining") {
+	if r.Code == 0 || !strings.Contains(r.Stderr, "not draining") {
 		t.Errorf("undrain of a node that is not draining: %s", r)
 	}
 	// It stays in the fleet: the balancer keeps it enabled, the meeting runs.
@@ -674,11 +557,11 @@ func TestReportCadence(t *testing.T) {
 	s1, s2 := f.startSim("1"), f.startSim("2")
 	a := f.startAgent(s1, agentOpts{nodeName: "bbb-cadence-1"})
 	b := f.startAgent(s2, agentOpts{nodeName: "bbb-cadence-2"})
-	waitFor(t, "online and enabled", 2*interval+slack, func() bool {
+	testenv.Eventually(t, 2*interval+slack, "online and enabled", func() bool {
 		return f.onlineAndEnabled(a.node) && f.onlineAndEnabled(b.node)
 	})
 	// On a's node, so that a drain there waits.
-	if _, err := s1.client.Create(t.Context(), bbb.CreateRequest{MeetingID: "long-meeting", Name: "Long meeting"}); err != nil {
+	if _, err := s1.Client.Create(t.Context(), bbb.CreateRequest{MeetingID: "long-meeting", Name: "Long meeting"}); err != nil {
 		t.Fatal(err)
 	}
 	// calls counts the getMeetings calls of each node (only its agent makes
@@ -694,17 +577,17 @@ func TestReportCadence(t *testing.T) {
 		time.Sleep(n * interval)
 		for i, s := range sims {
 			if got := s.requests(t, bbb.CallGetMeetings) - before[i]; got > n+3 {
-				t.Errorf("%s, %s: %d getMeetings calls in %d report intervals, want about %d", s.proc.Name, when, got, n, n)
+				t.Errorf("%s, %s: %d getMeetings calls in %d report intervals, want about %d", s.Name, when, got, n, n)
 			}
 		}
 	}
 	calls("ready", s1, s2)
 
-	if r := a.admin(t, "drain"); r.code != 0 {
+	if r := a.admin(t, "drain"); r.Code != 0 {
 		t.Fatalf("drain: %s", r)
 	}
 	calls("draining", s1)
-	if r := a.admin(t, "undrain"); r.code != 0 {
+	if r := a.admin(t, "undrain"); r.Code != 0 {
 		t.Fatalf("undrain: %s", r)
 	}
 	calls("ready again after an undrain", s1)
@@ -714,12 +597,12 @@ func TestReportCadence(t *testing.T) {
 	if code := f.lb.Stop(t, 5*time.Second); code != 0 {
 		t.Fatalf("bbb-balancer serve exited %d", code)
 	}
-	waitFor(t, "a failed report", 2*interval+slack, func() bool {
+	testenv.Eventually(t, 2*interval+slack, "a failed report", func() bool {
 		st, _, ok := b.status(t)
 		return ok && st.LastError != ""
 	})
 	f.startBalancer(addr)
-	waitFor(t, "reports again", 10*time.Second, func() bool {
+	testenv.Eventually(t, 10*time.Second, "reports again", func() bool {
 		st, _, ok := b.status(t)
 		return ok && st.LastError == "" && f.onlineAndEnabled(b.node)
 	})
@@ -747,7 +630,7 @@ func parseConfig(t *testing.T, out string) map[string]configLine {
 // order of precedence; secrets masked; bad files refused naming the key.
 func TestConfiguration(t *testing.T) {
 	t.Parallel()
-	b := build(t)
+	b := testenv.BuildCommands(t)
 	dir := t.TempDir()
 	write := func(name, content string) string {
 		path := filepath.Join(dir, name)
@@ -769,12 +652,12 @@ report-interval: 3s
 drain-deadline: 10m
 tag: [north, big]
 `)
-		r := runCmd(t, []string{"BBB_AGENT_NODE_NAME=from-env", "BBB_AGENT_REPORT_INTERVAL=4s", "BBB_AGENT_LOG_LEVEL=debug"},
-			b.agent, "config", "--config", file, "--node-name", "from-flag")
-		if r.code != 0 {
+		r := testenv.Run(t, []string{"BBB_AGENT_NODE_NAME=from-env", "BBB_AGENT_REPORT_INTERVAL=4s", "BBB_AGENT_LOG_LEVEL=debug"},
+			b.Agent, "config", "--config", file, "--node-name", "from-flag")
+		if r.Code != 0 {
 			t.Fatalf("config: %s", r)
 		}
-		got := parseConfig(t, r.stdout)
+		got := parseConfig(t, r.Stdout)
 		want := map[string]configLine{
 			"config":          {file, "flag"},
 			"node-name":       {"from-flag", "flag"},
@@ -794,24 +677,24 @@ tag: [north, big]
 			}
 		}
 		if _, ok := got["help"]; ok {
-			t.Errorf("config lists the help flag:\n%s", r.stdout)
+			t.Errorf("config lists the help flag:\n%s", r.Stdout)
 		}
-		noSecrets(t, "config", r.stdout+r.stderr, secrets(fileSecret))
+		noSecrets(t, "config", r.Stdout+r.Stderr, secrets(fileSecret))
 
 		// Secrets from the environment and from flags are masked too.
-		r = runCmd(t, []string{"BBB_AGENT_AGENT_TOKEN=" + agentToken}, b.agent, "config", "--config", file, "--bbb-secret", "flag-"+fileSecret)
-		if got := parseConfig(t, r.stdout); r.code != 0 || got["agent-token"] != (configLine{"******", "environment BBB_AGENT_AGENT_TOKEN"}) ||
+		r = testenv.Run(t, []string{"BBB_AGENT_AGENT_TOKEN=" + agentToken}, b.Agent, "config", "--config", file, "--bbb-secret", "flag-"+fileSecret)
+		if got := parseConfig(t, r.Stdout); r.Code != 0 || got["agent-token"] != (configLine{"******", "environment BBB_AGENT_AGENT_TOKEN"}) ||
 			got["bbb-secret"] != (configLine{"******", "flag"}) {
 			t.Errorf("config with secrets from the environment and a flag: %s", r)
 		}
-		noSecrets(t, "config", r.stdout+r.stderr, secrets(fileSecret))
+		noSecrets(t, "config", r.Stdout+r.Stderr, secrets(fileSecret))
 	})
 
 	t.Run("unknown key", func(t *testing.T) {
 		file := write("unknown.yaml", "balancer-url: https://lb.example.com\nreport_intervall: 5s\n")
 		for _, cmd := range []string{"config", "run", "check"} {
-			r := runCmd(t, nil, b.agent, cmd, "--config", file)
-			if r.code == 0 || !strings.Contains(r.stderr+r.stdout, `unknown key "report_intervall"`) || !strings.Contains(r.stderr+r.stdout, file) {
+			r := testenv.Run(t, nil, b.Agent, cmd, "--config", file)
+			if r.Code == 0 || !strings.Contains(r.Stderr+r.Stdout, `unknown key "report_intervall"`) || !strings.Contains(r.Stderr+r.Stdout, file) {
 				t.Errorf("%s with an unknown key: %s", cmd, r)
 			}
 		}
@@ -820,23 +703,23 @@ tag: [north, big]
 	t.Run("bad value", func(t *testing.T) {
 		file := write("bad.yaml", "report-interval: 5x\n")
 		for _, cmd := range []string{"config", "run"} {
-			r := runCmd(t, nil, b.agent, cmd, "--config", file)
-			if r.code == 0 || !strings.Contains(r.stderr, `key "report-interval"`) || !strings.Contains(r.stderr, `"5x"`) ||
-				!strings.Contains(r.stderr, "want a duration") {
+			r := testenv.Run(t, nil, b.Agent, cmd, "--config", file)
+			if r.Code == 0 || !strings.Contains(r.Stderr, `key "report-interval"`) || !strings.Contains(r.Stderr, `"5x"`) ||
+				!strings.Contains(r.Stderr, "want a duration") {
 				t.Errorf("%s with report-interval: 5x: %s", cmd, r)
 			}
 		}
-		r := runCmd(t, []string{"BBB_AGENT_REPORT_INTERVAL=5x"}, b.agent, "config")
-		if r.code == 0 || !strings.Contains(r.stderr, "BBB_AGENT_REPORT_INTERVAL") || !strings.Contains(r.stderr, "report-interval") ||
-			strings.Contains(r.stdout, "USAGE") {
+		r := testenv.Run(t, []string{"BBB_AGENT_REPORT_INTERVAL=5x"}, b.Agent, "config")
+		if r.Code == 0 || !strings.Contains(r.Stderr, "BBB_AGENT_REPORT_INTERVAL") || !strings.Contains(r.Stderr, "report-interval") ||
+			strings.Contains(r.Stdout, "USAGE") {
 			t.Errorf("config with BBB_AGENT_REPORT_INTERVAL=5x: %s", r)
 		}
 	})
 
 	t.Run("missing file", func(t *testing.T) {
 		missing := filepath.Join(dir, "nowhere.yaml")
-		r := runCmd(t, nil, b.agent, "run", "--config", missing)
-		if r.code == 0 || !strings.Contains(r.stderr, missing) {
+		r := testenv.Run(t, nil, b.Agent, "run", "--config", missing)
+		if r.Code == 0 || !strings.Contains(r.Stderr, missing) {
 			t.Errorf("run with a --config that does not exist: %s", r)
 		}
 	})
@@ -845,17 +728,17 @@ tag: [north, big]
 		f := newFleet(t)
 		s := f.startSim("1")
 		file := write("run.yaml", fmt.Sprintf("balancer-url: %s\nagent-token: %s\nbbb-secret: %s\nreport-interval: 1h\nnode-name: from-file\n",
-			f.url, agentToken, s.secret))
+			f.url, agentToken, s.Secret))
 		a := f.startAgent(s, agentOpts{nodeName: "from-flag", fromConfig: true, args: []string{"--config", file},
-			env: []string{"BBB_AGENT_BBB_URL=" + s.url, "BBB_AGENT_REPORT_INTERVAL=" + interval.String(), "BBB_AGENT_LOG_LEVEL=debug"}})
+			env: []string{"BBB_AGENT_BBB_URL=" + s.URL, "BBB_AGENT_REPORT_INTERVAL=" + interval.String(), "BBB_AGENT_LOG_LEVEL=debug"}})
 		if a.node != "from-flag" {
 			t.Errorf("the agent runs as %q, want the flag's from-flag", a.node)
 		}
-		waitFor(t, "online and enabled", 2*interval+slack, func() bool { return f.onlineAndEnabled("from-flag") })
+		testenv.Eventually(t, 2*interval+slack, "online and enabled", func() bool { return f.onlineAndEnabled("from-flag") })
 		st := a.waitState(t, agent.Ready, slack)
-		if st.ServerURL != s.url || st.ReportIntervalSeconds != interval.Seconds() {
+		if st.ServerURL != s.URL || st.ReportIntervalSeconds != interval.Seconds() {
 			t.Errorf("status: BBB %s every %vs, want %s (environment) every %vs (environment over file)",
-				st.ServerURL, st.ReportIntervalSeconds, s.url, interval.Seconds())
+				st.ServerURL, st.ReportIntervalSeconds, s.URL, interval.Seconds())
 		}
 		// The log is checked for the token and the secret when the test ends.
 	})
@@ -866,7 +749,7 @@ tag: [north, big]
 // trying and says why in its status.
 func TestBadInput(t *testing.T) {
 	t.Parallel()
-	b := build(t)
+	b := testenv.BuildCommands(t)
 	// base is a run command line whose BBB settings each case completes.
 	base := func(t *testing.T) []string {
 		return []string{"run", "--balancer-url", "http://127.0.0.1:9", "--agent-token", agentToken, "--node-name", "bbb-bad",
@@ -877,12 +760,12 @@ func TestBadInput(t *testing.T) {
 	t.Run("no BBB secret and no bbb-web.properties", func(t *testing.T) {
 		t.Parallel()
 		root := t.TempDir()
-		r := runCmd(t, nil, b.agent, append(base(t), "--bbb-url", "http://127.0.0.1:9", "--properties-root", root)...)
-		if r.code == 0 {
+		r := testenv.Run(t, nil, b.Agent, append(base(t), "--bbb-url", "http://127.0.0.1:9", "--properties-root", root)...)
+		if r.Code == 0 {
 			t.Fatalf("run without a BBB secret: %s", r)
 		}
 		for _, want := range []string{"--bbb-secret", "bbb-web.properties", "no BBB properties file found", filepath.Join(root, bbb.PropertiesOverridePath)} {
-			if !strings.Contains(r.stderr, want) {
+			if !strings.Contains(r.Stderr, want) {
 				t.Errorf("the error does not say %q: %s", want, r)
 			}
 		}
@@ -897,8 +780,8 @@ func TestBadInput(t *testing.T) {
 		if err := os.MkdirAll(path, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		r := runCmd(t, nil, b.agent, append(base(t), "--properties-root", root)...)
-		if r.code == 0 || !strings.Contains(r.stderr, path) || !strings.Contains(r.stderr, "is a directory") || strings.Contains(r.stderr, "panic") {
+		r := testenv.Run(t, nil, b.Agent, append(base(t), "--properties-root", root)...)
+		if r.Code == 0 || !strings.Contains(r.Stderr, path) || !strings.Contains(r.Stderr, "is a directory") || strings.Contains(r.Stderr, "panic") {
 			t.Errorf("run with an unreadable bbb-web.properties: %s", r)
 		}
 	})
@@ -912,16 +795,16 @@ func TestBadInput(t *testing.T) {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		props := fmt.Sprintf("# bbb-web overrides\nsecuritySalt=%s\nbigbluebutton.web.serverURL=%s\n", s.secret, s.url)
+		props := fmt.Sprintf("# bbb-web overrides\nsecuritySalt=%s\nbigbluebutton.web.serverURL=%s\n", s.Secret, s.URL)
 		if err := os.WriteFile(path, []byte(props), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		a := f.startAgent(s, agentOpts{nodeName: "bbb-props", bbb: []string{"--properties-root", root}})
-		waitFor(t, "online and enabled", 2*interval+slack, func() bool { return f.onlineAndEnabled(a.node) })
-		if srv, _ := f.server(a.node); srv.URL != s.url+"/bigbluebutton/api/" {
-			t.Errorf("the balancer has the node at %s, want %s/bigbluebutton/api/ from bbb-web.properties", srv.URL, s.url)
+		testenv.Eventually(t, 2*interval+slack, "online and enabled", func() bool { return f.onlineAndEnabled(a.node) })
+		if srv, _ := f.server(a.node); srv.URL != s.URL+"/bigbluebutton/api/" {
+			t.Errorf("the balancer has the node at %s, want %s/bigbluebutton/api/ from bbb-web.properties", srv.URL, s.URL)
 		}
-		if st := a.waitState(t, agent.Ready, slack); st.ServerURL != s.url || !st.BBBHealthy {
+		if st := a.waitState(t, agent.Ready, slack); st.ServerURL != s.URL || !st.BBBHealthy {
 			t.Errorf("status: BBB %s healthy %v (%s)", st.ServerURL, st.BBBHealthy, st.BBBError)
 		}
 		f.create("from-props") // the balancer signs with the secret the agent read
@@ -937,7 +820,7 @@ func TestBadInput(t *testing.T) {
 		addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 		a := f.startAgent(s, agentOpts{nodeName: "bbb-early", balancer: "http://" + addr})
 		var st agent.Status
-		waitFor(t, "status says registering, with the error", 2*interval+slack, func() bool {
+		testenv.Eventually(t, 2*interval+slack, "status says registering, with the error", func() bool {
 			var ok bool
 			st, _, ok = a.status(t)
 			return ok && st.State == agent.Registering && st.LastError != ""
@@ -945,7 +828,7 @@ func TestBadInput(t *testing.T) {
 		if st.Registered || !strings.Contains(st.LastError, addr) {
 			t.Errorf("status while the balancer is away: registered %v, last error %q (want it to name %s)", st.Registered, st.LastError, addr)
 		}
-		if out := a.admin(t, "status"); !strings.Contains(out.stdout, "last error:") || !strings.Contains(out.stdout, "not registered") {
+		if out := a.admin(t, "status"); !strings.Contains(out.Stdout, "last error:") || !strings.Contains(out.Stdout, "not registered") {
 			t.Errorf("status:\n%s", out)
 		}
 		time.Sleep(2 * interval)
@@ -955,7 +838,7 @@ func TestBadInput(t *testing.T) {
 
 		f.startBalancer(addr)
 		// Retries back off: a few seconds at most this early.
-		waitFor(t, "registered once the balancer listens", 10*time.Second, func() bool { return f.onlineAndEnabled(a.node) })
+		testenv.Eventually(t, 10*time.Second, "registered once the balancer listens", func() bool { return f.onlineAndEnabled(a.node) })
 		st = a.waitState(t, agent.Ready, slack)
 		if !st.Registered || st.LastError != "" {
 			t.Errorf("status after registering: registered %v, last error %q", st.Registered, st.LastError)
@@ -968,7 +851,7 @@ func TestBadInput(t *testing.T) {
 		s := f.startSim("token")
 		a := f.startAgent(s, agentOpts{nodeName: "bbb-token", token: "not-the-agent-token-4e1a"})
 		var st agent.Status
-		waitFor(t, "status shows the refusal", 2*interval+slack, func() bool {
+		testenv.Eventually(t, 2*interval+slack, "status shows the refusal", func() bool {
 			var ok bool
 			st, _, ok = a.status(t)
 			return ok && st.LastError != ""
@@ -989,8 +872,8 @@ func TestBadInput(t *testing.T) {
 			{"--public-ipv4", "2001:db8::1", `public-ipv4 "2001:db8::1" is not an IPv4 address`},
 			{"--public-ipv6", "203.0.113.7", `public-ipv6 "203.0.113.7" is not an IPv6 address`},
 		} {
-			r := runCmd(t, nil, b.agent, append(base(t), "--bbb-url", "http://127.0.0.1:9", "--bbb-secret", "x", c.flag, c.value)...)
-			if r.code == 0 || !strings.Contains(r.stderr, c.want) {
+			r := testenv.Run(t, nil, b.Agent, append(base(t), "--bbb-url", "http://127.0.0.1:9", "--bbb-secret", "x", c.flag, c.value)...)
+			if r.Code == 0 || !strings.Contains(r.Stderr, c.want) {
 				t.Errorf("run %s %s: %s", c.flag, c.value, r)
 			}
 		}
@@ -1000,8 +883,8 @@ func TestBadInput(t *testing.T) {
 		t.Parallel()
 		socket := filepath.Join(shortDir(t), "admin.sock")
 		for _, cmd := range []string{"status", "drain", "undrain"} {
-			r := runCmd(t, nil, b.agent, "--admin-socket", socket, cmd)
-			if r.code == 0 || !strings.Contains(r.stderr, "no bbb-agent answers on "+socket) {
+			r := testenv.Run(t, nil, b.Agent, "--admin-socket", socket, cmd)
+			if r.Code == 0 || !strings.Contains(r.Stderr, "no bbb-agent answers on "+socket) {
 				t.Errorf("%s without an agent: %s", cmd, r)
 			}
 		}
@@ -1014,59 +897,59 @@ func TestCheck(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t)
 	s := f.startSim("check")
-	check := func(t *testing.T, token, secret string) result {
+	check := func(t *testing.T, token, secret string) testenv.Result {
 		t.Helper()
-		r := runCmd(t, nil, f.bin.agent, "check", "--balancer-url", f.url, "--agent-token", token, "--bbb-url", s.url, "--bbb-secret", secret,
+		r := testenv.Run(t, nil, f.bin.Agent, "check", "--balancer-url", f.url, "--agent-token", token, "--bbb-url", s.URL, "--bbb-secret", secret,
 			"--node-name", "bbb-check", "--state-dir", t.TempDir(), "--logind=false")
-		noSecrets(t, "check", r.stdout+r.stderr, secrets(s.secret, token, secret))
+		noSecrets(t, "check", r.Stdout+r.Stderr, secrets(s.Secret, token, secret))
 		return r
 	}
-	lines := func(r result) []string { return strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n") }
-	hasLine := func(r result, prefix string) bool {
+	lines := func(r testenv.Result) []string { return strings.Split(strings.TrimSuffix(r.Stdout, "\n"), "\n") }
+	hasLine := func(r testenv.Result, prefix string) bool {
 		return slices.ContainsFunc(lines(r), func(l string) bool { return strings.HasPrefix(l, prefix) })
 	}
 
 	t.Run("all good", func(t *testing.T) {
-		r := check(t, agentToken, s.secret)
-		if r.code != 0 {
+		r := check(t, agentToken, s.Secret)
+		if r.Code != 0 {
 			t.Fatalf("check: %s", r)
 		}
-		for _, want := range []string{"✔ configuration: node bbb-check", "✔ BBB API: " + s.url, "✔ BBB secret: accepted", "✔ balancer: "} {
+		for _, want := range []string{"✔ configuration: node bbb-check", "✔ BBB API: " + s.URL, "✔ BBB secret: accepted", "✔ balancer: "} {
 			if !hasLine(r, want) {
-				t.Errorf("check does not print a line starting %q:\n%s", want, r.stdout)
+				t.Errorf("check does not print a line starting %q:\n%s", want, r.Stdout)
 			}
 		}
-		if strings.Contains(r.stdout, "✘") {
-			t.Errorf("check passed with a failed line:\n%s", r.stdout)
+		if strings.Contains(r.Stdout, "✘") {
+			t.Errorf("check passed with a failed line:\n%s", r.Stdout)
 		}
 	})
 
 	t.Run("wrong BBB secret", func(t *testing.T) {
 		r := check(t, agentToken, "not-the-bbb-secret-90ac")
-		if r.code == 0 || !hasLine(r, "✘ BBB secret: ") || !strings.Contains(r.stdout, "secret is wrong") || !hasLine(r, "✔ balancer: ") {
+		if r.Code == 0 || !hasLine(r, "✘ BBB secret: ") || !strings.Contains(r.Stdout, "secret is wrong") || !hasLine(r, "✔ balancer: ") {
 			t.Errorf("check with a wrong BBB secret: %s", r)
 		}
 	})
 
 	t.Run("wrong agent token", func(t *testing.T) {
-		r := check(t, "not-the-agent-token-77b2", s.secret)
-		if r.code == 0 || !hasLine(r, "✘ balancer: ") || !strings.Contains(r.stdout, "agent-token") || !hasLine(r, "✔ BBB secret: ") {
+		r := check(t, "not-the-agent-token-77b2", s.Secret)
+		if r.Code == 0 || !hasLine(r, "✘ balancer: ") || !strings.Contains(r.Stdout, "agent-token") || !hasLine(r, "✔ BBB secret: ") {
 			t.Errorf("check with a wrong agent token: %s", r)
 		}
 	})
 
 	t.Run("bad configuration", func(t *testing.T) {
-		r := runCmd(t, nil, f.bin.agent, "check", "--balancer-url", f.url, "--agent-token", agentToken,
-			"--bbb-url", s.url, "--bbb-secret", s.secret, "--node-name", "Not A DNS Name!", "--state-dir", t.TempDir(), "--logind=false")
-		if r.code == 0 || !hasLine(r, "✘ configuration: ") || !strings.Contains(r.stdout, "node name") {
+		r := testenv.Run(t, nil, f.bin.Agent, "check", "--balancer-url", f.url, "--agent-token", agentToken,
+			"--bbb-url", s.URL, "--bbb-secret", s.Secret, "--node-name", "Not A DNS Name!", "--state-dir", t.TempDir(), "--logind=false")
+		if r.Code == 0 || !hasLine(r, "✘ configuration: ") || !strings.Contains(r.Stdout, "node name") {
 			t.Errorf("check with a bad node name: %s", r)
 		}
 	})
 
 	t.Run("nothing answers", func(t *testing.T) {
-		r := runCmd(t, nil, f.bin.agent, "check", "--balancer-url", "http://127.0.0.1:9", "--agent-token", agentToken,
-			"--bbb-url", "http://127.0.0.1:9", "--bbb-secret", s.secret, "--node-name", "bbb-check", "--state-dir", t.TempDir(), "--logind=false")
-		if r.code == 0 || !hasLine(r, "✘ BBB API: ") || !hasLine(r, "✘ balancer: ") {
+		r := testenv.Run(t, nil, f.bin.Agent, "check", "--balancer-url", "http://127.0.0.1:9", "--agent-token", agentToken,
+			"--bbb-url", "http://127.0.0.1:9", "--bbb-secret", s.Secret, "--node-name", "bbb-check", "--state-dir", t.TempDir(), "--logind=false")
+		if r.Code == 0 || !hasLine(r, "✘ BBB API: ") || !hasLine(r, "✘ balancer: ") {
 			t.Errorf("check with nothing listening: %s", r)
 		}
 	})

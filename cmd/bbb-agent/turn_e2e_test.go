@@ -26,7 +26,7 @@ func TestTURNRoles(t *testing.T) {
 	tn.secrets = append(tn.secrets, secret)
 	bad := f.startAgent(s, agentOpts{nodeName: "turn-bad", args: []string{"--role", "turn", "--turn-uri", "turn:" + other.Addr, "--turn-secret", secret}})
 	bad.secrets = append(bad.secrets, secret)
-	waitFor(t, "the TURN node online", 2*interval+slack, func() bool {
+	testenv.Eventually(t, 2*interval+slack, "the TURN node online", func() bool {
 		srv, ok := f.server("turn1")
 		return ok && srv.Online && srv.Role == fleet.RoleTURN
 	})
@@ -37,7 +37,7 @@ func TestTURNRoles(t *testing.T) {
 	xml := filepath.Join(t.TempDir(), "turn-stun-servers.xml")
 	b := f.startAgent(s, agentOpts{nodeName: "bbb-turn-user", args: []string{"--turn-secret", secret, "--turn-stun-xml", xml}})
 	b.secrets = append(b.secrets, secret)
-	waitFor(t, "turn-stun-servers.xml names turn1", 2*interval+slack, func() bool {
+	testenv.Eventually(t, 2*interval+slack, "turn-stun-servers.xml names turn1", func() bool {
 		data, err := os.ReadFile(xml)
 		if err != nil {
 			return false
@@ -49,10 +49,10 @@ func TestTURNRoles(t *testing.T) {
 	if !ok || st.TURN == nil || len(st.TURN.InUse) != 1 || st.TURN.WrittenAt.IsZero() {
 		t.Fatalf("status turn: %+v", st.TURN)
 	}
-	if r := b.admin(t, "status"); !strings.Contains(r.stdout, "in use: "+turnURI) {
+	if r := b.admin(t, "status"); !strings.Contains(r.Stdout, "in use: "+turnURI) {
 		t.Fatalf("status text:\n%s", r)
 	}
-	if r := runCmd(t, nil, f.bin.balancer, "--url", f.url, "--admin-token", adminToken, "status"); !strings.Contains(r.stdout, "TURN servers:") || !strings.Contains(r.stdout, "turn1") {
+	if r := testenv.Run(t, nil, f.bin.Balancer, "--url", f.url, "--admin-token", adminToken, "status"); !strings.Contains(r.Stdout, "TURN servers:") || !strings.Contains(r.Stdout, "turn1") {
 		t.Fatalf("bbb-balancer status does not list the TURN node apart:\n%s", r)
 	}
 }

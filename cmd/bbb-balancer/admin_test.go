@@ -14,6 +14,7 @@ import (
 	"github.com/bbb-agent/bbb-agent/balancer/adminapi"
 	"github.com/bbb-agent/bbb-agent/balancer/records"
 	"github.com/bbb-agent/bbb-agent/fleet"
+	"github.com/bbb-agent/bbb-agent/internal/testenv"
 )
 
 func seconds(s float64) *float64 { return &s }
@@ -249,11 +250,7 @@ func TestServeRefusesEarly(t *testing.T) {
 		{"bad node checksum", []string{"serve", "--secret", "0123456789", "--agent-token", "a", "--admin-token", "t", "--node-checksum", "md5"}, "--node-checksum"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			for _, kv := range os.Environ() {
-				if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "BBB_BALANCER_") {
-					t.Setenv(name, "")
-				}
-			}
+			testenv.ClearCommandEnv(t)
 			dir := t.TempDir()
 			app := newApp()
 			app.Writer, app.ErrWriter = io.Discard, io.Discard

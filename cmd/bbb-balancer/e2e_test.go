@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"regexp"
 	"slices"
 	"strings"
@@ -17,8 +14,10 @@ import (
 	"time"
 
 	"github.com/bbb-agent/bbb-agent/balancer/adminapi"
+	"github.com/bbb-agent/bbb-agent/balancer/balancertest"
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/bbb/sim"
+	"github.com/bbb-agent/bbb-agent/bbb/sim/simtest"
 	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/bbb-agent/bbb-agent/internal/testenv"
 )
@@ -37,28 +36,6 @@ const (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-var (
-	balancerReady = regexp.MustCompile(`msg="bbb-balancer listening" url=(http://\S+)`)
-	simReady      = regexp.MustCompile(`^listening on (http://\S+)$`)
-)
-
-// cleanEnv is the test's environment without BBB_BALANCER_* settings, so a
-// developer's shell does not leak into the commands.
-func cleanEnv(extra ...string) []string {
-	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "BBB_BALANCER_") })
-	return append(env, extra...)
-}
-
-// result is one CLI run.
-type result struct {
-	stdout, stderr string
-	code           int
-}
-
-func (r result) String() string {
-	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
-}
-
 // e2e is a running balancer and the bbb-balancer binary to administer it with.
 type e2e struct {
 	t   *testing.T
@@ -67,31 +44,13 @@ type e2e struct {
 }
 
 // run runs bbb-balancer with exactly the arguments and extra environment given.
-func (e *e2e) run(env []string, args ...string) result {
+func (e *e2e) run(env []string, args ...string) testenv.Result {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, e.bin, args...)
-	cmd.Env = cleanEnv(env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	r := result{stdout: stdout.String(), stderr: stderr.String()}
-	var exit *exec.ExitError
-	switch {
-	case errors.As(err, &exit):
-		r.code = exit.ExitCode()
-	case err != nil:
-		e.t.Fatalf("bbb-balancer %s: %v", strings.Join(args, " "), err)
-	}
-	if ctx.Err() != nil {
-		e.t.Fatalf("bbb-balancer %s: still running after 10s", strings.Join(args, " "))
-	}
-	return r
+	return testenv.Run(e.t, env, e.bin, args...)
 }
 
 // cli runs a command against the balancer as an operator would, with --url and --admin-token.
-func (e *e2e) cli(args ...string) result {
+func (e *e2e) cli(args ...string) testenv.Result {
 	e.t.Helper()
 	return e.run(nil, append([]string{"--url", e.url, "--admin-token", adminToken}, args...)...)
 }
@@ -100,21 +59,21 @@ func (e *e2e) cli(args ...string) result {
 func (e *e2e) ok(args ...string) string {
 	e.t.Helper()
 	r := e.cli(args...)
-	if r.code != 0 {
+	if r.Code != 0 {
 		e.t.Fatalf("bbb-balancer %s: %s", strings.Join(args, " "), r)
 	}
-	return r.stdout
+	return r.Stdout
 }
 
 // fails checks that a run failed with a message on stderr saying each of want.
-func (e *e2e) fails(r result, want ...string) {
+func (e *e2e) fails(r testenv.Result, want ...string) {
 	e.t.Helper()
-	if r.code == 0 {
+	if r.Code == 0 {
 		e.t.Errorf("exit 0, want a failure saying %q\n%s", want, r)
 		return
 	}
 	for _, w := range want {
-		if !strings.Contains(r.stderr, w) {
+		if !strings.Contains(r.Stderr, w) {
 			e.t.Errorf("stderr does not say %q\n%s", w, r)
 		}
 	}
@@ -123,64 +82,27 @@ func (e *e2e) fails(r result, want ...string) {
 // status runs status --json.
 func (e *e2e) status() []adminapi.Server {
 	e.t.Helper()
-	out := e.ok("status", "--json")
-	var servers []adminapi.Server
-	if err := json.Unmarshal([]byte(out), &servers); err != nil {
-		e.t.Fatalf("status --json: %v\n%s", err, out)
-	}
-	return servers
+	return balancertest.Status(e.t, e.bin, e.url, adminToken)
 }
 
 // server finds a server in status --json by ID.
 func (e *e2e) server(id string) (adminapi.Server, bool) {
 	e.t.Helper()
-	for _, s := range e.status() {
-		if s.ID == id {
-			return s, true
-		}
-	}
-	return adminapi.Server{}, false
+	return balancertest.Find(e.status(), func(s adminapi.Server) bool { return s.ID == id })
 }
 
-// waitFor polls cond until it holds, for at most settle.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(settle)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, settle)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// simNode is a running bbb-sim and its API client.
-type simNode struct {
-	proc    *testenv.Proc
-	client  *bbb.Client
-	control *sim.ControlClient
-}
+// simNode is a running bbb-sim and its API clients.
+type simNode struct{ *simtest.Node }
 
 func startSim(t *testing.T, bin, name, secret string) simNode {
 	t.Helper()
-	p := testenv.Start(t, testenv.Cmd{Name: name, Path: bin, Args: []string{"--listen", "127.0.0.1:0", "--secret", secret},
-		Env: cleanEnv(), Ready: simReady})
-	c, err := bbb.NewClient(p.Ready, secret, bbb.WithHTTPClient(&http.Client{Timeout: 5 * time.Second}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return simNode{proc: p, client: c, control: sim.NewControlClient(p.Ready, &http.Client{Timeout: 5 * time.Second})}
+	return simNode{simtest.Start(t, testenv.SimOpts{Name: name, Bin: bin, Secret: secret})}
 }
 
-// meetings lists the meeting IDs the simulator runs.
+// meetings lists the meeting IDs the simulator runs, sorted.
 func (s simNode) meetings(t *testing.T) []string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	ms, err := s.client.GetMeetings(ctx)
-	if err != nil {
-		t.Fatalf("%s getMeetings: %v", s.proc.Name, err)
-	}
+	ms := s.Meetings(t)
 	ids := make([]string, 0, len(ms))
 	for _, m := range ms {
 		ids = append(ids, m.MeetingID)
@@ -189,21 +111,11 @@ func (s simNode) meetings(t *testing.T) []string {
 	return ids
 }
 
-// state reads the simulator's /sim/state, ended meetings included.
-func (s simNode) state(t *testing.T) sim.State {
-	t.Helper()
-	st, err := s.control.State(t.Context())
-	if err != nil {
-		t.Fatalf("%s: %v", s.proc.Name, err)
-	}
-	return st
-}
-
 // hostPort is the host:port a simulator listens on, which the balancer
 // names it after.
 func (s simNode) hostPort(t *testing.T) string {
 	t.Helper()
-	u, err := url.Parse(s.proc.Ready)
+	u, err := url.Parse(s.Ready)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,10 +124,8 @@ func (s simNode) hostPort(t *testing.T) string {
 
 func startBalancer(t *testing.T, bin, dataDir string) *testenv.Proc {
 	t.Helper()
-	return testenv.Start(t, testenv.Cmd{Name: "bbb-balancer serve", Path: bin, Env: cleanEnv(), Ready: balancerReady,
-		Args: []string{"serve", "--listen", "127.0.0.1:0",
-			"--secret", lbSecret, "--agent-token", agentToken, "--admin-token", adminToken,
-			"--data-dir", dataDir, "--poll-interval", pollInterval.String()}})
+	return testenv.StartBalancer(t, testenv.BalancerOpts{Bin: bin, Secret: lbSecret, AgentToken: agentToken,
+		AdminToken: adminToken, DataDir: dataDir, Args: []string{"--poll-interval", pollInterval.String()}})
 }
 
 // TestEndToEnd runs bbb-balancer serve and two bbb-sim servers, and
@@ -224,7 +134,7 @@ func TestEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs binaries")
 	}
-	bins := testenv.Build(t, "github.com/bbb-agent/bbb-agent/cmd/bbb-balancer", "github.com/bbb-agent/bbb-agent/cmd/bbb-sim")
+	bins := testenv.Build(t, testenv.BalancerPkg, testenv.SimPkg)
 	balancerBin, simBin := bins[0], bins[1]
 	dataDir := t.TempDir()
 	bal := startBalancer(t, balancerBin, dataDir)
@@ -261,10 +171,10 @@ func TestEndToEnd(t *testing.T) {
 		}
 		// Once through the environment instead of flags.
 		r := e.run([]string{"BBB_BALANCER_URL=" + bal.Ready, "BBB_BALANCER_ADMIN_TOKEN=" + adminToken}, "servers", "add", url2, sim2Secret)
-		if r.code != 0 {
+		if r.Code != 0 {
 			t.Fatalf("servers add with BBB_BALANCER_URL and BBB_BALANCER_ADMIN_TOKEN: %s", r)
 		}
-		id2 = strings.TrimSuffix(r.stdout, "\n")
+		id2 = strings.TrimSuffix(r.Stdout, "\n")
 		if id2 == id1 || strings.ContainsAny(id2, " \n") {
 			t.Fatalf("second server's id %q (first %q)", id2, id1)
 		}
@@ -277,7 +187,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	t.Run("status", func(t *testing.T) {
-		waitFor(t, "both servers polled, online and enabled", func() bool {
+		testenv.Eventually(t, settle, "both servers polled, online and enabled", func() bool {
 			servers := e.status()
 			for _, s := range servers {
 				if !s.Online || s.Status != fleet.Online || s.State != fleet.Enabled {
@@ -366,10 +276,10 @@ func TestEndToEnd(t *testing.T) {
 		if len(on1) == 0 || len(on2) == 0 {
 			t.Errorf("four creates on two empty servers: %v on one, %v on the other", on1, on2)
 		}
-		if _, err := sim1.control.AddAttendees(t.Context(), on1[0], sim.AttendeeSpec{Count: 3}); err != nil {
-			t.Fatalf("%s: adding attendees: %v", sim1.proc.Name, err)
+		if _, err := sim1.Control.AddAttendees(t.Context(), on1[0], sim.AttendeeSpec{Count: 3}); err != nil {
+			t.Fatalf("%s: adding attendees: %v", sim1.Name, err)
 		}
-		waitFor(t, "status --json counts 4 meetings and 3 users", func() bool {
+		testenv.Eventually(t, settle, "status --json counts 4 meetings and 3 users", func() bool {
 			m, u := totals()
 			return m == 4 && u == 3
 		})
@@ -432,7 +342,7 @@ func TestEndToEnd(t *testing.T) {
 		before2 := sim2.meetings(t)
 		r := e.cli("servers", "panic", id2)
 		e.fails(r, "--yes", "nothing changed")
-		if !strings.Contains(r.stdout, "ending its") {
+		if !strings.Contains(r.Stdout, "ending its") {
 			t.Errorf("panic without --yes does not say what it would do:\n%s", r)
 		}
 		if s, _ := e.server(id2); s.State != fleet.Enabled || !slices.Equal(sim2.meetings(t), before2) {
@@ -440,7 +350,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 
 		running := sim1.meetings(t)
-		waitFor(t, "status --json counts sim 1's meetings", func() bool {
+		testenv.Eventually(t, settle, "status --json counts sim 1's meetings", func() bool {
 			s, _ := e.server(id1)
 			return s.Meetings == len(running)
 		})
@@ -454,18 +364,18 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("sim 1 still runs %v after panic", left)
 		}
 		ended := 0
-		for _, m := range sim1.state(t).Meetings {
+		for _, m := range sim1.State(t).Meetings {
 			if slices.Contains(running, m.MeetingID) && m.Ended && m.HasBeenForciblyEnded {
 				ended++
 			}
 		}
 		if ended != len(running) {
-			t.Errorf("/sim/state shows %d of %v ended: %+v", ended, running, sim1.state(t).Meetings)
+			t.Errorf("/sim/state shows %d of %v ended: %+v", ended, running, sim1.State(t).Meetings)
 		}
 		if got := sim2.meetings(t); !slices.Equal(got, before2) {
 			t.Errorf("panic on sim 1 touched sim 2: %v, were %v", got, before2)
 		}
-		waitFor(t, "status --json shows sim 1 disabled and empty", func() bool {
+		testenv.Eventually(t, settle, "status --json shows sim 1 disabled and empty", func() bool {
 			s, _ := e.server(id1)
 			return s.State == fleet.Disabled && s.Meetings == 0 && s.Users == 0
 		})
@@ -490,8 +400,8 @@ func TestEndToEnd(t *testing.T) {
 		e.fails(e.cli("servers", "add", url1), "needs API_URL and SECRET")
 		e.fails(e.cli("servers", "add", "bbb1.example.com", sim1Secret), "want http(s)://")
 		e.fails(e.run(nil, "--url", "bbb1.example.com", "--admin-token", adminToken, "status"), "want http(s)://host:port")
-		for _, r := range []result{e.cli("status"), e.cli("servers", "list"), e.cli("status", "--json")} {
-			if strings.Contains(r.stdout+r.stderr, sim1Secret) || strings.Contains(r.stdout+r.stderr, sim2Secret) {
+		for _, r := range []testenv.Result{e.cli("status"), e.cli("servers", "list"), e.cli("status", "--json")} {
+			if strings.Contains(r.Stdout+r.Stderr, sim1Secret) || strings.Contains(r.Stdout+r.Stderr, sim2Secret) {
 				t.Errorf("output shows a server's secret:\n%s", r)
 			}
 		}
@@ -514,7 +424,7 @@ func TestEndToEnd(t *testing.T) {
 		if len(servers) != 1 || servers[0].ID != id1 || servers[0].URL != url1 || servers[0].State != fleet.Disabled {
 			t.Fatalf("after a restart on the same --data-dir: %+v, want only %s, disabled", servers, id1)
 		}
-		waitFor(t, "the restarted balancer polls sim 1", func() bool {
+		testenv.Eventually(t, settle, "the restarted balancer polls sim 1", func() bool {
 			s, _ := e.server(id1)
 			return s.Online
 		})

@@ -1,99 +1,35 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/xml"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/bbb-agent/bbb-agent/bbb"
+	"github.com/bbb-agent/bbb-agent/internal/testenv"
 )
 
 const secret = "bbb-sim-test-secret-0123456789"
 
-// build compiles the command into a temporary directory.
-func build(t *testing.T) string {
-	t.Helper()
-	gotool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go tool in PATH to build bbb-sim with")
-	}
-	bin := filepath.Join(t.TempDir(), "bbb-sim")
-	out, err := exec.Command(gotool, "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// syncBuffer collects a process's stderr.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+func TestMain(m *testing.M) { testenv.Main(m) }
 
 func TestBinary(t *testing.T) {
-	bin := build(t)
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := testenv.Build(t, testenv.SimPkg)[0]
 
 	t.Run("serves a signed create and stops on SIGTERM", func(t *testing.T) {
 		dir := t.TempDir()
-		cmd := exec.Command(bin, "--listen", "127.0.0.1:0", "--recordings-dir", dir, "--checksum-algorithms", "sha256,sha512", "--bbb-version", "3.0.9")
-		cmd.Env = append(os.Environ(), "BBB_SIM_SECRET="+secret, "BBB_SIM_LOG_LEVEL=debug")
-		stderr := &syncBuffer{}
-		cmd.Stderr = stderr
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan error, 1)
-		var printed strings.Builder
-		base := make(chan string, 1)
-		go func() {
-			sc := bufio.NewScanner(stdout)
-			for sc.Scan() {
-				printed.WriteString(sc.Text() + "\n")
-				if u, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
-					base <- u
-				}
-			}
-			exited <- cmd.Wait()
-		}()
-		t.Cleanup(func() { _ = cmd.Process.Kill() })
-
-		var api string
-		select {
-		case u := <-base:
-			api = u + "/bigbluebutton/api/"
-		case err := <-exited:
-			t.Fatalf("bbb-sim exited: %v\n%s", err, stderr)
-		case <-time.After(10 * time.Second):
-			t.Fatalf("bbb-sim printed no address\n%s", stderr)
-		}
+		p := testenv.StartSim(t, testenv.SimOpts{Bin: bin, Args: []string{"--recordings-dir", dir, "--checksum-algorithms", "sha256,sha512", "--bbb-version", "3.0.9"},
+			Env: []string{"BBB_SIM_SECRET=" + secret, "BBB_SIM_LOG_LEVEL=debug"}})
+		api := p.Ready + "/bigbluebutton/api/"
 		if !strings.HasPrefix(api, "http://127.0.0.1:") || strings.HasSuffix(api, ":0/bigbluebutton/api/") {
 			t.Fatalf("printed address %q", api)
 		}
@@ -128,20 +64,12 @@ func TestBinary(t *testing.T) {
 			t.Errorf("sha1 with --checksum-algorithms sha256,sha512: %+v", refused)
 		}
 
-		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
+		if code := p.Stop(t, 10*time.Second); code != 0 {
+			t.Errorf("exit %d after SIGTERM\n%s", code, p.Output())
 		}
-		select {
-		case err := <-exited:
-			if err != nil {
-				t.Errorf("exit after SIGTERM: %v\n%s", err, stderr)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("bbb-sim did not stop on SIGTERM")
-		}
-		logs := stderr.String()
-		if strings.Contains(logs, secret) || strings.Contains(printed.String(), secret) {
-			t.Errorf("the output shows the secret:\n%s%s", printed.String(), logs)
+		logs := p.Output()
+		if strings.Contains(logs, secret) {
+			t.Errorf("the output shows the secret:\n%s", logs)
 		}
 		if !strings.Contains(logs, "bbb-sim stopped") || !strings.Contains(logs, "meeting created") {
 			t.Errorf("logs:\n%s", logs)

@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -136,5 +137,33 @@ func TestBuild(t *testing.T) {
 	}
 	if code := p.Stop(t, 5*time.Second); code != 0 {
 		t.Errorf("bbb-sim exited %d after SIGTERM\n%s", code, p.Output())
+	}
+}
+
+func TestCleanEnvStripsTheCommandsVariables(t *testing.T) {
+	t.Setenv("BBB_AGENT_TOKEN_TEST", "a")
+	t.Setenv("BBB_BALANCER_TOKEN_TEST", "b")
+	t.Setenv("BBB_SIM_SECRET_TEST", "c")
+	t.Setenv("TESTENV_KEPT", "d")
+	env := CleanEnv("BBB_SIM_SECRET=given")
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "BBB_") && kv != "BBB_SIM_SECRET=given" {
+			t.Errorf("CleanEnv kept %s", kv)
+		}
+	}
+	if !slices.Contains(env, "TESTENV_KEPT=d") || !slices.Contains(env, "BBB_SIM_SECRET=given") {
+		t.Errorf("CleanEnv lost the other variables or the extra ones: %v", env)
+	}
+}
+
+func TestClearCommandEnv(t *testing.T) {
+	t.Setenv("BBB_BALANCER_TOKEN_TEST", "b")
+	t.Setenv("TESTENV_KEPT", "d")
+	ClearCommandEnv(t)
+	if v := os.Getenv("BBB_BALANCER_TOKEN_TEST"); v != "" {
+		t.Errorf("BBB_BALANCER_TOKEN_TEST=%q after ClearCommandEnv", v)
+	}
+	if v := os.Getenv("TESTENV_KEPT"); v != "d" {
+		t.Errorf("TESTENV_KEPT=%q after ClearCommandEnv, want d", v)
 	}
 }

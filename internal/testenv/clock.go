@@ -20,7 +20,11 @@ type waiter struct {
 }
 
 // NewClock returns a clock standing at a fixed instant (2026-11-20 08:00 UTC).
-func NewClock() *Clock { return &Clock{now: time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)} }
+func NewClock() *Clock { return NewClockAt(time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)) }
+
+// NewClockAt returns a clock standing at t, for a test whose expectations
+// are written for that instant.
+func NewClockAt(t time.Time) *Clock { return &Clock{now: t} }
 
 // Now is the clock's current instant.
 func (c *Clock) Now() time.Time {

@@ -45,3 +45,15 @@ func TestEventually(t *testing.T) {
 		t.Fatalf("polled %d times", n)
 	}
 }
+
+func TestNewClockAt(t *testing.T) {
+	at := time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC)
+	c := NewClockAt(at)
+	if !c.Now().Equal(at) {
+		t.Fatalf("Now %v, want %v", c.Now(), at)
+	}
+	c.Advance(time.Second)
+	if want := at.Add(time.Second); !c.Now().Equal(want) {
+		t.Errorf("after Advance: %v, want %v", c.Now(), want)
+	}
+}

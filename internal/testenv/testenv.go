@@ -1,7 +1,18 @@
-// Package testenv owns the real servers that tests start on loopback: one
+// Package testenv is the one test harness of the project. It owns the real
+// servers that tests start on loopback (PostgreSQL, BIND 9, coturn: one
 // throwaway instance of each per test binary, started on first use and
-// stopped by Main. It starts PostgreSQL today; BIND, coturn and an S3 server
-// belong here too, one file each, built on the process helper in process.go.
+// stopped by Main, one file each, built on the process helper in
+// process.go); it builds and starts the project's own commands
+// (commands.go: StartBalancer, StartSim, StartAgent, with their ready lines,
+// CleanEnv and Run); and it holds the one fake clock (NewClock) and the one
+// polling wait (Eventually).
+//
+// Harness pieces that import the project's packages live beside those
+// packages, since those packages' own tests import testenv and testenv
+// importing them would be an import cycle: balancer/balancertest (a
+// balancer in the test's process), bbb/sim/simtest (a bbb-sim binary with
+// its clients) and internal/emulate/awsemu (a real AWS SDK client pointed at
+// an emulation).
 //
 // Every package whose tests use testenv calls Main from its TestMain:
 //

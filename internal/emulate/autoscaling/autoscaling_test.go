@@ -11,29 +11,20 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	sdk "github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	"github.com/aws/smithy-go"
+
+	"github.com/bbb-agent/bbb-agent/internal/emulate/awsemu"
 )
 
 // sdkClient is the real aws-sdk-go-v2 Auto Scaling client pointed at the
 // emulation, retrying throttling without waiting.
 func sdkClient(t *testing.T, s *Server) *sdk.Client {
 	t.Helper()
-	hs := httptest.NewServer(s)
-	t.Cleanup(hs.Close)
-	return sdk.New(sdk.Options{
-		Region:       "eu-central-1",
-		BaseEndpoint: aws.String(hs.URL),
-		Credentials:  credentials.NewStaticCredentialsProvider("AKIDEMULATION", "emulation-secret", ""),
-		Retryer: retry.NewStandard(func(o *retry.StandardOptions) {
-			o.Backoff = retry.BackoffDelayerFunc(func(int, error) (time.Duration, error) { return 0, nil })
-		}),
-	})
+	cfg, _ := awsemu.Serve(t, s, "eu-central-1")
+	return sdk.NewFromConfig(cfg)
 }
 
 func TestEmulatedAutoScalingWithSDK(t *testing.T) {

@@ -6,35 +6,26 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	sdk "github.com/aws/aws-sdk-go-v2/service/route53"
 	"github.com/aws/aws-sdk-go-v2/service/route53/types"
 	"github.com/aws/smithy-go"
 	"github.com/miekg/dns"
+
+	"github.com/bbb-agent/bbb-agent/internal/emulate/awsemu"
 )
 
 // sdkClient is the real aws-sdk-go-v2 Route53 client pointed at the
 // emulation, retrying without waiting.
 func sdkClient(t *testing.T, s *Server) (*sdk.Client, string) {
 	t.Helper()
-	hs := httptest.NewServer(s)
-	t.Cleanup(hs.Close)
-	return sdk.New(sdk.Options{
-		Region:       "us-east-1",
-		BaseEndpoint: aws.String(hs.URL),
-		Credentials:  credentials.NewStaticCredentialsProvider("AKIDEMULATION", "emulation-secret", ""),
-		Retryer: retry.NewStandard(func(o *retry.StandardOptions) {
-			o.Backoff = retry.BackoffDelayerFunc(func(int, error) (time.Duration, error) { return 0, nil })
-		}),
-	}), hs.URL
+	cfg, url := awsemu.Serve(t, s, "us-east-1")
+	return sdk.NewFromConfig(cfg), url
 }
 
 func rrs(action types.ChangeAction, name string, typ types.RRType, ttl int64, values ...string) types.Change {
