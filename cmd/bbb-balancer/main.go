@@ -1,11 +1,10 @@
-// Command bbb-balancer is the central service of bbb-agent: `serve` runs it,
-// the other commands administer a running one through its admin API.
 package main
 
 import (
 	"fmt"
 	"os"
 
+	"github.com/bbb-agent/bbb-agent/balancer"
 	"github.com/urfave/cli/v2"
 )
 
@@ -25,7 +24,7 @@ func newApp() *cli.App {
 		Usage:   "a BigBlueButton load balancer fed by bbb-agent reports",
 		Version: version,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "url", Value: "http://127.0.0.1:8090", EnvVars: []string{"BBB_BALANCER_URL"}, Usage: "the balancer to administer"},
+			&cli.StringFlag{Name: "url", Value: "http://" + balancer.DefaultListen, EnvVars: []string{"BBB_BALANCER_URL"}, Usage: "the balancer to administer"},
 			&cli.StringFlag{Name: "admin-token", EnvVars: []string{"BBB_BALANCER_ADMIN_TOKEN"}, Usage: "the admin API token"},
 		},
 		Commands: []*cli.Command{serveCommand(), statusCommand(), serversCommand()},
