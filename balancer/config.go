@@ -63,7 +63,7 @@ type Config struct {
 	// (default DefaultGetMeetingsTimeout).
 	NodeTimeout        time.Duration
 	GetMeetingsTimeout time.Duration
-	// MaxBodyBytes bounds a BBB API request body (default DefaultMaxBodyBytes).
+	// MaxBodyBytes bounds a BBB API request body (default 16 MiB).
 	MaxBodyBytes int64
 	// Policy is the placement policy.
 	Policy placement.Policy

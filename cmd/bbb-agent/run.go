@@ -90,12 +90,12 @@ func resolve(ctx context.Context, c *cli.Context) (*node, error) {
 	switch c.String("registrar") {
 	case "balancer":
 		if c.String("balancer-url") == "" || c.String("agent-token") == "" {
-			return nil, fmt.Errorf("registrar balancer: give %s and %s", setting("balancer-url"), setting("agent-token"))
+			return nil, errors.New("registrar balancer: give --balancer-url and --agent-token")
 		}
 		n.reg, err = registrar.NewBalancer(c.String("balancer-url"), c.String("agent-token"))
 	case "scalelite":
 		if c.String("scalelite-url") == "" || c.String("scalelite-secret") == "" {
-			return nil, fmt.Errorf("registrar scalelite: give %s and %s", setting("scalelite-url"), setting("scalelite-secret"))
+			return nil, errors.New("registrar scalelite: give --scalelite-url and --scalelite-secret")
 		}
 		n.reg, err = registrar.NewScalelite(c.String("scalelite-url"), c.String("scalelite-secret"))
 	default:
