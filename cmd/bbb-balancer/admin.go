@@ -285,7 +285,7 @@ func serversCommand() *cli.Command {
 // printList prints `servers list`.
 func printList(w io.Writer, servers []adminapi.Server) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tURL\tROLE\tSOURCE\tSTATE\tSTATUS\tTAGS\tMULTIPLIER")
+	fmt.Fprintln(tw, "ID\tNAME\tURL\tROLE\tSOURCE\tSTATE\tSTATUS\tTAGS\tLOAD MULTIPLIER")
 	for _, s := range servers {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Name, s.URL, s.Role, s.Source, s.State, s.Status,
 			strings.Join(s.Tags, ";"), strconv.FormatFloat(s.LoadMultiplier, 'g', -1, 64))

@@ -102,7 +102,7 @@ func TestPrintList(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "" +
-		"ID    NAME              URL                                          ROLE  SOURCE  STATE     STATUS   TAGS    MULTIPLIER\n" +
+		"ID    NAME              URL                                          ROLE  SOURCE  STATE     STATUS   TAGS    LOAD MULTIPLIER\n" +
 		"0a1b  bbb1              https://bbb1.example.com/bigbluebutton/api/  bbb   agent   enabled   online   eu;big  1\n" +
 		"2c3d  bbb2.example.com  https://bbb2.example.com/bigbluebutton/api/  bbb   poll    cordoned  offline          2.5\n" +
 		"4e5f  turn1                                                          turn  agent   enabled   online           1\n"
