@@ -18,8 +18,17 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
+// client is the admin API client the global flags describe; its errors
+// name the flag and the variable to fix.
 func client(c *cli.Context) (*adminapi.Client, error) {
-	return adminapi.NewClient(c.String("url"), c.String("admin-token"))
+	cl, err := adminapi.NewClient(c.String("url"), c.String("admin-token"))
+	switch {
+	case errors.Is(err, adminapi.ErrNoToken):
+		return nil, fmt.Errorf("%w: give --admin-token or set BBB_BALANCER_ADMIN_TOKEN", err)
+	case err != nil:
+		return nil, fmt.Errorf("--url (BBB_BALANCER_URL): %w", err)
+	}
+	return cl, nil
 }
 
 func statusCommand() *cli.Command {

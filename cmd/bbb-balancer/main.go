@@ -1,10 +1,12 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
 	"github.com/bbb-agent/bbb-agent/balancer"
+	"github.com/bbb-agent/bbb-agent/balancer/adminapi"
 	"github.com/urfave/cli/v2"
 )
 
@@ -13,6 +15,9 @@ var version = "dev"
 
 func main() {
 	if err := newApp().Run(os.Args); err != nil {
+		if unreachable := (*adminapi.UnreachableError)(nil); errors.As(err, &unreachable) {
+			err = fmt.Errorf("%w; check --url or BBB_BALANCER_URL", err)
+		}
 		fmt.Fprintln(os.Stderr, "bbb-balancer:", err)
 		os.Exit(1)
 	}
