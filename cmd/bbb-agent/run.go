@@ -238,6 +238,8 @@ func (d *daemon) supervise(ctx context.Context) error {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
 
+	// The ready line: the admin socket is bound, so status answers from now on.
+	d.log.Info("bbb-agent starting", "version", version, "role", d.node.role, "registrar", d.node.reg.Kind(), "bbb", d.node.serverURL)
 	g, gctx := errgroup.WithContext(ctx)
 	part := func(name string, f func(context.Context) error) {
 		g.Go(func() error {
@@ -298,7 +300,6 @@ func (d *daemon) supervise(ctx context.Context) error {
 			})
 		}
 	})
-	d.log.Info("bbb-agent starting", "version", version, "role", d.node.role, "registrar", d.node.reg.Kind(), "bbb", d.node.serverURL)
 	err := g.Wait()
 	if stoppedBySignal.Load() && errors.Is(err, context.Canceled) {
 		return errors.New("stopped by a second signal before the drain finished: the node stays at the balancer, cordoned, until it goes offline there")
