@@ -66,7 +66,7 @@ func dnsManager(ctx context.Context, c *cli.Context, n *node) (*dnsupdate.Manage
 	owner := c.String("dns-owner-id")
 	if owner == "" {
 		if owner = ownerFromRegistrar(c); owner == "" {
-			return nil, errors.New("give --dns-owner-id: one id per fleet, written beside each record")
+			return nil, fmt.Errorf("give %s: one id per fleet, written beside each record", setting("dns-owner-id"))
 		}
 	}
 	return &dnsupdate.Manager{Provider: provider, FQDN: n.name + "." + zone, TTL: uint32(ttl),
@@ -88,7 +88,7 @@ func route53Provider(ctx context.Context, c *cli.Context, n *node, zone string) 
 	if region == "" && n.metadata != nil {
 		r, err := n.metadata.Region(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("the AWS region from EC2 metadata: %w (or give --aws-region)", err)
+			return nil, fmt.Errorf("the AWS region from EC2 metadata: %w (or give %s)", err, setting("aws-region"))
 		}
 		region = r
 	}

@@ -373,21 +373,21 @@ func scaleIn(ctx context.Context, c *cli.Context, n *node, log *slog.Logger) (ag
 	}
 	instanceID, err := n.metadata.InstanceID(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("asg-lifecycle-hook: the instance ID: %w", err)
+		return nil, settingError("asg-lifecycle-hook", fmt.Errorf("the instance ID: %w", err))
 	}
 	group := c.String("asg-name")
 	if group == "" {
 		if group, err = n.metadata.AutoScalingGroup(ctx); err != nil {
-			return nil, fmt.Errorf("asg-lifecycle-hook: give --asg-name or enable instance metadata tags: %w", err)
+			return nil, settingError("asg-lifecycle-hook", fmt.Errorf("give %s or enable instance metadata tags: %w", setting("asg-name"), err))
 		}
 	}
 	region, err := n.metadata.Region(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("asg-lifecycle-hook: the region: %w", err)
+		return nil, settingError("asg-lifecycle-hook", fmt.Errorf("the region: %w", err))
 	}
 	cfg, err := ec2.LoadConfig(ctx, region)
 	if err != nil {
-		return nil, fmt.Errorf("asg-lifecycle-hook: AWS credentials: %w", err)
+		return nil, settingError("asg-lifecycle-hook", fmt.Errorf("AWS credentials: %w", err))
 	}
 	if ep := c.String("aws-endpoint"); ep != "" {
 		cfg.BaseEndpoint = &ep

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -35,7 +34,7 @@ func wireTURN(c *cli.Context, n *node, cfg *agent.Config, deps *agent.Deps, log 
 	case fleet.RoleTURN:
 		uris := c.StringSlice("turn-uri")
 		if len(uris) == 0 {
-			return errors.New("role turn: give --turn-uri, what this node offers (e.g. turn:turn1.example.com:3478)")
+			return fmt.Errorf("role turn: give %s, what this node offers (e.g. turn:turn1.example.com:3478)", setting("turn-uri"))
 		}
 		for _, u := range uris {
 			if _, err := turn.ParseURI(u); err != nil {
@@ -43,7 +42,7 @@ func wireTURN(c *cli.Context, n *node, cfg *agent.Config, deps *agent.Deps, log 
 			}
 		}
 		if secret == "" {
-			return errors.New("role turn: give --turn-secret (coturn's static-auth-secret): the node probes itself with it")
+			return fmt.Errorf("role turn: give %s (coturn's static-auth-secret): the node probes itself with it", setting("turn-secret"))
 		}
 		probeURI := c.String("turn-probe-uri")
 		if probeURI == "" {
