@@ -152,10 +152,10 @@ func newReplica(ctx context.Context, c *cli.Context) (*replica, error) {
 }
 
 // supervise runs the balancer loop and the HTTP server until ctx ends or
-// one of them fails; then it stops the other and waits for it: the HTTP
-// server finishes the requests under way, the loop writes the last reports
-// (the database stays open until it has). The first error is returned, a
-// later one is logged.
+// one of them fails; then it stops both and waits for them: first the HTTP
+// server finishes the requests under way, then the loop writes the last
+// reports (the database stays open until it has). The first error is
+// returned, a later one is logged.
 func (r *replica) supervise(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	part := func(name string, f func(context.Context) error) {
@@ -168,8 +168,15 @@ func (r *replica) supervise(ctx context.Context) error {
 		})
 	}
 	r.log.Info("bbb-balancer listening", "url", "http://"+r.ln.Addr().String(), "api", "http://"+r.ln.Addr().String()+"/bigbluebutton/api/", "database", r.store.Dialect())
-	part("balancer loop", r.srv.Run)
-	part("HTTP server", r.serveHTTP)
+	// The loop stops after the HTTP server, so its last write holds the
+	// reports of the requests the shutdown let finish.
+	loopCtx, stopLoop := context.WithCancel(context.WithoutCancel(gctx))
+	defer stopLoop()
+	part("HTTP server", func(ctx context.Context) error {
+		defer stopLoop()
+		return r.serveHTTP(ctx)
+	})
+	part("balancer loop", func(context.Context) error { return r.srv.Run(loopCtx) })
 	return g.Wait()
 }
 
