@@ -11,6 +11,7 @@ import (
 
 	"github.com/bbb-agent/bbb-agent/agentapi"
 	"github.com/bbb-agent/bbb-agent/bbb"
+	"github.com/bbb-agent/bbb-agent/dnsupdate"
 	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/bbb-agent/bbb-agent/registrar"
 	"github.com/bbb-agent/bbb-agent/turn"
@@ -161,16 +162,16 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 		return nil, errors.New("agent: role bbb needs the node's BBB API")
 	}
 	if cfg.ReportInterval <= 0 {
-		cfg.ReportInterval = 5 * time.Second
+		cfg.ReportInterval = fleet.DefaultReportInterval
 	}
 	if cfg.DrainDeadline <= 0 {
-		cfg.DrainDeadline = 90 * time.Minute
+		cfg.DrainDeadline = DefaultDrainDeadline
 	}
 	if cfg.HeartbeatEvery <= 0 {
-		cfg.HeartbeatEvery = time.Minute
+		cfg.HeartbeatEvery = DefaultHeartbeatEvery
 	}
 	if cfg.DNSWait <= 0 {
-		cfg.DNSWait = 2 * time.Minute
+		cfg.DNSWait = dnsupdate.DefaultWaitTimeout
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now

@@ -34,7 +34,7 @@ func (s *Server) serverView(n nodeView) adminapi.Server {
 	v := adminapi.Server{
 		ID: n.ID, Name: n.Name, Hostname: hostname(n.URL, n.Name), URL: n.URL, Role: n.Role, Source: n.Source,
 		State: n.State, Online: n.Online, Status: fleet.Offline,
-		Meetings: n.Load.Meetings, Users: n.Load.Participants, LargestMeeting: n.Load.LargestMeeting,
+		Meetings: n.Load.Meetings, Participants: n.Load.Participants, Users: n.Load.Participants, LargestMeeting: n.Load.LargestMeeting,
 		Videos: n.Load.Video, Load: s.cfg.Policy.Load(n.Node, n.Reserved), CPUPercent: n.Load.CPUPercent,
 		LoadMultiplier: n.LoadMultiplier, Tags: n.Tags, BBBVersion: n.Load.BBBVersion, AgentVersion: n.AgentVersion,
 	}

@@ -1,8 +1,3 @@
-// Package balancer is bbb-balancer: the central service that front-ends talk
-// to as if it were one BBB server. It keeps the node registry fed by agent
-// reports (and polls of operator-added nodes), places new meetings on the
-// least-loaded node, proxies the BBB API to the right node, and serves the
-// agent and admin APIs.
 package balancer
 
 import (
@@ -13,6 +8,32 @@ import (
 
 	"github.com/bbb-agent/bbb-agent/balancer/placement"
 	"github.com/bbb-agent/bbb-agent/bbb"
+	"github.com/bbb-agent/bbb-agent/fleet"
+)
+
+// Defaults of the balancer's settings; bbb-balancer serve's flags take them
+// as their values. A node that did not say how often it reports is assumed
+// to report every fleet.DefaultReportInterval.
+const (
+	// DefaultListen is the address the balancer serves on.
+	DefaultListen = "127.0.0.1:8090"
+	// DefaultNodeAlgorithm signs the calls the balancer makes to nodes.
+	DefaultNodeAlgorithm = bbb.SHA256
+	// DefaultMissedReports is how many report intervals without a report
+	// make a node offline.
+	DefaultMissedReports = 3
+	// DefaultPollInterval is how often operator-added nodes are polled.
+	DefaultPollInterval = 10 * time.Second
+	// DefaultRefreshInterval is how often the registry reloads from the store.
+	DefaultRefreshInterval = time.Second
+	// DefaultFlushInterval is how often buffered reports are written.
+	DefaultFlushInterval = time.Second
+	// DefaultNodeTimeout bounds one call to a node.
+	DefaultNodeTimeout = 5 * time.Second
+	// DefaultGetMeetingsTimeout bounds each node's part of getMeetings.
+	DefaultGetMeetingsTimeout = 3 * time.Second
+	// DefaultMaxBodyBytes bounds a BBB API request body.
+	DefaultMaxBodyBytes = 16 << 20
 )
 
 // Config is everything bbb-balancer serve takes.
@@ -21,24 +42,25 @@ type Config struct {
 	Secrets []string
 	// Algorithms limits the checksum algorithms accepted; empty = all four.
 	Algorithms []bbb.Algorithm
-	// NodeAlgorithm signs calls the balancer makes to nodes (default sha256).
+	// NodeAlgorithm signs calls the balancer makes to nodes (default DefaultNodeAlgorithm).
 	NodeAlgorithm bbb.Algorithm
 	// AgentToken authenticates the agent API; AdminToken the admin API.
 	AgentToken string
 	AdminToken string
-	// MissedReports is how many report intervals without a report make a node offline (default 3).
+	// MissedReports is how many report intervals without a report make a node offline (default DefaultMissedReports).
 	MissedReports int
-	// DefaultReportInterval applies to nodes that did not say (default 5 s).
+	// DefaultReportInterval applies to nodes that did not say (default fleet.DefaultReportInterval).
 	DefaultReportInterval time.Duration
-	// PollInterval is how often operator-added nodes are polled (default 10 s).
+	// PollInterval is how often operator-added nodes are polled (default DefaultPollInterval).
 	PollInterval time.Duration
 	// RefreshInterval is how often the registry reloads from the store, to see
-	// what other replicas changed (default 1 s).
+	// what other replicas changed (default DefaultRefreshInterval).
 	RefreshInterval time.Duration
-	// FlushInterval is how often buffered reports are written (default 1 s).
+	// FlushInterval is how often buffered reports are written (default DefaultFlushInterval).
 	FlushInterval time.Duration
-	// NodeTimeout bounds one call to a node (default 5 s); GetMeetingsTimeout
-	// bounds each node's part of a fleet-wide getMeetings (default 3 s).
+	// NodeTimeout bounds one call to a node (default DefaultNodeTimeout);
+	// GetMeetingsTimeout bounds each node's part of a fleet-wide getMeetings
+	// (default DefaultGetMeetingsTimeout).
 	NodeTimeout        time.Duration
 	GetMeetingsTimeout time.Duration
 	// MaxBodyBytes bounds a BBB API request body (default 16 MiB).
@@ -53,7 +75,7 @@ type Config struct {
 
 func (c *Config) setDefaults() error {
 	if len(c.Secrets) == 0 {
-		return errors.New("no BBB API secret: give --secret (the secret front-ends use to sign calls to the balancer)")
+		return errors.New("no BBB API secret (Secrets: the secret front-ends use to sign calls to the balancer)")
 	}
 	for _, s := range c.Secrets {
 		if len(s) < 8 {
@@ -61,37 +83,37 @@ func (c *Config) setDefaults() error {
 		}
 	}
 	if c.AgentToken == "" {
-		return errors.New("no agent token: give --agent-token (agents send it to register and report)")
+		return errors.New("no agent token (AgentToken: agents send it to register and report)")
 	}
 	if c.AdminToken == "" {
-		return errors.New("no admin token: give --admin-token (the CLI and the admin API need it)")
+		return errors.New("no admin token (AdminToken: the CLI and the admin API need it)")
 	}
 	if c.NodeAlgorithm == "" {
-		c.NodeAlgorithm = bbb.SHA256
+		c.NodeAlgorithm = DefaultNodeAlgorithm
 	}
 	if c.MissedReports <= 0 {
-		c.MissedReports = 3
+		c.MissedReports = DefaultMissedReports
 	}
 	if c.DefaultReportInterval <= 0 {
-		c.DefaultReportInterval = 5 * time.Second
+		c.DefaultReportInterval = fleet.DefaultReportInterval
 	}
 	if c.PollInterval <= 0 {
-		c.PollInterval = 10 * time.Second
+		c.PollInterval = DefaultPollInterval
 	}
 	if c.RefreshInterval <= 0 {
-		c.RefreshInterval = time.Second
+		c.RefreshInterval = DefaultRefreshInterval
 	}
 	if c.FlushInterval <= 0 {
-		c.FlushInterval = time.Second
+		c.FlushInterval = DefaultFlushInterval
 	}
 	if c.NodeTimeout <= 0 {
-		c.NodeTimeout = 5 * time.Second
+		c.NodeTimeout = DefaultNodeTimeout
 	}
 	if c.GetMeetingsTimeout <= 0 {
-		c.GetMeetingsTimeout = 3 * time.Second
+		c.GetMeetingsTimeout = DefaultGetMeetingsTimeout
 	}
 	if c.MaxBodyBytes <= 0 {
-		c.MaxBodyBytes = 16 << 20
+		c.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	if c.Policy == (placement.Policy{}) {
 		c.Policy = placement.DefaultPolicy()

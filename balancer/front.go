@@ -39,7 +39,9 @@ type apiRequest struct {
 	contentType string
 }
 
-// callMethods says which HTTP methods each call accepts (REFERENCE.md §1).
+// callMethods says which HTTP methods each call accepts, as BBB does: join,
+// publishRecordings, deleteRecordings and getRecordingTextTracks by GET only,
+// insertDocument and putRecordingTextTrack by POST only, the rest by either.
 var callMethods = map[string]string{
 	bbb.CallCreate: "GET POST", bbb.CallIsMeetingRunning: "GET POST", bbb.CallEnd: "GET POST",
 	bbb.CallGetMeetingInfo: "GET POST", bbb.CallGetMeetings: "GET POST", bbb.CallGetRecordings: "GET POST",

@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"github.com/bbb-agent/bbb-agent/balancer/placement"
+	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -57,17 +58,17 @@ type nodeCollector struct {
 }
 
 var (
-	descNodeLoad     = prometheus.NewDesc("bbb_balancer_node_load", "Placement load of a node (the documented formula).", []string{"node"}, nil)
-	descNodeState    = prometheus.NewDesc("bbb_balancer_node_state", "Admin state of a node: 1 for the state it is in.", []string{"node", "state"}, nil)
-	descNodeOnline   = prometheus.NewDesc("bbb_balancer_node_online", "1 while the node's reports are fresh.", []string{"node"}, nil)
-	descNodeMeetings = prometheus.NewDesc("bbb_balancer_node_meetings", "Meetings reported by a node.", []string{"node"}, nil)
-	descNodeUsers    = prometheus.NewDesc("bbb_balancer_node_participants", "Participants reported by a node.", []string{"node"}, nil)
-	descNodeVideo    = prometheus.NewDesc("bbb_balancer_node_video_streams", "Video streams reported by a node.", []string{"node"}, nil)
-	descNodeCPU      = prometheus.NewDesc("bbb_balancer_node_cpu_percent", "CPU use reported by a node.", []string{"node"}, nil)
+	descNodeLoad         = prometheus.NewDesc("bbb_balancer_node_load", "Placement load of a node (the documented formula).", []string{"node"}, nil)
+	descNodeState        = prometheus.NewDesc("bbb_balancer_node_state", "Admin state of a node: 1 for the state it is in.", []string{"node", "state"}, nil)
+	descNodeOnline       = prometheus.NewDesc("bbb_balancer_node_online", "1 while the node's reports are fresh.", []string{"node"}, nil)
+	descNodeMeetings     = prometheus.NewDesc("bbb_balancer_node_meetings", "Meetings reported by a node.", []string{"node"}, nil)
+	descNodeParticipants = prometheus.NewDesc("bbb_balancer_node_participants", "Participants reported by a node.", []string{"node"}, nil)
+	descNodeVideo        = prometheus.NewDesc("bbb_balancer_node_video_streams", "Video streams reported by a node.", []string{"node"}, nil)
+	descNodeCPU          = prometheus.NewDesc("bbb_balancer_node_cpu_percent", "CPU use reported by a node.", []string{"node"}, nil)
 )
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descNodeLoad, descNodeState, descNodeOnline, descNodeMeetings, descNodeUsers, descNodeVideo, descNodeCPU} {
+	for _, d := range []*prometheus.Desc{descNodeLoad, descNodeState, descNodeOnline, descNodeMeetings, descNodeParticipants, descNodeVideo, descNodeCPU} {
 		ch <- d
 	}
 }
@@ -75,12 +76,12 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, n := range c.nodes() {
 		ch <- prometheus.MustNewConstMetric(descNodeLoad, prometheus.GaugeValue, c.policy.Load(n.Node, n.Reserved), n.Name)
-		for _, st := range []string{"enabled", "cordoned", "disabled"} {
+		for _, st := range []fleet.AdminState{fleet.Enabled, fleet.Cordoned, fleet.Disabled} {
 			v := 0.0
-			if string(n.State) == st {
+			if n.State == st {
 				v = 1
 			}
-			ch <- prometheus.MustNewConstMetric(descNodeState, prometheus.GaugeValue, v, n.Name, st)
+			ch <- prometheus.MustNewConstMetric(descNodeState, prometheus.GaugeValue, v, n.Name, string(st))
 		}
 		online := 0.0
 		if n.Online {
@@ -88,7 +89,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(descNodeOnline, prometheus.GaugeValue, online, n.Name)
 		ch <- prometheus.MustNewConstMetric(descNodeMeetings, prometheus.GaugeValue, float64(n.Load.Meetings), n.Name)
-		ch <- prometheus.MustNewConstMetric(descNodeUsers, prometheus.GaugeValue, float64(n.Load.Participants), n.Name)
+		ch <- prometheus.MustNewConstMetric(descNodeParticipants, prometheus.GaugeValue, float64(n.Load.Participants), n.Name)
 		ch <- prometheus.MustNewConstMetric(descNodeVideo, prometheus.GaugeValue, float64(n.Load.Video), n.Name)
 		ch <- prometheus.MustNewConstMetric(descNodeCPU, prometheus.GaugeValue, n.Load.CPUPercent, n.Name)
 	}

@@ -27,6 +27,10 @@ func (None) Apply(context.Context, Plan) error { return nil }
 // Authoritative returns no servers.
 func (None) Authoritative(context.Context) ([]string, error) { return nil, nil }
 
+// DefaultWaitTimeout bounds the wait for the authoritative servers to answer
+// the node's new addresses unless configured.
+const DefaultWaitTimeout = 2 * time.Minute
+
 // Manager keeps one node's records: Ensure before registration and on an
 // address change, Remove after deregistration.
 type Manager struct {
@@ -37,7 +41,7 @@ type Manager struct {
 	Takeover bool
 	// WaitTimeout bounds the wait for the authoritative servers to answer
 	// the new addresses; WaitEvery is the pause between asks.
-	WaitTimeout time.Duration
+	WaitTimeout time.Duration // DefaultWaitTimeout if zero
 	WaitEvery   time.Duration
 	// Resolve asks one server for name's records of a type (tests and
 	// production alike use DNS over TCP by default).
@@ -146,7 +150,7 @@ func (m *Manager) Visible(ctx context.Context, v4, v6 netip.Addr) error {
 func (m *Manager) WaitVisible(ctx context.Context, v4, v6 netip.Addr) error {
 	timeout, every := m.WaitTimeout, m.WaitEvery
 	if timeout <= 0 {
-		timeout = 2 * time.Minute
+		timeout = DefaultWaitTimeout
 	}
 	if every <= 0 {
 		every = time.Second

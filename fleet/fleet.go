@@ -1,18 +1,19 @@
-// Package fleet is the vocabulary bbb-agent and bbb-balancer share: a node's
-// role, admin state and liveness, the load it reports, and the rules for
-// counting meetings and participants from BBB's getMeetings. Types and rules
-// only, no I/O.
 package fleet
 
 import (
 	"fmt"
 	"strings"
+	"time"
 )
+
+// DefaultReportInterval is how often an agent reports unless configured, and
+// what the balancer assumes for a node that did not say.
+const DefaultReportInterval = 5 * time.Second
 
 // AdminState is set by an operator or by the node's agent.
 type AdminState string
 
-// The admin states (DESIGN.md).
+// The admin states: the same words in code, APIs, CLI output and metrics.
 const (
 	// Enabled nodes get new meetings.
 	Enabled AdminState = "enabled"
@@ -39,7 +40,7 @@ func ParseAdminState(s string) (AdminState, error) {
 // Liveness is derived by the balancer from report (or poll) freshness.
 type Liveness string
 
-// The liveness values (DESIGN.md).
+// The liveness values: the same words in code, APIs, CLI output and metrics.
 const (
 	Online  Liveness = "online"
 	Offline Liveness = "offline"

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/bbb-agent/bbb-agent/internal/fsutil"
 )
 
 // newFileMode is the mode of a file WriteIfChanged creates: what BBB's
@@ -32,15 +34,18 @@ func WriteIfChanged(path string, content []byte) (changed bool, err error) {
 	if old != nil && bytes.Equal(old.content, content) {
 		return false, nil
 	}
-	mode, uid, gid := newFileMode, -1, -1
+	o := fsutil.Options{Mode: newFileMode, UID: -1, GID: -1, NoDirSync: true}
 	if old != nil {
-		mode, uid, gid = old.mode, old.uid, old.gid
+		o.Mode, o.UID, o.GID = old.mode, old.uid, old.gid
 	}
-	if err := writeAtomic(target, content, mode, uid, gid); err != nil {
+	if err := fsutil.Write(target, o, func(w io.Writer) error {
+		_, err := w.Write(content)
+		return err
+	}); err != nil {
 		return false, fmt.Errorf("write %s: %w", path, err)
 	}
 	// The rename is done; this makes it survive a crash.
-	if err := syncDir(filepath.Dir(target)); err != nil {
+	if err := fsutil.SyncDir(filepath.Dir(target)); err != nil {
 		return true, fmt.Errorf("wrote %s, but syncing its directory: %w", path, err)
 	}
 	return true, nil
@@ -90,64 +95,6 @@ func current(path string) (string, *existing, error) {
 		e.uid, e.gid = int(st.Uid), int(st.Gid)
 	}
 	return target, e, nil
-}
-
-// writeAtomic replaces path with a file of the given content, mode and
-// owner (uid or gid -1: the caller's), through a synced temporary file in
-// the same directory.
-func writeAtomic(path string, content []byte, mode fs.FileMode, uid, gid int) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(content); err != nil {
-		return err
-	}
-	// Explicitly, so the umask does not narrow it.
-	if err := f.Chmod(mode); err != nil {
-		return err
-	}
-	if uid >= 0 || gid >= 0 {
-		if err := chownIfDifferent(f, uid, gid); err != nil {
-			return fmt.Errorf("keeping the owner %d:%d: %w", uid, gid, err)
-		}
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
-
-// chownIfDifferent gives f the owner uid:gid unless it has it already, so an
-// unprivileged caller rewriting its own file needs no chown rights.
-func chownIfDifferent(f *os.File, uid, gid int) error {
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) == uid && int(st.Gid) == gid {
-		return nil
-	}
-	return f.Chown(uid, gid)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // backupAttempts bounds the search for a free backup name.
@@ -203,13 +150,29 @@ func copyInto(dst *os.File, src *os.File, fi fs.FileInfo) error {
 	if err := dst.Chmod(fi.Mode().Perm()); err != nil {
 		return err
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		if err := chownIfDifferent(dst, int(st.Uid), int(st.Gid)); err != nil {
-			return err
-		}
+	if err := keepOwner(dst, fi); err != nil {
+		return err
 	}
 	if err := dst.Sync(); err != nil {
 		return err
 	}
 	return dst.Close()
+}
+
+// keepOwner gives dst the owner of the file fi describes, unless it has it
+// already, so an unprivileged caller backing up its own file needs no chown
+// rights.
+func keepOwner(dst *os.File, fi fs.FileInfo) error {
+	want, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	dfi, err := dst.Stat()
+	if err != nil {
+		return err
+	}
+	if have, ok := dfi.Sys().(*syscall.Stat_t); ok && have.Uid == want.Uid && have.Gid == want.Gid {
+		return nil
+	}
+	return dst.Chown(int(want.Uid), int(want.Gid))
 }

@@ -1,5 +1,3 @@
-// Package adminapi is the wire contract of bbb-balancer's admin API
-// (/admin/v1/, bearer admin token) and the client the CLI uses.
 package adminapi
 
 import (
@@ -14,29 +12,34 @@ const (
 	PathServer = "/admin/v1/servers/"
 )
 
-// Server is one node as `bbb-balancer status --json` prints it. Field names
-// follow DESIGN.md: id, url, state, online, meetings, users at least.
+// Server is one node as `bbb-balancer status --json` prints it. The JSON
+// field names are the status table's column names (participants for
+// PARTICIPANTS, cpu_percent for CPU PERCENT, ...); id, url, state, online,
+// meetings and users are a fixed interface.
 type Server struct {
-	ID                   string           `json:"id"`
-	Hostname             string           `json:"hostname"`
-	Name                 string           `json:"name"`
-	URL                  string           `json:"url"`
-	Role                 fleet.Role       `json:"role"`
-	Source               records.Source   `json:"source"`
-	State                fleet.AdminState `json:"state"`
-	Online               bool             `json:"online"`
-	Status               fleet.Liveness   `json:"status"`
-	Meetings             int              `json:"meetings"`
-	Users                int              `json:"users"`
-	LargestMeeting       int              `json:"largest_meeting"`
-	Videos               int              `json:"videos"`
-	Load                 float64          `json:"load"`
-	CPUPercent           float64          `json:"cpu_percent"`
-	LoadMultiplier       float64          `json:"load_multiplier"`
-	Tags                 []string         `json:"tags"`
-	BBBVersion           string           `json:"bbb_version,omitempty"`
-	AgentVersion         string           `json:"agent_version,omitempty"`
-	LastReportAgeSeconds *float64         `json:"last_report_age_seconds"`
+	ID           string           `json:"id"`
+	Hostname     string           `json:"hostname"`
+	Name         string           `json:"name"`
+	URL          string           `json:"url"`
+	Role         fleet.Role       `json:"role"`
+	Source       records.Source   `json:"source"`
+	State        fleet.AdminState `json:"state"`
+	Online       bool             `json:"online"`
+	Status       fleet.Liveness   `json:"status"`
+	Meetings     int              `json:"meetings"`
+	Participants int              `json:"participants"`
+	// Users is Participants under the name scripts written against the
+	// first release read; kept as an alias.
+	Users                int      `json:"users"`
+	LargestMeeting       int      `json:"largest_meeting"`
+	Videos               int      `json:"videos"`
+	Load                 float64  `json:"load"`
+	CPUPercent           float64  `json:"cpu_percent"`
+	LoadMultiplier       float64  `json:"load_multiplier"`
+	Tags                 []string `json:"tags"`
+	BBBVersion           string   `json:"bbb_version,omitempty"`
+	AgentVersion         string   `json:"agent_version,omitempty"`
+	LastReportAgeSeconds *float64 `json:"last_report_age_seconds"`
 }
 
 // AddServerRequest adds a node without an agent; the balancer polls it.

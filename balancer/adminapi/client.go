@@ -13,6 +13,22 @@ import (
 	"time"
 )
 
+// ErrNoToken is NewClient's answer to an empty admin token.
+var ErrNoToken = errors.New("no admin token")
+
+// UnreachableError says the balancer did not answer at all (refused,
+// unresolvable, timed out), as opposed to answering with an error.
+type UnreachableError struct {
+	URL string
+	Err error
+}
+
+func (e *UnreachableError) Error() string {
+	return fmt.Sprintf("cannot reach the balancer at %s (is bbb-balancer serve running there?): %v", e.URL, e.Err)
+}
+
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
 // Client calls a balancer's admin API.
 type Client struct {
 	base  string
@@ -27,7 +43,7 @@ func NewClient(baseURL, token string) (*Client, error) {
 		return nil, fmt.Errorf("balancer URL %q: want http(s)://host:port", baseURL)
 	}
 	if token == "" {
-		return nil, fmt.Errorf("no admin token: give --admin-token or set BBB_BALANCER_ADMIN_TOKEN")
+		return nil, ErrNoToken
 	}
 	return &Client{base: strings.TrimRight(baseURL, "/"), token: token, http: &http.Client{Timeout: 60 * time.Second}}, nil
 }
@@ -90,7 +106,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		if ue := (*url.Error)(nil); errors.As(err, &ue) {
 			err = ue.Err // the URL is in the message already
 		}
-		return fmt.Errorf("cannot reach the balancer at %s (is bbb-balancer serve running there? check --url or BBB_BALANCER_URL): %w", c.base, err)
+		return &UnreachableError{URL: c.base, Err: err}
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))

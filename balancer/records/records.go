@@ -1,7 +1,3 @@
-// Package records holds the balancer's own records of the fleet: nodes as
-// it knows them (with their secrets and the source of their load), load
-// reports as received, and meeting placements. The words both sides share
-// (admin state, liveness, role, load) live in fleet/.
 package records
 
 import (
@@ -46,7 +42,7 @@ type Node struct {
 }
 
 // Liveness derives online/offline: online while the newest report is younger
-// than missed report intervals (DESIGN.md default 3).
+// than missed report intervals (the balancer's default is 3).
 func (n Node) Liveness(now time.Time, missed int) fleet.Liveness {
 	if n.LastReportAt.IsZero() || n.ReportInterval <= 0 {
 		return fleet.Offline

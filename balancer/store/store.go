@@ -1,7 +1,3 @@
-// Package store is the balancer's persistence: the node registry with each
-// node's newest load, and the placement of meetings on nodes. It runs on
-// embedded SQLite (one balancer) or on PostgreSQL (balancer replicas sharing
-// one database), with one set of queries and versioned migrations.
 package store
 
 import (
@@ -96,6 +92,9 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	}
 	return s, nil
 }
+
+// DefaultDataDir is where the embedded database lives unless configured.
+const DefaultDataDir = "/var/lib/bbb-balancer"
 
 // OpenDataDir opens (creating it if need be) the SQLite database in dir.
 func OpenDataDir(ctx context.Context, dir string) (*Store, error) {

@@ -119,7 +119,7 @@ func printStatus(w io.Writer, st agent.Status) {
 	}
 	row("last report", fmt.Sprintf("%s (every %s)", age, time.Duration(st.ReportIntervalSeconds*float64(time.Second))))
 	l := st.Load
-	row("meetings", fmt.Sprintf("%d (users %d, voice %d, video %d, listeners %d, largest %d)", l.Meetings, l.Participants, l.Voice, l.Video, l.Listeners, l.LargestMeeting))
+	row("meetings", fmt.Sprintf("%d (participants %d, voice %d, video %d, listeners %d, largest %d)", l.Meetings, l.Participants, l.Voice, l.Video, l.Listeners, l.LargestMeeting))
 	row("host", fmt.Sprintf("CPU %.0f%% of %d cores, load %.2f %.2f %.2f, memory %s of %s, net rx %s/s tx %s/s, free %s",
 		l.CPUPercent, l.CPUCores, l.Load1, l.Load5, l.Load15, bytes(l.MemUsedBytes), bytes(l.MemTotalBytes),
 		bytes(uint64(l.NetRxBytesPerSec)), bytes(uint64(l.NetTxBytesPerSec)), bytes(l.DiskFreeBytes)))

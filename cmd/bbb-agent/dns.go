@@ -14,7 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// dnsFlags are the DNS flags of `bbb-agent run` (DESIGN.md).
+// dnsFlags are the DNS flags of `bbb-agent run`.
 func dnsFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "dns-provider", Value: "none", EnvVars: env("DNS_PROVIDER"), Usage: "none, rfc2136 (BIND, Knot, PowerDNS) or route53"},
@@ -22,7 +22,7 @@ func dnsFlags() []cli.Flag {
 		&cli.IntFlag{Name: "dns-ttl", Value: dnsupdate.DefaultTTL, EnvVars: env("DNS_TTL"), Usage: "TTL of the node's records, in seconds"},
 		&cli.StringFlag{Name: "dns-owner-id", EnvVars: env("DNS_OWNER_ID"), Usage: "who owns the records (one id per fleet; default: the balancer's host name)"},
 		&cli.BoolFlag{Name: "dns-takeover", EnvVars: env("DNS_TAKEOVER"), Usage: "take over a name that has records of another owner or of none"},
-		&cli.DurationFlag{Name: "dns-wait-timeout", Value: 2 * time.Minute, EnvVars: env("DNS_WAIT_TIMEOUT"), Usage: "how long to wait for the authoritative servers to answer before registering"},
+		&cli.DurationFlag{Name: "dns-wait-timeout", Value: dnsupdate.DefaultWaitTimeout, EnvVars: env("DNS_WAIT_TIMEOUT"), Usage: "how long to wait for the authoritative servers to answer before registering"},
 		&cli.StringSliceFlag{Name: "dns-server", EnvVars: env("DNS_SERVER"), Usage: "rfc2136: a server taking updates, HOST:PORT (repeatable; tried in order)"},
 		&cli.StringFlag{Name: "dns-tsig-key-name", EnvVars: env("DNS_TSIG_KEY_NAME"), Usage: "rfc2136: the TSIG key's name"},
 		&cli.StringFlag{Name: "dns-tsig-secret", EnvVars: env("DNS_TSIG_SECRET"), Usage: "rfc2136: the TSIG key's secret (base64)"},
@@ -66,7 +66,7 @@ func dnsManager(ctx context.Context, c *cli.Context, n *node) (*dnsupdate.Manage
 	owner := c.String("dns-owner-id")
 	if owner == "" {
 		if owner = ownerFromRegistrar(c); owner == "" {
-			return nil, errors.New("give --dns-owner-id: one id per fleet, written beside each record")
+			return nil, fmt.Errorf("give %s: one id per fleet, written beside each record", setting("dns-owner-id"))
 		}
 	}
 	return &dnsupdate.Manager{Provider: provider, FQDN: n.name + "." + zone, TTL: uint32(ttl),
@@ -88,7 +88,7 @@ func route53Provider(ctx context.Context, c *cli.Context, n *node, zone string) 
 	if region == "" && n.metadata != nil {
 		r, err := n.metadata.Region(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("the AWS region from EC2 metadata: %w (or give --aws-region)", err)
+			return nil, fmt.Errorf("the AWS region from EC2 metadata: %w (or give %s)", err, setting("aws-region"))
 		}
 		region = r
 	}

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"fmt"
 	"strings"
-	"time"
 
+	"github.com/bbb-agent/bbb-agent/agent"
+	"github.com/bbb-agent/bbb-agent/agent/host"
+	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/urfave/cli/v2"
 )
 
@@ -11,6 +14,20 @@ import (
 const DefaultConfigPath = "/etc/bbb-agent/agent.yaml"
 
 func env(name string) []string { return []string{"BBB_AGENT_" + name} }
+
+// setting names a setting of `bbb-agent run` by all three of its sources,
+// for messages: "--report-interval (BBB_AGENT_REPORT_INTERVAL,
+// report_interval in agent.yaml)". Library errors name only the setting;
+// the command says where to set it, here.
+func setting(name string) string {
+	key := strings.ReplaceAll(name, "-", "_")
+	return "--" + name + " (" + env(strings.ToUpper(key))[0] + ", " + key + " in agent.yaml)"
+}
+
+// settingError says that err is about the setting name.
+func settingError(name string, err error) error {
+	return fmt.Errorf("%s: %w", setting(name), err)
+}
 
 // secretFlag says whether a flag's value is masked wherever configuration is
 // shown: every *-secret and *-token flag (agent-token, bbb-secret,
@@ -25,11 +42,11 @@ func runFlags() []cli.Flag {
 	return append([]cli.Flag{
 		&cli.StringFlag{Name: "config", Value: DefaultConfigPath, EnvVars: env("CONFIG"), Usage: "the configuration file (YAML; keys are these flags' names)"},
 		&cli.StringFlag{Name: "node-name", EnvVars: env("NODE_NAME"), Usage: "the node's name; {instance-id} is replaced by the EC2 instance ID; empty: generated once (bbb-xxxxxx) and kept in --state-dir"},
-		&cli.StringFlag{Name: "role", Value: "bbb", EnvVars: env("ROLE"), Usage: "bbb (a BigBlueButton server) or turn (a TURN server)"},
-		&cli.StringFlag{Name: "state-dir", Value: "/var/lib/bbb-agent", EnvVars: env("STATE_DIR"), Usage: "where the agent keeps its state (the generated node name)"},
-		&cli.StringFlag{Name: "admin-socket", Value: "/run/bbb-agent/admin.sock", EnvVars: env("ADMIN_SOCKET"), Usage: "the local admin API's unix socket"},
-		&cli.DurationFlag{Name: "report-interval", Value: 5 * time.Second, EnvVars: env("REPORT_INTERVAL"), Usage: "how often the node's load is reported"},
-		&cli.DurationFlag{Name: "drain-deadline", Value: 90 * time.Minute, EnvVars: env("DRAIN_DEADLINE"), Usage: "how long a drain waits for meetings to end; then the node is deregistered anyway"},
+		&cli.StringFlag{Name: "role", Value: string(fleet.RoleBBB), EnvVars: env("ROLE"), Usage: "bbb (a BigBlueButton server) or turn (a TURN server)"},
+		&cli.StringFlag{Name: "state-dir", Value: agent.DefaultStateDir, EnvVars: env("STATE_DIR"), Usage: "where the agent keeps its state (the generated node name)"},
+		&cli.StringFlag{Name: "admin-socket", Value: agent.DefaultAdminSocket, EnvVars: env("ADMIN_SOCKET"), Usage: "the local admin API's unix socket"},
+		&cli.DurationFlag{Name: "report-interval", Value: fleet.DefaultReportInterval, EnvVars: env("REPORT_INTERVAL"), Usage: "how often the node's load is reported"},
+		&cli.DurationFlag{Name: "drain-deadline", Value: agent.DefaultDrainDeadline, EnvVars: env("DRAIN_DEADLINE"), Usage: "how long a drain waits for meetings to end; then the node is deregistered anyway"},
 		&cli.StringFlag{Name: "registrar", Value: "balancer", EnvVars: env("REGISTRAR"), Usage: "balancer (bbb-balancer) or scalelite"},
 		&cli.StringFlag{Name: "balancer-url", EnvVars: env("BALANCER_URL"), Usage: "bbb-balancer's URL, e.g. https://lb.example.com"},
 		&cli.StringFlag{Name: "agent-token", EnvVars: env("AGENT_TOKEN"), Usage: "the token bbb-balancer expects from agents"},
@@ -43,13 +60,13 @@ func runFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "tag", EnvVars: env("TAG"), Usage: "server tag for meta_server-tag (repeatable)"},
 		&cli.Float64Flag{Name: "load-multiplier", Value: 1, EnvVars: env("LOAD_MULTIPLIER"), Usage: "weight of this node's load at the balancer"},
 		&cli.StringFlag{Name: "host-root", Value: "/", EnvVars: env("HOST_ROOT"), Usage: "root of /proc and /sys to read host figures from"},
-		&cli.StringFlag{Name: "recordings-dir", Value: "/var/bigbluebutton", EnvVars: env("RECORDINGS_DIR"), Usage: "where recordings live (free space is reported)"},
+		&cli.StringFlag{Name: "recordings-dir", Value: host.DefaultDiskPath, EnvVars: env("RECORDINGS_DIR"), Usage: "where recordings live (free space is reported)"},
 		&cli.BoolFlag{Name: "ec2", EnvVars: env("EC2"), Usage: "use EC2 instance metadata (instance ID, addresses, Auto Scaling lifecycle)"},
 		&cli.StringFlag{Name: "imds-endpoint", EnvVars: env("IMDS_ENDPOINT"), Usage: "EC2 instance metadata endpoint (default: the SDK's)"},
 		&cli.StringFlag{Name: "asg-lifecycle-hook", EnvVars: env("ASG_LIFECYCLE_HOOK"), Usage: "the Auto Scaling lifecycle hook to complete after a scale-in drain"},
 		&cli.StringFlag{Name: "asg-name", EnvVars: env("ASG_NAME"), Usage: "the Auto Scaling group (default: from instance metadata tags)"},
 		&cli.StringFlag{Name: "aws-endpoint", EnvVars: env("AWS_ENDPOINT"), Usage: "Auto Scaling API endpoint override (tests, VPC endpoints)"},
-		&cli.DurationFlag{Name: "asg-heartbeat", Value: time.Minute, EnvVars: env("ASG_HEARTBEAT"), Usage: "how often a scale-in drain extends the lifecycle hook"},
+		&cli.DurationFlag{Name: "asg-heartbeat", Value: agent.DefaultHeartbeatEvery, EnvVars: env("ASG_HEARTBEAT"), Usage: "how often a scale-in drain extends the lifecycle hook"},
 		&cli.BoolFlag{Name: "logind", Value: true, EnvVars: env("LOGIND"), Usage: "hold a logind delay lock so a shutdown waits for the drain"},
 		&cli.StringFlag{Name: "metrics-listen", EnvVars: env("METRICS_LISTEN"), Usage: "serve Prometheus metrics on this (loopback) address, e.g. 127.0.0.1:9688"},
 		&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: env("LOG_LEVEL"), Usage: "debug, info, warn or error"},

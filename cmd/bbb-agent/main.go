@@ -1,6 +1,3 @@
-// Command bbb-agent is the daemon on every BBB and TURN node (`run`) and the
-// admin's tool to ask it what it is doing (`status`, `drain`, `undrain`,
-// `check`, `config`).
 package main
 
 import (
@@ -28,7 +25,7 @@ func newApp() *cli.App {
 		Usage:   "joins a BigBlueButton node to its fleet, reports its load, and drains it before the host goes away",
 		Version: version,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "admin-socket", Value: "/run/bbb-agent/admin.sock", EnvVars: env("ADMIN_SOCKET"), Usage: "the running agent's admin socket"},
+			&cli.StringFlag{Name: "admin-socket", Value: agent.DefaultAdminSocket, EnvVars: env("ADMIN_SOCKET"), Usage: "the running agent's admin socket"},
 		},
 		Commands: []*cli.Command{
 			{Name: "run", Usage: "run the agent (systemd starts this)", Flags: runFlags(), Action: run},

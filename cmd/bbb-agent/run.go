@@ -23,6 +23,7 @@ import (
 	"github.com/bbb-agent/bbb-agent/registrar"
 	"github.com/bbb-agent/bbb-agent/systemd"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sync/errgroup"
 )
 
 // node is what the command resolves before the agent can start.
@@ -40,7 +41,7 @@ type node struct {
 func newLogger(c *cli.Context) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-		return nil, fmt.Errorf("log-level %q: want debug, info, warn or error", c.String("log-level"))
+		return nil, settingError("log-level", fmt.Errorf("%q: want debug, info, warn or error", c.String("log-level")))
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})), nil
 }
@@ -50,7 +51,7 @@ func resolve(ctx context.Context, c *cli.Context) (*node, error) {
 	n := &node{}
 	role, err := fleet.ParseRole(c.String("role"))
 	if err != nil {
-		return nil, fmt.Errorf("role: %w", err)
+		return nil, settingError("role", err)
 	}
 	n.role = role
 	if n.explicit, err = explicitAddresses(c); err != nil {
@@ -73,7 +74,7 @@ func resolve(ctx context.Context, c *cli.Context) (*node, error) {
 		if n.serverURL == "" || n.secret == "" {
 			props, err := bbb.ReadServerConfig(c.String("properties-root"))
 			if err != nil {
-				return nil, fmt.Errorf("BBB API: give --bbb-url and --bbb-secret, or fix bbb-web.properties: %w", err)
+				return nil, fmt.Errorf("BBB API: give %s and %s, or fix bbb-web.properties: %w", setting("bbb-url"), setting("bbb-secret"), err)
 			}
 			if n.serverURL == "" {
 				n.serverURL = props.ServerURL
@@ -98,7 +99,7 @@ func resolve(ctx context.Context, c *cli.Context) (*node, error) {
 		}
 		n.reg, err = registrar.NewScalelite(c.String("scalelite-url"), c.String("scalelite-secret"))
 	default:
-		return nil, fmt.Errorf("registrar %q: want balancer or scalelite", c.String("registrar"))
+		return nil, settingError("registrar", fmt.Errorf("%q: want balancer or scalelite", c.String("registrar")))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("registrar: %w", err)
@@ -106,6 +107,7 @@ func resolve(ctx context.Context, c *cli.Context) (*node, error) {
 	return n, nil
 }
 
+// run is `bbb-agent run`: build the parts, then supervise them.
 func run(c *cli.Context) error {
 	if _, err := loadConfigFile(c); err != nil {
 		return err
@@ -116,9 +118,33 @@ func run(c *cli.Context) error {
 	}
 	ctx, cancel := context.WithCancel(c.Context)
 	defer cancel()
-	n, err := resolve(ctx, c)
+	d, err := newDaemon(ctx, c, base)
 	if err != nil {
 		return err
+	}
+	return d.supervise(ctx)
+}
+
+// daemon is what `bbb-agent run` supervises: the agent and what serves
+// beside it, built and bound but not started.
+type daemon struct {
+	log      *slog.Logger // the command's own lines, with the node name
+	node     *node
+	agent    *agent.Agent
+	notifier systemd.Notifier
+	admin    net.Listener // the admin socket
+	// metrics serves Prometheus metrics on metricsLn (nil without --metrics-listen).
+	metrics   *http.Server
+	metricsLn net.Listener
+}
+
+// newDaemon resolves the configuration into the agent and its dependencies and
+// binds the metrics address and the admin socket. Nothing runs yet, except
+// what ctx bounds (the logind delay lock).
+func newDaemon(ctx context.Context, c *cli.Context, base *slog.Logger) (*daemon, error) {
+	n, err := resolve(ctx, c)
+	if err != nil {
+		return nil, err
 	}
 	// The agent puts the node on its lines; log is for the command's own.
 	log := base.With("node", n.name)
@@ -153,7 +179,7 @@ func run(c *cli.Context) error {
 	if n.metadata != nil {
 		scaleIn, err := scaleIn(ctx, c, n, log)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		deps.ScaleIn = scaleIn
 	}
@@ -168,7 +194,7 @@ func run(c *cli.Context) error {
 	}
 	dnsm, err := dnsManager(ctx, c, n)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if dnsm != nil {
 		deps.DNS = dnsm
@@ -176,72 +202,105 @@ func run(c *cli.Context) error {
 		cfg.FQDN, cfg.DNSProvider, cfg.DNSWait = dnsm.FQDN, dnsm.Provider.Name(), dnsm.WaitTimeout
 	}
 	if err := wireTURN(c, n, &cfg, &deps, log); err != nil {
-		return err
+		return nil, err
 	}
 	a, err := agent.New(cfg, deps)
 	if err != nil {
-		return err
+		return nil, err
 	}
-
-	adminLn, err := agent.ListenAdmin(adminSocket(c))
-	if err != nil {
-		return err
-	}
-	adminErr := make(chan error, 1)
-	go func() { adminErr <- a.ServeAdmin(ctx, adminLn) }()
-	if interval, ok := systemd.WatchdogInterval(); ok {
-		go systemd.RunWatchdog(ctx, notifier, interval, a.Healthy, log)
-	}
+	d := &daemon{log: log, node: n, agent: a, notifier: notifier}
 	if addr := c.String("metrics-listen"); addr != "" {
-		if err := serveMetrics(ctx, addr, a); err != nil {
-			return err
+		if d.metricsLn, err = listenMetrics(addr); err != nil {
+			return nil, err
 		}
+		d.metrics = &http.Server{Handler: a.MetricsHandler(), ReadHeaderTimeout: 5 * time.Second}
 	}
-	// The first SIGTERM or SIGINT drains; a second one stops at once.
+	// Last, so that nothing after it fails and leaves the socket behind; and
+	// before the agent runs, so a second agent stops before it registers.
+	if d.admin, err = agent.ListenAdmin(adminSocket(c)); err != nil {
+		if d.metricsLn != nil {
+			d.metricsLn.Close()
+		}
+		return nil, err
+	}
+	return d, nil
+}
+
+// supervise runs the agent, the admin server, the metrics server, the
+// systemd watchdog and the signal handler until the agent is done (a
+// finished drain: nil) or one of them fails; then it stops the others and
+// waits for them. The first error is returned, a later one is logged.
+func (d *daemon) supervise(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Registered before anything runs: a SIGTERM from now on drains.
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
+
+	// The ready line: the admin socket is bound, so status answers from now on.
+	d.log.Info("bbb-agent starting", "version", version, "role", d.node.role, "registrar", d.node.reg.Kind(), "bbb", d.node.serverURL)
+	g, gctx := errgroup.WithContext(ctx)
+	part := func(name string, f func(context.Context) error) {
+		g.Go(func() error {
+			err := f(gctx)
+			if err != nil && gctx.Err() != nil && !errors.Is(err, context.Canceled) {
+				d.log.Error(name+" failed while the agent stopped", "err", err)
+			}
+			return err
+		})
+	}
+	part("agent", func(ctx context.Context) error {
+		// The agent's end, a finished drain included, ends everything else.
+		defer cancel()
+		return d.agent.Run(ctx)
+	})
+	part("admin socket", func(ctx context.Context) error {
+		// It removes its socket once it has stopped.
+		if err := d.agent.ServeAdmin(ctx, d.admin); err != nil {
+			return fmt.Errorf("admin socket: %w", err)
+		}
+		return nil
+	})
+	if d.metrics != nil {
+		part("metrics server", func(ctx context.Context) error { return serveMetrics(ctx, d.metrics, d.metricsLn) })
+	}
+	if interval, ok := systemd.WatchdogInterval(); ok {
+		part("watchdog", func(ctx context.Context) error {
+			systemd.RunWatchdog(ctx, d.notifier, interval, d.agent.Healthy, d.log)
+			return nil
+		})
+	}
 	var stoppedBySignal atomic.Bool
-	go func() {
+	part("signal handler", func(ctx context.Context) error {
+		// The first SIGTERM or SIGINT drains; a second one stops at once.
 		first := true
-		for sig := range sigs {
+		for {
+			var sig os.Signal
+			select {
+			case <-ctx.Done():
+				return nil
+			case sig = <-sigs:
+			}
 			if !first {
-				log.Warn("second signal: stopping without finishing the drain", "signal", sig)
+				d.log.Warn("second signal: stopping without finishing the drain", "signal", sig)
 				stoppedBySignal.Store(true)
 				cancel()
-				return
+				return nil
 			}
 			first = false
-			log.Info("signal: draining", "signal", sig)
+			d.log.Info("signal: draining", "signal", sig)
 			// Not in this loop: the agent takes the drain between two report
 			// cycles, and a second signal must not wait for that.
-			go func() {
-				if err := a.Drain(ctx, agent.SourceSignal); err != nil && ctx.Err() == nil {
-					log.Error("starting the drain", "err", err)
+			part("drain", func(ctx context.Context) error {
+				if err := d.agent.Drain(ctx, agent.SourceSignal); err != nil && ctx.Err() == nil {
+					d.log.Error("starting the drain", "err", err)
 				}
-			}()
+				return nil
+			})
 		}
-	}()
-	log.Info("bbb-agent starting", "version", version, "role", n.role, "registrar", n.reg.Kind(), "bbb", n.serverURL)
-	ran := make(chan error, 1)
-	go func() { ran <- a.Run(ctx) }()
-	adminDone := false
-	select {
-	case err = <-ran:
-	case err = <-adminErr:
-		adminDone = true
-		if err != nil {
-			cancel()
-			<-ran
-			return err
-		}
-		err = <-ran
-	}
-	// The admin server removes its socket once it has stopped.
-	cancel()
-	if !adminDone {
-		<-adminErr
-	}
+	})
+	err := g.Wait()
 	if stoppedBySignal.Load() && errors.Is(err, context.Canceled) {
 		return errors.New("stopped by a second signal before the drain finished: the node stays at the balancer, cordoned, until it goes offline there")
 	}
@@ -314,21 +373,21 @@ func scaleIn(ctx context.Context, c *cli.Context, n *node, log *slog.Logger) (ag
 	}
 	instanceID, err := n.metadata.InstanceID(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("asg-lifecycle-hook: the instance ID: %w", err)
+		return nil, settingError("asg-lifecycle-hook", fmt.Errorf("the instance ID: %w", err))
 	}
 	group := c.String("asg-name")
 	if group == "" {
 		if group, err = n.metadata.AutoScalingGroup(ctx); err != nil {
-			return nil, fmt.Errorf("asg-lifecycle-hook: give --asg-name or enable instance metadata tags: %w", err)
+			return nil, settingError("asg-lifecycle-hook", fmt.Errorf("give %s or enable instance metadata tags: %w", setting("asg-name"), err))
 		}
 	}
 	region, err := n.metadata.Region(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("asg-lifecycle-hook: the region: %w", err)
+		return nil, settingError("asg-lifecycle-hook", fmt.Errorf("the region: %w", err))
 	}
 	cfg, err := ec2.LoadConfig(ctx, region)
 	if err != nil {
-		return nil, fmt.Errorf("asg-lifecycle-hook: AWS credentials: %w", err)
+		return nil, settingError("asg-lifecycle-hook", fmt.Errorf("AWS credentials: %w", err))
 	}
 	if ep := c.String("aws-endpoint"); ep != "" {
 		cfg.BaseEndpoint = &ep
@@ -342,24 +401,28 @@ func scaleIn(ctx context.Context, c *cli.Context, n *node, log *slog.Logger) (ag
 	return s, nil
 }
 
-// serveMetrics serves the agent's Prometheus metrics on a loopback address.
-func serveMetrics(ctx context.Context, addr string, a *agent.Agent) error {
+// listenMetrics binds the metrics address, which must be a loopback one.
+func listenMetrics(addr string) (net.Listener, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("metrics-listen %q: %w", addr, err)
+		return nil, settingError("metrics-listen", fmt.Errorf("%q: %w", addr, err))
 	}
 	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return fmt.Errorf("metrics-listen %q: use a loopback address (127.0.0.1:PORT); put a proxy in front to expose it", addr)
+		return nil, settingError("metrics-listen", fmt.Errorf("%q: use a loopback address (127.0.0.1:PORT); put a proxy in front to expose it", addr))
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("metrics-listen: %w", err)
+		return nil, settingError("metrics-listen", err)
 	}
-	srv := &http.Server{Handler: a.MetricsHandler(), ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		<-ctx.Done()
-		srv.Close()
-	}()
-	go srv.Serve(ln)
+	return ln, nil
+}
+
+// serveMetrics serves the agent's Prometheus metrics on ln until ctx ends.
+func serveMetrics(ctx context.Context, srv *http.Server, ln net.Listener) error {
+	stop := context.AfterFunc(ctx, func() { srv.Close() })
+	defer stop()
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("metrics-listen %s: %w", ln.Addr(), err)
+	}
 	return nil
 }

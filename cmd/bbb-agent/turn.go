@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -15,14 +14,14 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// turnFlags are the TURN flags of `bbb-agent run` (DESIGN.md).
+// turnFlags are the TURN flags of `bbb-agent run`.
 func turnFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "turn-secret", EnvVars: env("TURN_SECRET"), Usage: "coturn's static-auth-secret, the same on every TURN and BBB node"},
 		&cli.StringSliceFlag{Name: "turn-uri", EnvVars: env("TURN_URI"), Usage: "role turn: what this node offers, e.g. turn:turn1.example.com:3478 or turns:turn1.example.com:443?transport=tcp (repeatable)"},
 		&cli.StringFlag{Name: "turn-probe-uri", EnvVars: env("TURN_PROBE_URI"), Usage: "role turn: the URI the node probes itself through (default: the first --turn-uri; e.g. turn:127.0.0.1:3478 behind NAT)"},
 		&cli.StringFlag{Name: "turn-stun-xml", Value: turn.DefaultPath, EnvVars: env("TURN_STUN_XML"), Usage: "role bbb: the file bbb-web reads its TURN servers from"},
-		&cli.DurationFlag{Name: "turn-ttl", Value: 24 * time.Hour, EnvVars: env("TURN_TTL"), Usage: "role bbb: how long the TURN credentials BBB hands out last"},
+		&cli.DurationFlag{Name: "turn-ttl", Value: turn.DefaultTTL, EnvVars: env("TURN_TTL"), Usage: "role bbb: how long the TURN credentials BBB hands out last"},
 		&cli.StringFlag{Name: "turn-dns-name", EnvVars: env("TURN_DNS_NAME"), Usage: "role bbb: find TURN servers in DNS (SRV _turn._udp/_turns._tcp, or the name's A records) when the balancer names none"},
 	}
 }
@@ -35,7 +34,7 @@ func wireTURN(c *cli.Context, n *node, cfg *agent.Config, deps *agent.Deps, log 
 	case fleet.RoleTURN:
 		uris := c.StringSlice("turn-uri")
 		if len(uris) == 0 {
-			return errors.New("role turn: give --turn-uri, what this node offers (e.g. turn:turn1.example.com:3478)")
+			return fmt.Errorf("role turn: give %s, what this node offers (e.g. turn:turn1.example.com:3478)", setting("turn-uri"))
 		}
 		for _, u := range uris {
 			if _, err := turn.ParseURI(u); err != nil {
@@ -43,7 +42,7 @@ func wireTURN(c *cli.Context, n *node, cfg *agent.Config, deps *agent.Deps, log 
 			}
 		}
 		if secret == "" {
-			return errors.New("role turn: give --turn-secret (coturn's static-auth-secret): the node probes itself with it")
+			return fmt.Errorf("role turn: give %s (coturn's static-auth-secret): the node probes itself with it", setting("turn-secret"))
 		}
 		probeURI := c.String("turn-probe-uri")
 		if probeURI == "" {

@@ -18,14 +18,23 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
+// client is the admin API client the global flags describe; its errors
+// name the flag and the variable to fix.
 func client(c *cli.Context) (*adminapi.Client, error) {
-	return adminapi.NewClient(c.String("url"), c.String("admin-token"))
+	cl, err := adminapi.NewClient(c.String("url"), c.String("admin-token"))
+	switch {
+	case errors.Is(err, adminapi.ErrNoToken):
+		return nil, fmt.Errorf("%w: give --admin-token or set BBB_BALANCER_ADMIN_TOKEN", err)
+	case err != nil:
+		return nil, fmt.Errorf("--url (BBB_BALANCER_URL): %w", err)
+	}
+	return cl, nil
 }
 
 func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
-		Usage: "show every server: state, liveness, meetings, users, load",
+		Usage: "show every server: state, liveness, meetings, participants, load",
 		Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"}},
 		Action: func(c *cli.Context) error {
 			cl, err := client(c)
@@ -54,13 +63,13 @@ func printJSON(w io.Writer, v any) error {
 // printStatus prints BBB nodes, then TURN nodes, as tables.
 func printStatus(w io.Writer, servers []adminapi.Server) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOSTNAME\tSTATE\tSTATUS\tMEETINGS\tUSERS\tLARGEST MEETING\tVIDEOS\tLOAD\tCPU\tLAST REPORT")
+	fmt.Fprintln(tw, "HOSTNAME\tSTATE\tSTATUS\tMEETINGS\tPARTICIPANTS\tLARGEST MEETING\tVIDEOS\tLOAD\tCPU PERCENT\tLAST REPORT AGE")
 	for _, s := range servers {
 		if s.Role == fleet.RoleTURN {
 			continue
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%.1f\t%.0f%%\t%s\n", s.Hostname, s.State, s.Status,
-			s.Meetings, s.Users, s.LargestMeeting, s.Videos, s.Load, s.CPUPercent, age(s.LastReportAgeSeconds))
+			s.Meetings, s.Participants, s.LargestMeeting, s.Videos, s.Load, s.CPUPercent, age(s.LastReportAgeSeconds))
 	}
 	tw.Flush()
 	var turn []adminapi.Server
@@ -74,7 +83,7 @@ func printStatus(w io.Writer, servers []adminapi.Server) {
 	}
 	fmt.Fprintln(w, "\nTURN servers:")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSTATE\tSTATUS\tCPU\tLAST REPORT")
+	fmt.Fprintln(tw, "NAME\tSTATE\tSTATUS\tCPU PERCENT\tLAST REPORT AGE")
 	for _, s := range turn {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f%%\t%s\n", s.Name, s.State, s.Status, s.CPUPercent, age(s.LastReportAgeSeconds))
 	}
@@ -239,8 +248,8 @@ func serversCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					fmt.Fprintf(c.App.Writer, "panic: disabling %s and ending its %d meetings (%d users). To drain without ending meetings, use `servers cordon %s`.\n",
-						s.Hostname, s.Meetings, s.Users, id)
+					fmt.Fprintf(c.App.Writer, "panic: disabling %s and ending its %d meetings (%d participants). To drain without ending meetings, use `servers cordon %s`.\n",
+						s.Hostname, s.Meetings, s.Participants, id)
 					if !c.Bool("yes") {
 						if !isTerminal(os.Stdin) {
 							return fmt.Errorf("panic cancelled, nothing changed: standard input is not a terminal to confirm on; give --yes (servers panic %s --yes)", id)
@@ -285,7 +294,7 @@ func serversCommand() *cli.Command {
 // printList prints `servers list`.
 func printList(w io.Writer, servers []adminapi.Server) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tURL\tROLE\tSOURCE\tSTATE\tSTATUS\tTAGS\tMULTIPLIER")
+	fmt.Fprintln(tw, "ID\tNAME\tURL\tROLE\tSOURCE\tSTATE\tSTATUS\tTAGS\tLOAD MULTIPLIER")
 	for _, s := range servers {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Name, s.URL, s.Role, s.Source, s.State, s.Status,
 			strings.Join(s.Tags, ";"), strconv.FormatFloat(s.LoadMultiplier, 'g', -1, 64))

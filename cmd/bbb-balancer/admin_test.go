@@ -52,7 +52,7 @@ func fleetFixture() []adminapi.Server {
 		{
 			ID: "0a1b", Name: "bbb1", Hostname: "bbb1.example.com", URL: "https://bbb1.example.com/bigbluebutton/api/",
 			Role: fleet.RoleBBB, Source: records.SourceAgent, State: fleet.Enabled, Online: true, Status: fleet.Online,
-			Meetings: 12, Users: 240, LargestMeeting: 80, Videos: 31, Load: 123.456, CPUPercent: 41.6,
+			Meetings: 12, Participants: 240, Users: 240, LargestMeeting: 80, Videos: 31, Load: 123.456, CPUPercent: 41.6,
 			LoadMultiplier: 1, Tags: []string{"eu", "big"}, LastReportAgeSeconds: seconds(2.04),
 		},
 		{
@@ -72,13 +72,13 @@ func TestPrintStatus(t *testing.T) {
 	var buf bytes.Buffer
 	printStatus(&buf, fleetFixture())
 	want := "" +
-		"HOSTNAME          STATE     STATUS   MEETINGS  USERS  LARGEST MEETING  VIDEOS  LOAD   CPU  LAST REPORT\n" +
-		"bbb1.example.com  enabled   online   12        240    80               31      123.5  42%  2s ago\n" +
-		"bbb2.example.com  cordoned  offline  0         0      0                0       0.0    0%   never\n" +
+		"HOSTNAME          STATE     STATUS   MEETINGS  PARTICIPANTS  LARGEST MEETING  VIDEOS  LOAD   CPU PERCENT  LAST REPORT AGE\n" +
+		"bbb1.example.com  enabled   online   12        240           80               31      123.5  42%          2s ago\n" +
+		"bbb2.example.com  cordoned  offline  0         0             0                0       0.0    0%           never\n" +
 		"\n" +
 		"TURN servers:\n" +
-		"NAME   STATE    STATUS  CPU  LAST REPORT\n" +
-		"turn1  enabled  online  7%   1m5s ago\n"
+		"NAME   STATE    STATUS  CPU PERCENT  LAST REPORT AGE\n" +
+		"turn1  enabled  online  7%           1m5s ago\n"
 	if got := buf.String(); got != want {
 		t.Errorf("status table:\n%s\nwant:\n%s", got, want)
 	}
@@ -92,7 +92,7 @@ func TestPrintStatusWithoutTURN(t *testing.T) {
 	}
 	buf.Reset()
 	printStatus(&buf, nil)
-	if got := strings.Join(strings.Fields(buf.String()), " "); got != "HOSTNAME STATE STATUS MEETINGS USERS LARGEST MEETING VIDEOS LOAD CPU LAST REPORT" {
+	if got := strings.Join(strings.Fields(buf.String()), " "); got != "HOSTNAME STATE STATUS MEETINGS PARTICIPANTS LARGEST MEETING VIDEOS LOAD CPU PERCENT LAST REPORT AGE" {
 		t.Errorf("empty fleet: %q", buf.String())
 	}
 }
@@ -103,7 +103,7 @@ func TestPrintList(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "" +
-		"ID    NAME              URL                                          ROLE  SOURCE  STATE     STATUS   TAGS    MULTIPLIER\n" +
+		"ID    NAME              URL                                          ROLE  SOURCE  STATE     STATUS   TAGS    LOAD MULTIPLIER\n" +
 		"0a1b  bbb1              https://bbb1.example.com/bigbluebutton/api/  bbb   agent   enabled   online   eu;big  1\n" +
 		"2c3d  bbb2.example.com  https://bbb2.example.com/bigbluebutton/api/  bbb   poll    cordoned  offline          2.5\n" +
 		"4e5f  turn1                                                          turn  agent   enabled   online           1\n"
@@ -156,7 +156,7 @@ func TestFlagsAfterArguments(t *testing.T) {
 				"GET /admin/v1/servers/0a1b",
 				`POST /admin/v1/servers/0a1b/panic {}`,
 			},
-			stdout: "panic: disabling bbb1.example.com and ending its 12 meetings (240 users). To drain without ending meetings, use `servers cordon 0a1b`.\n" +
+			stdout: "panic: disabling bbb1.example.com and ending its 12 meetings (240 participants). To drain without ending meetings, use `servers cordon 0a1b`.\n" +
 				"ended 2 meetings on bbb1.example.com\n",
 		},
 		{

@@ -201,7 +201,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, s := range raw {
-			for _, key := range []string{"id", "url", "state", "online", "meetings", "users"} {
+			for _, key := range []string{"id", "url", "state", "online", "meetings", "users", "participants"} {
 				if _, ok := s[key]; !ok {
 					t.Errorf("status --json lacks %q: %v", key, s)
 				}
@@ -216,7 +216,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 		table := e.ok("status")
 		lines := strings.Split(table, "\n")
-		if got := strings.Join(strings.Fields(lines[0]), " "); got != "HOSTNAME STATE STATUS MEETINGS USERS LARGEST MEETING VIDEOS LOAD CPU LAST REPORT" {
+		if got := strings.Join(strings.Fields(lines[0]), " "); got != "HOSTNAME STATE STATUS MEETINGS PARTICIPANTS LARGEST MEETING VIDEOS LOAD CPU PERCENT LAST REPORT AGE" {
 			t.Errorf("status header %q", lines[0])
 		}
 		for _, name := range []string{name1, name2} {
@@ -355,7 +355,7 @@ func TestEndToEnd(t *testing.T) {
 			return s.Meetings == len(running)
 		})
 		out := e.ok("servers", "panic", id1, "--yes")
-		announce := fmt.Sprintf("panic: disabling %s and ending its %d meetings (3 users).", name1, len(running))
+		announce := fmt.Sprintf("panic: disabling %s and ending its %d meetings (3 participants).", name1, len(running))
 		done := fmt.Sprintf("ended %d meetings on %s\n", len(running), name1)
 		if i, j := strings.Index(out, announce), strings.Index(out, done); i != 0 || j < len(announce) {
 			t.Errorf("servers panic printed:\n%s\nwant first %q, then %q", out, announce, done)

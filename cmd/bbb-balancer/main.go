@@ -1,11 +1,12 @@
-// Command bbb-balancer is the central service of bbb-agent: `serve` runs it,
-// the other commands administer a running one through its admin API.
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
+	"github.com/bbb-agent/bbb-agent/balancer"
+	"github.com/bbb-agent/bbb-agent/balancer/adminapi"
 	"github.com/urfave/cli/v2"
 )
 
@@ -14,6 +15,9 @@ var version = "dev"
 
 func main() {
 	if err := newApp().Run(os.Args); err != nil {
+		if unreachable := (*adminapi.UnreachableError)(nil); errors.As(err, &unreachable) {
+			err = fmt.Errorf("%w; check --url or BBB_BALANCER_URL", err)
+		}
 		fmt.Fprintln(os.Stderr, "bbb-balancer:", err)
 		os.Exit(1)
 	}
@@ -25,7 +29,7 @@ func newApp() *cli.App {
 		Usage:   "a BigBlueButton load balancer fed by bbb-agent reports",
 		Version: version,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "url", Value: "http://127.0.0.1:8090", EnvVars: []string{"BBB_BALANCER_URL"}, Usage: "the balancer to administer"},
+			&cli.StringFlag{Name: "url", Value: "http://" + balancer.DefaultListen, EnvVars: []string{"BBB_BALANCER_URL"}, Usage: "the balancer to administer"},
 			&cli.StringFlag{Name: "admin-token", EnvVars: []string{"BBB_BALANCER_ADMIN_TOKEN"}, Usage: "the admin API token"},
 		},
 		Commands: []*cli.Command{serveCommand(), statusCommand(), serversCommand()},

@@ -18,6 +18,7 @@ import (
 	"github.com/bbb-agent/bbb-agent/balancer/store"
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sync/errgroup"
 )
 
 func env(name string) []string { return []string{"BBB_BALANCER_" + name} }
@@ -27,28 +28,54 @@ func serveCommand() *cli.Command {
 		Name:  "serve",
 		Usage: "run the balancer: BBB API at /bigbluebutton/api/, agent API, admin API, /metrics, /healthz",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8090", EnvVars: env("LISTEN"), Usage: "address to listen on"},
+			&cli.StringFlag{Name: "listen", Value: balancer.DefaultListen, EnvVars: env("LISTEN"), Usage: "address to listen on"},
 			&cli.StringSliceFlag{Name: "secret", EnvVars: env("SECRET"), Usage: "BBB API secret front-ends sign with (repeat to accept several)"},
 			&cli.StringFlag{Name: "agent-token", EnvVars: env("AGENT_TOKEN"), Usage: "token agents authenticate with"},
 			&cli.StringFlag{Name: "admin-token", EnvVars: env("ADMIN_TOKEN"), Usage: "token the admin API and CLI authenticate with"},
-			&cli.StringFlag{Name: "data-dir", Value: "/var/lib/bbb-balancer", EnvVars: env("DATA_DIR"), Usage: "directory of the embedded database"},
+			&cli.StringFlag{Name: "data-dir", Value: store.DefaultDataDir, EnvVars: env("DATA_DIR"), Usage: "directory of the embedded database"},
 			&cli.StringFlag{Name: "db", EnvVars: env("DB"), Usage: "postgres://... to share one database between replicas (instead of the embedded one)"},
 			&cli.StringFlag{Name: "checksum-algorithms", EnvVars: env("CHECKSUM_ALGORITHMS"), Usage: "accepted checksum algorithms, comma-separated (default: sha1,sha256,sha384,sha512)"},
-			&cli.StringFlag{Name: "node-checksum", Value: "sha256", EnvVars: env("NODE_CHECKSUM"), Usage: "algorithm for calls to nodes (sha1 for BBB older than 2.4)"},
-			&cli.IntFlag{Name: "missed-reports", Value: 3, EnvVars: env("MISSED_REPORTS"), Usage: "report intervals without a report before a node is offline"},
-			&cli.DurationFlag{Name: "poll-interval", Value: 10 * time.Second, EnvVars: env("POLL_INTERVAL"), Usage: "how often operator-added nodes (no agent) are polled"},
-			&cli.DurationFlag{Name: "refresh-interval", Value: time.Second, EnvVars: env("REFRESH_INTERVAL"), Usage: "how often the fleet is reloaded from the database (other replicas' changes)"},
-			&cli.DurationFlag{Name: "node-timeout", Value: 5 * time.Second, EnvVars: env("NODE_TIMEOUT"), Usage: "time limit of one call to a node"},
-			&cli.DurationFlag{Name: "get-meetings-timeout", Value: 3 * time.Second, EnvVars: env("GET_MEETINGS_TIMEOUT"), Usage: "time limit of each node's part of getMeetings"},
+			&cli.StringFlag{Name: "node-checksum", Value: string(balancer.DefaultNodeAlgorithm), EnvVars: env("NODE_CHECKSUM"), Usage: "algorithm for calls to nodes (sha1 for BBB older than 2.4)"},
+			&cli.IntFlag{Name: "missed-reports", Value: balancer.DefaultMissedReports, EnvVars: env("MISSED_REPORTS"), Usage: "report intervals without a report before a node is offline"},
+			&cli.DurationFlag{Name: "poll-interval", Value: balancer.DefaultPollInterval, EnvVars: env("POLL_INTERVAL"), Usage: "how often operator-added nodes (no agent) are polled"},
+			&cli.DurationFlag{Name: "refresh-interval", Value: balancer.DefaultRefreshInterval, EnvVars: env("REFRESH_INTERVAL"), Usage: "how often the fleet is reloaded from the database (other replicas' changes)"},
+			&cli.DurationFlag{Name: "node-timeout", Value: balancer.DefaultNodeTimeout, EnvVars: env("NODE_TIMEOUT"), Usage: "time limit of one call to a node"},
+			&cli.DurationFlag{Name: "get-meetings-timeout", Value: balancer.DefaultGetMeetingsTimeout, EnvVars: env("GET_MEETINGS_TIMEOUT"), Usage: "time limit of each node's part of getMeetings"},
 			&cli.Float64Flag{Name: "cpu-ceiling", Value: placement.DefaultPolicy().CPUCeiling, EnvVars: env("CPU_CEILING"), Usage: "CPU percent above which a node takes no new meetings while others can"},
-			&cli.Int64Flag{Name: "max-body-bytes", Value: 16 << 20, EnvVars: env("MAX_BODY_BYTES"), Usage: "largest BBB API request body accepted"},
+			&cli.Int64Flag{Name: "max-body-bytes", Value: balancer.DefaultMaxBodyBytes, EnvVars: env("MAX_BODY_BYTES"), Usage: "largest BBB API request body accepted"},
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: env("LOG_LEVEL"), Usage: "debug, info, warn or error"},
 		},
 		Action: serve,
 	}
 }
 
+// serve is `bbb-balancer serve`: build the parts, then supervise them.
 func serve(c *cli.Context) error {
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// Once it is stopping, a second signal ends the process at once.
+	context.AfterFunc(ctx, stop)
+	r, err := newReplica(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer r.store.Close()
+	return r.supervise(ctx)
+}
+
+// replica is what `bbb-balancer serve` supervises: the balancer on its open
+// database and the HTTP server on its bound listener, not started yet.
+type replica struct {
+	log   *slog.Logger
+	store *store.Store
+	srv   *balancer.Server
+	http  *http.Server
+	ln    net.Listener
+}
+
+// newReplica checks the configuration, opens the database, loads the balancer
+// and binds --listen.
+func newReplica(ctx context.Context, c *cli.Context) (*replica, error) {
 	// `bbb-balancer --admin-token T serve` gives the token to the CLI's
 	// global flag; serve takes it from there too.
 	adminToken := c.String("admin-token")
@@ -59,15 +86,15 @@ func serve(c *cli.Context) error {
 	// opened, so a wrong command line creates nothing under --data-dir.
 	switch {
 	case len(c.StringSlice("secret")) == 0:
-		return errors.New("no BBB API secret: give --secret or BBB_BALANCER_SECRET (the secret front-ends sign their calls to the balancer with)")
+		return nil, errors.New("no BBB API secret: give --secret or BBB_BALANCER_SECRET (the secret front-ends sign their calls to the balancer with)")
 	case c.String("agent-token") == "":
-		return errors.New("no agent token: give --agent-token or BBB_BALANCER_AGENT_TOKEN (agents send it to register and report)")
+		return nil, errors.New("no agent token: give --agent-token or BBB_BALANCER_AGENT_TOKEN (agents send it to register and report)")
 	case adminToken == "":
-		return errors.New("no admin token: give --admin-token or BBB_BALANCER_ADMIN_TOKEN (the CLI and the admin API need it)")
+		return nil, errors.New("no admin token: give --admin-token or BBB_BALANCER_ADMIN_TOKEN (the CLI and the admin API need it)")
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-		return fmt.Errorf("--log-level %q: want debug, info, warn or error", c.String("log-level"))
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.String("log-level"))
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	cfg := balancer.Config{
@@ -88,19 +115,16 @@ func serve(c *cli.Context) error {
 		for _, name := range strings.Split(s, ",") {
 			a, err := bbb.ParseAlgorithm(name)
 			if err != nil {
-				return fmt.Errorf("--checksum-algorithms: %w", err)
+				return nil, fmt.Errorf("--checksum-algorithms: %w", err)
 			}
 			cfg.Algorithms = append(cfg.Algorithms, a)
 		}
 	}
 	a, err := bbb.ParseAlgorithm(c.String("node-checksum"))
 	if err != nil {
-		return fmt.Errorf("--node-checksum: %w", err)
+		return nil, fmt.Errorf("--node-checksum: %w", err)
 	}
 	cfg.NodeAlgorithm = a
-
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-	defer stop()
 
 	var st *store.Store
 	if dsn := c.String("db"); dsn != "" {
@@ -109,44 +133,71 @@ func serve(c *cli.Context) error {
 		st, err = store.OpenDataDir(ctx, c.String("data-dir"))
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer st.Close()
-
 	srv, err := balancer.New(ctx, cfg, st)
 	if err != nil {
-		return err
+		st.Close()
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", c.String("listen"))
 	if err != nil {
-		return fmt.Errorf("--listen %s: %w", c.String("listen"), err)
+		st.Close()
+		return nil, fmt.Errorf("--listen %s: %w", c.String("listen"), err)
 	}
-	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
-	log.Info("bbb-balancer listening", "url", "http://"+ln.Addr().String(), "api", "http://"+ln.Addr().String()+"/bigbluebutton/api/", "database", st.Dialect())
+	return &replica{
+		log: log, store: st, srv: srv, ln: ln,
+		http: &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second},
+	}, nil
+}
 
-	ran := make(chan error, 1)
-	go func() { ran <- srv.Run(ctx) }()
+// supervise runs the balancer loop and the HTTP server until ctx ends or
+// one of them fails; then it stops both and waits for them: first the HTTP
+// server finishes the requests under way, then the loop writes the last
+// reports (the database stays open until it has). The first error is
+// returned, a later one is logged.
+func (r *replica) supervise(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	part := func(name string, f func(context.Context) error) {
+		g.Go(func() error {
+			err := f(gctx)
+			if err != nil && gctx.Err() != nil && !errors.Is(err, context.Canceled) {
+				r.log.Error(name+" failed while the balancer stopped", "err", err)
+			}
+			return err
+		})
+	}
+	r.log.Info("bbb-balancer listening", "url", "http://"+r.ln.Addr().String(), "api", "http://"+r.ln.Addr().String()+"/bigbluebutton/api/", "database", r.store.Dialect())
+	// The loop stops after the HTTP server, so its last write holds the
+	// reports of the requests the shutdown let finish.
+	loopCtx, stopLoop := context.WithCancel(context.WithoutCancel(gctx))
+	defer stopLoop()
+	part("HTTP server", func(ctx context.Context) error {
+		defer stopLoop()
+		return r.serveHTTP(ctx)
+	})
+	part("balancer loop", func(context.Context) error { return r.srv.Run(loopCtx) })
+	return g.Wait()
+}
+
+// shutdownGrace bounds the wait for the HTTP requests under way at shutdown.
+const shutdownGrace = 10 * time.Second
+
+// serveHTTP serves until ctx ends, then shuts the server down gracefully.
+func (r *replica) serveHTTP(ctx context.Context) error {
 	served := make(chan error, 1)
-	go func() { served <- httpSrv.Serve(ln) }()
-	var failed error
+	go func() { served <- r.http.Serve(r.ln) }()
 	select {
-	case <-ctx.Done():
 	case err := <-served: // Serve only returns before Shutdown when it fails
-		failed = fmt.Errorf("serving HTTP on %s: %w", ln.Addr(), err)
+		return fmt.Errorf("serving HTTP on %s: %w", r.ln.Addr(), err)
+	case <-ctx.Done():
 	}
-	stop()
-	log.Info("shutting down")
-	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	r.log.Info("shutting down")
+	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
 	defer cancel()
-	if err := httpSrv.Shutdown(shutdown); err != nil {
-		log.Warn("shutdown", "err", err)
+	if err := r.http.Shutdown(shutdown); err != nil {
+		r.log.Warn("shutdown", "err", err)
 	}
-	// Run writes the last reports; the database stays open until it is done.
-	select {
-	case err := <-ran:
-		return errors.Join(failed, err)
-	case <-shutdown.Done():
-		log.Warn("the last reports were not written in time")
-		return failed
-	}
+	<-served
+	return nil
 }
