@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/bbb-agent/bbb-agent/agentapi"
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/bbb-agent/bbb-agent/registrar"
@@ -113,6 +112,9 @@ type Agent struct {
 	deps Deps
 	log  *slog.Logger
 	cmds chan command
+	// turnJobs holds the latest report's TURN servers for the sync that
+	// runs beside the loop (one slot: the newest offer replaces an older one).
+	turnJobs chan turnJob
 
 	mu     sync.RWMutex
 	status Status
@@ -179,7 +181,7 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 		cfg.Logger = slog.Default()
 	}
 	a := &Agent{
-		cfg: cfg, deps: deps, cmds: make(chan command),
+		cfg: cfg, deps: deps, cmds: make(chan command), turnJobs: make(chan turnJob, 1),
 		log:     cfg.Logger.With("node", cfg.Node),
 		backoff: registrar.Backoff{Min: cfg.ReportInterval / 5, Max: 2 * time.Minute, Rand: rand.Float64},
 	}
@@ -219,6 +221,15 @@ func (a *Agent) send(ctx context.Context, c command) error {
 // Run registers, reports and drains until the drain is done (nil) or ctx
 // ends (ctx.Err()).
 func (a *Agent) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	var beside sync.WaitGroup
+	defer func() {
+		cancel()
+		beside.Wait()
+	}()
+	if a.deps.TURN != nil {
+		beside.Go(func() { a.runTURN(ctx) })
+	}
 	a.setState(Registering)
 	a.notify(func(n Notifier) error { return n.Ready() })
 	var shutdowns <-chan bool
@@ -421,7 +432,7 @@ func (a *Agent) report(ctx context.Context, load fleet.Load, ids []string) {
 	a.status.TURNServers = reply.TURNServers
 	a.mu.Unlock()
 	if a.deps.TURN != nil {
-		a.syncTURN(ctx, reply.TURNServers, load.Meetings)
+		a.offerTURN(turnJob{servers: reply.TURNServers, meetings: load.Meetings})
 	}
 	switch {
 	case reply.State == fleet.Cordoned && a.drainSource == "":
@@ -682,26 +693,6 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
-}
-
-// syncTURN points BBB at the live TURN servers: the balancer's list, or
-// DNS when the balancer names none.
-func (a *Agent) syncTURN(ctx context.Context, servers []agentapi.TURNServer, meetings int) {
-	var offered []string
-	for _, s := range servers {
-		offered = append(offered, s.URIs...)
-	}
-	if len(offered) == 0 && a.deps.TURNDiscovery != nil {
-		found, err := a.deps.TURNDiscovery(ctx)
-		if err != nil {
-			a.log.Warn("finding TURN servers in DNS", "err", err)
-		}
-		offered = found
-	}
-	st := a.deps.TURN.Sync(ctx, offered, meetings)
-	a.mu.Lock()
-	a.status.TURN = &st
-	a.mu.Unlock()
 }
 
 // checkScaleIn drains when the Auto Scaling group terminates the instance.

@@ -2,11 +2,13 @@ package turn
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -150,5 +152,60 @@ func TestManagerBadInput(t *testing.T) {
 	st = m2.Sync(ctx, []string{uri(a)}, 0)
 	if !strings.Contains(st.LastError, "writing") || len(r2.Restarted()) != 0 {
 		t.Fatalf("unwritable path: %+v", st)
+	}
+}
+
+// TestManagerProbesInParallel: candidates that never answer are probed all
+// at once under one budget, and each counts as failed when it runs out.
+func TestManagerProbesInParallel(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "turn-stun-servers.xml")
+	m, _, _ := newManager(t, path)
+	const n = 4
+	var mu sync.Mutex
+	inFlight, most := 0, 0
+	allIn := make(chan struct{})
+	m.ProbeBudget = time.Minute
+	m.Probe = func(ctx context.Context, u URI, _ string) Result {
+		mu.Lock()
+		inFlight++
+		most = max(most, inFlight)
+		if inFlight == n {
+			close(allIn)
+		}
+		mu.Unlock()
+		<-ctx.Done() // a blackhole: nothing ever answers
+		return Result{URI: u, Err: fmt.Errorf("%w: %w", ErrUnreachable, ctx.Err())}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { <-allIn; cancel() }() // only once every probe is under way
+	var offered []string
+	for i := range n {
+		offered = append(offered, fmt.Sprintf("turn:127.0.0.1:%d", 3478+i))
+	}
+	st := m.Sync(ctx, offered, 0)
+	if most != n {
+		t.Fatalf("at most %d probes ran at once, want all %d", most, n)
+	}
+	if len(st.Probes) != n || len(st.InUse) != 0 || st.LastError == "" {
+		t.Fatalf("status: %+v", st)
+	}
+	for _, p := range st.Probes {
+		if p.OK || !strings.Contains(p.Error, "unreachable") {
+			t.Fatalf("probe: %+v", p)
+		}
+	}
+}
+
+// TestManagerProbeBudget: the budget alone ends probes that never answer.
+func TestManagerProbeBudget(t *testing.T) {
+	m, _, _ := newManager(t, filepath.Join(t.TempDir(), "turn-stun-servers.xml"))
+	m.ProbeBudget = 20 * time.Millisecond
+	m.Probe = func(ctx context.Context, u URI, _ string) Result {
+		<-ctx.Done()
+		return Result{URI: u, Err: fmt.Errorf("%w: %w", ErrUnreachable, ctx.Err())}
+	}
+	st := m.Sync(context.Background(), []string{"turn:127.0.0.1:3478", "turn:127.0.0.1:3479"}, 0)
+	if len(st.Probes) != 2 || st.Probes[0].OK || st.Probes[1].OK || len(st.InUse) != 0 {
+		t.Fatalf("status: %+v", st)
 	}
 }
