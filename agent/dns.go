@@ -12,7 +12,8 @@ import (
 
 // DNS keeps the node's records; dnsupdate.Manager is the implementation.
 type DNS interface {
-	// Apply applies the records without waiting.
+	// Apply sends the records' change and returns once the provider
+	// accepted it, without waiting for the name servers to answer it.
 	Apply(ctx context.Context, v4, v6 netip.Addr) (dnsupdate.Plan, error)
 	// Remove deletes the node's records (ours only).
 	Remove(ctx context.Context) (dnsupdate.Plan, error)
@@ -41,6 +42,10 @@ const (
 	dnsError   = "error"
 )
 
+// dnsApplyTimeout bounds one DNS.Apply (reading the records, sending the
+// change); it is part of the longest step the watchdog margin allows for.
+const dnsApplyTimeout = 30 * time.Second
+
 // errFatal marks an error the agent stops for: retrying cannot help.
 var errFatal = errors.New("fatal")
 
@@ -53,7 +58,7 @@ func (a *Agent) ensureDNS(ctx context.Context) bool {
 	addrs := a.addresses()
 	now := a.cfg.Clock()
 	if !a.dnsApplied {
-		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		cctx, cancel := context.WithTimeout(ctx, dnsApplyTimeout)
 		plan, err := a.deps.DNS.Apply(cctx, addrs.PublicIPv4, addrs.PublicIPv6)
 		cancel()
 		if errors.Is(err, dnsupdate.ErrForeignOwner) || errors.Is(err, dnsupdate.ErrUnowned) {
@@ -118,12 +123,22 @@ func (a *Agent) refreshAddresses(ctx context.Context) {
 	if a.deps.DNS == nil || !a.dnsApplied {
 		return
 	}
-	if _, err := a.deps.DNS.Apply(ctx, now.PublicIPv4, now.PublicIPv6); err != nil {
+	// Bounded as at start-up: Apply only sends the change (it never waits
+	// for the name servers), and checkDNS asks whether they answer it.
+	cctx, cancel := context.WithTimeout(ctx, dnsApplyTimeout)
+	_, err = a.deps.DNS.Apply(cctx, now.PublicIPv4, now.PublicIPv6)
+	cancel()
+	if err != nil {
 		a.setDNS(dnsError, false, err)
 		a.log.Error("moving the DNS records to the new address", "err", err)
 		return
 	}
 	a.setDNS(dnsApplied, false, nil)
+	a.mu.Lock()
+	if a.status.DNS != nil {
+		a.status.DNS.Answering = false // until checkDNS sees the new address
+	}
+	a.mu.Unlock()
 }
 
 // checkDNS asks the authoritative servers whether they answer the node's

@@ -267,6 +267,9 @@ func (m *Manager) update(ctx context.Context, working []string, current Set, par
 		}
 		m.Log.Warn("turn-stun-servers.xml cannot be parsed: kept aside and replaced", "path", m.Path, "backup", backup, "err", parseErr)
 	}
+	// Probe bbb-web's current servers before the write, so that a restart
+	// the new file needs follows the write at once.
+	oldWorks := m.oldSetWorks(ctx, current, now)
 	changed, err := WriteIfChanged(m.Path, content)
 	if err != nil {
 		m.fail("writing %s: %v; BBB keeps its last configuration", m.Path, err)
@@ -278,7 +281,7 @@ func (m *Manager) update(ctx context.Context, working []string, current Set, par
 	}
 	m.status.WrittenAt = now
 	m.Log.Info("TURN servers written", "path", m.Path, "servers", working)
-	if m.oldSetWorks(ctx, current, now) {
+	if oldWorks {
 		m.pending = true // restarted at the first idle report
 		return
 	}
