@@ -56,7 +56,7 @@ var errFatal = errors.New("fatal")
 // anyway, and says so. A name owned by someone else stops the agent.
 func (a *Agent) ensureDNS(ctx context.Context) bool {
 	addrs := a.addresses()
-	now := a.cfg.Clock()
+	now := a.cfg.Clock.Now()
 	if !a.dnsApplied {
 		cctx, cancel := context.WithTimeout(ctx, dnsApplyTimeout)
 		plan, err := a.deps.DNS.Apply(cctx, addrs.PublicIPv4, addrs.PublicIPv6)
@@ -151,7 +151,7 @@ func (a *Agent) checkDNS(ctx context.Context) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.status.DNS != nil {
-		a.status.DNS.Answering, a.status.DNS.CheckedAt = err == nil, a.cfg.Clock()
+		a.status.DNS.Answering, a.status.DNS.CheckedAt = err == nil, a.cfg.Clock.Now()
 		if err != nil {
 			a.status.DNS.LastError = err.Error()
 		}
@@ -171,7 +171,7 @@ func (a *Agent) removeDNS(ctx context.Context) error {
 		a.log.Warn("removing the DNS records", "err", err, "attempt", attempt+1)
 		select {
 		case <-ctx.Done():
-		case <-time.After(min(time.Duration(attempt+1)*a.cfg.ReportInterval, 5*time.Second)):
+		case <-a.cfg.Clock.After(min(time.Duration(attempt+1)*a.cfg.ReportInterval, 5*time.Second)):
 		}
 	}
 	if err != nil {
@@ -198,7 +198,7 @@ func (a *Agent) setDNS(state string, answering bool, err error) {
 	}
 	a.status.DNS.State, a.status.DNS.LastError = state, errString(err)
 	if answering {
-		a.status.DNS.Answering, a.status.DNS.CheckedAt = true, a.cfg.Clock()
+		a.status.DNS.Answering, a.status.DNS.CheckedAt = true, a.cfg.Clock.Now()
 	} else if state != dnsApplied {
 		a.status.DNS.Answering = false
 	}

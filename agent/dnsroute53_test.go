@@ -38,11 +38,12 @@ func TestRoute53PendingKeepsReporting(t *testing.T) {
 		Resolve: emu.Resolver(), WaitTimeout: time.Second, WaitEvery: 10 * time.Millisecond}
 
 	f := newFleet(t)
+	const ival = 200 * time.Millisecond // offline after 3 missed: 600 ms
 	n := newNode(t, "bbb1")
 	addrs := Addresses{PublicIPv4: netip.MustParseAddr("198.51.100.1")}
 	var mu sync.Mutex
 	current := addrs
-	n.start(t, f, Config{Addresses: addrs, FQDN: "bbb1.example.com", DNSProvider: "route53"}, Deps{DNS: mgr,
+	n.start(t, f, Config{ReportInterval: ival, Addresses: addrs, FQDN: "bbb1.example.com", DNSProvider: "route53"}, Deps{DNS: mgr,
 		Addresses: func(context.Context) (Addresses, error) { mu.Lock(); defer mu.Unlock(); return current, nil }})
 	testenv.Eventually(t, 5*time.Second, "bbb1 online", func() bool { s, ok := f.server(n.name); return ok && s.Online })
 
@@ -51,7 +52,7 @@ func TestRoute53PendingKeepsReporting(t *testing.T) {
 		if s, ok := f.server(n.name); !ok || !s.Online {
 			t.Fatalf("bbb1 went offline at the balancer while Route53 was PENDING: %+v", s)
 		}
-		if age := n.agent.Status().LastReportAgeSeconds; age == nil || *age > (3*interval).Seconds() {
+		if age := n.agent.Status().LastReportAgeSeconds; age == nil || *age > (3*ival).Seconds() {
 			t.Fatalf("the report loop stalled: last report %v s ago", *age)
 		}
 	}
@@ -76,7 +77,7 @@ func TestRoute53PendingKeepsReporting(t *testing.T) {
 	first := n.agent.Status().LastReportAt
 	testenv.Eventually(t, 5*time.Second, "five more reports", func() bool {
 		stillReporting()
-		return n.agent.Status().LastReportAt.Sub(first) >= 5*interval
+		return n.agent.Status().LastReportAt.Sub(first) >= 5*ival
 	})
 	if !n.agent.Healthy() {
 		t.Fatal("the watchdog would restart an agent that is reporting")
