@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bbb-agent/bbb-agent/agent/host"
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/bbb-agent/bbb-agent/registrar"
@@ -65,8 +66,9 @@ type Deps struct {
 	Registrar registrar.Registrar
 	// BBB is the node's own BBB API (role bbb).
 	BBB *bbb.Client
-	// Host fills the host figures of a load report.
-	Host func(ctx context.Context, l *fleet.Load) error
+	// Host reads the host's figures for a load report (host.Collector's
+	// Sample).
+	Host func(ctx context.Context) (host.Sample, error)
 	// Notifier tells systemd what the agent is doing.
 	Notifier Notifier
 	// ScaleIn is the Auto Scaling lifecycle, when the node is in a group.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/bbb-agent/bbb-agent/agent/host"
 	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/bbb-agent/bbb-agent/registrar"
 )
@@ -66,8 +67,11 @@ func (a *Agent) tick(ctx context.Context) {
 func (a *Agent) measure(ctx context.Context) (fleet.Load, []string, error) {
 	var load fleet.Load
 	if a.deps.Host != nil {
-		if err := a.deps.Host(ctx, &load); err != nil {
+		s, err := a.deps.Host(ctx)
+		if err != nil {
 			a.log.Warn("reading host figures", "err", err)
+		} else {
+			applyHost(&load, s)
 		}
 	}
 	if a.deps.SelfProbe != nil {
@@ -185,4 +189,17 @@ func (a *Agent) retryLater(what string, err error) {
 	a.mu.Lock()
 	a.status.LastError = fmt.Sprintf("%s: %v", what, err)
 	a.mu.Unlock()
+}
+
+// applyHost copies the host's figures into a load report, leaving the BBB
+// figures alone.
+func applyHost(l *fleet.Load, s host.Sample) {
+	l.CPUPercent = s.CPUPercent
+	l.CPUCores = s.CPUCores
+	l.Load1, l.Load5, l.Load15 = s.Load1, s.Load5, s.Load15
+	l.MemTotalBytes = s.MemTotalBytes
+	l.MemUsedBytes = s.MemUsedBytes
+	l.NetRxBytesPerSec = s.NetRxBytesPerSec
+	l.NetTxBytesPerSec = s.NetTxBytesPerSec
+	l.DiskFreeBytes = s.DiskFreeBytes
 }

@@ -18,8 +18,6 @@ import (
 	"github.com/shirou/gopsutil/v4/disk"
 	"github.com/shirou/gopsutil/v4/mem"
 	psnet "github.com/shirou/gopsutil/v4/net"
-
-	"github.com/bbb-agent/bbb-agent/fleet"
 )
 
 // DefaultDiskPath is where BBB keeps its recordings.
@@ -62,18 +60,6 @@ type Sample struct {
 	// DiskFreeBytes is the space available to unprivileged users on DiskPath's
 	// file system.
 	DiskFreeBytes uint64
-}
-
-// Apply copies the host figures into l, leaving the BBB figures alone.
-func (s Sample) Apply(l *fleet.Load) {
-	l.CPUPercent = s.CPUPercent
-	l.CPUCores = s.CPUCores
-	l.Load1, l.Load5, l.Load15 = s.Load1, s.Load5, s.Load15
-	l.MemTotalBytes = s.MemTotalBytes
-	l.MemUsedBytes = s.MemUsedBytes
-	l.NetRxBytesPerSec = s.NetRxBytesPerSec
-	l.NetTxBytesPerSec = s.NetTxBytesPerSec
-	l.DiskFreeBytes = s.DiskFreeBytes
 }
 
 // Collector takes Samples. CPU and network figures are rates between
