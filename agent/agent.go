@@ -91,7 +91,7 @@ type Deps struct {
 
 // TURNSync is turn.Manager as the agent uses it.
 type TURNSync interface {
-	Sync(ctx context.Context, offered []string, meetings int) turn.Status
+	Sync(ctx context.Context, offered []string, meetings int, publish func(turn.Status)) turn.Status
 }
 
 // Notifier is the part of sd_notify the agent uses.

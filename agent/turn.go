@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/bbb-agent/bbb-agent/agentapi"
+	"github.com/bbb-agent/bbb-agent/turn"
 )
 
 // turnSyncTimeout bounds one TURN sync (probes, file, bbb-web restart). The
@@ -62,7 +63,11 @@ func (a *Agent) syncTURN(ctx context.Context, job turnJob) {
 		}
 		offered = found
 	}
-	st := a.deps.TURN.Sync(ctx, offered, job.meetings)
+	a.setTURNStatus(a.deps.TURN.Sync(ctx, offered, job.meetings, a.setTURNStatus))
+}
+
+// setTURNStatus publishes the TURN sync's status.
+func (a *Agent) setTURNStatus(st turn.Status) {
 	a.mu.Lock()
 	a.status.TURN = &st
 	a.mu.Unlock()

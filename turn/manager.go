@@ -1,6 +1,7 @@
 package turn
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -99,8 +100,10 @@ func (m *Manager) Status() Status {
 // Sync probes the offered servers, rewrites the file when the working set
 // changed, and restarts bbb-web when that is safe: when no meeting runs, or
 // right away when the servers in the old file all fail (clients cannot
-// connect through them anyway).
-func (m *Manager) Sync(ctx context.Context, offered []string, meetings int) Status {
+// connect through them anyway). publish, when not nil, receives the status
+// before a changed file is written, so whoever sees the new file finds a
+// status that names its servers; Sync returns the final status.
+func (m *Manager) Sync(ctx context.Context, offered []string, meetings int, publish func(Status)) Status {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.defaults()
@@ -109,14 +112,14 @@ func (m *Manager) Sync(ctx context.Context, offered []string, meetings int) Stat
 
 	working, probes := m.probeAll(ctx, offered, now)
 	m.status.Probes = probes
-	current, parseErr, readErr := m.current()
+	current, data, parseErr, readErr := m.current()
 	switch {
 	case readErr != nil:
 		m.fail("reading %s: %v; BBB keeps its last configuration", m.Path, readErr)
 	case len(working) == 0:
 		m.fail("no working TURN server is offered (%d candidates): the file stays as it is", len(offered))
 	default:
-		m.update(ctx, working, current, parseErr, now)
+		m.update(ctx, working, current, data, parseErr, now, publish)
 	}
 	if m.pending && meetings == 0 {
 		m.restart(ctx, now, "the node is idle")
@@ -227,21 +230,22 @@ func (m *Manager) probeMany(ctx context.Context, uris []string, now time.Time) m
 	return out
 }
 
-// current reads the file as it is: a missing file is an empty set; a file
-// that cannot be read is readErr, one that does not parse parseErr.
-func (m *Manager) current() (set Set, parseErr, readErr error) {
+// current reads the file as it is (set, and its bytes): a missing file is
+// an empty set; a file that cannot be read is readErr, one that does not
+// parse parseErr.
+func (m *Manager) current() (set Set, data []byte, parseErr, readErr error) {
 	data, err := os.ReadFile(m.Path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return Set{}, nil, nil
+		return Set{}, nil, nil, nil
 	}
 	if err != nil {
-		return Set{}, nil, err
+		return Set{}, nil, nil, err
 	}
 	set, err = Parse(data)
-	return set, err, nil
+	return set, data, err, nil
 }
 
-func (m *Manager) update(ctx context.Context, working []string, current Set, parseErr error, now time.Time) {
+func (m *Manager) update(ctx context.Context, working []string, current Set, data []byte, parseErr error, now time.Time, publish func(Status)) {
 	desired := Set{}
 	for _, raw := range working {
 		if strings.HasPrefix(raw, "stun:") {
@@ -270,6 +274,12 @@ func (m *Manager) update(ctx context.Context, working []string, current Set, par
 	// Probe bbb-web's current servers before the write, so that a restart
 	// the new file needs follows the write at once.
 	oldWorks := m.oldSetWorks(ctx, current, now)
+	if publish != nil && !bytes.Equal(data, content) {
+		next := m.status
+		next.InUse, next.WrittenAt = working, now
+		next.Probes = slices.Clone(next.Probes)
+		publish(next)
+	}
 	changed, err := WriteIfChanged(m.Path, content)
 	if err != nil {
 		m.fail("writing %s: %v; BBB keeps its last configuration", m.Path, err)
