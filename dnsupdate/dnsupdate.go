@@ -101,7 +101,7 @@ func (p Plan) String() string {
 
 // Provider is a DNS service a node's records live in.
 type Provider interface {
-	// Name is the provider's name: route53, rfc2136 or none.
+	// Name is the provider's name: route53 or rfc2136.
 	Name() string
 	// Records returns the current A, AAAA and TXT RRsets of name.
 	Records(ctx context.Context, name string) ([]RRset, error)

@@ -11,22 +11,6 @@ import (
 	"github.com/miekg/dns"
 )
 
-// None is the provider for nodes whose DNS someone else manages: it has no
-// records and changes nothing.
-type None struct{}
-
-// Name is "none".
-func (None) Name() string { return "none" }
-
-// Records returns nothing.
-func (None) Records(context.Context, string) ([]RRset, error) { return nil, nil }
-
-// Apply does nothing.
-func (None) Apply(context.Context, Plan) error { return nil }
-
-// Authoritative returns no servers.
-func (None) Authoritative(context.Context) ([]string, error) { return nil, nil }
-
 // Manager keeps one node's records: Ensure before registration and on an
 // address change, Remove after deregistration.
 type Manager struct {
