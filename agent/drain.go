@@ -123,6 +123,7 @@ func (a *Agent) advanceDrain(ctx context.Context, m *measurement) {
 	}
 }
 
+// drainStep runs the step of d's phase and returns the next phase.
 func (a *Agent) drainStep(ctx context.Context, d *drainRun, m *measurement) drainPhase {
 	switch d.phase {
 	case drainCordon:

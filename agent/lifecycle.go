@@ -7,7 +7,8 @@ import (
 	"time"
 )
 
-// State is the agent's lifecycle state (DESIGN.md):
+// State is the agent's lifecycle state, in the vocabulary of the whole
+// project (code, API, CLI, metrics):
 // starting → registering → ready → draining → drained → stopped.
 type State string
 
@@ -211,8 +212,10 @@ func (a *Agent) notify(f func(Notifier) error) {
 
 // Healthy says whether the agent loop is alive and reporting (or trying
 // to): the systemd watchdog is fed only while it is. The margin covers the
-// longest bounded step of the loop (deregistration retries at the end of a
-// drain), so only a loop that is really stuck gets restarted.
+// longest bounded step of the loop (the deregistration's five tries at the
+// end of a drain, under two minutes; a DNS apply is bounded by
+// dnsApplyTimeout, and nothing in the loop waits for DNS propagation or a
+// TURN probe), so only a loop that is really stuck gets restarted.
 func (a *Agent) Healthy() bool {
 	a.mu.RLock()
 	defer a.mu.RUnlock()

@@ -8,7 +8,8 @@ import (
 	"github.com/bbb-agent/bbb-agent/turn"
 )
 
-// Status is what `bbb-agent status` shows. Field names follow DESIGN.md:
+// Status is what `bbb-agent status` shows. Field names are the project's fixed
+// vocabulary:
 // node, state, registered and last_report_age_seconds at least.
 type Status struct {
 	Node      string     `json:"node"`

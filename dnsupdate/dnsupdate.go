@@ -1,7 +1,3 @@
-// Package dnsupdate gives a node its DNS records. The plan step (Desired,
-// Compute) works out, in plain code, which records a node should have and
-// what must change, never touching a name another owner holds; providers
-// (route53, rfc2136, none) only read the current records and apply a plan.
 package dnsupdate
 
 import (

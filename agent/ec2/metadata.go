@@ -1,8 +1,3 @@
-// Package ec2 is what bbb-agent knows about running on Amazon EC2: the
-// instance's facts from the instance metadata service (IMDSv2 only), a
-// watcher that sees an Auto Scaling scale-in coming, and the lifecycle hook
-// calls (heartbeat, completion) that hold the instance while the agent
-// drains. Tests run it against the loopback emulations in internal/emulate.
 package ec2
 
 import (
