@@ -91,6 +91,9 @@ func TestTURNFleet(t *testing.T) {
 	if st.TURN == nil || len(st.TURN.InUse) != 1 || st.TURN.WrittenAt.IsZero() {
 		t.Fatalf("status: %+v", st.TURN)
 	}
+	// bbb-web restarts right after the write (it reads the file at start
+	// only), so the file can be seen a moment before the restart happened.
+	waitFor(t, "a bbb-web restart", 2*time.Second, func() bool { return len(restarter.Restarted()) > 0 })
 	if got := restarter.Restarted(); !slices.Equal(got, []string{turn.BBBWebUnit}) {
 		t.Fatalf("restarts: %v", got)
 	}
@@ -112,6 +115,7 @@ func TestTURNFleet(t *testing.T) {
 		return slices.Equal(inFile(), []string{"turn:" + replacement.Addr})
 	})
 	t.Logf("file updated %v after turn2 came online", time.Since(took))
+	waitFor(t, "a second bbb-web restart", 2*time.Second, func() bool { return len(restarter.Restarted()) > 1 })
 	if got := restarter.Restarted(); len(got) != 2 {
 		t.Fatalf("restarts after the replacement (old set dead: at once): %v", got)
 	}
