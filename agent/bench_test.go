@@ -28,7 +28,6 @@ import (
 	"github.com/bbb-agent/bbb-agent/balancer/balancertest"
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/bbb/sim"
-	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/bbb-agent/bbb-agent/internal/testenv"
 	"github.com/bbb-agent/bbb-agent/registrar"
 )
@@ -122,14 +121,7 @@ func BenchmarkReportCycle(b *testing.B) {
 	collector := host.NewCollector(host.Config{DiskPath: b.TempDir()})
 	a, err := New(Config{Node: benchNode, ServerURL: simServer.URL, Secret: benchSimSecret, Logger: discard}, Deps{
 		Registrar: reg, BBB: client,
-		Host: func(ctx context.Context, l *fleet.Load) error {
-			s, err := collector.Sample(ctx)
-			if err != nil {
-				return err
-			}
-			s.Apply(l)
-			return nil
-		},
+		Host: collector.Sample,
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -12,7 +12,8 @@ import (
 
 // DNS keeps the node's records; dnsupdate.Manager is the implementation.
 type DNS interface {
-	// Apply applies the records without waiting.
+	// Apply sends the records' change and returns once the provider
+	// accepted it, without waiting for the name servers to answer it.
 	Apply(ctx context.Context, v4, v6 netip.Addr) (dnsupdate.Plan, error)
 	// Remove deletes the node's records (ours only).
 	Remove(ctx context.Context) (dnsupdate.Plan, error)
@@ -41,6 +42,10 @@ const (
 	dnsError   = "error"
 )
 
+// dnsApplyTimeout bounds one DNS.Apply (reading the records, sending the
+// change); it is part of the longest step the watchdog margin allows for.
+const dnsApplyTimeout = 30 * time.Second
+
 // errFatal marks an error the agent stops for: retrying cannot help.
 var errFatal = errors.New("fatal")
 
@@ -51,9 +56,9 @@ var errFatal = errors.New("fatal")
 // anyway, and says so. A name owned by someone else stops the agent.
 func (a *Agent) ensureDNS(ctx context.Context) bool {
 	addrs := a.addresses()
-	now := a.cfg.Clock()
+	now := a.cfg.Clock.Now()
 	if !a.dnsApplied {
-		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		cctx, cancel := context.WithTimeout(ctx, dnsApplyTimeout)
 		plan, err := a.deps.DNS.Apply(cctx, addrs.PublicIPv4, addrs.PublicIPv6)
 		cancel()
 		if errors.Is(err, dnsupdate.ErrForeignOwner) || errors.Is(err, dnsupdate.ErrUnowned) {
@@ -118,12 +123,22 @@ func (a *Agent) refreshAddresses(ctx context.Context) {
 	if a.deps.DNS == nil || !a.dnsApplied {
 		return
 	}
-	if _, err := a.deps.DNS.Apply(ctx, now.PublicIPv4, now.PublicIPv6); err != nil {
+	// Bounded as at start-up: Apply only sends the change (it never waits
+	// for the name servers), and checkDNS asks whether they answer it.
+	cctx, cancel := context.WithTimeout(ctx, dnsApplyTimeout)
+	_, err = a.deps.DNS.Apply(cctx, now.PublicIPv4, now.PublicIPv6)
+	cancel()
+	if err != nil {
 		a.setDNS(dnsError, false, err)
 		a.log.Error("moving the DNS records to the new address", "err", err)
 		return
 	}
 	a.setDNS(dnsApplied, false, nil)
+	a.mu.Lock()
+	if a.status.DNS != nil {
+		a.status.DNS.Answering = false // until checkDNS sees the new address
+	}
+	a.mu.Unlock()
 }
 
 // checkDNS asks the authoritative servers whether they answer the node's
@@ -136,7 +151,7 @@ func (a *Agent) checkDNS(ctx context.Context) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.status.DNS != nil {
-		a.status.DNS.Answering, a.status.DNS.CheckedAt = err == nil, a.cfg.Clock()
+		a.status.DNS.Answering, a.status.DNS.CheckedAt = err == nil, a.cfg.Clock.Now()
 		if err != nil {
 			a.status.DNS.LastError = err.Error()
 		}
@@ -156,7 +171,7 @@ func (a *Agent) removeDNS(ctx context.Context) error {
 		a.log.Warn("removing the DNS records", "err", err, "attempt", attempt+1)
 		select {
 		case <-ctx.Done():
-		case <-time.After(min(time.Duration(attempt+1)*a.cfg.ReportInterval, 5*time.Second)):
+		case <-a.cfg.Clock.After(min(time.Duration(attempt+1)*a.cfg.ReportInterval, 5*time.Second)):
 		}
 	}
 	if err != nil {
@@ -183,7 +198,7 @@ func (a *Agent) setDNS(state string, answering bool, err error) {
 	}
 	a.status.DNS.State, a.status.DNS.LastError = state, errString(err)
 	if answering {
-		a.status.DNS.Answering, a.status.DNS.CheckedAt = true, a.cfg.Clock()
+		a.status.DNS.Answering, a.status.DNS.CheckedAt = true, a.cfg.Clock.Now()
 	} else if state != dnsApplied {
 		a.status.DNS.Answering = false
 	}

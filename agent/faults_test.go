@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bbb-agent/bbb-agent/agent/host"
 	"github.com/bbb-agent/bbb-agent/bbb"
-	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/bbb-agent/bbb-agent/internal/testenv"
 	"github.com/bbb-agent/bbb-agent/registrar"
 )
@@ -105,7 +105,7 @@ func TestNeverRegisteredDrain(t *testing.T) {
 	reg, _ := registrar.NewBalancer("http://127.0.0.1:1", agentToken)
 	c, _ := bbb.NewClient(n.http.URL, n.secret)
 	a, err := New(Config{Node: n.name, ServerURL: n.http.URL, Secret: n.secret, ReportInterval: interval, Logger: slog.New(slog.DiscardHandler)},
-		Deps{Registrar: reg, BBB: c, Host: func(context.Context, *fleet.Load) error { return nil }})
+		Deps{Registrar: reg, BBB: c, Host: func(context.Context) (host.Sample, error) { return host.Sample{}, nil }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bbb-agent/bbb-agent/agent/host"
 	"github.com/bbb-agent/bbb-agent/balancer"
 	"github.com/bbb-agent/bbb-agent/balancer/adminapi"
 	"github.com/bbb-agent/bbb-agent/balancer/balancertest"
@@ -93,7 +94,7 @@ func (n *node) start(t *testing.T, f *fleetEnv, cfg Config, deps Deps) {
 	}
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	deps.Registrar, deps.BBB, deps.Notifier = reg, c, n.notes
-	deps.Host = func(ctx context.Context, l *fleet.Load) error { l.CPUPercent, l.CPUCores = 12, 8; return nil }
+	deps.Host = func(context.Context) (host.Sample, error) { return host.Sample{CPUPercent: 12, CPUCores: 8}, nil }
 	a, err := New(cfg, deps)
 	if err != nil {
 		t.Fatal(err)

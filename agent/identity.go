@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/bbb-agent/bbb-agent/internal/fsutil"
 )
 
 // nodeNameFile keeps a generated node name across restarts.
@@ -56,7 +58,10 @@ func NodeName(ctx context.Context, configured, stateDir string, instanceID func(
 		return "", fmt.Errorf("reading the node name: %w", err)
 	}
 	name := "bbb-" + randomSuffix(6)
-	if err := writeFileAtomic(path, []byte(name+"\n"), 0o644); err != nil {
+	if err := os.MkdirAll(stateDir, 0o755); err != nil {
+		return "", fmt.Errorf("keeping the generated node name: %w", err)
+	}
+	if err := fsutil.WriteFile(path, []byte(name+"\n"), 0o644); err != nil {
 		return "", fmt.Errorf("keeping the generated node name: %w", err)
 	}
 	return name, nil
@@ -70,33 +75,4 @@ func randomSuffix(n int) string {
 		b[i] = alphabet[int(b[i])%len(alphabet)]
 	}
 	return string(b)
-}
-
-// writeFileAtomic writes a file through a temporary file and a rename, so a
-// crash leaves the old content or the new, never a part.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -8,7 +8,8 @@ import (
 	"github.com/bbb-agent/bbb-agent/turn"
 )
 
-// Status is what `bbb-agent status` shows. Field names follow DESIGN.md:
+// Status is what `bbb-agent status` shows. Field names are the project's fixed
+// vocabulary:
 // node, state, registered and last_report_age_seconds at least.
 type Status struct {
 	Node      string     `json:"node"`
@@ -43,11 +44,14 @@ type Status struct {
 
 // DrainStatus describes a drain under way (or finished).
 type DrainStatus struct {
-	Source       DrainSource `json:"source"`
-	StartedAt    time.Time   `json:"started_at"`
-	Deadline     time.Time   `json:"deadline"`
-	MeetingsLeft int         `json:"meetings_left"`
-	Finished     string      `json:"finished,omitempty"`
+	Source DrainSource `json:"source"`
+	// Phase is where the drain is: cordon, wait, deregister, remove-dns,
+	// release, done.
+	Phase        string    `json:"phase"`
+	StartedAt    time.Time `json:"started_at"`
+	Deadline     time.Time `json:"deadline"`
+	MeetingsLeft int       `json:"meetings_left"`
+	Finished     string    `json:"finished,omitempty"`
 }
 
 // Status returns a snapshot of the agent's status.
@@ -69,7 +73,7 @@ func (a *Agent) Status() Status {
 	s.TURNServers = append([]agentapi.TURNServer(nil), s.TURNServers...)
 	a.mu.RUnlock()
 	if !s.LastReportAt.IsZero() {
-		age := a.cfg.Clock().Sub(s.LastReportAt).Seconds()
+		age := a.cfg.Clock.Now().Sub(s.LastReportAt).Seconds()
 		s.LastReportAgeSeconds = &age
 	}
 	return s
@@ -78,6 +82,6 @@ func (a *Agent) Status() Status {
 // publishStatus marks the status as fresh (the watchdog's sign of life).
 func (a *Agent) publishStatus() {
 	a.mu.Lock()
-	a.status.updated = a.cfg.Clock()
+	a.status.updated = a.cfg.Clock.Now()
 	a.mu.Unlock()
 }

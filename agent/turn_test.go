@@ -2,7 +2,9 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -89,6 +91,9 @@ func TestTURNFleet(t *testing.T) {
 	if st.TURN == nil || len(st.TURN.InUse) != 1 || st.TURN.WrittenAt.IsZero() {
 		t.Fatalf("status: %+v", st.TURN)
 	}
+	// bbb-web restarts right after the write (it reads the file at start
+	// only), so the file can be seen a moment before the restart happened.
+	testenv.Eventually(t, 2*time.Second, "a bbb-web restart", func() bool { return len(restarter.Restarted()) > 0 })
 	if got := restarter.Restarted(); !slices.Equal(got, []string{turn.BBBWebUnit}) {
 		t.Fatalf("restarts: %v", got)
 	}
@@ -110,7 +115,99 @@ func TestTURNFleet(t *testing.T) {
 		return slices.Equal(inFile(), []string{"turn:" + replacement.Addr})
 	})
 	t.Logf("file updated %v after turn2 came online", time.Since(took))
+	testenv.Eventually(t, 2*time.Second, "a second bbb-web restart", func() bool { return len(restarter.Restarted()) > 1 })
 	if got := restarter.Restarted(); len(got) != 2 {
 		t.Fatalf("restarts after the replacement (old set dead: at once): %v", got)
+	}
+}
+
+// blackhole is a UDP socket on loopback that never answers: a TURN server
+// whose packets vanish.
+func blackhole(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	return "turn:" + pc.LocalAddr().String()
+}
+
+// startFakeTURNAgent runs a role-turn agent whose self-probe passes, so the
+// balancer offers uri whatever answers there.
+func startFakeTURNAgent(t *testing.T, f *fleetEnv, name, uri string) {
+	t.Helper()
+	reg, err := registrar.NewBalancer(f.lbURL, agentToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(Config{Node: name, Role: fleet.RoleTURN, TURNURIs: []string{uri}, ReportInterval: interval, Logger: slog.New(slog.DiscardHandler)},
+		Deps{Registrar: reg, SelfProbe: func(context.Context) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// TestTURNBlackholesKeepReporting: three TURN servers that never answer are
+// offered by the balancer; the BBB node's probes of them time out, and all
+// the while its reports keep arriving every interval: the node never turns
+// offline at the balancer.
+func TestTURNBlackholesKeepReporting(t *testing.T) {
+	f := newFleet(t)
+	const ival = 200 * time.Millisecond // offline after 3 missed: 600 ms
+	var uris []string
+	for i := range 3 {
+		uri := blackhole(t)
+		uris = append(uris, uri)
+		startFakeTURNAgent(t, f, fmt.Sprintf("dead%d", i+1), uri)
+	}
+	for i := range 3 {
+		name := fmt.Sprintf("dead%d", i+1)
+		testenv.Eventually(t, 2*time.Second, name+" online", func() bool { s, ok := f.server(name); return ok && s.Online })
+	}
+	mgr := &turn.Manager{Path: filepath.Join(t.TempDir(), "turn-stun-servers.xml"), Secret: turnSecret,
+		Restarter: &systemdtest.Restarter{}, Log: slog.New(slog.DiscardHandler),
+		Probe: func(ctx context.Context, u turn.URI, s string) turn.Result {
+			return turn.Probe(ctx, u, s, turn.WithTimeout(2*time.Second)) // each probe outlasts 3 intervals
+		}}
+	n := newNode(t, "bbb1")
+	n.start(t, f, Config{ReportInterval: ival}, Deps{TURN: mgr})
+	testenv.Eventually(t, 2*time.Second, "bbb1 online", func() bool { s, ok := f.server("bbb1"); return ok && s.Online })
+
+	// stillReporting fails the test the moment the node looks dead.
+	stillReporting := func() {
+		t.Helper()
+		if s, ok := f.server("bbb1"); !ok || !s.Online {
+			t.Fatalf("bbb1 went offline at the balancer while its TURN servers were dead: %+v", s)
+		}
+		if age := n.agent.Status().LastReportAgeSeconds; age == nil || *age > (3*ival).Seconds() {
+			t.Fatalf("the report loop stalled: last report %v s ago", *age)
+		}
+	}
+	testenv.Eventually(t, 15*time.Second, "every blackholed server probed and failed", func() bool {
+		stillReporting()
+		st := n.agent.Status().TURN
+		if st == nil || len(st.Probes) != len(uris) {
+			return false
+		}
+		for _, p := range st.Probes {
+			if p.OK || p.Error == "" {
+				return false
+			}
+		}
+		return true
+	})
+	// And the loop goes on: several more reports, online throughout.
+	first := n.agent.Status().LastReportAt
+	testenv.Eventually(t, 5*time.Second, "five more reports", func() bool {
+		stillReporting()
+		return n.agent.Status().LastReportAt.Sub(first) >= 5*ival
+	})
+	if st := n.agent.Status().TURN; st.LastError == "" {
+		t.Fatalf("no working TURN server, yet no error in the status: %+v", st)
 	}
 }

@@ -1,7 +1,3 @@
-// Package dnsupdate gives a node its DNS records. The plan step (Desired,
-// Compute) works out, in plain code, which records a node should have and
-// what must change, never touching a name another owner holds; providers
-// (route53, rfc2136, none) only read the current records and apply a plan.
 package dnsupdate
 
 import (
@@ -101,7 +97,7 @@ func (p Plan) String() string {
 
 // Provider is a DNS service a node's records live in.
 type Provider interface {
-	// Name is the provider's name: route53, rfc2136 or none.
+	// Name is the provider's name: route53 or rfc2136.
 	Name() string
 	// Records returns the current A, AAAA and TXT RRsets of name.
 	Records(ctx context.Context, name string) ([]RRset, error)

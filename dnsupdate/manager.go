@@ -11,22 +11,6 @@ import (
 	"github.com/miekg/dns"
 )
 
-// None is the provider for nodes whose DNS someone else manages: it has no
-// records and changes nothing.
-type None struct{}
-
-// Name is "none".
-func (None) Name() string { return "none" }
-
-// Records returns nothing.
-func (None) Records(context.Context, string) ([]RRset, error) { return nil, nil }
-
-// Apply does nothing.
-func (None) Apply(context.Context, Plan) error { return nil }
-
-// Authoritative returns no servers.
-func (None) Authoritative(context.Context) ([]string, error) { return nil, nil }
-
 // DefaultWaitTimeout bounds the wait for the authoritative servers to answer
 // the node's new addresses unless configured.
 const DefaultWaitTimeout = 2 * time.Minute
@@ -110,9 +94,23 @@ func (m *Manager) Remove(ctx context.Context) (Plan, error) {
 // addresses within the wait.
 var ErrNotVisible = errors.New("the authoritative servers do not answer the new addresses yet")
 
+// Propagator is a provider that knows whether its last change has reached
+// all of its name servers (Route53's INSYNC), which matters where those
+// servers cannot be asked (a private hosted zone). Propagated asks once and
+// never waits; a change still on its way is ErrNotVisible.
+type Propagator interface {
+	Propagated(ctx context.Context) error
+}
+
 // Visible asks every authoritative server whether it answers exactly the
-// node's addresses; it returns nil when all do.
+// node's addresses; it returns nil when all do. A Propagator provider is
+// asked first.
 func (m *Manager) Visible(ctx context.Context, v4, v6 netip.Addr) error {
+	if p, ok := m.Provider.(Propagator); ok {
+		if err := p.Propagated(ctx); err != nil {
+			return err
+		}
+	}
 	servers, err := m.Provider.Authoritative(ctx)
 	if err != nil {
 		return fmt.Errorf("finding the authoritative servers: %w", err)
@@ -157,14 +155,18 @@ func (m *Manager) WaitVisible(ctx context.Context, v4, v6 netip.Addr) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	var last error
 	for {
 		err := m.Visible(ctx, v4, v6)
 		if err == nil {
 			return nil
 		}
+		if last == nil || ctx.Err() == nil {
+			last = err // not an ask the end of the wait cut short
+		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("after %s: %w", timeout, err)
+			return fmt.Errorf("after %s: %w", timeout, last)
 		case <-time.After(every):
 		}
 	}

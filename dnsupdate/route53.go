@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
@@ -22,12 +21,6 @@ import (
 
 // Route53 defaults.
 const (
-	// DefaultRoute53WaitInterval is the pause between GetChange calls while
-	// a change is PENDING.
-	DefaultRoute53WaitInterval = 5 * time.Second
-	// DefaultRoute53WaitTimeout bounds the wait for INSYNC; Route53 says
-	// changes usually propagate within 60 seconds.
-	DefaultRoute53WaitTimeout = 5 * time.Minute
 	// route53Attempts is how often one API call is tried when the client's
 	// retryer keeps the SDK's default of 3: Route53 allows five requests a
 	// second per account, and a fleet booting at once shares that.
@@ -58,11 +51,6 @@ type Route53Config struct {
 	// Zone is the zone the node's names live in (--dns-zone): the hosted
 	// zone's name or a name inside it. Names outside it are refused.
 	Zone string
-	// WaitInterval is the pause between asks whether a change is INSYNC
-	// (default DefaultRoute53WaitInterval); WaitTimeout bounds that wait
-	// (default DefaultRoute53WaitTimeout).
-	WaitInterval time.Duration
-	WaitTimeout  time.Duration
 	// Logger gets one line per applied change (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -75,8 +63,6 @@ type Route53 struct {
 	zoneName string   // the hosted zone's name, canonical
 	zone     string   // the names' zone, canonical: zoneName or inside it
 	servers  []string // the delegation set, "host:53"
-	interval time.Duration
-	timeout  time.Duration
 	log      *slog.Logger
 
 	mu sync.Mutex
@@ -84,6 +70,10 @@ type Route53 struct {
 	// it ("type value" → wire form), so that a DELETE repeats the current
 	// values byte for byte and other tools' TXT values keep their form.
 	wire map[string]map[string]string
+	// pending is the last change Route53 accepted and has not yet been seen
+	// INSYNC ("" when none): changes propagate in order, so the last one in
+	// sync means all are.
+	pending string
 }
 
 // NewRoute53 returns the provider for the hosted zone cfg names, reading
@@ -101,17 +91,9 @@ func NewRoute53(ctx context.Context, cfg Route53Config) (*Route53, error) {
 		return nil, errors.New("route53 needs the zone's name (--dns-zone) or --dns-hosted-zone-id")
 	}
 	r := &Route53{
-		client:   route53.NewFromConfig(cfg.AWS, route53Options),
-		interval: cfg.WaitInterval,
-		timeout:  cfg.WaitTimeout,
-		log:      cfg.Logger,
-		wire:     map[string]map[string]string{},
-	}
-	if r.interval <= 0 {
-		r.interval = DefaultRoute53WaitInterval
-	}
-	if r.timeout <= 0 {
-		r.timeout = DefaultRoute53WaitTimeout
+		client: route53.NewFromConfig(cfg.AWS, route53Options),
+		log:    cfg.Logger,
+		wire:   map[string]map[string]string{},
 	}
 	if r.log == nil {
 		r.log = slog.Default()
@@ -294,8 +276,14 @@ func (r *Route53) checkName(name string) (string, error) {
 }
 
 // Apply sends the plan as ONE ChangeResourceRecordSets batch, which Route53
-// applies all or nothing, then waits until the change is INSYNC: every
-// Route53 name server answers it.
+// applies all or nothing, and returns once Route53 has accepted it.
+//
+// Apply does not wait for the change to be INSYNC (Route53 says changes
+// usually propagate within 60 seconds, and a wait inside Apply once held the
+// agent's loop for minutes). Whoever needs the name to answer waits outside,
+// one short ask at a time: Manager.Visible asks Propagated (one GetChange)
+// and then the delegation set itself, and the agent asks Visible once a
+// tick until it holds or its DNS wait is over.
 //
 // An Update becomes DELETE of the exact current values + CREATE of the new
 // ones, never UPSERT, takeover included. Route53 refuses a DELETE whose
@@ -318,7 +306,19 @@ func (r *Route53) Apply(ctx context.Context, p Plan) error {
 	if err != nil {
 		return r.changeError(err)
 	}
-	return r.waitInsync(ctx, out.ChangeInfo)
+	if out.ChangeInfo == nil {
+		return fmt.Errorf("ChangeResourceRecordSets in hosted zone %s answered no change info", r.zoneID)
+	}
+	id := bareChangeID(aws.ToString(out.ChangeInfo.Id))
+	r.mu.Lock()
+	if out.ChangeInfo.Status == r53types.ChangeStatusInsync {
+		r.pending = ""
+	} else {
+		r.pending = id
+	}
+	r.mu.Unlock()
+	r.log.Info("route53 change accepted", "zone", r.zoneName, "hosted_zone_id", r.zoneID, "change", id, "status", out.ChangeInfo.Status)
+	return nil
 }
 
 // batch turns a plan into Route53 changes.
@@ -390,40 +390,29 @@ func (r *Route53) changeError(err error) error {
 		ErrRoute53Rejected, r.zoneName, r.zoneID, msg, reqID)
 }
 
-// waitInsync polls GetChange until the change is INSYNC, bounded by ctx and
-// the wait timeout.
-func (r *Route53) waitInsync(ctx context.Context, info *r53types.ChangeInfo) error {
-	if info == nil {
-		return fmt.Errorf("ChangeResourceRecordSets in hosted zone %s answered no change info", r.zoneID)
+// Propagated says whether the last change Apply sent is INSYNC, that is
+// every Route53 name server answers it; it asks GetChange once and never
+// waits. A change still PENDING is ErrNotVisible.
+func (r *Route53) Propagated(ctx context.Context) error {
+	r.mu.Lock()
+	id := r.pending
+	r.mu.Unlock()
+	if id == "" {
+		return nil
 	}
-	id, status := bareChangeID(aws.ToString(info.Id)), info.Status
-	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, r.timeout)
-	defer cancel()
-	timer := time.NewTimer(r.interval)
-	defer timer.Stop()
-	stillPending := func() error {
-		return fmt.Errorf("route53 accepted change %s in hosted zone %s but it is still %s after %s: %w",
-			id, r.zoneID, status, time.Since(start).Round(time.Millisecond), ctx.Err())
+	out, err := r.client.GetChange(ctx, &route53.GetChangeInput{Id: aws.String(id)})
+	if err != nil {
+		return fmt.Errorf("route53 accepted change %s in hosted zone %s; asking whether it is in sync: %w", id, r.zoneID, err)
 	}
-	for status != r53types.ChangeStatusInsync {
-		select {
-		case <-ctx.Done():
-			return stillPending()
-		case <-timer.C:
-		}
-		out, err := r.client.GetChange(ctx, &route53.GetChangeInput{Id: aws.String(id)})
-		if ctx.Err() != nil {
-			return stillPending()
-		}
-		if err != nil {
-			return fmt.Errorf("route53 accepted change %s in hosted zone %s; asking whether it is in sync: %w", id, r.zoneID, err)
-		}
-		status = out.ChangeInfo.Status
-		timer.Reset(r.interval)
+	if status := out.ChangeInfo.Status; status != r53types.ChangeStatusInsync {
+		return fmt.Errorf("%w: route53 change %s in hosted zone %s is still %s", ErrNotVisible, id, r.zoneID, status)
 	}
-	r.log.Info("route53 change in sync", "zone", r.zoneName, "hosted_zone_id", r.zoneID, "change", id,
-		"after", time.Since(start).Round(time.Millisecond))
+	r.mu.Lock()
+	if r.pending == id {
+		r.pending = ""
+	}
+	r.mu.Unlock()
+	r.log.Info("route53 change in sync", "zone", r.zoneName, "hosted_zone_id", r.zoneID, "change", id)
 	return nil
 }
 
@@ -431,7 +420,7 @@ func bareChangeID(id string) string { return strings.TrimPrefix(id, "/change/") 
 
 // Authoritative returns the hosted zone's name servers (its delegation
 // set) as "host:53". A private zone has none that answer from outside its
-// VPCs: it returns none, and INSYNC, which Apply waited for, is the proof.
+// VPCs: it returns none, and INSYNC (Propagated) is the proof.
 func (r *Route53) Authoritative(context.Context) ([]string, error) {
 	return slices.Clone(r.servers), nil
 }

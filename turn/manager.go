@@ -1,6 +1,7 @@
 package turn
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -30,8 +31,9 @@ type Restarter interface {
 type ProbeFunc func(ctx context.Context, uri URI, secret string) Result
 
 // Manager keeps a BBB node's turn-stun-servers.xml pointed at live, working
-// TURN servers. Sync is called once per report cycle with the servers the
-// balancer (or DNS) offers and the node's meeting count.
+// TURN servers. Sync is called with the servers the balancer (or DNS) offers
+// and the node's meeting count; the agent calls it beside its report loop,
+// never inside it.
 type Manager struct {
 	Path      string        // DefaultPath unless set
 	Secret    string        // coturn's static-auth-secret, shared by the fleet
@@ -42,8 +44,12 @@ type Manager struct {
 	// ProbeEvery is how long a probe result is trusted (default 1 min): a
 	// new server is probed at once, a known one once a minute.
 	ProbeEvery time.Duration
-	Clock      func() time.Time
-	Log        *slog.Logger
+	// ProbeBudget bounds all the probes of one Sync together: the
+	// candidates are probed in parallel, and one that has not answered
+	// within the budget counts as failed (default DefaultProbeTimeout).
+	ProbeBudget time.Duration
+	Clock       func() time.Time
+	Log         *slog.Logger
 
 	mu      sync.Mutex
 	probes  map[string]probed
@@ -94,8 +100,10 @@ func (m *Manager) Status() Status {
 // Sync probes the offered servers, rewrites the file when the working set
 // changed, and restarts bbb-web when that is safe: when no meeting runs, or
 // right away when the servers in the old file all fail (clients cannot
-// connect through them anyway).
-func (m *Manager) Sync(ctx context.Context, offered []string, meetings int) Status {
+// connect through them anyway). publish, when not nil, receives the status
+// before a changed file is written, so whoever sees the new file finds a
+// status that names its servers; Sync returns the final status.
+func (m *Manager) Sync(ctx context.Context, offered []string, meetings int, publish func(Status)) Status {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.defaults()
@@ -104,14 +112,14 @@ func (m *Manager) Sync(ctx context.Context, offered []string, meetings int) Stat
 
 	working, probes := m.probeAll(ctx, offered, now)
 	m.status.Probes = probes
-	current, parseErr, readErr := m.current()
+	current, data, parseErr, readErr := m.current()
 	switch {
 	case readErr != nil:
 		m.fail("reading %s: %v; BBB keeps its last configuration", m.Path, readErr)
 	case len(working) == 0:
 		m.fail("no working TURN server is offered (%d candidates): the file stays as it is", len(offered))
 	default:
-		m.update(ctx, working, current, parseErr, now)
+		m.update(ctx, working, current, data, parseErr, now, publish)
 	}
 	if m.pending && meetings == 0 {
 		m.restart(ctx, now, "the node is idle")
@@ -136,6 +144,9 @@ func (m *Manager) defaults() {
 	if m.ProbeEvery <= 0 {
 		m.ProbeEvery = time.Minute
 	}
+	if m.ProbeBudget <= 0 {
+		m.ProbeBudget = DefaultProbeTimeout
+	}
 	if m.Clock == nil {
 		m.Clock = time.Now
 	}
@@ -150,15 +161,20 @@ func (m *Manager) defaults() {
 // probeAll probes each distinct candidate (results kept ProbeEvery) and
 // returns the working ones, sorted.
 func (m *Manager) probeAll(ctx context.Context, uris []string, now time.Time) ([]string, []ProbeStatus) {
-	var working []string
-	var out []ProbeStatus
 	seen := map[string]bool{}
 	for _, raw := range uris {
-		if seen[raw] {
-			continue
-		}
 		seen[raw] = true
-		res := m.probe(ctx, raw, now)
+	}
+	// Forget servers no longer offered.
+	for k := range m.probes {
+		if !seen[k] {
+			delete(m.probes, k)
+		}
+	}
+	results := m.probeMany(ctx, uris, now)
+	var working []string
+	out := make([]ProbeStatus, 0, len(results))
+	for raw, res := range results {
 		ps := ProbeStatus{URI: raw, OK: res.res.OK(), CheckedAt: res.at}
 		if res.res.Err != nil {
 			ps.Error = res.res.Err.Error()
@@ -171,46 +187,65 @@ func (m *Manager) probeAll(ctx context.Context, uris []string, now time.Time) ([
 	}
 	slices.Sort(working)
 	slices.SortFunc(out, func(a, b ProbeStatus) int { return strings.Compare(a.URI, b.URI) })
-	// Forget servers no longer offered.
-	for k := range m.probes {
-		if !seen[k] {
-			delete(m.probes, k)
-		}
-	}
 	return working, out
 }
 
-func (m *Manager) probe(ctx context.Context, raw string, now time.Time) probed {
-	if p, ok := m.probes[raw]; ok && now.Sub(p.at) < m.ProbeEvery {
-		return p
+// probeMany returns a result for every distinct uri: a fresh one from the
+// cache, else a new probe. The new probes run in parallel under one
+// ProbeBudget, so dead servers cost the budget once, not once each.
+func (m *Manager) probeMany(ctx context.Context, uris []string, now time.Time) map[string]probed {
+	out := map[string]probed{}
+	var stale []string
+	for _, raw := range uris {
+		if _, ok := out[raw]; ok || slices.Contains(stale, raw) {
+			continue
+		}
+		if p, ok := m.probes[raw]; ok && now.Sub(p.at) < m.ProbeEvery {
+			out[raw] = p
+			continue
+		}
+		stale = append(stale, raw)
 	}
-	u, err := ParseURI(raw)
-	var res Result
-	if err != nil {
-		res = Result{Err: err}
-	} else {
-		res = m.Probe(ctx, u, m.Secret)
+	if len(stale) == 0 {
+		return out
 	}
-	p := probed{res: res, at: now}
-	m.probes[raw] = p
-	return p
+	ctx, cancel := context.WithTimeout(ctx, m.ProbeBudget)
+	defer cancel()
+	results := make([]Result, len(stale))
+	var wg sync.WaitGroup
+	for i, raw := range stale {
+		u, err := ParseURI(raw)
+		if err != nil {
+			results[i] = Result{Err: err}
+			continue
+		}
+		wg.Go(func() { results[i] = m.Probe(ctx, u, m.Secret) })
+	}
+	wg.Wait()
+	for i, raw := range stale {
+		p := probed{res: results[i], at: now}
+		m.probes[raw] = p
+		out[raw] = p
+	}
+	return out
 }
 
-// current reads the file as it is: a missing file is an empty set; a file
-// that cannot be read is readErr, one that does not parse parseErr.
-func (m *Manager) current() (set Set, parseErr, readErr error) {
+// current reads the file as it is (set, and its bytes): a missing file is
+// an empty set; a file that cannot be read is readErr, one that does not
+// parse parseErr.
+func (m *Manager) current() (set Set, data []byte, parseErr, readErr error) {
 	data, err := os.ReadFile(m.Path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return Set{}, nil, nil
+		return Set{}, nil, nil, nil
 	}
 	if err != nil {
-		return Set{}, nil, err
+		return Set{}, nil, nil, err
 	}
 	set, err = Parse(data)
-	return set, err, nil
+	return set, data, err, nil
 }
 
-func (m *Manager) update(ctx context.Context, working []string, current Set, parseErr error, now time.Time) {
+func (m *Manager) update(ctx context.Context, working []string, current Set, data []byte, parseErr error, now time.Time, publish func(Status)) {
 	desired := Set{}
 	for _, raw := range working {
 		if strings.HasPrefix(raw, "stun:") {
@@ -236,6 +271,15 @@ func (m *Manager) update(ctx context.Context, working []string, current Set, par
 		}
 		m.Log.Warn("turn-stun-servers.xml cannot be parsed: kept aside and replaced", "path", m.Path, "backup", backup, "err", parseErr)
 	}
+	// Probe bbb-web's current servers before the write, so that a restart
+	// the new file needs follows the write at once.
+	oldWorks := m.oldSetWorks(ctx, current, now)
+	if publish != nil && !bytes.Equal(data, content) {
+		next := m.status
+		next.InUse, next.WrittenAt = working, now
+		next.Probes = slices.Clone(next.Probes)
+		publish(next)
+	}
 	changed, err := WriteIfChanged(m.Path, content)
 	if err != nil {
 		m.fail("writing %s: %v; BBB keeps its last configuration", m.Path, err)
@@ -247,7 +291,7 @@ func (m *Manager) update(ctx context.Context, working []string, current Set, par
 	}
 	m.status.WrittenAt = now
 	m.Log.Info("TURN servers written", "path", m.Path, "servers", working)
-	if m.oldSetWorks(ctx, current, now) {
+	if oldWorks {
 		m.pending = true // restarted at the first idle report
 		return
 	}
@@ -257,8 +301,12 @@ func (m *Manager) update(ctx context.Context, working []string, current Set, par
 // oldSetWorks says whether bbb-web's current servers still include a
 // working TURN server: then a restart can wait for the node to be idle.
 func (m *Manager) oldSetWorks(ctx context.Context, old Set, now time.Time) bool {
+	var urls []string
 	for _, e := range old.TURN {
-		if p := m.probe(ctx, e.URL, now); p.res.OK() {
+		urls = append(urls, e.URL)
+	}
+	for _, p := range m.probeMany(ctx, urls, now) {
+		if p.res.OK() {
 			return true
 		}
 	}

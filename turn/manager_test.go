@@ -2,11 +2,13 @@ package turn
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -48,7 +50,7 @@ func TestManagerAgainstCoturn(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "turn-stun-servers.xml")
 	m, r, now := newManager(t, path)
 
-	st := m.Sync(ctx, []string{uri(a)}, 3)
+	st := m.Sync(ctx, []string{uri(a)}, 3, nil)
 	if !slices.Equal(st.InUse, []string{uri(a)}) || st.LastError != "" {
 		t.Fatalf("first sync: %+v", st)
 	}
@@ -64,7 +66,7 @@ func TestManagerAgainstCoturn(t *testing.T) {
 
 	before := fileInfo(t, path)
 	*now = now.Add(2 * time.Minute) // probes are redone
-	if st := m.Sync(ctx, []string{uri(a)}, 0); st.Restarts != 1 {
+	if st := m.Sync(ctx, []string{uri(a)}, 0, nil); st.Restarts != 1 {
 		t.Fatalf("unchanged set restarted bbb-web: %+v", st)
 	}
 	if after := fileInfo(t, path); !after.ModTime().Equal(before.ModTime()) {
@@ -73,21 +75,21 @@ func TestManagerAgainstCoturn(t *testing.T) {
 
 	// A second server while meetings run: written now, restart deferred.
 	b := testenv.Coturn(t, fleetSecret)
-	st = m.Sync(ctx, []string{uri(a), uri(b)}, 2)
+	st = m.Sync(ctx, []string{uri(a), uri(b)}, 2, nil)
 	if len(st.InUse) != 2 || !st.RestartPending || len(r.Restarted()) != 1 {
 		t.Fatalf("with meetings running: %+v, restarts %v", st, r.Restarted())
 	}
-	if st = m.Sync(ctx, []string{uri(a), uri(b)}, 1); !st.RestartPending || len(r.Restarted()) != 1 {
+	if st = m.Sync(ctx, []string{uri(a), uri(b)}, 1, nil); !st.RestartPending || len(r.Restarted()) != 1 {
 		t.Fatalf("still busy: %+v", st)
 	}
-	if st = m.Sync(ctx, []string{uri(a), uri(b)}, 0); st.RestartPending || len(r.Restarted()) != 2 {
+	if st = m.Sync(ctx, []string{uri(a), uri(b)}, 0, nil); st.RestartPending || len(r.Restarted()) != 2 {
 		t.Fatalf("idle: %+v, restarts %v", st, r.Restarted())
 	}
 
 	// A server with another secret is probed and left out.
 	wrong := testenv.Coturn(t, "another-secret-0123456789")
 	*now = now.Add(2 * time.Minute)
-	st = m.Sync(ctx, []string{uri(a), uri(b), uri(wrong)}, 0)
+	st = m.Sync(ctx, []string{uri(a), uri(b), uri(wrong)}, 0, nil)
 	if len(st.InUse) != 2 || slices.Contains(st.InUse, uri(wrong)) {
 		t.Fatalf("wrong secret in use: %+v", st)
 	}
@@ -103,7 +105,7 @@ func TestManagerAgainstCoturn(t *testing.T) {
 	c := testenv.Coturn(t, fleetSecret)
 	*now = now.Add(2 * time.Minute)
 	restarts := len(r.Restarted())
-	st = m.Sync(ctx, []string{uri(a), uri(b), uri(c)}, 5)
+	st = m.Sync(ctx, []string{uri(a), uri(b), uri(c)}, 5, nil)
 	if !slices.Equal(st.InUse, []string{uri(c)}) || len(r.Restarted()) != restarts+1 || st.RestartPending {
 		t.Fatalf("after the replacement: %+v, restarts %v", st, r.Restarted())
 	}
@@ -119,7 +121,7 @@ func TestManagerBadInput(t *testing.T) {
 	path := filepath.Join(dir, "turn-stun-servers.xml")
 	m, r, _ := newManager(t, path)
 
-	st := m.Sync(ctx, nil, 0)
+	st := m.Sync(ctx, nil, 0, nil)
 	if st.LastError == "" || len(r.Restarted()) != 0 {
 		t.Fatalf("no servers: %+v", st)
 	}
@@ -130,7 +132,7 @@ func TestManagerBadInput(t *testing.T) {
 	if err := os.WriteFile(path, []byte("<beans><bean class="), 0o640); err != nil {
 		t.Fatal(err)
 	}
-	st = m.Sync(ctx, []string{uri(a)}, 0)
+	st = m.Sync(ctx, []string{uri(a)}, 0, nil)
 	if st.LastError != "" || len(st.InUse) != 1 {
 		t.Fatalf("unparsable file: %+v", st)
 	}
@@ -147,8 +149,90 @@ func TestManagerBadInput(t *testing.T) {
 
 	// /etc/bigbluebutton missing: nothing can be written there.
 	m2, r2, _ := newManager(t, filepath.Join(dir, "missing-dir", "turn-stun-servers.xml"))
-	st = m2.Sync(ctx, []string{uri(a)}, 0)
+	st = m2.Sync(ctx, []string{uri(a)}, 0, nil)
 	if !strings.Contains(st.LastError, "writing") || len(r2.Restarted()) != 0 {
 		t.Fatalf("unwritable path: %+v", st)
+	}
+}
+
+// TestManagerProbesInParallel: candidates that never answer are probed all
+// at once under one budget, and each counts as failed when it runs out.
+func TestManagerProbesInParallel(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "turn-stun-servers.xml")
+	m, _, _ := newManager(t, path)
+	const n = 4
+	var mu sync.Mutex
+	inFlight, most := 0, 0
+	allIn := make(chan struct{})
+	m.ProbeBudget = time.Minute
+	m.Probe = func(ctx context.Context, u URI, _ string) Result {
+		mu.Lock()
+		inFlight++
+		most = max(most, inFlight)
+		if inFlight == n {
+			close(allIn)
+		}
+		mu.Unlock()
+		<-ctx.Done() // a blackhole: nothing ever answers
+		return Result{URI: u, Err: fmt.Errorf("%w: %w", ErrUnreachable, ctx.Err())}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { <-allIn; cancel() }() // only once every probe is under way
+	var offered []string
+	for i := range n {
+		offered = append(offered, fmt.Sprintf("turn:127.0.0.1:%d", 3478+i))
+	}
+	st := m.Sync(ctx, offered, 0, nil)
+	if most != n {
+		t.Fatalf("at most %d probes ran at once, want all %d", most, n)
+	}
+	if len(st.Probes) != n || len(st.InUse) != 0 || st.LastError == "" {
+		t.Fatalf("status: %+v", st)
+	}
+	for _, p := range st.Probes {
+		if p.OK || !strings.Contains(p.Error, "unreachable") {
+			t.Fatalf("probe: %+v", p)
+		}
+	}
+}
+
+// TestManagerProbeBudget: the budget alone ends probes that never answer.
+func TestManagerProbeBudget(t *testing.T) {
+	m, _, _ := newManager(t, filepath.Join(t.TempDir(), "turn-stun-servers.xml"))
+	m.ProbeBudget = 20 * time.Millisecond
+	m.Probe = func(ctx context.Context, u URI, _ string) Result {
+		<-ctx.Done()
+		return Result{URI: u, Err: fmt.Errorf("%w: %w", ErrUnreachable, ctx.Err())}
+	}
+	st := m.Sync(context.Background(), []string{"turn:127.0.0.1:3478", "turn:127.0.0.1:3479"}, 0, nil)
+	if len(st.Probes) != 2 || st.Probes[0].OK || st.Probes[1].OK || len(st.InUse) != 0 {
+		t.Fatalf("status: %+v", st)
+	}
+}
+
+// TestManagerPublishesBeforeWriting: the status naming the new servers is
+// published before the file changes, and not at all when nothing changes.
+func TestManagerPublishesBeforeWriting(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "turn-stun-servers.xml")
+	m, _, _ := newManager(t, path)
+	m.Probe = func(_ context.Context, u URI, _ string) Result { return Result{URI: u, STUNOK: true, AllocateOK: true} }
+	const server = "turn:127.0.0.1:3478"
+	var published []Status
+	publish := func(st Status) {
+		if _, err := os.Stat(path); err == nil {
+			t.Error("published after the file was written")
+		}
+		published = append(published, st)
+	}
+	st := m.Sync(context.Background(), []string{server}, 0, publish)
+	if len(published) != 1 || !slices.Equal(published[0].InUse, []string{server}) || published[0].WrittenAt.IsZero() {
+		t.Fatalf("published %+v", published)
+	}
+	if !slices.Equal(st.InUse, []string{server}) || st.Restarts != 1 {
+		t.Fatalf("status %+v", st)
+	}
+	m.Sync(context.Background(), []string{server}, 0, publish)
+	if len(published) != 1 {
+		t.Fatalf("an unchanged file published again: %+v", published[1:])
 	}
 }

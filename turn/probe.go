@@ -155,13 +155,15 @@ func WithTimeout(d time.Duration) Option {
 }
 
 // WithTLSConfig sets the TLS configuration for turns (default: the system's
-// roots, the URI's host as server name).
+// roots, the URI's host as server name). A test seam: the tests trust their
+// coturn's self-signed certificate through it.
 func WithTLSConfig(cfg *tls.Config) Option {
 	return func(c *probeConfig) { c.tls = cfg }
 }
 
 // WithClock sets the clock the credentials' expiry is computed from
-// (default time.Now).
+// (default time.Now). A test seam: the tests play a node whose clock is
+// behind.
 func WithClock(now func() time.Time) Option {
 	return func(c *probeConfig) { c.now = now }
 }

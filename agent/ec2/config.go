@@ -22,8 +22,9 @@ func LoadConfig(ctx context.Context, region string) (aws.Config, error) {
 }
 
 // StaticConfig returns an AWS configuration that sends every call to
-// endpoint with fixed credentials: for tests against the emulations in
-// internal/emulate, which check no signature.
+// endpoint with fixed credentials. It is a deliberate test seam: only tests
+// call it, against the emulations in internal/emulate, which check no
+// signature.
 func StaticConfig(endpoint, region, accessKeyID, secretAccessKey string) aws.Config {
 	return aws.Config{
 		Region:       region,

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
@@ -38,7 +38,7 @@ var ErrNoActiveAction = errors.New("no active lifecycle action")
 type Lifecycle struct {
 	client                  *autoscaling.Client
 	group, hook, instanceID string
-	opts                    options
+	log                     *slog.Logger
 
 	lock    chan struct{} // held while a completion is in flight
 	done    chan struct{} // closed once the action is finished
@@ -47,9 +47,9 @@ type Lifecycle struct {
 
 // NewLifecycle returns the lifecycle action of instanceID at hook in group,
 // called through the Auto Scaling API with cfg (LoadConfig in production,
-// StaticConfig against an emulation). It contacts nothing. WithTicker and
-// WithLogger apply.
-func NewLifecycle(cfg aws.Config, group, hook, instanceID string, opts ...Option) (*Lifecycle, error) {
+// StaticConfig against an emulation). It contacts nothing; it logs the
+// completion to slog.Default().
+func NewLifecycle(cfg aws.Config, group, hook, instanceID string) (*Lifecycle, error) {
 	if group == "" || hook == "" || instanceID == "" {
 		return nil, fmt.Errorf("ec2 lifecycle: group %q, hook %q and instance %q must all be set", group, hook, instanceID)
 	}
@@ -60,7 +60,7 @@ func NewLifecycle(cfg aws.Config, group, hook, instanceID string, opts ...Option
 	})
 	return &Lifecycle{
 		client: client, group: group, hook: hook, instanceID: instanceID,
-		opts: newOptions(opts),
+		log:  slog.Default(),
 		lock: make(chan struct{}, 1),
 		done: make(chan struct{}),
 	}, nil
@@ -108,79 +108,15 @@ func (l *Lifecycle) Complete(ctx context.Context, result string) error {
 	err = l.wrap("CompleteLifecycleAction", err)
 	switch {
 	case err == nil:
-		l.opts.logger.Info("ec2: lifecycle action completed", "group", l.group, "hook", l.hook, "result", result)
+		l.log.Info("ec2: lifecycle action completed", "group", l.group, "hook", l.hook, "result", result)
 	case errors.Is(err, ErrNoActiveAction):
-		l.opts.logger.Warn("ec2: no lifecycle action left to complete", "group", l.group, "hook", l.hook, "err", err)
+		l.log.Warn("ec2: no lifecycle action left to complete", "group", l.group, "hook", l.hook, "err", err)
 	default:
 		return err
 	}
 	l.outcome = err
 	close(l.done)
 	return err
-}
-
-// KeepAlive records a heartbeat at once and then every interval while a
-// drain waits, until the action is completed (it returns nil), no action
-// waits any more (ErrNoActiveAction) or ctx ends (ctx's error). Other
-// failures are logged and tried again at the next tick. Pick every well
-// inside the hook's HeartbeatTimeout; HeartbeatInterval does.
-func (l *Lifecycle) KeepAlive(ctx context.Context, every time.Duration) error {
-	if every <= 0 {
-		return fmt.Errorf("ec2 lifecycle: heartbeat interval %v: want a positive duration", every)
-	}
-	ticks, stop := l.opts.newTicker(every)
-	defer stop()
-	for {
-		select {
-		case <-l.done:
-			return nil
-		default:
-		}
-		err := l.Heartbeat(ctx)
-		switch {
-		case err == nil:
-		case ctx.Err() != nil:
-			return ctx.Err()
-		case errors.Is(err, ErrNoActiveAction):
-			if l.finished(ctx) { // completed while the heartbeat was in flight
-				return nil
-			}
-			return err
-		default:
-			l.opts.logger.Warn("ec2: lifecycle heartbeat failed", "group", l.group, "hook", l.hook, "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-l.done:
-			return nil
-		case <-ticks:
-		}
-	}
-}
-
-// finished reports whether the action is completed, once a completion in
-// flight has ended.
-func (l *Lifecycle) finished(ctx context.Context) bool {
-	select {
-	case l.lock <- struct{}{}:
-		defer func() { <-l.lock }()
-	case <-ctx.Done():
-		return false
-	}
-	select {
-	case <-l.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// HeartbeatInterval returns how often to record heartbeats for a hook whose
-// HeartbeatTimeout (30 s to 7200 s) is timeout: a third of it, so one lost
-// heartbeat does not let the hook run out.
-func HeartbeatInterval(timeout time.Duration) time.Duration {
-	return timeout / 3
 }
 
 // wrap names the call and its action in err and marks a missing action with

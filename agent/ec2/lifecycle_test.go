@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/smithy-go"
@@ -25,11 +24,11 @@ const (
 // emulatedAutoScaling starts the Auto Scaling API emulation on loopback and
 // returns it with a Lifecycle that reaches it through the real SDK client.
 // The client retries without waiting so that throttling costs no time.
-func emulatedAutoScaling(t *testing.T, opts ...Option) (*asemu.Server, *Lifecycle) {
+func emulatedAutoScaling(t *testing.T) (*asemu.Server, *Lifecycle) {
 	t.Helper()
 	emu := asemu.New()
 	cfg, _ := awsemu.Serve(t, emu, "eu-central-1")
-	l, err := NewLifecycle(cfg, testGroup, testHook, testInstance, append([]Option{testLogger(t)}, opts...)...)
+	l, err := NewLifecycle(cfg, testGroup, testHook, testInstance)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,90 +158,5 @@ func TestLifecycleBadInputEmulatedAutoScaling(t *testing.T) {
 	checkCalls(t, emu)
 	if _, err := NewLifecycle(aws.Config{}, testGroup, "", testInstance); err == nil {
 		t.Error("NewLifecycle without a hook: no error")
-	}
-}
-
-// TestLifecycleKeepAliveEmulatedAutoScaling: heartbeats go out at once and
-// at every tick, a failed one is tried at the next tick, and the loop ends
-// with the completion, even one that lands while a heartbeat is in flight.
-func TestLifecycleKeepAliveEmulatedAutoScaling(t *testing.T) {
-	ticker := newManualTicker()
-	emu, l := emulatedAutoScaling(t, ticker.option())
-	ctx := context.Background()
-	emu.StartAction(testGroup, testHook, testInstance)
-	emu.Throttle(lifecycleAttempts) // heartbeat 1 fails, all its attempts throttled
-
-	done := make(chan error, 1)
-	go func() { done <- l.KeepAlive(ctx, HeartbeatInterval(300*time.Second)) }()
-	// Each tick is taken after the previous heartbeat: after two ticks,
-	// heartbeats 1 and 2 are done and 3 is under way.
-	ticker.c <- time.Time{}
-	ticker.c <- time.Time{}
-	if err := l.Complete(ctx, ResultContinue); err != nil {
-		t.Fatalf("Complete: %v", err)
-	}
-	if err := <-done; err != nil {
-		t.Fatalf("KeepAlive after Complete: %v", err)
-	}
-	if ticker.every != 100*time.Second {
-		t.Errorf("heartbeat interval %v, want 100s", ticker.every)
-	}
-
-	calls := emu.Calls()
-	throttled := call(asemu.ActionHeartbeat, "", asemu.CodeThrottling)
-	want := append(slices.Repeat([]asemu.Call{throttled}, lifecycleAttempts), call(asemu.ActionHeartbeat, "", ""))
-	if len(calls) < len(want)+1 || !slices.Equal(calls[:len(want)], want) {
-		t.Fatalf("calls: %+v", calls)
-	}
-	// Heartbeat 3 went out before the completion (and succeeded) or after
-	// it (and found no action); exactly one completion either way.
-	var completes int
-	for _, c := range calls[len(want):] {
-		if c.Action == asemu.ActionComplete {
-			completes++
-		}
-	}
-	if completes != 1 {
-		t.Errorf("completions: %d, want 1; calls %+v", completes, calls)
-	}
-}
-
-func TestLifecycleKeepAliveEndsEmulatedAutoScaling(t *testing.T) {
-	t.Run("no action", func(t *testing.T) {
-		_, l := emulatedAutoScaling(t, newManualTicker().option())
-		if err := l.KeepAlive(context.Background(), time.Minute); !errors.Is(err, ErrNoActiveAction) {
-			t.Fatalf("KeepAlive without an action: %v", err)
-		}
-	})
-	t.Run("canceled", func(t *testing.T) {
-		ticker := newManualTicker()
-		emu, l := emulatedAutoScaling(t, ticker.option())
-		emu.StartAction(testGroup, testHook, testInstance)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- l.KeepAlive(ctx, time.Minute) }()
-		ticker.c <- time.Time{}
-		cancel()
-		if err := <-done; !errors.Is(err, context.Canceled) {
-			t.Fatalf("KeepAlive after cancel: %v", err)
-		}
-	})
-	t.Run("bad interval", func(t *testing.T) {
-		_, l := emulatedAutoScaling(t)
-		if err := l.KeepAlive(context.Background(), 0); err == nil {
-			t.Fatal("KeepAlive(0): no error")
-		}
-	})
-}
-
-func TestHeartbeatInterval(t *testing.T) {
-	for _, tc := range []struct{ timeout, want time.Duration }{
-		{30 * time.Second, 10 * time.Second},
-		{time.Hour, 20 * time.Minute},
-		{7200 * time.Second, 40 * time.Minute},
-	} {
-		if got := HeartbeatInterval(tc.timeout); got != tc.want {
-			t.Errorf("HeartbeatInterval(%v) = %v, want %v", tc.timeout, got, tc.want)
-		}
 	}
 }

@@ -1,8 +1,3 @@
-// Package ec2 is what bbb-agent knows about running on Amazon EC2: the
-// instance's facts from the instance metadata service (IMDSv2 only), a
-// watcher that sees an Auto Scaling scale-in coming, and the lifecycle hook
-// calls (heartbeat, completion) that hold the instance while the agent
-// drains. Tests run it against the loopback emulations in internal/emulate.
 package ec2
 
 import (
@@ -105,15 +100,15 @@ type Metadata struct {
 // NewMetadata returns a reader of the instance metadata service at endpoint
 // (e.g. "http://169.254.169.254"); "" means the SDK's default, which honours
 // AWS_EC2_METADATA_SERVICE_ENDPOINT. It contacts nothing: the first lookup
-// fetches the token. WithTimeout sets the budget of one lookup.
-func NewMetadata(endpoint string, opts ...Option) (*Metadata, error) {
+// fetches the token. One lookup, its token request and retry included, gets
+// DefaultTimeout.
+func NewMetadata(endpoint string) (*Metadata, error) {
 	if endpoint != "" {
 		u, err := url.Parse(endpoint)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return nil, fmt.Errorf("ec2 metadata endpoint %q: want an http:// or https:// URL", endpoint)
 		}
 	}
-	o := newOptions(opts)
 	// The service is link-local: never through a proxy, short dial and
 	// answer timeouts.
 	transport := awshttp.NewBuildableClient().
@@ -134,7 +129,7 @@ func NewMetadata(endpoint string, opts ...Option) (*Metadata, error) {
 			so.Backoff = retry.BackoffDelayerFunc(func(int, error) (time.Duration, error) { return retryDelay, nil })
 		}),
 	})
-	return &Metadata{client: client, timeout: o.timeout}, nil
+	return &Metadata{client: client, timeout: DefaultTimeout}, nil
 }
 
 // Available reports whether the instance metadata service answers: the

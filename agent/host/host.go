@@ -1,8 +1,3 @@
-// Package host reads what bbb-agent reports about the machine it runs on: CPU,
-// load averages, memory, network throughput and free disk space, through
-// gopsutil, and the machine's public and private IP addresses. The figures
-// are read relative to a root directory, which gopsutil is pointed at, so
-// tests run against trees under testdata/.
 package host
 
 import (
@@ -18,8 +13,6 @@ import (
 	"github.com/shirou/gopsutil/v4/disk"
 	"github.com/shirou/gopsutil/v4/mem"
 	psnet "github.com/shirou/gopsutil/v4/net"
-
-	"github.com/bbb-agent/bbb-agent/fleet"
 )
 
 // DefaultDiskPath is where BBB keeps its recordings.
@@ -62,18 +55,6 @@ type Sample struct {
 	// DiskFreeBytes is the space available to unprivileged users on DiskPath's
 	// file system.
 	DiskFreeBytes uint64
-}
-
-// Apply copies the host figures into l, leaving the BBB figures alone.
-func (s Sample) Apply(l *fleet.Load) {
-	l.CPUPercent = s.CPUPercent
-	l.CPUCores = s.CPUCores
-	l.Load1, l.Load5, l.Load15 = s.Load1, s.Load5, s.Load15
-	l.MemTotalBytes = s.MemTotalBytes
-	l.MemUsedBytes = s.MemUsedBytes
-	l.NetRxBytesPerSec = s.NetRxBytesPerSec
-	l.NetTxBytesPerSec = s.NetTxBytesPerSec
-	l.DiskFreeBytes = s.DiskFreeBytes
 }
 
 // Collector takes Samples. CPU and network figures are rates between

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/bbb-agent/bbb-agent/fleet"
 )
 
 var t0 = time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
@@ -321,26 +319,6 @@ func TestBusyPercent(t *testing.T) {
 		if got != tt.want || ok != tt.ok {
 			t.Errorf("%s: busyPercent = %v, %v; want %v, %v", tt.name, got, ok, tt.want, tt.ok)
 		}
-	}
-}
-
-func TestApply(t *testing.T) {
-	s := Sample{
-		Time: t0, Interval: 5 * time.Second,
-		CPUPercent: 42.5, CPUCores: 8, Load1: 1, Load5: 2, Load15: 3,
-		MemTotalBytes: 1000, MemUsedBytes: 400,
-		NetRxBytesPerSec: 10, NetTxBytesPerSec: 20, DiskFreeBytes: 5000,
-	}
-	l := fleet.Load{Meetings: 3, Participants: 40, BBBHealthy: true, BBBVersion: "3.0.10"}
-	s.Apply(&l)
-	want := fleet.Load{
-		CPUPercent: 42.5, CPUCores: 8, Load1: 1, Load5: 2, Load15: 3,
-		MemTotalBytes: 1000, MemUsedBytes: 400,
-		NetRxBytesPerSec: 10, NetTxBytesPerSec: 20, DiskFreeBytes: 5000,
-		Meetings: 3, Participants: 40, BBBHealthy: true, BBBVersion: "3.0.10",
-	}
-	if l != want {
-		t.Errorf("Apply:\n got %+v\nwant %+v", l, want)
 	}
 }
 

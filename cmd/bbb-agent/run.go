@@ -162,14 +162,7 @@ func newDaemon(ctx context.Context, c *cli.Context, base *slog.Logger) (*daemon,
 		Registrar: n.reg,
 		BBB:       n.bbb,
 		Notifier:  notifier,
-		Host: func(ctx context.Context, l *fleet.Load) error {
-			s, err := collector.Sample(ctx)
-			if err != nil {
-				return err
-			}
-			s.Apply(l)
-			return nil
-		},
+		Host:      collector.Sample,
 	}
 	if c.Bool("logind") {
 		if guard := shutdownGuard(ctx, c, log); guard != nil {

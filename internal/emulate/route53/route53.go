@@ -132,7 +132,7 @@ type change struct {
 	seq        int
 	status     string
 	polls      int // GetChange answers asked so far
-	pendingFor int // GetChange answers PENDING this many times
+	pendingFor int // GetChange answers PENDING this many times (PendingForever: always)
 	submitted  time.Time
 	comment    string
 	snapshot   map[key]RRset // the zone's records once this change applied
@@ -200,12 +200,17 @@ func (s *Server) AddZone(name string, private bool) Zone {
 	return cloneZone(z.Zone)
 }
 
+// PendingForever, given to SetPendingPolls, makes changes stay PENDING
+// however often GetChange asks: a Route53 whose propagation is stuck.
+const PendingForever = -1
+
 // SetPendingPolls makes changes accepted from now on answer PENDING to the
-// first k GetChange calls and INSYNC after (k = 0: in sync at once).
+// first k GetChange calls and INSYNC after (k = 0: in sync at once;
+// PendingForever: never).
 func (s *Server) SetPendingPolls(k int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.pendingFor = max(k, 0)
+	s.pendingFor = max(k, PendingForever)
 }
 
 // SetPageLimit caps ListResourceRecordSets pages at n record sets, below the
@@ -652,7 +657,7 @@ func (s *Server) getChange(call *Call, id string) (any, *apiError) {
 	}
 	if c.status == StatusPending {
 		c.polls++
-		if c.polls > c.pendingFor {
+		if c.pendingFor != PendingForever && c.polls > c.pendingFor {
 			s.insync(c)
 		}
 	}

@@ -1,0 +1,297 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bbb-agent/bbb-agent/bbb"
+	"github.com/bbb-agent/bbb-agent/dnsupdate"
+	"github.com/bbb-agent/bbb-agent/fleet"
+	"github.com/bbb-agent/bbb-agent/internal/testenv"
+	"github.com/bbb-agent/bbb-agent/registrar"
+)
+
+var errUnreachable = errors.New("connection refused (the balancer is down)")
+
+// fakeRegistrar records the calls the drain makes; fail makes a method fail
+// (always), onDeregister runs inside Deregister.
+type fakeRegistrar struct {
+	mu           sync.Mutex
+	calls        []string
+	fail         map[string]bool
+	onDeregister func()
+}
+
+func (f *fakeRegistrar) do(name string) error {
+	f.mu.Lock()
+	f.calls = append(f.calls, name)
+	fail := f.fail[name]
+	f.mu.Unlock()
+	if fail {
+		return errUnreachable
+	}
+	return nil
+}
+
+func (f *fakeRegistrar) Kind() string { return "fake" }
+func (f *fakeRegistrar) Register(context.Context, registrar.Registration) (fleet.AdminState, error) {
+	return fleet.Enabled, f.do("register")
+}
+func (f *fakeRegistrar) Report(context.Context, registrar.Report) (registrar.Reply, error) {
+	return registrar.Reply{State: fleet.Enabled}, f.do("report")
+}
+func (f *fakeRegistrar) Cordon(context.Context) error { return f.do("cordon") }
+func (f *fakeRegistrar) Enable(context.Context) error { return f.do("enable") }
+func (f *fakeRegistrar) Deregister(context.Context) error {
+	if f.onDeregister != nil {
+		f.onDeregister()
+	}
+	return f.do("deregister")
+}
+func (f *fakeRegistrar) Check(context.Context) error { return f.do("check") }
+
+// fakeDNS counts removals.
+type fakeDNS struct{ removed int }
+
+func (f *fakeDNS) Apply(context.Context, netip.Addr, netip.Addr) (dnsupdate.Plan, error) {
+	return dnsupdate.Plan{}, nil
+}
+func (f *fakeDNS) Remove(context.Context) (dnsupdate.Plan, error) {
+	f.removed++
+	return dnsupdate.Plan{}, nil
+}
+func (f *fakeDNS) Visible(context.Context, netip.Addr, netip.Addr) error { return nil }
+
+// fakeScaleIn counts heartbeats and completions.
+type fakeScaleIn struct{ beats, completed int }
+
+func (f *fakeScaleIn) Terminating(context.Context) (bool, error) { return false, nil }
+func (f *fakeScaleIn) Heartbeat(context.Context) error           { f.beats++; return nil }
+func (f *fakeScaleIn) Complete(context.Context) error            { f.completed++; return nil }
+
+// fakeShutdown counts releases and reacquisitions of logind's lock.
+type fakeShutdown struct{ released, reacquired int }
+
+func (f *fakeShutdown) Events() <-chan bool                 { return nil }
+func (f *fakeShutdown) Release() error                      { f.released++; return nil }
+func (f *fakeShutdown) Reacquire(ctx context.Context) error { f.reacquired++; return nil }
+
+// drainAct is one thing that happens to a drain, in a test's script; after
+// it the drain is in phase want ("" when no drain runs any more).
+type drainAct struct {
+	advance  time.Duration // the clock moves first
+	tick     bool          // a measurement: meetings, BBB answering or not
+	meetings int
+	bbbDown  bool
+	undrain  bool   // `bbb-agent undrain`
+	refused  string // the undrain's error must say this ("" : accepted)
+	logind   bool   // logind cancels the shutdown
+	register bool   // the node registers again (the balancer lost it)
+	want     drainPhase
+}
+
+func tick(meetings int) drainAct { return drainAct{tick: true, meetings: meetings} }
+func (x drainAct) then(p drainPhase) drainAct {
+	x.want = p
+	return x
+}
+
+const noDrain drainPhase = ""
+
+// TestDrainPhases drives the drain's steps with a fake clock and fakes for
+// everything it talks to: nothing sleeps, the deregistration's retry waits
+// pass when the test moves the clock.
+func TestDrainPhases(t *testing.T) {
+	const deadline = time.Hour
+	tests := []struct {
+		name      string
+		source    DrainSource
+		unreg     bool            // never registered
+		fail      map[string]bool // registrar methods that fail
+		undrainIn bool            // an undrain arrives while deregistering
+		script    []drainAct
+		calls     []string // the registrar's calls, in order
+		why       string   // how the drain finished ("" : it did not)
+		err       string   // Run's result must say this
+		state     State
+		dnsGone   bool
+		released  int // logind's lock
+		completed int // the scale-in lifecycle action
+		beats     int
+	}{{
+		name: "meetings end, then deregister", source: SourceAdmin,
+		script: []drainAct{tick(2).then(drainWait), tick(1).then(drainWait), tick(0).then(drainWait), tick(0).then(drainDone)},
+		calls:  []string{"cordon", "deregister"}, why: "no meetings left", state: Drained, dnsGone: true, released: 1,
+	}, {
+		name: "one empty measurement is not enough", source: SourceAdmin,
+		script: []drainAct{tick(0).then(drainWait), tick(1).then(drainWait), tick(0).then(drainWait), tick(0).then(drainDone)},
+		calls:  []string{"cordon", "deregister"}, why: "no meetings left", state: Drained, dnsGone: true, released: 1,
+	}, {
+		name: "BBB not answering is not empty", source: SourceAdmin,
+		script: []drainAct{tick(0).then(drainWait), {tick: true, bbbDown: true, want: drainWait}, tick(0).then(drainWait), tick(0).then(drainDone)},
+		calls:  []string{"cordon", "deregister"}, why: "no meetings left", state: Drained, dnsGone: true, released: 1,
+	}, {
+		name: "deadline, then deregister anyway", source: SourceAdmin,
+		script: []drainAct{tick(3).then(drainWait), {advance: deadline - time.Second, tick: true, meetings: 3, want: drainWait},
+			{advance: time.Second, tick: true, meetings: 3, want: drainDone}},
+		calls: []string{"cordon", "deregister"}, why: "deadline reached", state: Drained, dnsGone: true, released: 1,
+	}, {
+		name: "undrain during the cordon", source: SourceAdmin, fail: map[string]bool{"cordon": true},
+		script: []drainAct{tick(2).then(drainCordon), {undrain: true, want: noDrain}},
+		calls:  []string{"cordon", "cordon", "enable"}, state: Ready,
+	}, {
+		name: "undrain during the wait", source: SourceBalancer,
+		script: []drainAct{tick(2).then(drainWait), {undrain: true, want: noDrain}, tick(0).then(noDrain)},
+		calls:  []string{"cordon", "enable"}, state: Ready,
+	}, {
+		name: "undrain refused once deregistering", source: SourceAdmin, undrainIn: true,
+		script: []drainAct{tick(0).then(drainWait), tick(0).then(drainDone)},
+		calls:  []string{"cordon", "deregister"}, why: "no meetings left", state: Drained, dnsGone: true, released: 1,
+	}, {
+		name: "undrain refused for a drain the host asked for", source: SourceSignal,
+		script: []drainAct{tick(1).then(drainWait), {undrain: true, refused: "cannot be undone", want: drainWait}},
+		calls:  []string{"cordon"}, state: Draining,
+	}, {
+		name: "balancer unreachable during the cordon: the wait goes on", source: SourceAdmin, fail: map[string]bool{"cordon": true},
+		script: []drainAct{tick(1).then(drainCordon), tick(0).then(drainCordon), tick(0).then(drainDone)},
+		calls:  []string{"cordon", "cordon", "cordon", "cordon", "deregister"}, why: "no meetings left", state: Drained, dnsGone: true, released: 1,
+	}, {
+		name: "balancer unreachable during deregister", source: SourceAdmin, fail: map[string]bool{"deregister": true},
+		script: []drainAct{tick(0).then(drainWait), tick(0).then(drainDone)},
+		calls:  []string{"cordon", "deregister", "deregister", "deregister", "deregister", "deregister"},
+		why:    "no meetings left", err: "deregistration failed", state: Drained, dnsGone: true, released: 1,
+	}, {
+		name: "logind cancels the shutdown", source: SourceShutdown,
+		script: []drainAct{tick(1).then(drainWait), {undrain: true, refused: "shutdown -c", want: drainWait}, {logind: true, want: noDrain}},
+		calls:  []string{"cordon", "enable"}, state: Ready,
+	}, {
+		name: "a new registration cordons again", source: SourceAdmin,
+		script: []drainAct{tick(1).then(drainWait), {register: true, want: drainCordon}, tick(0).then(drainWait), tick(0).then(drainWait), tick(0).then(drainDone)},
+		calls:  []string{"cordon", "register", "cordon", "deregister"}, why: "no meetings left", state: Drained, dnsGone: true, released: 1,
+	}, {
+		name: "scale-in: heartbeats while meetings run, completes once", source: SourceScaleIn,
+		script: []drainAct{tick(1).then(drainWait), {advance: 30 * time.Second, tick: true, meetings: 1, want: drainWait},
+			{advance: 30 * time.Second, tick: true, meetings: 1, want: drainWait}, tick(0).then(drainWait), tick(0).then(drainDone)},
+		calls: []string{"cordon", "deregister"}, why: "no meetings left", state: Drained, dnsGone: true, released: 1, completed: 1, beats: 2,
+	}, {
+		name: "never registered: done at once", source: SourceAdmin, unreg: true,
+		script: nil, why: "never registered", state: Drained, released: 1,
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := testenv.NewClock()
+			reg := &fakeRegistrar{fail: tt.fail}
+			dns, scale, guard := &fakeDNS{}, &fakeScaleIn{}, &fakeShutdown{}
+			c, err := bbb.NewClient("http://127.0.0.1:9", "never-called") // the measurements come from the script
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, err := New(Config{Node: "bbb1", ReportInterval: 5 * time.Second, DrainDeadline: deadline, HeartbeatEvery: time.Minute,
+				Clock: clk, Logger: slog.New(slog.DiscardHandler)},
+				Deps{Registrar: reg, BBB: c, DNS: dns, ScaleIn: scale, Shutdown: guard})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			a.registered, a.everRegistered, a.dnsApplied = !tt.unreg, !tt.unreg, !tt.unreg
+			a.setState(Ready)
+			var undrainErr error
+			if tt.undrainIn {
+				reg.onDeregister = func() { undrainErr = a.undrain(ctx) }
+			}
+			// run does one loop step, moving the clock whenever the step
+			// waits on it (the deregistration's pauses between retries).
+			run := func(f func()) {
+				done := make(chan struct{})
+				go func() { defer close(done); f() }()
+				testenv.Eventually(t, 5*time.Second, "the drain step to return", func() bool {
+					select {
+					case <-done:
+						return true
+					default:
+					}
+					if clk.Waiters() > 0 {
+						clk.Advance(5 * time.Second)
+					}
+					return false
+				})
+			}
+			phase := func() drainPhase {
+				if a.drain == nil {
+					return noDrain
+				}
+				return a.drain.phase
+			}
+
+			if tt.source == SourceShutdown {
+				run(func() { a.shutdownEvent(ctx, true) })
+			} else {
+				run(func() { a.startDrain(ctx, tt.source) })
+			}
+			for i, act := range tt.script {
+				clk.Advance(act.advance)
+				switch {
+				case act.tick && a.drain == nil: // tick moves only a drain under way
+				case act.tick:
+					m := measurement{now: clk.Now(), load: fleet.Load{Meetings: act.meetings}, afterCordon: a.drain.cordonTried()}
+					if act.bbbDown {
+						m.bbbErr = errors.New("BBB does not answer")
+					}
+					run(func() { a.advanceDrain(ctx, &m) })
+				case act.undrain:
+					var err error
+					run(func() { err = a.undrain(ctx) })
+					if act.refused == "" && err != nil || act.refused != "" && (err == nil || !strings.Contains(err.Error(), act.refused)) {
+						t.Fatalf("act %d: undrain: %v, want refusal %q", i, err, act.refused)
+					}
+				case act.logind:
+					run(func() { a.shutdownEvent(ctx, false) })
+				case act.register:
+					run(func() { a.register(ctx) })
+				}
+				if got := phase(); got != act.want {
+					t.Fatalf("act %d: phase %q, want %q", i, got, act.want)
+				}
+			}
+
+			if tt.undrainIn && (undrainErr == nil || !strings.Contains(undrainErr.Error(), "cannot be taken back")) {
+				t.Fatalf("undrain while deregistering: %v", undrainErr)
+			}
+			if !slices.Equal(reg.calls, tt.calls) {
+				t.Fatalf("registrar calls %v, want %v", reg.calls, tt.calls)
+			}
+			if got := a.State(); got != tt.state {
+				t.Fatalf("state %s, want %s", got, tt.state)
+			}
+			st := a.Status()
+			if tt.why != "" {
+				if phase() != drainDone || st.Drain == nil || st.Drain.Finished != tt.why || st.Drain.Phase != string(drainDone) {
+					t.Fatalf("drain %+v, want finished %q", st.Drain, tt.why)
+				}
+				if tt.err == "" && a.drain.err != nil || tt.err != "" && (a.drain.err == nil || !strings.Contains(a.drain.err.Error(), tt.err)) {
+					t.Fatalf("drain error %v, want %q", a.drain.err, tt.err)
+				}
+				if st.Registered {
+					t.Fatal("still registered after the drain")
+				}
+			}
+			if got := dns.removed > 0; got != tt.dnsGone {
+				t.Fatalf("DNS removed %d times, want removed: %v", dns.removed, tt.dnsGone)
+			}
+			if guard.released != tt.released || scale.completed != tt.completed || scale.beats != tt.beats {
+				t.Fatalf("logind released %d (want %d), scale-in completed %d (want %d), heartbeats %d (want %d)",
+					guard.released, tt.released, scale.completed, tt.completed, scale.beats, tt.beats)
+			}
+			if tt.source == SourceShutdown && phase() == noDrain && guard.reacquired != 1 {
+				t.Fatalf("logind's lock taken again %d times after the cancel", guard.reacquired)
+			}
+		})
+	}
+}
