@@ -42,6 +42,9 @@ type dashboard struct {
 	prev   map[string]nodeSig   // last observed, for events
 	events []web.Event          // ring of maxEvents, next at evNext
 	evNext int
+	// observed: the first observation (the fleet at start) is done; nodes
+	// seen after it joined.
+	observed bool
 
 	mmu           sync.Mutex
 	meetings      []web.Meeting
@@ -133,7 +136,8 @@ func (d *dashboard) observe(nodes []nodeView, record bool) {
 	now := d.s.cfg.Clock()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	first := len(d.prev) == 0 && d.evNext == 0 && len(d.events) == 0
+	first := !d.observed
+	d.observed = true
 	seen := make(map[string]bool, len(nodes))
 	for _, n := range nodes {
 		seen[n.ID] = true
@@ -217,6 +221,7 @@ func (d *dashboard) Snapshot() web.Snapshot {
 		if r := d.hist[n.ID]; r != nil {
 			v.History = r.points()
 		}
+		v.History = append(v.History, v.Load) // and now
 		out.Nodes = append(out.Nodes, v)
 	}
 	// Newest event first.

@@ -121,7 +121,8 @@ func TestDashboard(t *testing.T) {
 		t.Fatalf("after cordon from the page the admin API says %s", st)
 	}
 	_, live := get(t, c, base+"/dashboard/live")
-	if !strings.Contains(live, `data-state="cordoned"`) || !strings.Contains(live, "set to cordoned by admin-token") {
+	if !strings.Contains(live, `data-state="cordoned"`) || !strings.Contains(live, "set to cordoned by admin-token") ||
+		!strings.Contains(live, "bbb1 joined the fleet") || !strings.Contains(live, "<polyline") {
 		t.Fatalf("the live part does not show the cordon and its event:\n%s", live)
 	}
 

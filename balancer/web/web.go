@@ -346,6 +346,9 @@ func fmtAge(d time.Duration) string {
 // go into it.
 func sparkline(hist []float64) template.HTML {
 	const w, hgt = 120.0, 24.0
+	if len(hist) == 1 {
+		hist = []float64{hist[0], hist[0]}
+	}
 	if len(hist) < 2 {
 		return `<svg class="spark" width="120" height="24" aria-hidden="true"></svg>`
 	}
