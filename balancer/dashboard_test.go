@@ -92,7 +92,7 @@ func TestDashboard(t *testing.T) {
 
 	_, page := get(t, c, base+"/dashboard/")
 	for _, nd := range e.nodes {
-		if !strings.Contains(page, `data-node="`+nd.name+`" data-state="enabled" data-liveness="online"`) {
+		if !strings.Contains(page, `data-node="`+nd.name+`" data-meetings="0" data-state="enabled" data-liveness="online"`) {
 			t.Errorf("the page does not show %s enabled and online", nd.name)
 		}
 		if strings.Contains(page, nd.secret) {

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -43,6 +44,18 @@ type Handler struct {
 	// logins and names rate-limit password and display-name submissions per address.
 	logins, names *limiter
 	mux           *http.ServeMux
+
+	// The live part is the same for every viewer of a role (it carries
+	// no CSRF token): rendered at most once per liveTTL, whoever polls.
+	liveTTL time.Duration
+	liveMu  sync.Mutex
+	liveAt  [2]time.Time
+	liveOut [2]cachedLive
+}
+
+type cachedLive struct {
+	html template.HTML
+	data pageData
 }
 
 // New builds the handler.
@@ -56,7 +69,7 @@ func New(opt Options) *Handler {
 	if opt.MaxMeetingsShown <= 0 {
 		opt.MaxMeetingsShown = 200
 	}
-	h := &Handler{opt: opt, auth: newAuthenticator(opt.AdminToken, opt.Users, opt.Clock),
+	h := &Handler{opt: opt, auth: newAuthenticator(opt.AdminToken, opt.Users, opt.Clock), liveTTL: time.Second,
 		logins: newLimiter(10, time.Minute, opt.Clock), names: newLimiter(30, time.Minute, opt.Clock)}
 	h.tmpl = template.Must(template.New("").Funcs(template.FuncMap{
 		"age":   fmtAge,
@@ -186,11 +199,40 @@ type pageData struct {
 	MoreMeetings        int
 	BBB, TURN           []Node
 	Links               *RoomLinks
+	// Live is the rendered live part, in the full page.
+	Live template.HTML
 }
 
-func (h *Handler) data(s session, cookie string) pageData {
+// liveHTML renders the live part for a role, or reuses a render younger than liveTTL.
+func (h *Handler) liveHTML(canAct bool) (template.HTML, error) {
+	i := 0
+	if canAct {
+		i = 1
+	}
+	h.liveMu.Lock()
+	defer h.liveMu.Unlock()
+	if time.Since(h.liveAt[i]) < h.liveTTL {
+		return h.liveOut[i].html, nil
+	}
+	d := h.data(canAct)
+	var buf bytes.Buffer
+	if err := h.tmpl.ExecuteTemplate(&buf, "live", d); err != nil {
+		return "", err
+	}
+	h.liveAt[i], h.liveOut[i] = time.Now(), cachedLive{html: template.HTML(buf.String()), data: d}
+	return h.liveOut[i].html, nil
+}
+
+// forgetLive drops the rendered live part, after a change the user must see.
+func (h *Handler) forgetLive() {
+	h.liveMu.Lock()
+	h.liveAt = [2]time.Time{}
+	h.liveMu.Unlock()
+}
+
+func (h *Handler) data(canAct bool) pageData {
 	snap := h.opt.Fleet.Snapshot()
-	d := pageData{Snapshot: snap, User: s.User, CSRF: h.auth.csrf(cookie), CanAct: s.Role == RoleAdmin}
+	d := pageData{Snapshot: snap, CanAct: canAct}
 	for _, n := range snap.Nodes {
 		if n.Liveness == "online" {
 			d.Online++
@@ -211,8 +253,17 @@ func (h *Handler) data(s session, cookie string) pageData {
 }
 
 func (h *Handler) page(w http.ResponseWriter, r *http.Request, s session, cookie string) {
-	d := h.data(s, cookie)
-	d.Message = r.URL.Query().Get("msg")
+	h.renderPage(w, s, cookie, r.URL.Query().Get("msg"), nil)
+}
+
+func (h *Handler) renderPage(w http.ResponseWriter, s session, cookie, msg string, links *RoomLinks) {
+	live, err := h.liveHTML(s.Role == RoleAdmin)
+	if err != nil {
+		h.opt.Logger.Error("dashboard: rendering the fleet", "err", err)
+		http.Error(w, "the page could not be rendered; see the balancer's log", http.StatusInternalServerError)
+		return
+	}
+	d := pageData{User: s.User, CSRF: h.auth.csrf(cookie), CanAct: s.Role == RoleAdmin, Message: msg, Links: links, Live: live}
 	h.render(w, http.StatusOK, "dashboard.html", d)
 }
 
@@ -222,8 +273,15 @@ func (h *Handler) page(w http.ResponseWriter, r *http.Request, s session, cookie
 // balancer, survives replica restarts and load-balanced replicas without
 // reconnect logic, costs one snapshot per viewer per poll, and a viewer
 // that has gone away costs nothing.
-func (h *Handler) live(w http.ResponseWriter, r *http.Request, s session, cookie string) {
-	h.render(w, http.StatusOK, "live", h.data(s, cookie))
+func (h *Handler) live(w http.ResponseWriter, r *http.Request, s session, _ string) {
+	live, err := h.liveHTML(s.Role == RoleAdmin)
+	if err != nil {
+		h.opt.Logger.Error("dashboard: rendering the fleet", "err", err)
+		http.Error(w, "the page could not be rendered; see the balancer's log", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_, _ = w.Write([]byte(live))
 }
 
 var states = map[string]string{"enabled": "enabled", "cordoned": "cordoned", "disabled": "disabled"}
@@ -235,6 +293,7 @@ func (h *Handler) setState(w http.ResponseWriter, r *http.Request, s session, _ 
 		return
 	}
 	err := h.opt.Fleet.SetState(r.Context(), s.User, node, state)
+	h.forgetLive()
 	msg := fmt.Sprintf("%s is now %s.", node, state)
 	if err != nil {
 		h.opt.Logger.Error("dashboard: setting a node's state", "user", s.User, "node", node, "state", state, "err", err)
@@ -259,15 +318,12 @@ func (h *Handler) createRoom(w http.ResponseWriter, r *http.Request, s session, 
 		return
 	}
 	links, err := h.opt.Fleet.CreateRoom(r.Context(), s.User, req, baseURL(r))
-	d := h.data(s, cookie)
 	if err != nil {
 		h.opt.Logger.Error("dashboard: creating a room", "user", s.User, "err", err)
-		d.Message = "Could not create the room: " + err.Error()
-	} else {
-		d.Links = &links
-		d.Message = fmt.Sprintf("Room %q created. Its links are shown once: copy them now.", links.Name)
+		h.renderPage(w, s, cookie, "Could not create the room: "+err.Error(), nil)
+		return
 	}
-	h.render(w, http.StatusOK, "dashboard.html", d)
+	h.renderPage(w, s, cookie, fmt.Sprintf("Room %q created. Its links are shown once: copy them now.", links.Name), &links)
 }
 
 // baseURL is the balancer as the browser reaches it.

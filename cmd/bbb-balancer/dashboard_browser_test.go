@@ -227,7 +227,7 @@ func TestDashboardBrowser(t *testing.T) {
 		}
 	}
 	row := `#nodes tr[data-node="` + cordoned + `"]`
-	run("cordon "+cordoned, chromedp.Click(row+` button.cordon`), chromedp.WaitVisible(`#message`))
+	run("cordon "+cordoned, chromedp.Click(row+` button[data-to="cordoned"]`), chromedp.WaitVisible(`#message`))
 	testenv.Eventually(t, 10*time.Second, cordoned+" cordoned on the page", func() bool {
 		return evalString(`document.querySelector('`+row+`').dataset.state`) == "cordoned" &&
 			strings.Contains(evalString(`document.querySelector('`+row+` td.state').textContent`), "draining: 1 meeting left")
