@@ -410,7 +410,7 @@ func sparkline(hist []float64) template.HTML {
 	}
 	top := 1.0
 	for _, v := range hist {
-		top = max(top, v)
+		top = max(top, v*1.25)
 	}
 	var b strings.Builder
 	b.Grow(24 + len(hist)*10)
