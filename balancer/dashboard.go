@@ -108,6 +108,7 @@ func (s *Server) mountDashboard(mux *http.ServeMux) error {
 	h := web.New(web.Options{Fleet: d, Rooms: roomLinks{s}, AdminToken: s.cfg.AdminToken, Users: users,
 		Dashboard: !s.cfg.DisableDashboard, Clock: s.cfg.Clock, Logger: s.log})
 	mux.Handle("/rooms/", h)
+	mux.Handle("GET /dashboard/static/", h) // the room pages' style sheet too
 	mux.Handle("/admin/v1/rooms", s.roomsAdminHandler())
 	mux.Handle("/admin/v1/rooms/", s.roomsAdminHandler())
 	if s.cfg.DisableDashboard {

@@ -90,7 +90,10 @@ func TestDashboard(t *testing.T) {
 		}
 	}
 
-	_, page := get(t, c, base+"/dashboard/")
+	resp, page := get(t, c, base+"/dashboard/")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("dashboard: HTTP %d", resp.StatusCode)
+	}
 	for _, nd := range e.nodes {
 		if !strings.Contains(page, `data-node="`+nd.name+`" data-meetings="0" data-state="enabled" data-liveness="online"`) {
 			t.Errorf("the page does not show %s enabled and online", nd.name)
@@ -113,7 +116,7 @@ func TestDashboard(t *testing.T) {
 	if st := e.status()[0].State; st != fleet.Enabled {
 		t.Fatalf("after a forged POST the node is %s", st)
 	}
-	resp, _ := post(t, c, base+"/dashboard/nodes/"+id+"/state", url.Values{"state": {"cordoned"}, "csrf": {csrf}})
+	resp, _ = post(t, c, base+"/dashboard/nodes/"+id+"/state", url.Values{"state": {"cordoned"}, "csrf": {csrf}})
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("cordon: HTTP %d", resp.StatusCode)
 	}
@@ -134,6 +137,16 @@ func TestDashboard(t *testing.T) {
 		_, live := get(t, c, base+"/dashboard/live")
 		return strings.Contains(live, `data-meeting="m-visible"`)
 	})
+
+	// A room from the page: its two links, shown once.
+	resp, page = post(t, c, base+"/dashboard/rooms", url.Values{"name": {"Page room"}, "record": {"1"}, "csrf": {csrf}})
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `id="moderator-link">`+base+"/rooms/") ||
+		!strings.Contains(page, `id="participant-link">`+base+"/rooms/") {
+		t.Fatalf("create a room from the page: HTTP %d:\n%s", resp.StatusCode, page)
+	}
+	if rooms, _ := e.store.Rooms(ctxT(t)); len(rooms) != 1 || rooms[0].Name != "Page room" || !rooms[0].Record {
+		t.Fatalf("rooms after the page's create: %+v", rooms)
+	}
 
 	// Logout needs the CSRF token too.
 	if resp, _ := post(t, c, base+"/dashboard/logout", nil); resp.StatusCode != http.StatusForbidden {

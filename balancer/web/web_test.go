@@ -90,6 +90,22 @@ func TestSessionCookie(t *testing.T) {
 	}
 }
 
+func TestCookieFlags(t *testing.T) {
+	a := newAuthenticator("tok", nil, time.Now)
+	for _, tls := range []bool{false, true} {
+		r := httptest.NewRequest(http.MethodPost, "/dashboard/login", nil)
+		if tls {
+			r = httptest.NewRequest(http.MethodPost, "https://lb.example.com/dashboard/login", nil)
+		}
+		w := httptest.NewRecorder()
+		a.setCookie(w, r, "v", 60)
+		c := w.Result().Cookies()[0]
+		if !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Secure != tls {
+			t.Errorf("TLS %t: cookie %+v: want HttpOnly, SameSite=Strict, Secure only over TLS", tls, c)
+		}
+	}
+}
+
 func TestReadUsers(t *testing.T) {
 	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
 	dir := t.TempDir()
