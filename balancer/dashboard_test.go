@@ -329,3 +329,52 @@ func TestRoomLinks(t *testing.T) {
 		t.Fatalf("link of a deleted room: HTTP %d, want 404", resp.StatusCode)
 	}
 }
+
+func TestLoadRing(t *testing.T) {
+	var r loadRing
+	if r.points() != nil {
+		t.Fatal("an empty ring has points")
+	}
+	for i := range historyLen + 20 { // the oldest 20 fall out
+		r.add(float64(i))
+	}
+	p := r.points()
+	if len(p) != historyPoints {
+		t.Fatalf("%d points, want %d", len(p), historyPoints)
+	}
+	per := historyLen / historyPoints
+	if want := float64(20) + float64(per-1)/2; p[0] != want {
+		t.Errorf("first point %v, want the mean of samples 20..%d = %v", p[0], 20+per-1, want)
+	}
+	if p[len(p)-1] <= p[0] {
+		t.Errorf("points not oldest first: %v", p)
+	}
+}
+
+func TestDashboardEvents(t *testing.T) {
+	clk := newClock()
+	e := newEnv(t, "sqlite:"+t.TempDir()+"/balancer.db", clk)
+	e.addNodes(2)
+	d := &dashboard{s: e.srv, hist: map[string]*loadRing{}, prev: map[string]nodeSig{}}
+	d.observe(e.srv.reg.snapshot(), true) // the fleet at start: no events
+	clk.Advance(time.Minute)              // both miss their reports: offline
+	e.report(e.nodes[0], fleet.Load{BBBHealthy: true})
+	e.adminState("bbb1", "cordoned")
+	d.observe(e.srv.reg.snapshot(), true)
+	var texts []string
+	for _, ev := range d.Snapshot().Events {
+		texts = append(texts, ev.Text)
+	}
+	got := strings.Join(texts, "\n")
+	for _, want := range []string{"bbb1 is now cordoned", "bbb2 went offline"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("events %q lack %q", texts, want)
+		}
+	}
+	if strings.Contains(got, "joined") || strings.Contains(got, "bbb1 went") {
+		t.Errorf("events %q: nodes of the first observation did not join, bbb1 stayed online", texts)
+	}
+	if n := d.hist[e.srv.reg.snapshot()[0].ID].n; n != 2 {
+		t.Errorf("%d samples, want 2", n)
+	}
+}
