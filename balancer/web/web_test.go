@@ -1,8 +1,10 @@
 package web
 
 import (
+	"compress/gzip"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -176,18 +178,31 @@ func BenchmarkDashboard(b *testing.B) {
 	for _, path := range []string{"/dashboard/", "/dashboard/live"} {
 		b.Run(strings.Trim(path, "/"), func(b *testing.B) {
 			h.liveTTL = 0 // every request renders: the cost of one viewer's poll
-			var size int
+			var size, gzSize int
 			for b.Loop() {
 				r := httptest.NewRequest(http.MethodGet, path, nil)
 				r.AddCookie(&http.Cookie{Name: sessionCookie, Value: cookie})
+				r.Header.Set("Accept-Encoding", "gzip")
 				w := httptest.NewRecorder()
 				h.ServeHTTP(w, r)
 				if w.Code != http.StatusOK {
 					b.Fatalf("HTTP %d", w.Code)
 				}
 				size = w.Body.Len()
+				if w.Header().Get("Content-Encoding") == "gzip" {
+					gzSize = size
+					zr, err := gzip.NewReader(w.Body)
+					if err != nil {
+						b.Fatal(err)
+					}
+					plain, _ := io.ReadAll(zr)
+					size = len(plain)
+				}
 			}
 			b.ReportMetric(float64(size), "page-bytes")
+			if gzSize > 0 {
+				b.ReportMetric(float64(gzSize), "gzip-bytes")
+			}
 		})
 	}
 }
