@@ -67,6 +67,11 @@ type Config struct {
 	MaxBodyBytes int64
 	// Policy is the placement policy.
 	Policy placement.Policy
+	// DisableDashboard turns off the web page at /dashboard/ (room links stay).
+	DisableDashboard bool
+	// DashboardUsers is a file of dashboard users, "name:bcrypt-hash:role"
+	// per line; empty: log in with the admin token only.
+	DashboardUsers string
 	// Clock returns now; tests inject one.
 	Clock func() time.Time
 	// Logger; default slog.Default().

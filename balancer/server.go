@@ -63,6 +63,9 @@ func New(ctx context.Context, cfg Config, st *store.Store) (*Server, error) {
 	mux.Handle("/admin/v1/", s.adminHandler())
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", s.healthz)
+	if err := s.mountDashboard(mux); err != nil { // the fleet page, room links (dashboard.go)
+		return nil, err
+	}
 	s.handler = mux
 	return s, nil
 }

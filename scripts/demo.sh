@@ -4,7 +4,8 @@
 # bbb-agent each; meetings are created through the balancer as a front-end
 # would (checksums computed in the shell), then one node is drained while it
 # has a meeting: it takes no new meetings, waits for its meeting to end, then
-# leaves the fleet by itself. Needs only the binaries in bin/, curl and coreutils.
+# leaves the fleet by itself. Ends with the dashboard URL and keeps running until
+# Ctrl-C (DEMO_WAIT=0: exits). Needs only the binaries in bin/, curl and coreutils.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin}
@@ -117,3 +118,16 @@ echo
 agent 2 status
 echo
 echo "demo done: three agents joined the fleet, meetings were placed, and bbb1 left without ending a meeting."
+
+step "the dashboard and a room"
+curl -fsS -o /dev/null "$LB/dashboard/login"
+lb rooms create "Demo room"
+echo
+echo "dashboard: $LB/dashboard/  (log in with the admin token $ADMIN_TOKEN)"
+if [ "${DEMO_WAIT:-1}" = 0 ]; then
+	exit 0
+fi
+echo "the fleet keeps running so that you can look at it; Ctrl-C stops it"
+sleep infinity &
+pids+=($!)
+wait $!

@@ -41,6 +41,19 @@ var migrations = [][]string{
 	{ // 2: what a TURN node offers
 		`ALTER TABLE nodes ADD COLUMN turn_uris TEXT NOT NULL DEFAULT '[]'`, // JSON array
 	},
+	{ // rooms: links that open a meeting without a front-end (rooms.go)
+		`CREATE TABLE rooms (
+			id                 TEXT PRIMARY KEY,
+			name               TEXT NOT NULL,
+			meeting_id         TEXT NOT NULL UNIQUE,
+			moderator_hash     TEXT NOT NULL UNIQUE, -- SHA-256 hex of the moderator link's token
+			viewer_hash        TEXT NOT NULL UNIQUE, -- SHA-256 hex of the participant link's token
+			record             BIGINT NOT NULL DEFAULT 0,
+			max_participants   BIGINT NOT NULL DEFAULT 0,
+			wait_for_moderator BIGINT NOT NULL DEFAULT 0,
+			created_at         BIGINT NOT NULL -- Unix ms
+		)`,
+	},
 }
 
 // migrateLockKey is the PostgreSQL advisory lock that serializes the

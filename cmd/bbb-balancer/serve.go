@@ -44,6 +44,8 @@ func serveCommand() *cli.Command {
 			&cli.Float64Flag{Name: "cpu-ceiling", Value: placement.DefaultPolicy().CPUCeiling, EnvVars: env("CPU_CEILING"), Usage: "CPU percent above which a node takes no new meetings while others can"},
 			&cli.Int64Flag{Name: "max-body-bytes", Value: balancer.DefaultMaxBodyBytes, EnvVars: env("MAX_BODY_BYTES"), Usage: "largest BBB API request body accepted"},
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: env("LOG_LEVEL"), Usage: "debug, info, warn or error"},
+			&cli.BoolFlag{Name: "dashboard", Value: true, EnvVars: env("DASHBOARD"), Usage: "serve the fleet page at /dashboard/ (--dashboard=false: off)"},
+			&cli.StringFlag{Name: "dashboard-users", EnvVars: env("DASHBOARD_USERS"), Usage: "file of dashboard users, name:bcrypt-hash:role (admin or readonly) per line; without it, log in with the admin token"},
 		},
 		Action: serve,
 	}
@@ -109,6 +111,8 @@ func newReplica(ctx context.Context, c *cli.Context) (*replica, error) {
 		MaxBodyBytes:       c.Int64("max-body-bytes"),
 		Policy:             placement.DefaultPolicy(),
 		Logger:             log,
+		DisableDashboard:   !c.Bool("dashboard"),
+		DashboardUsers:     c.String("dashboard-users"),
 	}
 	cfg.Policy.CPUCeiling = c.Float64("cpu-ceiling")
 	if s := c.String("checksum-algorithms"); s != "" {

@@ -1,0 +1,322 @@
+package balancer
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bbb-agent/bbb-agent/balancer/adminapi"
+	"github.com/bbb-agent/bbb-agent/balancer/web"
+	"github.com/bbb-agent/bbb-agent/fleet"
+)
+
+// The dashboard keeps, in memory and per replica, one load sample per node
+// every sampleEvery for historyLen samples (an hour), and the last
+// maxEvents events.
+const (
+	sampleEvery   = 10 * time.Second
+	historyLen    = 360
+	historyPoints = 36 // drawn: each point averages historyLen/historyPoints samples
+	maxEvents     = 200
+	// meetingsMaxAge is how old the meetings list may get while someone
+	// looks at the page; it is listed from the nodes only then.
+	meetingsMaxAge = 5 * time.Second
+	viewIdle       = 2 * time.Minute
+)
+
+// dashboard is what the web pages see of the replica (web.Fleet).
+type dashboard struct {
+	s *Server
+
+	mu     sync.Mutex
+	hist   map[string]*loadRing // by node ID
+	prev   map[string]nodeSig   // last observed, for events
+	events []web.Event          // ring of maxEvents, next at evNext
+	evNext int
+	// observed: the first observation (the fleet at start) is done; nodes
+	// seen after it joined.
+	observed bool
+
+	mmu           sync.Mutex
+	meetings      []web.Meeting
+	meetingsTotal int
+	meetingsAt    time.Time
+	listing       atomic.Bool
+	lastView      atomic.Int64 // Unix ns
+}
+
+type loadRing struct {
+	v    [historyLen]float32
+	n    int // samples held
+	next int
+}
+
+func (r *loadRing) add(v float64) {
+	r.v[r.next] = float32(v)
+	r.next = (r.next + 1) % historyLen
+	r.n = min(r.n+1, historyLen)
+}
+
+// points averages the held samples, oldest first, into at most historyPoints.
+func (r *loadRing) points() []float64 {
+	if r.n == 0 {
+		return nil
+	}
+	per := historyLen / historyPoints
+	out := make([]float64, 0, (r.n+per-1)/per)
+	start := (r.next - r.n + historyLen) % historyLen
+	for i := 0; i < r.n; i += per {
+		sum, k := 0.0, 0
+		for j := i; j < min(i+per, r.n); j++ {
+			sum += float64(r.v[(start+j)%historyLen])
+			k++
+		}
+		out = append(out, sum/float64(k))
+	}
+	return out
+}
+
+// nodeSig is what events are derived from.
+type nodeSig struct {
+	name     string
+	state    fleet.AdminState
+	online   bool
+	meetings int
+}
+
+// mountDashboard serves the fleet page, the room links and the rooms admin
+// API on mux.
+func (s *Server) mountDashboard(mux *http.ServeMux) error {
+	var users map[string]web.User
+	if s.cfg.DashboardUsers != "" {
+		u, err := web.ReadUsers(s.cfg.DashboardUsers)
+		if err != nil {
+			return err
+		}
+		users = u
+	}
+	d := &dashboard{s: s, hist: map[string]*loadRing{}, prev: map[string]nodeSig{}}
+	h := web.New(web.Options{Fleet: d, Rooms: roomLinks{s}, AdminToken: s.cfg.AdminToken, Users: users,
+		Dashboard: !s.cfg.DisableDashboard, Clock: s.cfg.Clock, Logger: s.log})
+	mux.Handle("/rooms/", h)
+	mux.Handle("GET /dashboard/static/", h) // the room pages' style sheet too
+	mux.Handle("/admin/v1/rooms", s.roomsAdminHandler())
+	mux.Handle("/admin/v1/rooms/", s.roomsAdminHandler())
+	if s.cfg.DisableDashboard {
+		return nil
+	}
+	mux.Handle("/dashboard/", h)
+	mux.Handle("GET /dashboard", http.RedirectHandler("/dashboard/", http.StatusMovedPermanently))
+	d.observe(s.reg.snapshot(), true)
+	// The sampler lives as long as the process: the chart must cover the
+	// hour before anyone opened the page.
+	go d.sample()
+	return nil
+}
+
+func (d *dashboard) sample() {
+	t := time.NewTicker(sampleEvery)
+	defer t.Stop()
+	for range t.C {
+		d.observe(d.s.reg.snapshot(), true)
+	}
+}
+
+// observe diffs the fleet against the last observation into events, and
+// with record adds a load sample per node.
+func (d *dashboard) observe(nodes []nodeView, record bool) {
+	now := d.s.cfg.Clock()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	first := !d.observed
+	d.observed = true
+	seen := make(map[string]bool, len(nodes))
+	for _, n := range nodes {
+		seen[n.ID] = true
+		sig := nodeSig{name: n.Name, state: n.State, online: n.Online, meetings: n.Load.Meetings}
+		old, known := d.prev[n.ID]
+		switch {
+		case !known && !first:
+			d.event(now, fmt.Sprintf("%s joined the fleet (%s, %s)", n.Name, n.State, liveness(n.Online)))
+		case !known:
+		default:
+			if old.state != sig.state {
+				d.event(now, fmt.Sprintf("%s is now %s", n.Name, sig.state))
+			}
+			if old.online != sig.online {
+				d.event(now, fmt.Sprintf("%s went %s", n.Name, liveness(sig.online)))
+			}
+			if sig.state == fleet.Cordoned && old.meetings > 0 && sig.meetings == 0 {
+				d.event(now, fmt.Sprintf("%s drained: no meetings left", n.Name))
+			}
+		}
+		d.prev[n.ID] = sig
+		if record {
+			r := d.hist[n.ID]
+			if r == nil {
+				r = &loadRing{}
+				d.hist[n.ID] = r
+			}
+			r.add(d.s.cfg.Policy.Load(n.Node, n.Reserved))
+		}
+	}
+	for id, old := range d.prev {
+		if !seen[id] {
+			d.event(now, fmt.Sprintf("%s left the fleet", old.name))
+			delete(d.prev, id)
+			delete(d.hist, id)
+		}
+	}
+}
+
+func liveness(online bool) fleet.Liveness {
+	if online {
+		return fleet.Online
+	}
+	return fleet.Offline
+}
+
+// event appends to the ring; d.mu held.
+func (d *dashboard) event(at time.Time, text string) {
+	e := web.Event{At: at, Text: text}
+	if len(d.events) < maxEvents {
+		d.events = append(d.events, e)
+		return
+	}
+	d.events[d.evNext] = e
+	d.evNext = (d.evNext + 1) % maxEvents
+}
+
+func (d *dashboard) addEvent(text string) {
+	d.mu.Lock()
+	d.event(d.s.cfg.Clock(), text)
+	d.mu.Unlock()
+}
+
+// Snapshot implements web.Fleet. No secret leaves here: web.Node has no
+// field for one.
+func (d *dashboard) Snapshot() web.Snapshot {
+	now := d.s.cfg.Clock()
+	d.lastView.Store(time.Now().UnixNano())
+	nodes := d.s.reg.snapshot()
+	d.observe(nodes, false)
+	out := web.Snapshot{At: now, Nodes: make([]web.Node, 0, len(nodes))}
+	d.mu.Lock()
+	for _, n := range nodes {
+		v := web.Node{ID: n.ID, Name: n.Name, Role: string(n.Role), State: string(n.State), Liveness: string(liveness(n.Online)),
+			Meetings: n.Load.Meetings, Participants: n.Load.Participants, Video: n.Load.Video, CPUPercent: n.Load.CPUPercent,
+			Load: d.s.cfg.Policy.Load(n.Node, n.Reserved), BBBVersion: n.Load.BBBVersion, AgentVersion: n.AgentVersion,
+			LastReportAge: -1, TURNHealthy: n.Load.TURNHealthy, TURNURIs: n.TURNURIs}
+		if !n.LastReportAt.IsZero() {
+			v.LastReportAge = max(now.Sub(n.LastReportAt), 0)
+		}
+		if r := d.hist[n.ID]; r != nil {
+			v.History = r.points()
+		}
+		v.History = append(v.History, v.Load) // and now
+		out.Nodes = append(out.Nodes, v)
+	}
+	// Newest event first.
+	out.Events = make([]web.Event, 0, min(len(d.events), 50))
+	for i := 0; i < len(d.events) && i < 50; i++ {
+		j := ((d.evNext-1-i)%len(d.events) + len(d.events)) % len(d.events)
+		out.Events = append(out.Events, d.events[j])
+	}
+	d.mu.Unlock()
+	d.mmu.Lock()
+	out.Meetings, out.MeetingsTotal, out.MeetingsAt = d.meetings, d.meetingsTotal, d.meetingsAt
+	stale := time.Since(d.meetingsAt) > meetingsMaxAge
+	d.mmu.Unlock()
+	if stale && d.listing.CompareAndSwap(false, true) {
+		d.s.bg.Go(func() {
+			defer d.listing.Store(false)
+			d.listMeetings(nodes)
+		})
+	}
+	return out
+}
+
+// listMeetings asks every online BBB node for its meetings, a few at a
+// time, and keeps them sorted by participants (the page shows the largest).
+func (d *dashboard) listMeetings(nodes []nodeView) {
+	var (
+		mu  sync.Mutex
+		all []web.Meeting
+		wg  sync.WaitGroup
+		sem = make(chan struct{}, 32)
+	)
+	for _, n := range nodes {
+		if !n.Online || n.Role == fleet.RoleTURN || n.URL == "" {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			ctx, cancel := context.WithTimeout(context.Background(), d.s.cfg.GetMeetingsTimeout)
+			defer cancel()
+			ms, err := d.s.nodeMeetings(ctx, n.Node, d.s.cfg.GetMeetingsTimeout)
+			if err != nil {
+				d.s.log.Debug("dashboard: listing a node's meetings", "node", n.Name, "err", err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, m := range ms {
+				if m.HasBeenForciblyEnded || m.EndTime > 0 && !m.Running {
+					continue
+				}
+				all = append(all, web.Meeting{ID: m.MeetingID, Name: m.MeetingName, Node: n.Name,
+					Participants: m.ParticipantCount, Since: time.UnixMilli(m.CreateTime)})
+			}
+		}()
+	}
+	wg.Wait()
+	slices.SortFunc(all, func(a, b web.Meeting) int {
+		return cmp.Or(cmp.Compare(b.Participants, a.Participants), cmp.Compare(a.ID, b.ID))
+	})
+	d.mmu.Lock()
+	d.meetings, d.meetingsTotal, d.meetingsAt = all, len(all), time.Now()
+	d.mmu.Unlock()
+}
+
+// SetState goes through the admin API's own handler, in process, so the
+// page and the CLI change a node the same way.
+func (d *dashboard) SetState(ctx context.Context, who, node, state string) error {
+	body, _ := json.Marshal(adminapi.SetStateRequest{State: fleet.AdminState(state)})
+	req := httptest.NewRequestWithContext(ctx, http.MethodPost, adminapi.PathServer+url.PathEscape(node)+"/state", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+d.s.cfg.AdminToken)
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	d.s.handler.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		var e adminapi.Error
+		_ = json.Unmarshal(rec.Body.Bytes(), &e)
+		return fmt.Errorf("%s", cmp.Or(e.Error, http.StatusText(rec.Code)))
+	}
+	var v adminapi.Server
+	_ = json.Unmarshal(rec.Body.Bytes(), &v)
+	d.s.log.Info("dashboard: node state set", "user", who, "node", v.Name, "state", state)
+	d.addEvent(fmt.Sprintf("%s set to %s by %s", v.Name, state, who))
+	return nil
+}
+
+// CreateRoom implements web.Fleet.
+func (d *dashboard) CreateRoom(ctx context.Context, who string, req web.RoomRequest, base string) (web.RoomLinks, error) {
+	links, err := d.s.createRoom(ctx, req, base)
+	if err != nil {
+		return web.RoomLinks{}, err
+	}
+	d.s.log.Info("dashboard: room created", "user", who, "room", links.Name, "id", links.ID)
+	d.addEvent(fmt.Sprintf("room %q created by %s", links.Name, who))
+	return links, nil
+}

@@ -1,0 +1,380 @@
+package balancer
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bbb-agent/bbb-agent/balancer/web"
+	"github.com/bbb-agent/bbb-agent/bbb"
+	"github.com/bbb-agent/bbb-agent/fleet"
+	"github.com/bbb-agent/bbb-agent/internal/testenv"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// browser is an HTTP client with cookies that does not follow redirects.
+func browser(t *testing.T) *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar, Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+func get(t *testing.T, c *http.Client, u string) (*http.Response, string) {
+	t.Helper()
+	resp, err := c.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func post(t *testing.T, c *http.Client, u string, form url.Values) (*http.Response, string) {
+	t.Helper()
+	resp, err := c.PostForm(u, form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+var csrfRe = regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`)
+
+func login(t *testing.T, c *http.Client, base, user, password string) string {
+	t.Helper()
+	resp, _ := post(t, c, base+"/dashboard/login", url.Values{"user": {user}, "password": {password}})
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/dashboard/" {
+		t.Fatalf("login: HTTP %d to %q, want 303 to /dashboard/", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	resp, page := get(t, c, base+"/dashboard/")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("dashboard after login: HTTP %d", resp.StatusCode)
+	}
+	m := csrfRe.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatal("the dashboard carries no CSRF token")
+	}
+	return m[1]
+}
+
+func TestDashboard(t *testing.T) {
+	e := newEnv(t, "sqlite:"+t.TempDir()+"/balancer.db", newClock())
+	e.addNodes(3)
+	base := e.http.URL
+	c := browser(t)
+
+	// Without a session: to the login page; with a wrong token: refused.
+	if resp, _ := get(t, c, base+"/dashboard/"); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/dashboard/login" {
+		t.Fatalf("no session: HTTP %d to %q, want 303 to the login", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if resp, _ := post(t, c, base+"/dashboard/login", url.Values{"password": {"wrong"}}); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("wrong token: HTTP %d, want 401", resp.StatusCode)
+	}
+	csrf := login(t, c, base, "", adminToken)
+	for _, ck := range c.Jar.Cookies(mustURL(t, base+"/dashboard/")) {
+		if ck.Name == "bbb_dashboard" && strings.Contains(ck.Value, adminToken) {
+			t.Fatal("the session cookie carries the admin token")
+		}
+	}
+
+	resp, page := get(t, c, base+"/dashboard/")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("dashboard: HTTP %d", resp.StatusCode)
+	}
+	for _, nd := range e.nodes {
+		if !strings.Contains(page, `data-node="`+nd.name+`" data-meetings="0" data-state="enabled" data-liveness="online"`) {
+			t.Errorf("the page does not show %s enabled and online", nd.name)
+		}
+		if strings.Contains(page, nd.secret) {
+			t.Errorf("the page shows %s's secret", nd.name)
+		}
+	}
+	for _, secret := range []string{lbSecret, agentToken, adminToken} {
+		if strings.Contains(page, secret) {
+			t.Errorf("the page shows a secret %q", secret)
+		}
+	}
+
+	// A forged POST without the CSRF token changes nothing.
+	id := e.srv.reg.snapshot()[0].ID
+	if resp, _ := post(t, c, base+"/dashboard/nodes/"+id+"/state", url.Values{"state": {"cordoned"}}); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("POST without CSRF token: HTTP %d, want 403", resp.StatusCode)
+	}
+	if st := e.status()[0].State; st != fleet.Enabled {
+		t.Fatalf("after a forged POST the node is %s", st)
+	}
+	resp, _ = post(t, c, base+"/dashboard/nodes/"+id+"/state", url.Values{"state": {"cordoned"}, "csrf": {csrf}})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("cordon: HTTP %d", resp.StatusCode)
+	}
+	if st := e.status()[0].State; st != fleet.Cordoned {
+		t.Fatalf("after cordon from the page the admin API says %s", st)
+	}
+	_, live := get(t, c, base+"/dashboard/live")
+	if !strings.Contains(live, `data-state="cordoned"`) || !strings.Contains(live, "set to cordoned by admin-token") ||
+		!strings.Contains(live, "bbb1 joined the fleet") || !strings.Contains(live, "<polyline") {
+		t.Fatalf("the live part does not show the cordon and its event:\n%s", live)
+	}
+
+	// A meeting created through the API appears in the list.
+	if _, err := e.client.Create(ctxT(t), bbb.CreateRequest{MeetingID: "m-visible", Name: "Visible meeting"}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, "the meeting on the page", func() bool {
+		_, live := get(t, c, base+"/dashboard/live")
+		return strings.Contains(live, `data-meeting="m-visible"`)
+	})
+
+	// A room from the page: its two links, shown once.
+	resp, page = post(t, c, base+"/dashboard/rooms", url.Values{"name": {"Page room"}, "record": {"1"}, "csrf": {csrf}})
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `id="moderator-link">`+base+"/rooms/") ||
+		!strings.Contains(page, `id="participant-link">`+base+"/rooms/") {
+		t.Fatalf("create a room from the page: HTTP %d:\n%s", resp.StatusCode, page)
+	}
+	if rooms, _ := e.store.Rooms(ctxT(t)); len(rooms) != 1 || rooms[0].Name != "Page room" || !rooms[0].Record {
+		t.Fatalf("rooms after the page's create: %+v", rooms)
+	}
+
+	// Logout needs the CSRF token too.
+	if resp, _ := post(t, c, base+"/dashboard/logout", nil); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("logout without CSRF: HTTP %d", resp.StatusCode)
+	}
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func TestDashboardUsers(t *testing.T) {
+	hash, _ := bcrypt.GenerateFromPassword([]byte("watch-only"), bcrypt.MinCost)
+	path := filepath.Join(t.TempDir(), "users")
+	if err := os.WriteFile(path, []byte("# users\nviewer:"+string(hash)+":readonly\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st := openStore(t, "sqlite:"+t.TempDir()+"/balancer.db")
+	srv, err := New(context.Background(), Config{Secrets: []string{lbSecret}, AgentToken: agentToken, AdminToken: adminToken,
+		DashboardUsers: path, Logger: slog.New(slog.DiscardHandler)}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := httptestServer(t, srv)
+	c := browser(t)
+	if resp, _ := post(t, c, base+"/dashboard/login", url.Values{"user": {"viewer"}, "password": {"wrong"}}); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("wrong password: HTTP %d", resp.StatusCode)
+	}
+	csrf := login(t, c, base, "viewer", "watch-only")
+	_, page := get(t, c, base+"/dashboard/")
+	if strings.Contains(page, "Create room") || !strings.Contains(page, "read-only") {
+		t.Fatal("a read-only user is offered actions")
+	}
+	if resp, _ := post(t, c, base+"/dashboard/rooms", url.Values{"name": {"x"}, "csrf": {csrf}}); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("read-only room create: HTTP %d, want 403", resp.StatusCode)
+	}
+
+	// A bad users file stops the balancer from starting.
+	if err := os.WriteFile(path, []byte("viewer:plain:readonly\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(context.Background(), Config{Secrets: []string{lbSecret}, AgentToken: agentToken, AdminToken: adminToken,
+		DashboardUsers: path}, st); err == nil || !strings.Contains(err.Error(), "bcrypt") {
+		t.Fatalf("New with a plain-text password: err = %v", err)
+	}
+}
+
+func TestDashboardOff(t *testing.T) {
+	st := openStore(t, "sqlite:"+t.TempDir()+"/balancer.db")
+	srv, err := New(context.Background(), Config{Secrets: []string{lbSecret}, AgentToken: agentToken, AdminToken: adminToken,
+		DisableDashboard: true, Logger: slog.New(slog.DiscardHandler)}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := httptestServer(t, srv)
+	if resp, _ := get(t, browser(t), base+"/dashboard/login"); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("--dashboard=false: /dashboard/login HTTP %d, want 404", resp.StatusCode)
+	}
+}
+
+// createRoomAPI creates a room through the admin API.
+func (e *env) createRoomAPI(req CreateRoomRequest) web.RoomLinks {
+	e.t.Helper()
+	code, body := e.do(http.MethodPost, PathRooms, adminToken, req)
+	if code != http.StatusOK {
+		e.t.Fatalf("create room: HTTP %d %s", code, body)
+	}
+	var links web.RoomLinks
+	if err := json.Unmarshal(body, &links); err != nil {
+		e.t.Fatal(err)
+	}
+	return links
+}
+
+// attendees lists the (name, role) of a meeting's attendees on whichever node runs it.
+func (e *env) attendees(meetingID string) map[string]string {
+	out := map[string]string{}
+	for _, nd := range e.nodes {
+		c, _ := bbb.NewClient(nd.http.URL, nd.secret)
+		m, err := c.GetMeetingInfo(context.Background(), meetingID)
+		if err != nil {
+			continue
+		}
+		for _, a := range m.Attendees {
+			out[a.FullName] = a.Role
+		}
+	}
+	return out
+}
+
+func TestRoomLinks(t *testing.T) {
+	e := newEnv(t, "sqlite:"+t.TempDir()+"/balancer.db", newClock())
+	e.addNodes(2)
+	links := e.createRoomAPI(CreateRoomRequest{Name: "Physics 101", WaitForModerator: true, MaxParticipants: 10})
+	if !strings.HasPrefix(links.Moderator, e.http.URL+"/rooms/") || links.Moderator == links.Viewer {
+		t.Fatalf("links %+v", links)
+	}
+	c := browser(t)
+
+	// The participant waits until a moderator has started the room.
+	resp, page := get(t, c, links.Viewer+"?name=Pat")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `http-equiv="refresh"`) {
+		t.Fatalf("participant before the moderator: HTTP %d, want a waiting page:\n%s", resp.StatusCode, page)
+	}
+	if len(e.meetingsPerNode()) != 0 {
+		t.Fatal("a waiting participant created the meeting")
+	}
+
+	resp, page = get(t, c, links.Moderator)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, "moderator") || !strings.Contains(page, "Physics 101") {
+		t.Fatalf("moderator link: HTTP %d:\n%s", resp.StatusCode, page)
+	}
+	resp, _ = post(t, c, links.Moderator, url.Values{"name": {"Mia"}})
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusSeeOther || !strings.Contains(loc, "/bigbluebutton/api/join?") {
+		t.Fatalf("moderator join: HTTP %d to %q", resp.StatusCode, loc)
+	}
+	var rooms []Room
+	code, body := e.do(http.MethodGet, PathRooms, adminToken, nil)
+	if code != http.StatusOK || json.Unmarshal(body, &rooms) != nil || len(rooms) != 1 {
+		t.Fatalf("rooms list: HTTP %d %s", code, body)
+	}
+	meetingID := rooms[0].MeetingID
+	on := e.nodeOf(meetingID)
+	if len(on) != 1 || !strings.HasPrefix(loc, e.node(on[0]).http.URL) {
+		t.Fatalf("the join goes to %q, the meeting runs on %v", loc, on)
+	}
+	// Follow the join on the node, as the browser would.
+	if resp, _ := get(t, c, loc); resp.StatusCode != http.StatusFound {
+		t.Fatalf("the node's join: HTTP %d", resp.StatusCode)
+	}
+	if got := e.attendees(meetingID); got["Mia"] != bbb.RoleModerator {
+		t.Fatalf("attendees %v: want Mia as moderator", got)
+	}
+
+	// Now the participant gets in, as a viewer.
+	resp, _ = get(t, c, links.Viewer+"?name=Pat")
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("participant after the moderator: HTTP %d", resp.StatusCode)
+	} else if r, _ := get(t, c, loc); r.StatusCode != http.StatusFound {
+		t.Fatalf("the node's join: HTTP %d", r.StatusCode)
+	}
+	if got := e.attendees(meetingID); got["Pat"] != bbb.RoleViewer {
+		t.Fatalf("attendees %v: want Pat as viewer", got)
+	}
+
+	// Rotation: the old links open nothing, the new ones work.
+	code, body = e.do(http.MethodPost, PathRoom+links.ID+"/rotate", adminToken, nil)
+	var rotated web.RoomLinks
+	if code != http.StatusOK || json.Unmarshal(body, &rotated) != nil || rotated.Moderator == links.Moderator {
+		t.Fatalf("rotate: HTTP %d %s", code, body)
+	}
+	if resp, _ := get(t, c, links.Moderator); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("old link after rotation: HTTP %d, want 404", resp.StatusCode)
+	}
+	if resp, _ := get(t, c, rotated.Moderator); resp.StatusCode != http.StatusOK {
+		t.Fatalf("new link: HTTP %d", resp.StatusCode)
+	}
+
+	// Names are rate-limited per address.
+	limited := false
+	for range 40 {
+		if resp, _ := post(t, c, rotated.Viewer, url.Values{"name": {"Flood"}}); resp.StatusCode == http.StatusTooManyRequests {
+			limited = true
+			break
+		}
+	}
+	if !limited {
+		t.Fatal("40 name submissions in a row were not rate-limited")
+	}
+
+	if code, body := e.do(http.MethodDelete, PathRoom+links.ID, adminToken, nil); code != http.StatusOK {
+		t.Fatalf("delete: HTTP %d %s", code, body)
+	}
+	if resp, _ := get(t, c, rotated.Viewer); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("link of a deleted room: HTTP %d, want 404", resp.StatusCode)
+	}
+}
+
+func TestLoadRing(t *testing.T) {
+	var r loadRing
+	if r.points() != nil {
+		t.Fatal("an empty ring has points")
+	}
+	for i := range historyLen + 20 { // the oldest 20 fall out
+		r.add(float64(i))
+	}
+	p := r.points()
+	if len(p) != historyPoints {
+		t.Fatalf("%d points, want %d", len(p), historyPoints)
+	}
+	per := historyLen / historyPoints
+	if want := float64(20) + float64(per-1)/2; p[0] != want {
+		t.Errorf("first point %v, want the mean of samples 20..%d = %v", p[0], 20+per-1, want)
+	}
+	if p[len(p)-1] <= p[0] {
+		t.Errorf("points not oldest first: %v", p)
+	}
+}
+
+func TestDashboardEvents(t *testing.T) {
+	clk := newClock()
+	e := newEnv(t, "sqlite:"+t.TempDir()+"/balancer.db", clk)
+	e.addNodes(2)
+	d := &dashboard{s: e.srv, hist: map[string]*loadRing{}, prev: map[string]nodeSig{}}
+	d.observe(e.srv.reg.snapshot(), true) // the fleet at start: no events
+	clk.Advance(time.Minute)              // both miss their reports: offline
+	e.report(e.nodes[0], fleet.Load{BBBHealthy: true})
+	e.adminState("bbb1", "cordoned")
+	d.observe(e.srv.reg.snapshot(), true)
+	var texts []string
+	for _, ev := range d.Snapshot().Events {
+		texts = append(texts, ev.Text)
+	}
+	got := strings.Join(texts, "\n")
+	for _, want := range []string{"bbb1 is now cordoned", "bbb2 went offline"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("events %q lack %q", texts, want)
+		}
+	}
+	if strings.Contains(got, "joined") || strings.Contains(got, "bbb1 went") {
+		t.Errorf("events %q: nodes of the first observation did not join, bbb1 stayed online", texts)
+	}
+	if n := d.hist[e.srv.reg.snapshot()[0].ID].n; n != 2 {
+		t.Errorf("%d samples, want 2", n)
+	}
+}
