@@ -71,7 +71,7 @@ func login(t *testing.T, c *http.Client, base, user, password string) string {
 }
 
 func TestDashboard(t *testing.T) {
-	e := newEnv(t, "sqlite:"+t.TempDir()+"/balancer.db", newClock())
+	e := newEnv(t, "sqlite:"+t.TempDir()+"/balancer.db", testenv.NewClock())
 	e.addNodes(3)
 	base := e.http.URL
 	c := browser(t)
@@ -242,7 +242,7 @@ func (e *env) attendees(meetingID string) map[string]string {
 }
 
 func TestRoomLinks(t *testing.T) {
-	e := newEnv(t, "sqlite:"+t.TempDir()+"/balancer.db", newClock())
+	e := newEnv(t, "sqlite:"+t.TempDir()+"/balancer.db", testenv.NewClock())
 	e.addNodes(2)
 	links := e.createRoomAPI(CreateRoomRequest{Name: "Physics 101", WaitForModerator: true, MaxParticipants: 10})
 	if !strings.HasPrefix(links.Moderator, e.http.URL+"/rooms/") || links.Moderator == links.Viewer {
@@ -352,7 +352,7 @@ func TestLoadRing(t *testing.T) {
 }
 
 func TestDashboardEvents(t *testing.T) {
-	clk := newClock()
+	clk := testenv.NewClock()
 	e := newEnv(t, "sqlite:"+t.TempDir()+"/balancer.db", clk)
 	e.addNodes(2)
 	d := &dashboard{s: e.srv, hist: map[string]*loadRing{}, prev: map[string]nodeSig{}}

@@ -88,8 +88,8 @@ func TestDashboardBrowser(t *testing.T) {
 		s := startSim(t, simBin, "bbb-sim "+name, secret)
 		sims[name] = s
 		dir := t.TempDir()
-		testenv.Start(t, testenv.Cmd{Name: "bbb-agent " + name, Path: agentBin, Env: cleanEnv(), Args: []string{"run",
-			"--balancer-url", bal.Ready, "--agent-token", agentToken, "--bbb-url", s.proc.Ready, "--bbb-secret", secret,
+		testenv.StartAgent(t, testenv.AgentOpts{Name: "bbb-agent " + name, Bin: agentBin, Args: []string{"run",
+			"--balancer-url", bal.Ready, "--agent-token", agentToken, "--bbb-url", s.URL, "--bbb-secret", secret,
 			"--node-name", name, "--state-dir", dir + "/state", "--admin-socket", dir + "/agent.sock", "--report-interval", "1s",
 			"--logind=false", "--recordings-dir", dir}})
 	}
@@ -301,9 +301,9 @@ func TestDashboardBrowser(t *testing.T) {
 			t.Fatalf("the room's meeting runs on %q (%s is cordoned)", on, cordoned)
 		}
 		if u, _ := url.Parse(at); u == nil || u.Host != sims[on].hostPort(t) {
-			t.Fatalf("%s landed on %s, the meeting runs on %s at %s", name, at, on, sims[on].proc.Ready)
+			t.Fatalf("%s landed on %s, the meeting runs on %s at %s", name, at, on, sims[on].URL)
 		}
-		info, err := sims[on].client.GetMeetingInfo(ctx, rooms[0].MeetingID)
+		info, err := sims[on].Client.GetMeetingInfo(ctx, rooms[0].MeetingID)
 		if err != nil {
 			t.Fatal(err)
 		}
