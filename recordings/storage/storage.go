@@ -73,8 +73,8 @@ var ErrNone = errors.New("recordings storage is none: recordings stay on the nod
 type None struct{}
 
 func (None) Ship(context.Context, Shipment) (Receipt, error) { return Receipt{}, ErrNone }
-func (None) Check(context.Context) error                      { return nil }
-func (None) String() string                                   { return "none" }
+func (None) Check(context.Context) error                     { return nil }
+func (None) String() string                                  { return "none" }
 
 // IsNone reports whether s keeps recordings on the node.
 func IsNone(s Storage) bool {
