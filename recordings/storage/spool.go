@@ -64,6 +64,11 @@ func (s *Spool) Ship(ctx context.Context, sh Shipment) (Receipt, error) {
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
 		return Receipt{}, fmt.Errorf("spool: %w", err)
 	}
+	// Temporary files of an earlier attempt killed mid-write.
+	stale, _ := filepath.Glob(filepath.Join(s.dir, "."+sh.RecordID+".tar.tmp-*"))
+	for _, p := range stale {
+		os.Remove(p)
+	}
 	var r Receipt
 	h := sha256.New()
 	err := fsutil.Write(dst, fsutil.Options{Mode: 0o644, UID: -1, GID: -1}, func(w io.Writer) error {
