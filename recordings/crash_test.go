@@ -1,0 +1,5 @@
+package recordings
+
+const crashChildEnv = "RECORDINGS_CRASH_CHILD"
+
+func crashChild() {}
