@@ -44,6 +44,11 @@ func (s *Spool) Ship(ctx context.Context, sh Shipment) (Receipt, error) {
 	items = slices.Clone(items)
 	slices.SortFunc(items, func(a, b Item) int { return strings.Compare(a.Format, b.Format) })
 	dst := s.TarPath(sh.RecordID)
+	// Temporary files of an earlier attempt killed mid-write.
+	stale, _ := filepath.Glob(filepath.Join(s.dir, "."+sh.RecordID+".tar.tmp-*"))
+	for _, p := range stale {
+		os.Remove(p)
+	}
 	if fi, err := os.Stat(dst); err == nil {
 		// Same size: compare the content before writing it again.
 		h := sha256.New()
@@ -63,11 +68,6 @@ func (s *Spool) Ship(ctx context.Context, sh Shipment) (Receipt, error) {
 	}
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
 		return Receipt{}, fmt.Errorf("spool: %w", err)
-	}
-	// Temporary files of an earlier attempt killed mid-write.
-	stale, _ := filepath.Glob(filepath.Join(s.dir, "."+sh.RecordID+".tar.tmp-*"))
-	for _, p := range stale {
-		os.Remove(p)
 	}
 	var r Receipt
 	h := sha256.New()

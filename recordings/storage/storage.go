@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -64,6 +65,10 @@ type Options struct {
 	S3Endpoint string
 	// S3Region overrides the region of the AWS configuration.
 	S3Region string
+	// HTTPClient, when set, carries the S3 requests (tests count them).
+	HTTPClient interface {
+		Do(*http.Request) (*http.Response, error)
+	}
 }
 
 // ErrNone is what None.Ship returns: recordings stay on the node.
