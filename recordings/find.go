@@ -87,7 +87,9 @@ func Lookup(dir, recordID, format string) ([]Found, error) {
 }
 
 // Fingerprint hashes a directory's file list (paths, sizes, mtimes,
-// modes): cheap, and it changes on any rebuild.
+// modes) and its metadata.xml (a few kilobytes; a rebuild writes a new
+// processing time there even within one timestamp tick): cheap, and it
+// changes on any rebuild.
 func Fingerprint(dir string) (string, int64, error) {
 	files, err := storage.ListFiles(dir)
 	if err != nil {
@@ -98,6 +100,9 @@ func Fingerprint(dir string) (string, int64, error) {
 	for _, f := range files {
 		fmt.Fprintf(h, "%q %d %d %o\n", f.Path, f.Size, f.Mod, f.Mode)
 		size += f.Size
+	}
+	if md, err := os.ReadFile(filepath.Join(dir, "metadata.xml")); err == nil && len(md) <= maxMetadataBytes {
+		h.Write(md)
 	}
 	return hex.EncodeToString(h.Sum(nil)), size, nil
 }

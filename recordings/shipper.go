@@ -265,6 +265,11 @@ func (s *Shipper) scanLoop(ctx context.Context) {
 
 func (s *Shipper) worker(ctx context.Context) {
 	for ctx.Err() == nil {
+		// A wake-up asked for before this step is answered by it.
+		select {
+		case <-s.wake:
+		default:
+		}
 		did, err := s.step(ctx)
 		if err != nil && ctx.Err() == nil {
 			// The queue itself failed (disk full?): wait, never spin.

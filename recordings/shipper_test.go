@@ -178,7 +178,9 @@ func TestBackoffIsCappedJitteredAndNeverBusy(t *testing.T) {
 		if st.Calls() != attempt {
 			t.Fatalf("retried before its next try")
 		}
-		clock.Advance(time.Second)
+		if attempt < 6 {
+			clock.Advance(time.Second)
+		}
 	}
 	t.Logf("backoff waits: %v", waits)
 	b, err := s.Backlog(context.Background())
@@ -189,12 +191,12 @@ func TestBackoffIsCappedJitteredAndNeverBusy(t *testing.T) {
 	st.mu.Lock()
 	st.err = nil
 	st.mu.Unlock()
-	clock.Advance(time.Minute)
+	clock.Advance(time.Second)
 	testenv.Eventually(t, 10*time.Second, "shipped", func() bool {
 		r, _, _ := q.Get(context.Background(), id, "presentation")
 		return r.State == StateShipped
 	})
-	if got := s.Stats(); got.Shipped != 1 || got.Failed != 7 && got.Failed != 6 {
+	if got := s.Stats(); got.Shipped != 1 || got.Failed != 6 {
 		t.Errorf("Stats = %+v", got)
 	}
 }
