@@ -31,8 +31,10 @@ type Found struct {
 
 // Scan finds every finished format under dir: each
 // {published,unpublished}/<format>/<record_id>/ holding a metadata.xml.
+// A format in both trees (caught mid-move) counts once, published first.
 func Scan(dir string) ([]Found, error) {
 	var found []Found
+	seen := map[[2]string]bool{}
 	for _, tree := range readyTrees {
 		formats, err := os.ReadDir(filepath.Join(dir, tree))
 		if errors.Is(err, fs.ErrNotExist) {
@@ -54,9 +56,13 @@ func Scan(dir string) ([]Found, error) {
 				if !id.IsDir() || strings.HasPrefix(id.Name(), ".") {
 					continue
 				}
+				if seen[[2]string{id.Name(), f.Name()}] {
+					continue
+				}
 				if _, err := os.Stat(filepath.Join(d, "metadata.xml")); err != nil {
 					continue // not published yet
 				}
+				seen[[2]string{id.Name(), f.Name()}] = true
 				fp, size, err := Fingerprint(d)
 				if err != nil {
 					continue // removed while scanning
@@ -69,17 +75,15 @@ func Scan(dir string) ([]Found, error) {
 }
 
 // Lookup finds the formats of one recording (all, or only format when it
-// is not empty). A format in both trees counts once, published first.
+// is not empty).
 func Lookup(dir, recordID, format string) ([]Found, error) {
 	all, err := Scan(dir)
 	if err != nil {
 		return nil, err
 	}
 	var out []Found
-	seen := map[string]bool{}
 	for _, f := range all {
-		if f.RecordID == recordID && (format == "" || f.Format == format) && !seen[f.Format] {
-			seen[f.Format] = true
+		if f.RecordID == recordID && (format == "" || f.Format == format) {
 			out = append(out, f)
 		}
 	}
