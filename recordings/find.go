@@ -75,16 +75,38 @@ func Scan(dir string) ([]Found, error) {
 }
 
 // Lookup finds the formats of one recording (all, or only format when it
-// is not empty).
+// is not empty), looking only where they would be.
 func Lookup(dir, recordID, format string) ([]Found, error) {
-	all, err := Scan(dir)
-	if err != nil {
-		return nil, err
-	}
 	var out []Found
-	for _, f := range all {
-		if f.RecordID == recordID && (format == "" || f.Format == format) {
-			out = append(out, f)
+	seen := map[string]bool{}
+	for _, tree := range readyTrees {
+		formats := []string{format}
+		if format == "" {
+			formats = nil
+			entries, err := os.ReadDir(filepath.Join(dir, tree))
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("recordings: lookup %s: %w", recordID, err)
+			}
+			for _, e := range entries {
+				if e.IsDir() {
+					formats = append(formats, e.Name())
+				}
+			}
+		}
+		for _, f := range formats {
+			d := filepath.Join(dir, tree, f, recordID)
+			if seen[f] {
+				continue
+			}
+			if _, err := os.Stat(filepath.Join(d, "metadata.xml")); err != nil {
+				continue
+			}
+			fp, size, err := Fingerprint(d)
+			if err != nil {
+				continue
+			}
+			seen[f] = true
+			out = append(out, Found{RecordID: recordID, Format: f, Dir: d, Fingerprint: fp, Size: size})
 		}
 	}
 	return out, nil
