@@ -51,11 +51,12 @@ func row(t *testing.T, q *Queue, id, format string) Row {
 
 // fakeStorage fails while err is set and counts calls.
 type fakeStorage struct {
-	mu     sync.Mutex
-	err    error
-	calls  int
-	during func() // runs inside Ship
-	got    []storage.Shipment
+	mu      sync.Mutex
+	err     error
+	calls   int
+	during  func() // runs inside Ship
+	errOnce error  // the next Ship's error
+	got     []storage.Shipment
 }
 
 func (f *fakeStorage) Ship(ctx context.Context, sh storage.Shipment) (storage.Receipt, error) {
@@ -65,6 +66,10 @@ func (f *fakeStorage) Ship(ctx context.Context, sh storage.Shipment) (storage.Re
 	if f.during != nil {
 		f.during()
 		f.during = nil
+	}
+	if err := f.errOnce; err != nil {
+		f.errOnce = nil
+		return storage.Receipt{}, err
 	}
 	if f.err != nil {
 		return storage.Receipt{}, f.err
@@ -483,5 +488,29 @@ func untar(t testing.TB, path string) map[string]string {
 		s := sha256.New()
 		io.Copy(s, tr)
 		out[h.Name] = hex.EncodeToString(s.Sum(nil))
+	}
+}
+
+func TestRebuildThatFailsTheShipmentIsNotAnAttempt(t *testing.T) {
+	root := t.TempDir()
+	id := recordID(1)
+	dir := publish(t, root, id, "presentation", 1)
+	st := &fakeStorage{errOnce: errors.New("read shapes.svg: unexpected EOF (did it change while shipping?)")}
+	st.during = func() { os.WriteFile(filepath.Join(dir, "shapes.svg"), []byte("shorter"), 0o644) }
+	s, q := newShipper(t, root, st, Config{Clock: testenv.NewClock()})
+	ctx := context.Background()
+	if err := s.Notify(ctx, id, ""); err != nil {
+		t.Fatal(err)
+	}
+	s.step(ctx)
+	if r := row(t, q, id, "presentation"); r.State != StateQueued || r.Attempts != 0 || !r.NextTry.IsZero() {
+		t.Fatalf("row %+v, want queued again at once, no attempt counted", r)
+	}
+	s.step(ctx)
+	if r := row(t, q, id, "presentation"); r.State != StateShipped {
+		t.Fatalf("row %s, want shipped", r.State)
+	}
+	if got := s.Stats(); got.Rebuilds != 1 || got.Failed != 0 || got.Shipped != 1 {
+		t.Errorf("Stats = %+v", got)
 	}
 }

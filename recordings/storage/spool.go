@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/bbb-agent/bbb-agent/internal/fsutil"
@@ -20,6 +21,7 @@ import (
 // Spool writes Scalelite's transfer format into a directory.
 type Spool struct {
 	dir string
+	mu  sync.Mutex // one tar write at a time: two formats of one recording write the same file
 }
 
 // NewSpool returns the spool back-end writing into dir.
@@ -43,6 +45,8 @@ func (s *Spool) Ship(ctx context.Context, sh Shipment) (Receipt, error) {
 	}
 	items = slices.Clone(items)
 	slices.SortFunc(items, func(a, b Item) int { return strings.Compare(a.Format, b.Format) })
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	dst := s.TarPath(sh.RecordID)
 	// Temporary files of an earlier attempt killed mid-write.
 	stale, _ := filepath.Glob(filepath.Join(s.dir, "."+sh.RecordID+".tar.tmp-*"))
