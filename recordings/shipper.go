@@ -507,3 +507,18 @@ func (s *Shipper) deleteDue(ctx context.Context, now time.Time) (bool, error) {
 	}
 	return did, nil
 }
+
+// List returns every row of the queue ("bbb-agent recordings list").
+func (s *Shipper) List(ctx context.Context) ([]Row, error) { return s.cfg.Queue.List(ctx) }
+
+// Retry makes a recording's failed, quarantined or waiting rows due now
+// and wakes a worker ("recordings retry ID" and "recordings ship ID"). It
+// returns how many rows it touched; 0 means the queue does not know the
+// recording (Notify it first) or it is shipped already.
+func (s *Shipper) Retry(ctx context.Context, recordID string) (int, error) {
+	n, err := s.cfg.Queue.Retry(ctx, recordID)
+	if n > 0 {
+		s.poke()
+	}
+	return n, err
+}

@@ -251,8 +251,23 @@ func TestQuarantine(t *testing.T) {
 		t.Errorf("after the fix: %s %q, want shipped", r.State, r.LastError)
 	}
 	b, _ := s.Backlog(ctx)
-	if b.Quarantined != 1 || b.Pending() != 0 {
-		t.Errorf("Backlog = %+v, want 1 quarantined and nothing pending", b)
+	if b.Quarantined != 1 || b.Pending() != 0 || !strings.Contains(b.LastFailure, missing) {
+		t.Errorf("Backlog = %+v, want 1 quarantined, nothing pending, the last failure", b)
+	}
+	// The operator publishes it and retries.
+	publish(t, root, missing, "video", 4)
+	if n, err := s.Retry(ctx, missing); n != 1 || err != nil {
+		t.Fatalf("Retry = %d, %v; want 1 row", n, err)
+	}
+	s.step(ctx)
+	rows, err := s.List(ctx)
+	if err != nil || len(rows) != 3 {
+		t.Fatalf("List = %d rows, %v", len(rows), err)
+	}
+	for _, r := range rows {
+		if r.State != StateShipped || r.Attempts > 1 {
+			t.Errorf("%s/%s: %s after %d attempts, want shipped", r.RecordID, r.Format, r.State, r.Attempts)
+		}
 	}
 }
 
