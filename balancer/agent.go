@@ -223,7 +223,11 @@ func (s *Server) registerNode(ctx context.Context, c caller, n records.Node, req
 	var cred string
 	switch {
 	case !c.bootstrap && c.node.ID == existing.ID:
-		// The node itself.
+		// The node itself; but a second server holding its credential (an
+		// image cloned after registration) must not move it while it runs.
+		if offline, _ := s.offlineFor(existing); !offline && !sameAddress(existing, n) {
+			return records.Node{}, "", s.cloneConflict(existing, n)
+		}
 	case c.bootstrap && existing.CredentialHash == "" && sameAddress(existing, n):
 		// A node registered before credentials (or added by an operator
 		// with this URL), registered again from its own address: it gets a
@@ -364,6 +368,16 @@ func (s *Server) nameConflict(holder records.Node) error {
 			"if it replaces that node, run `bbb-balancer servers remove %s`, or `bbb-balancer servers allow-takeover %s` "+
 			"and start this agent with --takeover; a node offline for more than %s is taken over without asking by an agent with the same BBB secret",
 		holder.Name, where, state, holder.Name, holder.Name, s.cfg.TakeoverAfter)}
+}
+
+// cloneConflict refuses a registration with a node's own credential that
+// would move the node while it still reports from elsewhere.
+func (s *Server) cloneConflict(holder, n records.Node) error {
+	return &conflictError{holder: holder.Name, msg: fmt.Sprintf(
+		"node %q is online at %s and this registration, with its credential, names %s: two servers hold one node's credential "+
+			"(an image cloned after registration?); give the copy its own --node-name and delete its %s, "+
+			"or stop the node at %s: once it is offline its agent may move it",
+		holder.Name, holder.URL, n.URL, "node-credential file", holder.URL)}
 }
 
 // urlConflict words a URL held by another node like nameConflict.

@@ -25,7 +25,9 @@ type Server struct {
 	metrics  *metrics
 	log      *slog.Logger
 	handler  http.Handler
-	bg       sync.WaitGroup
+	// ceilingWarn rate-limits the over-ceiling warning.
+	ceilingWarn ceilingWarning
+	bg          sync.WaitGroup
 }
 
 // New builds a replica on an open store and loads the registry.
@@ -63,7 +65,7 @@ func New(ctx context.Context, cfg Config, st *store.Store) (*Server, error) {
 	mux.Handle("/admin/v1/", s.adminHandler())
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", s.healthz)
-	s.handler = mux
+	s.handler = s.withBodyTimeout(s.withCleanAPIPaths(mux))
 	return s, nil
 }
 
@@ -76,6 +78,10 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {
 		http.Error(w, "database unreachable: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	if err := s.store.CheckWritable(ctx); err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain")
