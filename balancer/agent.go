@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/bbb-agent/bbb-agent/agentapi"
+	"github.com/bbb-agent/bbb-agent/balancer/adminapi"
 	"github.com/bbb-agent/bbb-agent/balancer/records"
 	"github.com/bbb-agent/bbb-agent/balancer/store"
 	"github.com/bbb-agent/bbb-agent/bbb"
@@ -351,17 +352,26 @@ func (s *Server) offlineFor(n records.Node) (bool, time.Duration) {
 	return true, now.Sub(last)
 }
 
+// holderState says how long the node holding a name or URL has been
+// online or offline, for a refusal's message.
+func (s *Server) holderState(n records.Node) string {
+	offline, since := s.offlineFor(n)
+	switch {
+	case !offline:
+		return fmt.Sprintf("online, last report %s ago", since.Round(time.Second))
+	case n.LastReportAt.IsZero():
+		return fmt.Sprintf("offline: registered %s ago and never reported", since.Round(time.Second))
+	}
+	return fmt.Sprintf("offline for %s", since.Round(time.Second))
+}
+
 // nameConflict refuses a registration of holder's name by another identity.
 func (s *Server) nameConflict(holder records.Node) error {
-	offline, since := s.offlineFor(holder)
 	where := holder.URL
 	if where == "" {
 		where = strings.Join(holder.TURNURIs, " ")
 	}
-	state := fmt.Sprintf("online, last report %s ago", since.Round(time.Second))
-	if offline {
-		state = fmt.Sprintf("offline for %s", since.Round(time.Second))
-	}
+	state := s.holderState(holder)
 	return &conflictError{holder: holder.Name, msg: fmt.Sprintf(
 		"node %q is already registered by another agent (at %s, %s) and this agent cannot prove it is that node: "+
 			"if this is another server (a cloned image, a copied agent.yaml), give it its own --node-name; "+
@@ -387,11 +397,7 @@ func (s *Server) urlConflict(ctx context.Context, n records.Node, err error) err
 	}
 	for _, other := range s.reg.snapshot() {
 		if other.URL != "" && other.URL == n.URL && other.Name != n.Name {
-			offline, since := s.offlineFor(other.Node)
-			state := fmt.Sprintf("online, last report %s ago", since.Round(time.Second))
-			if offline {
-				state = fmt.Sprintf("offline for %s", since.Round(time.Second))
-			}
+			state := s.holderState(other.Node)
 			return &conflictError{holder: other.Name, msg: fmt.Sprintf(
 				"the URL %s is already registered to node %q (%s): one BBB server is one node; "+
 					"if %q is gone, run `bbb-balancer servers remove %s` first",
@@ -602,6 +608,24 @@ func (s *Server) agentRotate(w http.ResponseWriter, r *http.Request, c caller) {
 	s.reg.put(updated)
 	s.log.Info("node credential rotated", "node", n.Name)
 	writeJSON(w, http.StatusOK, agentapi.RotateResponse{Credential: cred})
+}
+
+// adminAllowTakeover lets the next registration of the node's name with
+// --takeover replace its identity (a replaced server, a lost credential).
+func (s *Server) adminAllowTakeover(w http.ResponseWriter, r *http.Request) {
+	n, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	updated, err := s.store.AllowTakeover(r.Context(), n.ID)
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, adminapi.Error{Error: "the balancer's database did not answer: " + err.Error()})
+		return
+	}
+	s.reg.put(updated)
+	s.log.Warn("an operator allows the takeover of a node: the next agent registering its name with --takeover gets it", "node", n.Name)
+	n.Node = updated
+	writeJSON(w, http.StatusOK, s.serverView(n))
 }
 
 func (s *Server) decodeAgentJSON(w http.ResponseWriter, r *http.Request, v any) bool {

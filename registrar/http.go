@@ -31,6 +31,8 @@ type options struct {
 	client    *http.Client
 	timeout   time.Duration
 	algorithm bbb.Algorithm
+	credFile  string
+	takeover  bool
 }
 
 // WithHTTPClient sends the requests through c (proxies, TLS settings, tests).
@@ -45,6 +47,17 @@ func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout =
 // (default sha256; Scalelite accepts sha1, sha256 and sha512 unless its
 // LOADBALANCER_CHECKSUM_ALGORITHM says otherwise). NewBalancer ignores it.
 func WithChecksumAlgorithm(a bbb.Algorithm) Option { return func(o *options) { o.algorithm = a } }
+
+// WithCredentialFile keeps the node's own credential, which bbb-balancer
+// answers at registration, in path (mode 0600; bbb-agent uses
+// <state-dir>/node-credential). Without it the agent token is sent on every
+// call, as agents did before node credentials. NewScalelite ignores it.
+func WithCredentialFile(path string) Option { return func(o *options) { o.credFile = path } }
+
+// WithTakeover asks bbb-balancer to let this agent take over a node name
+// another identity holds; the balancer allows it only after an operator's
+// `bbb-balancer servers allow-takeover NAME`. NewScalelite ignores it.
+func WithTakeover(takeover bool) Option { return func(o *options) { o.takeover = takeover } }
 
 func buildOptions(opts []Option) (options, error) {
 	o := options{timeout: DefaultTimeout, algorithm: bbb.SHA256}
