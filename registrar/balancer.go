@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -97,7 +98,11 @@ func (b *Balancer) keepCredential(cred string) error {
 	if done || cred == "" || b.credFile == "" {
 		return nil
 	}
-	if err := fsutil.WriteFile(b.credFile, []byte(cred+"\n"), 0o600); err != nil {
+	err := os.MkdirAll(filepath.Dir(b.credFile), 0o700)
+	if err == nil {
+		err = fsutil.WriteFile(b.credFile, []byte(cred+"\n"), 0o600)
+	}
+	if err != nil {
 		return fmt.Errorf("registrar: keeping the node credential: %w: fix the state directory (the credential is kept in memory until then)", err)
 	}
 	b.mu.Lock()
@@ -314,7 +319,7 @@ func (b *Balancer) call(ctx context.Context, path string, in, out any, secrets .
 	case ans.status == http.StatusUnauthorized || ans.status == http.StatusForbidden:
 		return fmt.Errorf("%s: %w (HTTP %d%s)", what, ErrUnauthorized, ans.status, prefixed(msg))
 	case ans.status == http.StatusConflict && apiErr.Code == agentapi.CodeNodeConflict:
-		return &ConflictError{What: what, Message: msg}
+		return &ConflictError{What: what, Message: cleanMessageMax(apiErr.Error, maxConflictBytes, secrets...)}
 	case ans.status == http.StatusNotFound && apiErr.Code == agentapi.CodeUnknownNode:
 		return fmt.Errorf("%s: %w%s", what, ErrNotRegistered, prefixed(msg))
 	case ans.status == http.StatusNotFound && apiErr.Code == "":

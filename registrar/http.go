@@ -22,6 +22,9 @@ const (
 	maxAnswerBytes = 8 << 20
 	// maxMessageBytes bounds a server's error message quoted in an error.
 	maxMessageBytes = 300
+	// maxConflictBytes bounds bbb-balancer's refusal of a registration,
+	// which names the holder and every way out.
+	maxConflictBytes = 2000
 )
 
 // Option configures NewBalancer and NewScalelite.
@@ -189,14 +192,19 @@ func (a answer) describe() string {
 // cleanMessage makes a server's error message safe to quote: secrets the
 // registrar knows are cut out, and the length is bounded.
 func cleanMessage(msg string, secrets ...string) string {
+	return cleanMessageMax(msg, maxMessageBytes, secrets...)
+}
+
+// cleanMessageMax is cleanMessage with a bound of limit bytes.
+func cleanMessageMax(msg string, limit int, secrets ...string) string {
 	for _, s := range secrets {
 		if s != "" {
 			msg = strings.ReplaceAll(msg, s, "[redacted]")
 		}
 	}
 	msg = strings.TrimSpace(msg)
-	if len(msg) > maxMessageBytes {
-		msg = strings.ToValidUTF8(msg[:maxMessageBytes], "") + "…"
+	if len(msg) > limit {
+		msg = strings.ToValidUTF8(msg[:limit], "") + "…"
 	}
 	return msg
 }
