@@ -355,6 +355,9 @@ func (s *Server) offlineFor(n records.Node) (bool, time.Duration) {
 // holderState says how long the node holding a name or URL has been
 // online or offline, for a refusal's message.
 func (s *Server) holderState(n records.Node) string {
+	if live, _, ok := s.reg.node(n.ID); ok {
+		n = live // this replica's newest report
+	}
 	offline, since := s.offlineFor(n)
 	switch {
 	case !offline:
