@@ -14,7 +14,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/bbb-agent/bbb-agent/agentapi"
@@ -133,11 +132,9 @@ func (s *Server) unknownNode(w http.ResponseWriter, name string) bool {
 	return false
 }
 
-// legacyWarned holds the names of nodes warned about using the agent token.
-var legacyWarned sync.Map
-
+// warnLegacy warns once per node (and replica) that it uses the agent token.
 func (s *Server) warnLegacy(name string) {
-	if _, done := legacyWarned.LoadOrStore(s.cfg.AgentToken+"\x00"+name, true); !done {
+	if _, done := s.legacyWarned.LoadOrStore(name, true); !done {
 		s.log.Warn("node uses the fleet's agent token instead of its own credential: upgrade its bbb-agent (it then receives a node credential at its next registration)",
 			"node", name)
 	}

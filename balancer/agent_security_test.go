@@ -298,3 +298,29 @@ func TestHealthzFailsWhenTheDatabaseTakesNoWrites(t *testing.T) {
 		t.Errorf("healthz while the database takes no writes: %d %s, want 503", code, body)
 	}
 }
+
+// A client trickling a POST body is cut off by the body read deadline and
+// gets a BBB error, instead of holding the connection.
+func TestSlowBodyIsCutOff(t *testing.T) {
+	e := newEnv(t, "sqlite:"+t.TempDir()+"/b.db", newClock())
+	e.addNodes(1)
+	e.srv.cfg.BodyReadTimeout = 100 * time.Millisecond
+	pr, pw := io.Pipe()
+	t.Cleanup(func() { pw.Close() })
+	go func() { _, _ = pw.Write([]byte("<modules")) }() // and then nothing more
+	target := e.http.URL + "/bigbluebutton/api/insertDocument?" + bbb.SignQuery(bbb.SHA256, "insertDocument", "meetingID=m", lbSecret)
+	req, err := http.NewRequestWithContext(ctxT(t), http.MethodPost, target, pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "text/xml")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("the balancer did not answer a stalled body: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(body), "<returncode>FAILED</returncode>") {
+		t.Errorf("a stalled body: HTTP %d %s, want a BBB error", resp.StatusCode, body)
+	}
+}

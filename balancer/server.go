@@ -25,9 +25,11 @@ type Server struct {
 	metrics  *metrics
 	log      *slog.Logger
 	handler  http.Handler
-	// ceilingWarn rate-limits the over-ceiling warning.
-	ceilingWarn ceilingWarning
-	bg          sync.WaitGroup
+	// ceilingWarn rate-limits the over-ceiling warning; legacyWarned holds
+	// the names of nodes warned about using the agent token.
+	ceilingWarn  ceilingWarning
+	legacyWarned sync.Map
+	bg           sync.WaitGroup
 }
 
 // New builds a replica on an open store and loads the registry.

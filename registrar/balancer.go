@@ -316,6 +316,10 @@ func (b *Balancer) call(ctx context.Context, path string, in, out any, secrets .
 	}
 	msg := cleanMessage(apiErr.Error, secrets...)
 	switch {
+	case ans.status == http.StatusUnauthorized && bearer != b.token && path != agentapi.PathRegister:
+		// The node's credential is gone: an operator removed the node, or
+		// another agent took it over. Registering again tells which.
+		return fmt.Errorf("%s: %w: the balancer no longer knows this node's credential (removed, or taken over)%s", what, ErrNotRegistered, prefixed(msg))
 	case ans.status == http.StatusUnauthorized || ans.status == http.StatusForbidden:
 		return fmt.Errorf("%s: %w (HTTP %d%s)", what, ErrUnauthorized, ans.status, prefixed(msg))
 	case ans.status == http.StatusConflict && apiErr.Code == agentapi.CodeNodeConflict:

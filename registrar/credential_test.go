@@ -82,8 +82,11 @@ func TestNodeCredential(t *testing.T) {
 	if _, err := taker.Register(ctx, l.registration("bbb1")); err != nil {
 		t.Fatalf("takeover allowed by the operator: %v", err)
 	}
-	if _, err := again.Report(ctx, Report{Seq: 3}); !errors.Is(err, ErrUnauthorized) {
-		t.Errorf("the old agent after the takeover: %v, want ErrUnauthorized", err)
+	if _, err := again.Report(ctx, Report{Seq: 3}); !errors.Is(err, ErrNotRegistered) {
+		t.Errorf("the old agent after the takeover: %v, want ErrNotRegistered (so that it registers again and hears why)", err)
+	}
+	if _, err := again.Register(ctx, l.registration("bbb1")); !errors.As(err, &conflict) {
+		t.Errorf("the old agent registering again after the takeover: %v, want a ConflictError", err)
 	}
 
 	// An operator removes the node: its agent registers it anew.

@@ -135,7 +135,7 @@ func openPostgres(dsn string) *Store {
 func openSQLite(ctx context.Context, path string) (*Store, error) {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("store: cannot create the data directory: %w: give a directory the balancer's user may write (--data-dir)", err)
+		return nil, fmt.Errorf("store: cannot create the data directory %s: %w: give a directory the balancer's user may write (--data-dir)", dir, err)
 	}
 	// SQLite writes its journal beside the file: a directory the balancer
 	// cannot write fails later with a bare "readonly database".
