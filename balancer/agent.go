@@ -106,6 +106,11 @@ func (s *Server) speaksFor(w http.ResponseWriter, r *http.Request, c caller, nam
 			return records.Node{}, false
 		}
 		n, ok := s.reg.byNodeName(name)
+		if ok && (n.ID != c.node.ID || n.CredentialHash != c.node.CredentialHash) {
+			// The name was removed and registered again, or taken over.
+			s.agentRefused(w, http.StatusUnauthorized, agentapi.CodeUnauthorized, fmt.Sprintf("this credential no longer belongs to node %q", name))
+			return records.Node{}, false
+		}
 		return n, ok || s.unknownNode(w, name)
 	}
 	n, ok := s.reg.byNodeName(name)
