@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/bbb-agent/bbb-agent/agent/host"
@@ -185,7 +186,11 @@ func (a *Agent) retryLater(what string, err error) {
 		wait = max(wait, 12*a.cfg.ReportInterval)
 	}
 	a.nextTry = a.cfg.Clock.Now().Add(wait)
-	a.log.Warn(what+" failed; retrying", "err", err, "retry_in", wait.Round(time.Millisecond))
+	level := slog.LevelWarn
+	if errors.As(err, new(*registrar.ConflictError)) {
+		level = slog.LevelError // another node holds our name: the operator must act
+	}
+	a.log.Log(context.Background(), level, what+" failed; retrying", "err", err, "retry_in", wait.Round(time.Millisecond))
 	a.mu.Lock()
 	a.status.LastError = fmt.Sprintf("%s: %v", what, err)
 	a.mu.Unlock()

@@ -25,6 +25,7 @@ func (s *Server) adminHandler() http.Handler {
 	mux.HandleFunc("POST "+adminapi.PathServer+"{id}/state", s.adminSetState)
 	mux.HandleFunc("POST "+adminapi.PathServer+"{id}/panic", s.adminPanic)
 	mux.HandleFunc("DELETE "+adminapi.PathServer+"{id}", s.adminRemove)
+	mux.HandleFunc("POST "+adminapi.PathServer+"{id}/allow-takeover", s.adminAllowTakeover)
 	return s.requireToken(s.cfg.AdminToken, mux, func(w http.ResponseWriter) {
 		writeJSON(w, http.StatusUnauthorized, adminapi.Error{Error: "missing or wrong admin token"})
 	})

@@ -33,7 +33,8 @@ func TestAgentAPIAuthAndErrors(t *testing.T) {
 			{"register without secret", agentapi.PathRegister, agentToken, `{"node":"x","url":"http://127.0.0.1:1"}`, http.StatusBadRequest, agentapi.CodeBadRequest},
 			{"register bad URL", agentapi.PathRegister, agentToken, `{"node":"x","url":"bbb.example.com","secret":"s"}`, http.StatusBadRequest, agentapi.CodeBadRequest},
 			{"register bad role", agentapi.PathRegister, agentToken, `{"node":"x","url":"http://127.0.0.1:1","secret":"s","role":"sfu"}`, http.StatusBadRequest, agentapi.CodeBadRequest},
-			{"register URL of another agent's node", agentapi.PathRegister, agentToken, `{"node":"other","url":"` + e.nodes[0].http.URL + `","secret":"s"}`, http.StatusConflict, agentapi.CodeConflict},
+			{"register URL of another agent's node", agentapi.PathRegister, agentToken, `{"node":"other","url":"` + e.nodes[0].http.URL + `","secret":"` + e.nodes[0].secret + `"}`, http.StatusConflict, agentapi.CodeNodeConflict},
+			{"register a URL with a wrong secret", agentapi.PathRegister, agentToken, `{"node":"other","url":"` + e.nodes[0].http.URL + `","secret":"s"}`, http.StatusUnprocessableEntity, agentapi.CodeNodeCheck},
 			{"drain unknown", agentapi.PathDrain, agentToken, `{"node":"ghost"}`, http.StatusNotFound, agentapi.CodeUnknownNode},
 			{"oversize", agentapi.PathReport, agentToken, `{"node":"` + strings.Repeat("x", agentapi.MaxBodyBytes) + `"}`, http.StatusBadRequest, agentapi.CodeBadRequest},
 		}

@@ -65,6 +65,13 @@ type Config struct {
 	GetMeetingsTimeout time.Duration
 	// MaxBodyBytes bounds a BBB API request body (default 16 MiB).
 	MaxBodyBytes int64
+	// TakeoverAfter is how long a node must have been offline before an agent
+	// that proves the node's BBB secret takes its name over without an
+	// operator (default DefaultTakeoverAfter).
+	TakeoverAfter time.Duration
+	// BodyReadTimeout bounds reading one request body (default 30 s): a
+	// client trickling a body holds no connection longer.
+	BodyReadTimeout time.Duration
 	// Policy is the placement policy.
 	Policy placement.Policy
 	// DisableDashboard turns off the web page at /dashboard/ (room links stay).
@@ -77,6 +84,11 @@ type Config struct {
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
+
+// DefaultTakeoverAfter is how long a node must be offline before an agent
+// proving the same BBB secret takes over its name unasked (README, Security
+// model).
+const DefaultTakeoverAfter = 30 * time.Minute
 
 func (c *Config) setDefaults() error {
 	if len(c.Secrets) == 0 {
@@ -116,6 +128,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.GetMeetingsTimeout <= 0 {
 		c.GetMeetingsTimeout = DefaultGetMeetingsTimeout
+	}
+	if c.TakeoverAfter <= 0 {
+		c.TakeoverAfter = DefaultTakeoverAfter
+	}
+	if c.BodyReadTimeout <= 0 {
+		c.BodyReadTimeout = 30 * time.Second
 	}
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes

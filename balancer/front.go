@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -56,10 +57,20 @@ var meetingCalls = map[string]bool{
 	bbb.CallIsMeetingRunning: true, bbb.CallGetMeetingInfo: true, bbb.CallInsertDocument: true,
 }
 
+// Bounds of a BBB API query: BBB's own web server refuses far less; longer
+// content goes in a POST body.
+const (
+	maxQueryBytes  = 64 << 10
+	maxQueryParams = 10_000
+)
+
+// apiPrefix is where the BBB API front lives.
+const apiPrefix = "/bigbluebutton/api"
+
 // serveAPI is the BBB API front at /bigbluebutton/api/.
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	call := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, "/bigbluebutton/api"), "/")
+	call := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, apiPrefix), "/")
 	label := call
 	if call == "" {
 		label = "root"
@@ -67,7 +78,16 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		label = "unsupported"
 	}
 	rec := &resultRecorder{ResponseWriter: w}
-	s.handleAPI(rec, r, call)
+	switch {
+	case len(r.URL.RawQuery) > maxQueryBytes:
+		label = "unsupported"
+		writeFailed(rec, bbb.NewError(bbb.KeyRequestTooLarge, fmt.Sprintf("The query string is longer than %d bytes: send long content as a POST body.", maxQueryBytes)))
+	case strings.Count(r.URL.RawQuery, "&") >= maxQueryParams:
+		label = "unsupported"
+		writeFailed(rec, bbb.NewError(bbb.KeyValidationError, fmt.Sprintf("The query has more than %d parameters.", maxQueryParams)))
+	default:
+		s.handleAPI(rec, r, call)
+	}
 	s.metrics.apiRequests.WithLabelValues(label, rec.result()).Inc()
 	s.metrics.apiLatency.WithLabelValues(label).Observe(time.Since(start).Seconds())
 }
@@ -159,11 +179,13 @@ func (s *Server) create(ctx context.Context, w *resultRecorder, req *apiRequest)
 			return
 		}
 		body, err := s.forward(ctx, node, req, s.cfg.NodeTimeout)
-		if err == nil {
+		if err == nil && !s.refusedChecksum(node, req.call, body) {
 			writeRaw(w, body)
 			return
 		}
-		s.log.Warn("create: node did not answer", "node", node.Name, "meeting", meetingID, "err", err)
+		if err != nil {
+			s.log.Warn("create: node did not answer", "node", node.Name, "meeting", meetingID, "err", err)
+		}
 		if !fresh {
 			writeFailed(w, bbb.NewError(keyServerUnavailable, "The server hosting this meeting did not answer; try again."))
 			return
@@ -247,7 +269,7 @@ func (s *Server) pick(tags placement.TagRequest, excluded map[string]bool) (plac
 	}
 	if d.OverCeiling {
 		s.metrics.placements.WithLabelValues("over_ceiling").Inc()
-		s.log.Warn("every eligible node is over the CPU ceiling; placing on the least loaded", "node", d.Node.Name)
+		s.ceilingWarn.warn(s, d.Node.Name)
 	}
 	if d.Fallback {
 		s.metrics.placements.WithLabelValues("tag_fallback").Inc()
@@ -281,7 +303,7 @@ func (s *Server) join(ctx context.Context, w *resultRecorder, r *http.Request, r
 	}
 	if strings.EqualFold(req.params.Get("redirect"), "false") {
 		body, err := s.forward(ctx, node, req, s.cfg.NodeTimeout)
-		if err != nil {
+		if err != nil || s.refusedChecksum(node, req.call, body) {
 			writeFailed(w, bbb.NewError(keyServerUnavailable, "The server hosting this meeting did not answer; try again."))
 			return
 		}
@@ -321,8 +343,10 @@ func (s *Server) forwardMeetingCall(ctx context.Context, w *resultRecorder, req 
 		return
 	}
 	body, err := s.forward(ctx, node, req, s.cfg.NodeTimeout)
-	if err != nil {
-		s.log.Warn("node did not answer", "call", req.call, "node", node.Name, "err", err)
+	if err != nil || s.refusedChecksum(node, req.call, body) {
+		if err != nil {
+			s.log.Warn("node did not answer", "call", req.call, "node", node.Name, "err", err)
+		}
 		writeFailed(w, bbb.NewError(keyServerUnavailable, "The server hosting this meeting did not answer; try again."))
 		return
 	}
@@ -427,6 +451,70 @@ func (s *Server) forward(ctx context.Context, n records.Node, req *apiRequest, t
 		return nil, fmt.Errorf("%s %s: %w", req.call, n.Name, err)
 	}
 	return data, nil
+}
+
+// refusedChecksum says whether a node's answer to a call the balancer signed
+// with the node's secret is checksumError. That error is the node's, never
+// the front-end's (whose checksum the balancer checked): the node is marked
+// unhealthy, so placement avoids it until it registers again, and the log
+// says so once.
+func (s *Server) refusedChecksum(n records.Node, call string, body []byte) bool {
+	if !errors.Is(bbb.DecodeResponse(call, body, nil), bbb.ErrChecksum) {
+		return false
+	}
+	if s.reg.markUnhealthy(n.ID, "checksumError") {
+		s.log.Error("node refused the balancer's checksum: its BBB secret is not the one registered; it takes no new meetings until its agent registers again with the right secret",
+			"node", n.Name, "url", n.URL, "call", call)
+	}
+	return true
+}
+
+// ceilingWarning rate-limits the warning that every eligible node is over
+// the CPU ceiling: once per ceilingWarnEvery, with the count in between.
+type ceilingWarning struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+const ceilingWarnEvery = time.Minute
+
+func (c *ceilingWarning) warn(s *Server, node string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := s.cfg.Clock()
+	if !c.last.IsZero() && now.Sub(c.last) < ceilingWarnEvery {
+		c.suppressed++
+		return
+	}
+	s.log.Warn("every eligible node is over the CPU ceiling; placing on the least loaded", "node", node,
+		"placements_over_ceiling_since_last_warning", c.suppressed)
+	c.last, c.suppressed = now, 0
+}
+
+// withBodyTimeout bounds the time a request may take to send its body, so
+// that a client trickling bytes cannot hold a connection.
+func (s *Server) withBodyTimeout(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.cfg.BodyReadTimeout)) // a deadline is wall-clock time
+		next.ServeHTTP(w, r)
+	})
+}
+
+// withCleanAPIPaths answers a BBB API path that is not in clean form
+// (create/../getMeetings, a doubled slash) with a BBB error instead of the
+// mux's redirect: a front-end must not be sent to another call.
+func (s *Server) withCleanAPIPaths(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		if strings.HasPrefix(p, apiPrefix) && p != apiPrefix+"/" && path.Clean(p) != p {
+			rec := &resultRecorder{ResponseWriter: w}
+			writeFailed(rec, bbb.NewError(bbb.KeyUnsupportedRequest, "The API path is not in clean form: call /bigbluebutton/api/<call>."))
+			s.metrics.apiRequests.WithLabelValues("unsupported", rec.result()).Inc()
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func (s *Server) storeError(what string, err error) *bbb.APIError {

@@ -26,6 +26,8 @@ type registry struct {
 	mu     sync.RWMutex
 	byID   map[string]*entry
 	byName map[string]string
+	// byCred finds a node by the hash of its credential.
+	byCred map[string]string
 	// turn holds the TURN nodes, a handful among thousands of BBB nodes:
 	// every report's answer lists them.
 	turn    map[string]*entry
@@ -39,15 +41,27 @@ type entry struct {
 	reserved int
 	// gen is the refresh that last found the node in the store.
 	gen uint64
+	// run and seq are the agent run and the highest seq this replica has
+	// accepted from it: within a run, seq never goes backwards.
+	run    string
+	seq    int64
+	seqSet bool
+	// unhealthy says why placement avoids the node (it refused the
+	// balancer's checksum); a registration clears it.
+	unhealthy string
 }
 
 func newRegistry(st *store.Store, cfg *Config) *registry {
-	return &registry{store: st, cfg: cfg, byID: map[string]*entry{}, byName: map[string]string{}, turn: map[string]*entry{},
+	return &registry{store: st, cfg: cfg, byID: map[string]*entry{}, byName: map[string]string{}, byCred: map[string]string{}, turn: map[string]*entry{},
 		pending: map[string]records.Report{}}
 }
 
 // errUnknownNode means no node has that name (or ID).
 var errUnknownNode = errors.New("unknown node")
+
+// errSeqBackwards means a report's seq is lower than one already accepted
+// from the same agent run.
+var errSeqBackwards = errors.New("seq went backwards")
 
 // refresh reloads nodes and reservations from the store. Local reports newer
 // than the stored ones (not flushed yet) are kept. Entries are updated in
@@ -65,6 +79,7 @@ func (r *registry) refresh(ctx context.Context) error {
 	defer r.mu.Unlock()
 	r.gen++
 	byName := make(map[string]string, len(nodes))
+	byCred := make(map[string]string)
 	turn := make(map[string]*entry)
 	for _, n := range nodes {
 		n = r.withDefaults(n)
@@ -81,6 +96,9 @@ func (r *registry) refresh(ctx context.Context) error {
 		}
 		e.node, e.reserved, e.gen = n, reserved, r.gen
 		byName[n.Name] = n.ID
+		if n.CredentialHash != "" {
+			byCred[n.CredentialHash] = n.ID
+		}
 		if n.Role == fleet.RoleTURN {
 			turn[n.ID] = e
 		}
@@ -90,7 +108,7 @@ func (r *registry) refresh(ctx context.Context) error {
 			delete(r.byID, id)
 		}
 	}
-	r.byName, r.turn = byName, turn
+	r.byName, r.byCred, r.turn = byName, byCred, turn
 	return nil
 }
 
@@ -121,8 +139,14 @@ func (r *registry) put(n records.Node) {
 	if e.node.Name != "" && e.node.Name != n.Name {
 		delete(r.byName, e.node.Name)
 	}
+	if e.node.CredentialHash != "" && e.node.CredentialHash != n.CredentialHash {
+		delete(r.byCred, e.node.CredentialHash)
+	}
 	e.node = n
 	r.byName[n.Name] = n.ID
+	if n.CredentialHash != "" {
+		r.byCred[n.CredentialHash] = n.ID
+	}
 	if n.Role == fleet.RoleTURN {
 		r.turn[n.ID] = e
 	} else {
@@ -135,6 +159,7 @@ func (r *registry) remove(id string) {
 	defer r.mu.Unlock()
 	if e, ok := r.byID[id]; ok {
 		delete(r.byName, e.node.Name)
+		delete(r.byCred, e.node.CredentialHash)
 		delete(r.byID, id)
 		delete(r.turn, id)
 		delete(r.pending, id)
@@ -152,6 +177,40 @@ func (r *registry) byNodeName(name string) (records.Node, bool) {
 	return r.byID[id].node, true
 }
 
+// byCredential returns the node whose credential has the hash.
+func (r *registry) byCredential(hash string) (records.Node, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	id, ok := r.byCred[hash]
+	if !ok {
+		return records.Node{}, false
+	}
+	return r.byID[id].node, true
+}
+
+// registered notes a registration of the node: the agent starts a new run
+// (its seq starts again) and whatever made placement avoid it is gone.
+func (r *registry) registered(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e, ok := r.byID[id]; ok {
+		e.seqSet, e.unhealthy = false, ""
+	}
+}
+
+// markUnhealthy makes placement avoid the node until it registers again; it
+// says whether the node was healthy until now.
+func (r *registry) markUnhealthy(id, reason string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.byID[id]
+	if !ok || e.unhealthy != "" {
+		return false
+	}
+	e.unhealthy = reason
+	return true
+}
+
 // node returns a node by ID and whether it is online now.
 func (r *registry) node(id string) (records.Node, bool, bool) {
 	r.mu.RLock()
@@ -164,8 +223,10 @@ func (r *registry) node(id string) (records.Node, bool, bool) {
 }
 
 // report applies a load report in memory and queues it for the store. It
-// returns the node as it now stands.
-func (r *registry) report(name string, seq int64, load fleet.Load) (records.Node, error) {
+// returns the node as it now stands. Within one agent run seq may repeat (a
+// retry) but not go backwards; an agent without a run ID (older agents)
+// starts again at 1.
+func (r *registry) report(name, run string, seq int64, load fleet.Load) (records.Node, error) {
 	now := r.cfg.Clock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -174,6 +235,11 @@ func (r *registry) report(name string, seq int64, load fleet.Load) (records.Node
 		return records.Node{}, fmt.Errorf("%w %q", errUnknownNode, name)
 	}
 	e := r.byID[id]
+	sameRun := e.seqSet && e.run == run && !(run == "" && seq == 1)
+	if sameRun && seq < e.seq {
+		return e.node, fmt.Errorf("%w: %d after %d", errSeqBackwards, seq, e.seq)
+	}
+	e.run, e.seq, e.seqSet = run, seq, true
 	e.node.LastReportAt, e.node.LastSeq, e.node.Load = now, seq, load
 	e.reserved = 0
 	r.pending[id] = records.Report{NodeID: id, Seq: seq, ReceivedAt: now, Load: load}
@@ -233,7 +299,9 @@ func (r *registry) candidates() []placement.Candidate {
 	defer r.mu.RUnlock()
 	out := make([]placement.Candidate, 0, len(r.byID))
 	for _, e := range r.byID {
-		out = append(out, placement.Candidate{Node: e.node, Online: e.node.Liveness(now, r.cfg.MissedReports) == fleet.Online, Reserved: e.reserved})
+		// A node that refused the balancer's checksum takes no new meetings.
+		online := e.unhealthy == "" && e.node.Liveness(now, r.cfg.MissedReports) == fleet.Online
+		out = append(out, placement.Candidate{Node: e.node, Online: online, Reserved: e.reserved})
 	}
 	return out
 }

@@ -25,7 +25,11 @@ type Server struct {
 	metrics  *metrics
 	log      *slog.Logger
 	handler  http.Handler
-	bg       sync.WaitGroup
+	// ceilingWarn rate-limits the over-ceiling warning; legacyWarned holds
+	// the names of nodes warned about using the agent token.
+	ceilingWarn  ceilingWarning
+	legacyWarned sync.Map
+	bg           sync.WaitGroup
 }
 
 // New builds a replica on an open store and loads the registry.
@@ -66,7 +70,7 @@ func New(ctx context.Context, cfg Config, st *store.Store) (*Server, error) {
 	if err := s.mountDashboard(mux); err != nil { // the fleet page, room links (dashboard.go)
 		return nil, err
 	}
-	s.handler = mux
+	s.handler = s.withBodyTimeout(s.withCleanAPIPaths(mux))
 	return s, nil
 }
 
@@ -79,6 +83,10 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {
 		http.Error(w, "database unreachable: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	if err := s.store.CheckWritable(ctx); err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain")

@@ -3,28 +3,41 @@ package registrar
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 
 	"github.com/bbb-agent/bbb-agent/agentapi"
 	"github.com/bbb-agent/bbb-agent/fleet"
+	"github.com/bbb-agent/bbb-agent/internal/fsutil"
 )
 
 // Balancer is a Registrar for bbb-balancer's agent API (/agent/v1/, JSON,
-// "Authorization: Bearer <agent token>"). It is safe for concurrent use.
+// "Authorization: Bearer <credential>"). With a credential file it sends the
+// node's own credential on every call once it has one, and the agent token
+// only to register a node that has none yet. It is safe for concurrent use.
 type Balancer struct {
-	base  string // scheme://host[:port][/prefix], no trailing slash
-	shown string // base as it may appear in messages
-	token string
-	ep    endpoint
+	base     string // scheme://host[:port][/prefix], no trailing slash
+	shown    string // base as it may appear in messages
+	token    string
+	ep       endpoint
+	credFile string // "" : no node credential (older behaviour)
+	takeover bool
+	run      string // this process's run ID, sent with every report
 
-	mu     sync.Mutex
-	node   string // the registered node name, kept for later calls
-	secret string // the registered BBB secret, cut out of quoted messages
+	mu        sync.Mutex
+	node      string // the registered node name, kept for later calls
+	secret    string // the registered BBB secret, cut out of quoted messages
+	cred      string // the node's own credential, "" until it has one
+	persisted bool   // cred is in credFile
 }
 
 // NewBalancer returns a Registrar for the bbb-balancer at baseURL (e.g.
@@ -41,8 +54,63 @@ func NewBalancer(baseURL, agentToken string, opts ...Option) (*Balancer, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &Balancer{base: u.String(), shown: u.Redacted(), token: agentToken,
-		ep: endpoint{client: o.client, timeout: o.timeout}}, nil
+	b := &Balancer{base: u.String(), shown: u.Redacted(), token: agentToken,
+		ep: endpoint{client: o.client, timeout: o.timeout}, credFile: o.credFile, takeover: o.takeover, run: newRunID()}
+	if b.credFile != "" {
+		raw, err := os.ReadFile(b.credFile)
+		switch {
+		case err == nil:
+			b.cred, b.persisted = strings.TrimSpace(string(raw)), true
+		case !errors.Is(err, fs.ErrNotExist):
+			return nil, fmt.Errorf("registrar: reading the node credential: %w: fix the state directory's permissions", err)
+		}
+	}
+	return b, nil
+}
+
+func newRunID() string {
+	b := make([]byte, 8)
+	rand.Read(b) // never fails (crypto/rand)
+	return hex.EncodeToString(b)
+}
+
+// bearer is what the calls authenticate with: the node's credential once it
+// has one, else the agent token.
+func (b *Balancer) bearer() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cred != "" {
+		return b.cred
+	}
+	return b.token
+}
+
+// keepCredential stores a credential the balancer answered: in memory at
+// once (so the next call uses it even if the file cannot be written) and in
+// the credential file, mode 0600.
+func (b *Balancer) keepCredential(cred string) error {
+	b.mu.Lock()
+	if cred != "" {
+		b.cred, b.persisted = cred, false
+	}
+	cred, done := b.cred, b.persisted
+	b.mu.Unlock()
+	if done || cred == "" || b.credFile == "" {
+		return nil
+	}
+	err := os.MkdirAll(filepath.Dir(b.credFile), 0o700)
+	if err == nil {
+		err = fsutil.WriteFile(b.credFile, []byte(cred+"\n"), 0o600)
+	}
+	if err != nil {
+		return fmt.Errorf("registrar: keeping the node credential: %w: fix the state directory (the credential is kept in memory until then)", err)
+	}
+	b.mu.Lock()
+	if b.cred == cred {
+		b.persisted = true
+	}
+	b.mu.Unlock()
+	return nil
 }
 
 // Kind returns "balancer".
@@ -55,9 +123,16 @@ func (b *Balancer) Register(ctx context.Context, r Registration) (fleet.AdminSta
 		Node: r.Node, URL: r.URL, Secret: r.Secret, Role: string(r.Role), Tags: r.Tags, TURNURIs: r.TURNURIs,
 		LoadMultiplier: r.LoadMultiplier, AgentVersion: r.AgentVersion,
 		ReportIntervalSeconds: r.ReportInterval.Seconds(),
+		NodeCredential:        b.credFile != "", Takeover: b.takeover,
 	}
 	var resp agentapi.RegisterResponse
-	if err := b.call(ctx, agentapi.PathRegister, req, &resp, r.Secret); err != nil {
+	err := b.call(ctx, agentapi.PathRegister, req, &resp, r.Secret)
+	if errors.Is(err, ErrUnauthorized) && b.forgetCredential() {
+		// The balancer no longer knows our credential: an operator removed
+		// the node. Register it anew with the agent token.
+		err = b.call(ctx, agentapi.PathRegister, req, &resp, r.Secret)
+	}
+	if err != nil {
 		return "", err
 	}
 	st, err := b.state(agentapi.PathRegister, resp.State)
@@ -67,7 +142,45 @@ func (b *Balancer) Register(ctx context.Context, r Registration) (fleet.AdminSta
 	b.mu.Lock()
 	b.node, b.secret = r.Node, r.Secret
 	b.mu.Unlock()
+	if err := b.keepCredential(resp.Credential); err != nil {
+		return "", err
+	}
 	return st, nil
+}
+
+// forgetCredential drops a credential the balancer refused and says whether
+// there was one.
+func (b *Balancer) forgetCredential() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cred == "" {
+		return false
+	}
+	b.cred, b.persisted = "", false
+	return true
+}
+
+// Rotate replaces the node's credential with a new one from the balancer and
+// keeps it in the credential file; the old one stops working at once.
+func (b *Balancer) Rotate(ctx context.Context) error {
+	node, err := b.registered()
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	has := b.cred != ""
+	b.mu.Unlock()
+	if !has {
+		return fmt.Errorf("%s: the node has no credential to rotate yet: register first (with a credential file)", b.what(agentapi.PathRotate))
+	}
+	var resp agentapi.RotateResponse
+	if err := b.call(ctx, agentapi.PathRotate, agentapi.NodeRequest{Node: node}, &resp); err != nil {
+		return err
+	}
+	if resp.Credential == "" {
+		return fmt.Errorf("%s: the answer carries no credential", b.what(agentapi.PathRotate))
+	}
+	return b.keepCredential(resp.Credential)
 }
 
 // Report sends a load report. The reply carries the state the balancer wants
@@ -78,7 +191,7 @@ func (b *Balancer) Report(ctx context.Context, r Report) (Reply, error) {
 		return Reply{}, err
 	}
 	var resp agentapi.ReportResponse
-	req := agentapi.ReportRequest{Node: node, Seq: r.Seq, Load: r.Load, MeetingIDs: r.MeetingIDs}
+	req := agentapi.ReportRequest{Node: node, Seq: r.Seq, Run: b.run, Load: r.Load, MeetingIDs: r.MeetingIDs}
 	if err := b.call(ctx, agentapi.PathReport, req, &resp); err != nil {
 		return Reply{}, err
 	}
@@ -90,10 +203,10 @@ func (b *Balancer) Report(ctx context.Context, r Report) (Reply, error) {
 }
 
 // Cordon asks the balancer to place no new meetings on the node (drain).
-func (b *Balancer) Cordon(ctx context.Context) error { return b.setState(ctx, agentapi.PathDrain) }
+func (b *Balancer) Cordon(ctx context.Context) error { return b.setState(ctx, agentapi.PathCordon) }
 
 // Enable lets the node take new meetings again (undrain).
-func (b *Balancer) Enable(ctx context.Context) error { return b.setState(ctx, agentapi.PathUndrain) }
+func (b *Balancer) Enable(ctx context.Context) error { return b.setState(ctx, agentapi.PathEnable) }
 
 func (b *Balancer) setState(ctx context.Context, path string) error {
 	node, err := b.registered()
@@ -127,7 +240,7 @@ func (b *Balancer) Check(ctx context.Context) error {
 		if err != nil {
 			return nil, err
 		}
-		req.Header.Set("Authorization", "Bearer "+b.token)
+		req.Header.Set("Authorization", "Bearer "+b.bearer())
 		return req, nil
 	})
 	switch {
@@ -174,12 +287,13 @@ func (b *Balancer) call(ctx context.Context, path string, in, out any, secrets .
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
+	bearer := b.bearer()
 	ans, err := b.ep.do(ctx, what, func(ctx context.Context) (*http.Request, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.base+path, bytes.NewReader(body))
 		if err != nil {
 			return nil, err
 		}
-		req.Header.Set("Authorization", "Bearer "+b.token)
+		req.Header.Set("Authorization", "Bearer "+bearer)
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Accept", "application/json")
 		return req, nil
@@ -194,7 +308,7 @@ func (b *Balancer) call(ctx context.Context, path string, in, out any, secrets .
 		return nil
 	}
 	b.mu.Lock()
-	secrets = append(secrets, b.secret, b.token)
+	secrets = append(secrets, b.secret, b.token, b.cred)
 	b.mu.Unlock()
 	var apiErr agentapi.Error
 	if json.Unmarshal(ans.body, &apiErr) != nil {
@@ -202,8 +316,14 @@ func (b *Balancer) call(ctx context.Context, path string, in, out any, secrets .
 	}
 	msg := cleanMessage(apiErr.Error, secrets...)
 	switch {
+	case ans.status == http.StatusUnauthorized && bearer != b.token && path != agentapi.PathRegister:
+		// The node's credential is gone: an operator removed the node, or
+		// another agent took it over. Registering again tells which.
+		return fmt.Errorf("%s: %w: the balancer no longer knows this node's credential (removed, or taken over)%s", what, ErrNotRegistered, prefixed(msg))
 	case ans.status == http.StatusUnauthorized || ans.status == http.StatusForbidden:
 		return fmt.Errorf("%s: %w (HTTP %d%s)", what, ErrUnauthorized, ans.status, prefixed(msg))
+	case ans.status == http.StatusConflict && apiErr.Code == agentapi.CodeNodeConflict:
+		return &ConflictError{What: what, Message: cleanMessageMax(apiErr.Error, maxConflictBytes, secrets...)}
 	case ans.status == http.StatusNotFound && apiErr.Code == agentapi.CodeUnknownNode:
 		return fmt.Errorf("%s: %w%s", what, ErrNotRegistered, prefixed(msg))
 	case ans.status == http.StatusNotFound && apiErr.Code == "":

@@ -210,7 +210,7 @@ func TestBalancerRefusals(t *testing.T) {
 		{"wrong token", "wrong-token", func(b *Balancer) error {
 			_, err := b.Register(ctx, l.registration("bbb1"))
 			return err
-		}, ErrUnauthorized, "missing or wrong agent token"},
+		}, ErrUnauthorized, "missing or wrong credential"},
 		{"report before register", agentToken, func(b *Balancer) error {
 			_, err := b.Report(ctx, Report{})
 			return err
@@ -223,7 +223,7 @@ func TestBalancerRefusals(t *testing.T) {
 		{"URL of another agent's node", agentToken, func(b *Balancer) error {
 			_, err := b.Register(ctx, sameURL)
 			return err
-		}, ErrRejected, "belongs to another agent's node"},
+		}, ErrRejected, "is already registered to node"},
 		{"bad role", agentToken, func(b *Balancer) error {
 			r := l.registration("bbb4")
 			r.Role = "mcu"

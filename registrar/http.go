@@ -22,6 +22,9 @@ const (
 	maxAnswerBytes = 8 << 20
 	// maxMessageBytes bounds a server's error message quoted in an error.
 	maxMessageBytes = 300
+	// maxConflictBytes bounds bbb-balancer's refusal of a registration,
+	// which names the holder and every way out.
+	maxConflictBytes = 2000
 )
 
 // Option configures NewBalancer and NewScalelite.
@@ -31,6 +34,8 @@ type options struct {
 	client    *http.Client
 	timeout   time.Duration
 	algorithm bbb.Algorithm
+	credFile  string
+	takeover  bool
 }
 
 // WithHTTPClient sends the requests through c (proxies, TLS settings, tests).
@@ -45,6 +50,17 @@ func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout =
 // (default sha256; Scalelite accepts sha1, sha256 and sha512 unless its
 // LOADBALANCER_CHECKSUM_ALGORITHM says otherwise). NewBalancer ignores it.
 func WithChecksumAlgorithm(a bbb.Algorithm) Option { return func(o *options) { o.algorithm = a } }
+
+// WithCredentialFile keeps the node's own credential, which bbb-balancer
+// answers at registration, in path (mode 0600; bbb-agent uses
+// <state-dir>/node-credential). Without it the agent token is sent on every
+// call, as agents did before node credentials. NewScalelite ignores it.
+func WithCredentialFile(path string) Option { return func(o *options) { o.credFile = path } }
+
+// WithTakeover asks bbb-balancer to let this agent take over a node name
+// another identity holds; the balancer allows it only after an operator's
+// `bbb-balancer servers allow-takeover NAME`. NewScalelite ignores it.
+func WithTakeover(takeover bool) Option { return func(o *options) { o.takeover = takeover } }
 
 func buildOptions(opts []Option) (options, error) {
 	o := options{timeout: DefaultTimeout, algorithm: bbb.SHA256}
@@ -176,14 +192,19 @@ func (a answer) describe() string {
 // cleanMessage makes a server's error message safe to quote: secrets the
 // registrar knows are cut out, and the length is bounded.
 func cleanMessage(msg string, secrets ...string) string {
+	return cleanMessageMax(msg, maxMessageBytes, secrets...)
+}
+
+// cleanMessageMax is cleanMessage with a bound of limit bytes.
+func cleanMessageMax(msg string, limit int, secrets ...string) string {
 	for _, s := range secrets {
 		if s != "" {
 			msg = strings.ReplaceAll(msg, s, "[redacted]")
 		}
 	}
 	msg = strings.TrimSpace(msg)
-	if len(msg) > maxMessageBytes {
-		msg = strings.ToValidUTF8(msg[:maxMessageBytes], "") + "…"
+	if len(msg) > limit {
+		msg = strings.ToValidUTF8(msg[:limit], "") + "…"
 	}
 	return msg
 }

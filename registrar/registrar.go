@@ -73,3 +73,19 @@ var (
 	// says why. Retrying the same request will not help.
 	ErrRejected = errors.New("the balancer rejected the request")
 )
+
+// ConflictError is a registration the balancer refused because another
+// node holds the name or the URL (a cloned image, a copied agent.yaml, a
+// takeover attempt). Message is the balancer's, naming the holder and the
+// fix; it wraps ErrRejected.
+type ConflictError struct {
+	What    string // the call, for context
+	Message string
+}
+
+func (e *ConflictError) Error() string {
+	return e.What + ": another node holds this node's name or URL: " + e.Message
+}
+
+// Unwrap makes errors.Is(err, ErrRejected) true.
+func (e *ConflictError) Unwrap() error { return ErrRejected }

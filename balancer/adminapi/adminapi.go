@@ -8,7 +8,8 @@ import (
 // Paths of the admin API.
 const (
 	PathServers = "/admin/v1/servers"
-	// PathServer is followed by the server ID, then optionally "/state" or "/panic".
+	// PathServer is followed by the server ID, then optionally "/state",
+	// "/panic" or "/allow-takeover".
 	PathServer = "/admin/v1/servers/"
 )
 

@@ -84,6 +84,13 @@ func (c *Client) RemoveServer(ctx context.Context, id string) (Server, error) {
 	return out, c.do(ctx, http.MethodDelete, PathServer+url.PathEscape(id), nil, &out)
 }
 
+// AllowTakeover lets the next agent that registers the server's name with
+// --takeover take it over.
+func (c *Client) AllowTakeover(ctx context.Context, id string) (Server, error) {
+	var out Server
+	return out, c.do(ctx, http.MethodPost, PathServer+url.PathEscape(id)+"/allow-takeover", struct{}{}, &out)
+}
+
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
 	if in != nil {

@@ -39,6 +39,13 @@ type Node struct {
 	LastReportAt time.Time
 	LastSeq      int64
 	Load         fleet.Load
+	// CredentialHash is the hex SHA-256 of the node's own credential; empty
+	// for a node registered by an agent that predates node credentials, or
+	// added by an operator.
+	CredentialHash string
+	// TakeoverAllowed: an operator allowed the next --takeover registration
+	// of the name (bbb-balancer servers allow-takeover).
+	TakeoverAllowed bool
 }
 
 // Liveness derives online/offline: online while the newest report is younger

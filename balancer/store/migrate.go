@@ -41,7 +41,16 @@ var migrations = [][]string{
 	{ // 2: what a TURN node offers
 		`ALTER TABLE nodes ADD COLUMN turn_uris TEXT NOT NULL DEFAULT '[]'`, // JSON array
 	},
-	{ // rooms: links that open a meeting without a front-end (rooms.go)
+	{ // 3: node identity: the hash of each node's own credential, an operator's
+		// leave to take a node over, and the row the write probe touches.
+		`ALTER TABLE nodes ADD COLUMN credential_hash TEXT NOT NULL DEFAULT ''`,   // hex SHA-256; '' for nodes registered before credentials
+		`ALTER TABLE nodes ADD COLUMN takeover_allowed BIGINT NOT NULL DEFAULT 0`, // 1: the next --takeover registration may take the name
+		`CREATE TABLE write_probe (
+			id         BIGINT PRIMARY KEY,
+			written_at BIGINT NOT NULL -- Unix ms
+		)`,
+	},
+	{ // 4: rooms: links that open a meeting without a front-end (rooms.go)
 		`CREATE TABLE rooms (
 			id                 TEXT PRIMARY KEY,
 			name               TEXT NOT NULL,

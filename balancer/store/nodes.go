@@ -16,7 +16,7 @@ import (
 )
 
 const nodeColumns = `id, name, url, secret, role, tags, load_multiplier, state, source, agent_version,
-	report_interval_ms, created_at, last_report_at, last_seq, load_json, turn_uris`
+	report_interval_ms, created_at, last_report_at, last_seq, load_json, turn_uris, credential_hash, takeover_allowed`
 
 func scanNode(sc scanner) (records.Node, error) {
 	var tags, load, uris string
@@ -40,12 +40,14 @@ func scanNodeColumns(sc scanner, tags, load, uris any) (records.Node, error) {
 		n                               records.Node
 		url                             sql.NullString
 		interval, created, lastReportAt int64
+		takeover                        int64
 	)
 	err := sc.Scan(&n.ID, &n.Name, &url, &n.Secret, &n.Role, tags, &n.LoadMultiplier, &n.State, &n.Source,
-		&n.AgentVersion, &interval, &created, &lastReportAt, &n.LastSeq, load, uris)
+		&n.AgentVersion, &interval, &created, &lastReportAt, &n.LastSeq, load, uris, &n.CredentialHash, &takeover)
 	if err != nil {
 		return records.Node{}, err
 	}
+	n.TakeoverAllowed = takeover != 0
 	n.URL = url.String
 	n.ReportInterval = time.Duration(interval) * time.Millisecond
 	n.CreatedAt = fromMillis(created)
@@ -109,14 +111,34 @@ func validState(st fleet.AdminState) error {
 // returns the node as stored.
 //
 // An insert takes n.ID, or a new random ID if it is empty, n.State (enabled
-// if empty) and n.CreatedAt; empty Role and Source default to bbb and agent,
-// a zero LoadMultiplier to 1. An update changes URL, Secret, Role, Tags,
-// LoadMultiplier, Source, AgentVersion and ReportInterval and keeps ID,
-// State, CreatedAt and the newest report.
+// if empty), n.CreatedAt and n.CredentialHash; empty Role and Source default
+// to bbb and agent, a zero LoadMultiplier to 1. An update changes URL,
+// Secret, Role, Tags, LoadMultiplier, Source, AgentVersion and
+// ReportInterval and keeps ID, State, CreatedAt, the credential and the
+// newest report.
 //
 // A URL registered to a node of another name is ErrConflict. Concurrent
 // upserts of one name, from any number of processes, make one node.
 func (s *Store) UpsertNode(ctx context.Context, n records.Node) (records.Node, error) {
+	return s.writeNode(ctx, n, `ON CONFLICT (name) DO UPDATE SET
+			url = excluded.url, secret = excluded.secret, role = excluded.role, tags = excluded.tags,
+			turn_uris = excluded.turn_uris,
+			load_multiplier = excluded.load_multiplier, source = excluded.source,
+			agent_version = excluded.agent_version, report_interval_ms = excluded.report_interval_ms`)
+}
+
+// CreateNode inserts the node as UpsertNode does, but only if no node has
+// its name: a taken name or URL is ErrConflict. Of concurrent creations of
+// one name, from any number of processes, exactly one succeeds.
+func (s *Store) CreateNode(ctx context.Context, n records.Node) (records.Node, error) {
+	got, err := s.writeNode(ctx, n, `ON CONFLICT (name) DO NOTHING`)
+	if errors.Is(err, sql.ErrNoRows) {
+		return records.Node{}, fmt.Errorf("store: create node %q: the name is taken: %w", n.Name, ErrConflict)
+	}
+	return got, err
+}
+
+func (s *Store) writeNode(ctx context.Context, n records.Node, onConflict string) (records.Node, error) {
 	if n.Name == "" {
 		return records.Node{}, errors.New("store: upsert node: empty name")
 	}
@@ -153,15 +175,12 @@ func (s *Store) UpsertNode(ctx context.Context, n records.Node) (records.Node, e
 	url := sql.NullString{String: n.URL, Valid: n.URL != ""}
 
 	row := s.queryRow(ctx, s.db, `INSERT INTO nodes (`+nodeColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (name) DO UPDATE SET
-			url = excluded.url, secret = excluded.secret, role = excluded.role, tags = excluded.tags,
-			turn_uris = excluded.turn_uris,
-			load_multiplier = excluded.load_multiplier, source = excluded.source,
-			agent_version = excluded.agent_version, report_interval_ms = excluded.report_interval_ms
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
+		`+onConflict+`
 		RETURNING `+nodeColumns,
 		n.ID, n.Name, url, n.Secret, n.Role, string(tags), n.LoadMultiplier, n.State, n.Source, n.AgentVersion,
-		n.ReportInterval.Milliseconds(), millis(n.CreatedAt), millis(n.LastReportAt), n.LastSeq, string(load), string(uris))
+		n.ReportInterval.Milliseconds(), millis(n.CreatedAt), millis(n.LastReportAt), n.LastSeq, string(load), string(uris),
+		n.CredentialHash)
 	got, err := scanNode(row)
 	if err != nil {
 		// A unique URL index violation is told apart from other failures by
@@ -170,9 +189,32 @@ func (s *Store) UpsertNode(ctx context.Context, n records.Node) (records.Node, e
 			return records.Node{}, fmt.Errorf("store: upsert node %q: URL %s is already registered to node %q: %w",
 				n.Name, n.URL, other, ErrConflict)
 		}
+		if errors.Is(err, sql.ErrNoRows) {
+			return records.Node{}, err
+		}
 		return records.Node{}, fmt.Errorf("store: upsert node %q: %w", n.Name, err)
 	}
 	return got, nil
+}
+
+// SetNodeCredential replaces the node's credential hash (a takeover, a
+// migration, a rotation) and withdraws any leave to take it over.
+func (s *Store) SetNodeCredential(ctx context.Context, id, hash string) (records.Node, error) {
+	n, err := scanNode(s.queryRow(ctx, s.db, `UPDATE nodes SET credential_hash = ?, takeover_allowed = 0 WHERE id = ? RETURNING `+nodeColumns, hash, id))
+	if err != nil {
+		return records.Node{}, fmt.Errorf("store: set node %q credential: %w", id, notFound(err))
+	}
+	return n, nil
+}
+
+// AllowTakeover lets the next registration with takeover of the node's name
+// replace its identity (bbb-balancer servers allow-takeover).
+func (s *Store) AllowTakeover(ctx context.Context, id string) (records.Node, error) {
+	n, err := scanNode(s.queryRow(ctx, s.db, `UPDATE nodes SET takeover_allowed = 1 WHERE id = ? RETURNING `+nodeColumns, id))
+	if err != nil {
+		return records.Node{}, fmt.Errorf("store: allow takeover of node %q: %w", id, notFound(err))
+	}
+	return n, nil
 }
 
 // urlOwner names the node other than name that has url, if any.
@@ -199,6 +241,18 @@ func (s *Store) NodeByName(ctx context.Context, name string) (records.Node, erro
 	n, err := scanNode(s.queryRow(ctx, s.rdb, `SELECT `+nodeColumns+` FROM nodes WHERE name = ?`, name))
 	if err != nil {
 		return records.Node{}, fmt.Errorf("store: node named %q: %w", name, notFound(err))
+	}
+	return n, nil
+}
+
+// NodeByCredential returns the node whose credential has the hash.
+func (s *Store) NodeByCredential(ctx context.Context, hash string) (records.Node, error) {
+	if hash == "" {
+		return records.Node{}, fmt.Errorf("store: node by credential: %w", ErrNotFound)
+	}
+	n, err := scanNode(s.queryRow(ctx, s.rdb, `SELECT `+nodeColumns+` FROM nodes WHERE credential_hash = ?`, hash))
+	if err != nil {
+		return records.Node{}, fmt.Errorf("store: node by credential: %w", notFound(err))
 	}
 	return n, nil
 }

@@ -132,9 +132,18 @@ func openPostgres(dsn string) *Store {
 }
 
 func openSQLite(ctx context.Context, path string) (*Store, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return nil, fmt.Errorf("store: %w", err)
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("store: cannot create the data directory %s: %w: give a directory the balancer's user may write (--data-dir)", dir, err)
 	}
+	// SQLite writes its journal beside the file: a directory the balancer
+	// cannot write fails later with a bare "readonly database".
+	probe, err := os.CreateTemp(dir, ".write-probe-*")
+	if err != nil {
+		return nil, fmt.Errorf("store: the data directory %s is not writable (%w): fix its owner or mode, or give another --data-dir", dir, err)
+	}
+	probe.Close()
+	os.Remove(probe.Name())
 	params := "?_busy_timeout=" + strconv.FormatInt(sqliteBusyTimeout.Milliseconds(), 10) +
 		"&_foreign_keys=1&_synchronous=NORMAL"
 	// Write transactions take the write lock at BEGIN: a transaction that
@@ -182,6 +191,18 @@ func (s *Store) Ping(ctx context.Context) error {
 	}
 	if err != nil {
 		return fmt.Errorf("store: ping %s: %w", s.dialect, err)
+	}
+	return nil
+}
+
+// CheckWritable writes one row of a probe table: nil when the database
+// takes writes now (a full disk, a read-only file or a PostgreSQL standby
+// fail it while Ping still answers).
+func (s *Store) CheckWritable(ctx context.Context) error {
+	_, err := s.exec(ctx, s.db, `INSERT INTO write_probe (id, written_at) VALUES (1, ?)
+		ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at`, time.Now().UnixMilli())
+	if err != nil {
+		return fmt.Errorf("store: the %s database does not take writes: %w", s.dialect, err)
 	}
 	return nil
 }

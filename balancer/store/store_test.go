@@ -326,3 +326,15 @@ func TestConcurrentUse(t *testing.T) {
 		}
 	})
 }
+
+// A data directory that cannot be made is named, with the reason.
+func TestUnwritableDataDir(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "a-file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := OpenDataDir(context.Background(), filepath.Join(file, "data"))
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(file, "data")) || !strings.Contains(err.Error(), "not a directory") {
+		t.Errorf("open under a file: %v, want the path and the reason", err)
+	}
+}

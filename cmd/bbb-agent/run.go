@@ -92,7 +92,8 @@ func resolve(ctx context.Context, c *cli.Context) (*node, error) {
 		if c.String("balancer-url") == "" || c.String("agent-token") == "" {
 			return nil, errors.New("registrar balancer: give --balancer-url and --agent-token")
 		}
-		n.reg, err = registrar.NewBalancer(c.String("balancer-url"), c.String("agent-token"))
+		n.reg, err = registrar.NewBalancer(c.String("balancer-url"), c.String("agent-token"),
+			registrar.WithCredentialFile(filepath.Join(c.String("state-dir"), "node-credential")), registrar.WithTakeover(c.Bool("takeover")))
 	case "scalelite":
 		if c.String("scalelite-url") == "" || c.String("scalelite-secret") == "" {
 			return nil, errors.New("registrar scalelite: give --scalelite-url and --scalelite-secret")

@@ -271,6 +271,23 @@ func serversCommand() *cli.Command {
 				}),
 			},
 			{
+				Name:      "allow-takeover",
+				Usage:     "let the next agent that registers this name with --takeover take it over (a replaced server, a lost node credential)",
+				ArgsUsage: "NAME",
+				Action: withArgs(1, needID, func(c *cli.Context, args []string) error {
+					cl, err := client(c)
+					if err != nil {
+						return err
+					}
+					s, err := cl.AllowTakeover(c.Context, args[0])
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(c.App.Writer, "the next agent registering %s with --takeover takes it over\n", s.Name)
+					return nil
+				}),
+			},
+			{
 				Name:      "remove",
 				Usage:     "forget the server (an agent that still runs registers it again)",
 				ArgsUsage: "ID",
