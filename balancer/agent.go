@@ -24,6 +24,7 @@ func (s *Server) agentHandler() http.Handler {
 	mux.HandleFunc("POST "+agentapi.PathDrain, s.agentSetState(fleet.Cordoned))
 	mux.HandleFunc("POST "+agentapi.PathUndrain, s.agentSetState(fleet.Enabled))
 	mux.HandleFunc("POST "+agentapi.PathDeregister, s.agentDeregister)
+	mux.HandleFunc("POST "+agentapi.PathRecording, s.agentRecording)
 	mux.HandleFunc("GET "+agentapi.PathPing, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	return s.requireToken(s.cfg.AgentToken, mux, func(w http.ResponseWriter) {
 		s.metrics.reportErrors.WithLabelValues(agentapi.CodeUnauthorized).Inc()

@@ -43,6 +43,8 @@ type Config struct {
 	GetMeetingsTimeout time.Duration
 	// MaxBodyBytes bounds a BBB API request body (default 16 MiB).
 	MaxBodyBytes int64
+	// Recordings configures the recordings index, storage and playback.
+	Recordings RecordingsConfig
 	// Policy is the placement policy.
 	Policy placement.Policy
 	// Clock returns now; tests inject one.

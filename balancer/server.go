@@ -26,6 +26,9 @@ type Server struct {
 	log      *slog.Logger
 	handler  http.Handler
 	bg       sync.WaitGroup
+	// recFiles is the recordings storage; filesMu serializes its changes.
+	recFiles recordingFiles
+	filesMu  sync.Mutex
 }
 
 // New builds a replica on an open store and loads the registry.
@@ -51,6 +54,11 @@ func New(ctx context.Context, cfg Config, st *store.Store) (*Server, error) {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 	}
+	files, err := openRecordingFiles(ctx, cfg.Recordings)
+	if err != nil {
+		return nil, err
+	}
+	s.recFiles = files
 	s.reg = newRegistry(st, &s.cfg)
 	if err := s.reg.refresh(ctx); err != nil {
 		return nil, err
