@@ -6,9 +6,12 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/bbb-agent/bbb-agent/agentapi"
 	"github.com/bbb-agent/bbb-agent/balancer/store"
@@ -24,9 +27,55 @@ type RecordingsConfig struct {
 	S3Endpoint string
 	// Spool is a directory of Scalelite-format tars to import; "" for none.
 	Spool string
+	// SpoolInterval is how often the spool is looked at (default 10 s).
+	SpoolInterval time.Duration
+	// Replica names this replica's claim directory in the spool (default
+	// the host name); it must be stable across restarts and unique among
+	// replicas sharing the spool.
+	Replica string
 	// PlaybackURL is the scheme and host of playback links; "" answers with
 	// the API request's own.
 	PlaybackURL string
+}
+
+// recordingsState is the Server's recordings part.
+type recordingsState struct {
+	// files is the recordings storage; filesMu serializes its changes.
+	files   recordingFiles
+	filesMu sync.Mutex
+	// spoolRetries holds the backoff of tars whose import failed.
+	spoolMu      sync.Mutex
+	spoolRetries map[string]spoolRetry
+}
+
+// initRecordings checks the recordings settings and opens the storage.
+func (s *Server) initRecordings(ctx context.Context) error {
+	c := &s.cfg.Recordings
+	files, err := openRecordingFiles(ctx, *c)
+	if err != nil {
+		return err
+	}
+	if _, isDir := files.(dirFiles); c.Spool != "" && !isDir {
+		return fmt.Errorf("--recordings-spool %s needs --recordings-storage dir:DIR to unpack the tars into", c.Spool)
+	}
+	if c.SpoolInterval <= 0 {
+		c.SpoolInterval = 10 * time.Second
+	}
+	if c.Replica == "" {
+		c.Replica, _ = os.Hostname()
+	}
+	if !safeName(c.Replica) {
+		c.Replica = "replica"
+	}
+	s.rec = recordingsState{files: files, spoolRetries: map[string]spoolRetry{}}
+	return nil
+}
+
+// startRecordings starts the spool importer beside Run.
+func (s *Server) startRecordings(ctx context.Context) {
+	if s.cfg.Recordings.Spool != "" {
+		s.bg.Go(func() { s.runSpool(ctx) })
+	}
 }
 
 // BBB's messages for the recording calls.
@@ -271,7 +320,7 @@ func (s *Server) changeState(ctx context.Context, w *resultRecorder, ids []strin
 	}
 	for _, rec := range found {
 		if err := s.syncFiles(ctx, rec.RecordID); err != nil {
-			s.log.Error("moving a recording's files", "record_id", rec.RecordID, "state", state, "storage", s.recFiles, "err", err)
+			s.log.Error("moving a recording's files", "record_id", rec.RecordID, "state", state, "storage", s.rec.files, "err", err)
 			writeFailed(w, bbb.NewError(bbb.KeyInternalError, "The recording's files could not be changed; try again."))
 			return false
 		}
@@ -284,11 +333,11 @@ func (s *Server) changeState(ctx context.Context, w *resultRecorder, ids []strin
 // files end in the state the index holds last, whatever order concurrent
 // publish, unpublish and delete calls ran in.
 func (s *Server) syncFiles(ctx context.Context, recordID string) error {
-	s.filesMu.Lock()
-	defer s.filesMu.Unlock()
+	s.rec.filesMu.Lock()
+	defer s.rec.filesMu.Unlock()
 	rec, err := s.store.Recording(ctx, recordID)
 	if err != nil {
 		return err
 	}
-	return s.recFiles.Sync(ctx, rec)
+	return s.rec.files.Sync(ctx, rec)
 }

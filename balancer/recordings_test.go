@@ -36,14 +36,7 @@ func newRecEnv(t *testing.T, dsn string) *recEnv {
 	re := &recEnv{simDir: t.TempDir(), storeDir: t.TempDir(), simClock: newClock()}
 	st := openStore(t, dsn)
 	clk := newClock()
-	srv, err := New(context.Background(), Config{
-		Secrets: []string{lbSecret}, AgentToken: agentToken, AdminToken: adminToken,
-		Clock: clk.Now, Logger: slog.New(slog.DiscardHandler),
-		Recordings: RecordingsConfig{Storage: "dir:" + re.storeDir, PlaybackURL: "https://play.example.com"},
-	}, st)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := newRecReplica(t, st, clk, RecordingsConfig{Storage: "dir:" + re.storeDir, PlaybackURL: "https://play.example.com"})
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	c, err := bbb.NewClient(ts.URL, lbSecret)
@@ -64,9 +57,22 @@ func newRecEnv(t *testing.T, dsn string) *recEnv {
 	return re
 }
 
-// record runs a recorded meeting on the simulator and ships the recording
-// to the balancer's agent API, its files to the storage tree.
-func (re *recEnv) record(t *testing.T, meetingID string, params url.Values) string {
+// newRecReplica is a balancer replica on st with those recordings settings.
+func newRecReplica(t *testing.T, st *store.Store, clk *clock, rc RecordingsConfig) *Server {
+	t.Helper()
+	srv, err := New(context.Background(), Config{
+		Secrets: []string{lbSecret}, AgentToken: agentToken, AdminToken: adminToken,
+		Clock: clk.Now, Logger: slog.New(slog.DiscardHandler), Recordings: rc,
+	}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv
+}
+
+// simRecording runs a recorded meeting on the simulator and returns the
+// record ID and its published directory.
+func (re *recEnv) simRecording(t *testing.T, meetingID string, params url.Values) (string, string) {
 	t.Helper()
 	ctx := ctxT(t)
 	v := url.Values{"meetingID": {meetingID}, "name": {"Meeting " + meetingID}, "record": {"true"}}
@@ -86,7 +92,14 @@ func (re *recEnv) record(t *testing.T, meetingID string, params url.Values) stri
 	}
 	re.simClock.Advance(time.Minute)
 	id := cr.InternalMeetingID
-	src := filepath.Join(re.simDir, "published", "presentation", id)
+	return id, filepath.Join(re.simDir, "published", "presentation", id)
+}
+
+// record runs a recorded meeting on the simulator and ships the recording
+// to the balancer's agent API, its files to the storage tree.
+func (re *recEnv) record(t *testing.T, meetingID string, params url.Values) string {
+	t.Helper()
+	id, src := re.simRecording(t, meetingID, params)
 	md, err := recordings.ReadMetadata(src)
 	if err != nil {
 		t.Fatal(err)

@@ -26,9 +26,7 @@ type Server struct {
 	log      *slog.Logger
 	handler  http.Handler
 	bg       sync.WaitGroup
-	// recFiles is the recordings storage; filesMu serializes its changes.
-	recFiles recordingFiles
-	filesMu  sync.Mutex
+	rec      recordingsState
 }
 
 // New builds a replica on an open store and loads the registry.
@@ -54,11 +52,9 @@ func New(ctx context.Context, cfg Config, st *store.Store) (*Server, error) {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 	}
-	files, err := openRecordingFiles(ctx, cfg.Recordings)
-	if err != nil {
+	if err := s.initRecordings(ctx); err != nil {
 		return nil, err
 	}
-	s.recFiles = files
 	s.reg = newRegistry(st, &s.cfg)
 	if err := s.reg.refresh(ctx); err != nil {
 		return nil, err
@@ -99,6 +95,7 @@ func (s *Server) Run(ctx context.Context) error {
 	defer refresh.Stop()
 	defer flush.Stop()
 	defer poll.Stop()
+	s.startRecordings(ctx)
 	s.pollAll(ctx)
 	for {
 		select {
