@@ -83,6 +83,7 @@ func (s *Server) handleAPI(w *resultRecorder, r *http.Request, call string) {
 	ctx := r.Context()
 	switch call {
 	case bbb.CallCreate:
+		s.takeRecordingReady(ctx, r, req)
 		s.create(ctx, w, req)
 	case bbb.CallJoin:
 		s.join(ctx, w, r, req)

@@ -16,6 +16,7 @@ import (
 	"github.com/bbb-agent/bbb-agent/agentapi"
 	"github.com/bbb-agent/bbb-agent/balancer/store"
 	"github.com/bbb-agent/bbb-agent/bbb"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // RecordingsConfig is the recordings part of Config.
@@ -33,6 +34,9 @@ type RecordingsConfig struct {
 	// the host name); it must be stable across restarts and unique among
 	// replicas sharing the spool.
 	Replica string
+	// CallbackInterval is how often due recording-ready callbacks are sent
+	// (default 10 s).
+	CallbackInterval time.Duration
 	// PlaybackURL is the scheme and host of playback links; "" answers with
 	// the API request's own.
 	PlaybackURL string
@@ -46,6 +50,8 @@ type recordingsState struct {
 	// spoolRetries holds the backoff of tars whose import failed.
 	spoolMu      sync.Mutex
 	spoolRetries map[string]spoolRetry
+	// callbacks counts callback attempts by outcome.
+	callbacks *prometheus.CounterVec
 }
 
 // initRecordings checks the recordings settings and opens the storage.
@@ -61,14 +67,27 @@ func (s *Server) initRecordings(ctx context.Context) error {
 	if c.SpoolInterval <= 0 {
 		c.SpoolInterval = 10 * time.Second
 	}
+	if c.CallbackInterval <= 0 {
+		c.CallbackInterval = 10 * time.Second
+	}
 	if c.Replica == "" {
 		c.Replica, _ = os.Hostname()
 	}
 	if !safeName(c.Replica) {
 		c.Replica = "replica"
 	}
-	s.rec = recordingsState{files: files, spoolRetries: map[string]spoolRetry{}}
+	s.rec = recordingsState{files: files, spoolRetries: map[string]spoolRetry{},
+		callbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bbb_balancer_recording_callbacks_total",
+			Help: "Recording-ready callback attempts by result: delivered, retry, gone (404/410).",
+		}, []string{"result"}),
+	}
 	return nil
+}
+
+// registerRecordingMetrics adds the recordings' metrics to the registry.
+func (s *Server) registerRecordingMetrics() {
+	s.metrics.reg.MustRegister(s.rec.callbacks)
 }
 
 // startRecordings starts the spool importer beside Run.
@@ -76,6 +95,7 @@ func (s *Server) startRecordings(ctx context.Context) {
 	if s.cfg.Recordings.Spool != "" {
 		s.bg.Go(func() { s.runSpool(ctx) })
 	}
+	s.bg.Go(func() { s.runCallbacks(ctx) })
 }
 
 // BBB's messages for the recording calls.
@@ -116,6 +136,9 @@ func (s *Server) indexRecording(ctx context.Context, node string, m agentapi.Rec
 	}
 	if changed {
 		s.log.Info("recording indexed", "record_id", m.RecordID, "node", node, "new", created)
+	}
+	if created {
+		s.queueCallback(ctx, m.ExternalID, m.RecordID)
 	}
 	return nil
 }

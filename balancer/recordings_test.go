@@ -57,11 +57,14 @@ func newRecEnv(t *testing.T, dsn string) *recEnv {
 	return re
 }
 
+// lbSecret2 is the balancer's second secret, as during a rotation.
+const lbSecret2 = "balancer-secret-two-9876543210"
+
 // newRecReplica is a balancer replica on st with those recordings settings.
 func newRecReplica(t *testing.T, st *store.Store, clk *clock, rc RecordingsConfig) *Server {
 	t.Helper()
 	srv, err := New(context.Background(), Config{
-		Secrets: []string{lbSecret}, AgentToken: agentToken, AdminToken: adminToken,
+		Secrets: []string{lbSecret, lbSecret2}, AgentToken: agentToken, AdminToken: adminToken,
 		Clock: clk.Now, Logger: slog.New(slog.DiscardHandler), Recordings: rc,
 	}, st)
 	if err != nil {

@@ -60,6 +60,7 @@ func New(ctx context.Context, cfg Config, st *store.Store) (*Server, error) {
 		return nil, err
 	}
 	s.metrics = newMetrics(s.reg.snapshot, s.cfg.Policy)
+	s.registerRecordingMetrics()
 	mux := http.NewServeMux()
 	mux.HandleFunc("/bigbluebutton/api", s.serveAPI)
 	mux.HandleFunc("/bigbluebutton/api/", s.serveAPI)

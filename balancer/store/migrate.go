@@ -77,7 +77,7 @@ var migrations = [][]string{
 			meeting_id  TEXT NOT NULL,
 			record_id   TEXT NOT NULL DEFAULT '',
 			url         TEXT NOT NULL,
-			secret      TEXT NOT NULL, -- the secret the front-end signed its create with
+			secret      TEXT NOT NULL, -- which balancer secret the front-end signed its create with (a hash, never the secret)
 			state       TEXT NOT NULL CHECK (state IN ('waiting', 'queued', 'delivered', 'failed')),
 			attempts    BIGINT NOT NULL DEFAULT 0,
 			next_at     BIGINT NOT NULL DEFAULT 0, -- Unix ms
