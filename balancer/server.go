@@ -68,6 +68,7 @@ func New(ctx context.Context, cfg Config, st *store.Store) (*Server, error) {
 	mux.Handle("/admin/v1/", s.adminHandler())
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", s.healthz)
+	s.handlePlayback(mux)
 	s.handler = mux
 	return s, nil
 }
