@@ -28,6 +28,6 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "url", Value: "http://127.0.0.1:8090", EnvVars: []string{"BBB_BALANCER_URL"}, Usage: "the balancer to administer"},
 			&cli.StringFlag{Name: "admin-token", EnvVars: []string{"BBB_BALANCER_ADMIN_TOKEN"}, Usage: "the admin API token"},
 		},
-		Commands: []*cli.Command{serveCommand(), statusCommand(), serversCommand()},
+		Commands: []*cli.Command{serveCommand(), statusCommand(), serversCommand(), recordingsCommand()},
 	}
 }

@@ -43,6 +43,11 @@ func serveCommand() *cli.Command {
 			&cli.Float64Flag{Name: "cpu-ceiling", Value: placement.DefaultPolicy().CPUCeiling, EnvVars: env("CPU_CEILING"), Usage: "CPU percent above which a node takes no new meetings while others can"},
 			&cli.Int64Flag{Name: "max-body-bytes", Value: 16 << 20, EnvVars: env("MAX_BODY_BYTES"), Usage: "largest BBB API request body accepted"},
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: env("LOG_LEVEL"), Usage: "debug, info, warn or error"},
+			&cli.StringFlag{Name: "recordings-storage", EnvVars: env("RECORDINGS_STORAGE"), Usage: "where recordings' files are: dir:/var/bigbluebutton or s3://BUCKET/PREFIX (default: index only)"},
+			&cli.StringFlag{Name: "recordings-s3-endpoint", EnvVars: env("RECORDINGS_S3_ENDPOINT"), Usage: "URL of an S3-compatible server (path-style addressing)"},
+			&cli.StringFlag{Name: "recordings-spool", EnvVars: env("RECORDINGS_SPOOL"), Usage: "directory of Scalelite-format <record_id>.tar files to import (needs dir: storage)"},
+			&cli.StringFlag{Name: "recordings-replica", EnvVars: env("RECORDINGS_REPLICA"), Usage: "this replica's name in the spool's work/ directory, stable across restarts (default: the host name)"},
+			&cli.StringFlag{Name: "playback-url", EnvVars: env("PLAYBACK_URL"), Usage: "scheme and host of playback links, e.g. https://rec.example.com (default: the API request's own)"},
 		},
 		Action: serve,
 	}
@@ -82,6 +87,10 @@ func serve(c *cli.Context) error {
 		MaxBodyBytes:       c.Int64("max-body-bytes"),
 		Policy:             placement.DefaultPolicy(),
 		Logger:             log,
+		Recordings: balancer.RecordingsConfig{
+			Storage: c.String("recordings-storage"), S3Endpoint: c.String("recordings-s3-endpoint"),
+			Spool: c.String("recordings-spool"), Replica: c.String("recordings-replica"), PlaybackURL: c.String("playback-url"),
+		},
 	}
 	cfg.Policy.CPUCeiling = c.Float64("cpu-ceiling")
 	if s := c.String("checksum-algorithms"); s != "" {
