@@ -63,6 +63,7 @@ var migrations = [][]string{
 		)`,
 		`CREATE INDEX recordings_meeting_start ON recordings (meeting_id, start_time)`,
 		`CREATE INDEX recordings_start ON recordings (start_time, record_id)`,
+		`CREATE INDEX recordings_state_start ON recordings (state, start_time)`,
 		// One row per metadata key, lower-cased, for getRecordings' meta_ filters.
 		`CREATE TABLE recording_meta (
 			record_id TEXT NOT NULL REFERENCES recordings (record_id) ON DELETE CASCADE,

@@ -350,12 +350,31 @@ func (s *Store) recordingWhere(q RecordingQuery) (string, []any) {
 		args = append(args, list(q.MeetingIDs))
 	}
 	if q.States != nil {
-		conds = append(conds, `r.state IN (SELECT value FROM `+s.jsonElements(true)+`)`)
-		args = append(args, list(q.States))
+		// A literal list of the known states (at most five): the planners
+		// then use the (state, start_time) index and its order.
+		var marks []string
+		for _, st := range []string{RecordingProcessing, RecordingProcessed, RecordingPublished, RecordingUnpublished, RecordingDeleted} {
+			if slices.Contains(q.States, st) {
+				marks = append(marks, "?")
+				args = append(args, st)
+			}
+		}
+		if len(marks) == 0 {
+			conds = append(conds, `1 = 0`)
+		} else {
+			conds = append(conds, `r.state IN (`+strings.Join(marks, ", ")+`)`)
+		}
 	}
-	for _, f := range q.Meta {
+	// The first exact filter drives the query through the (key, value)
+	// index; the others are probes by primary key.
+	driver := slices.IndexFunc(q.Meta, func(f MetaFilter) bool { return !strings.Contains(f.Value, "%") })
+	for i, f := range q.Meta {
 		match, margs := s.metaMatch(f.Value)
-		conds = append(conds, `EXISTS (SELECT 1 FROM recording_meta m WHERE m.record_id = r.record_id AND m.key = ? AND `+match+`)`)
+		if i == driver {
+			conds = append(conds, `r.record_id IN (SELECT m.record_id FROM recording_meta m WHERE m.key = ? AND `+match+`)`)
+		} else {
+			conds = append(conds, `EXISTS (SELECT 1 FROM recording_meta m WHERE m.record_id = r.record_id AND m.key = ? AND `+match+`)`)
+		}
 		args = append(append(args, strings.ToLower(f.Key)), margs...)
 	}
 	if len(conds) == 0 {
