@@ -31,8 +31,10 @@ type Found struct {
 
 // Scan finds every finished format under dir: each
 // {published,unpublished}/<format>/<record_id>/ holding a metadata.xml.
+// A format in both trees (caught mid-move) counts once, published first.
 func Scan(dir string) ([]Found, error) {
 	var found []Found
+	seen := map[[2]string]bool{}
 	for _, tree := range readyTrees {
 		formats, err := os.ReadDir(filepath.Join(dir, tree))
 		if errors.Is(err, fs.ErrNotExist) {
@@ -54,9 +56,13 @@ func Scan(dir string) ([]Found, error) {
 				if !id.IsDir() || strings.HasPrefix(id.Name(), ".") {
 					continue
 				}
+				if seen[[2]string{id.Name(), f.Name()}] {
+					continue
+				}
 				if _, err := os.Stat(filepath.Join(d, "metadata.xml")); err != nil {
 					continue // not published yet
 				}
+				seen[[2]string{id.Name(), f.Name()}] = true
 				fp, size, err := Fingerprint(d)
 				if err != nil {
 					continue // removed while scanning
@@ -69,25 +75,47 @@ func Scan(dir string) ([]Found, error) {
 }
 
 // Lookup finds the formats of one recording (all, or only format when it
-// is not empty). A format in both trees counts once, published first.
+// is not empty), looking only where they would be.
 func Lookup(dir, recordID, format string) ([]Found, error) {
-	all, err := Scan(dir)
-	if err != nil {
-		return nil, err
-	}
 	var out []Found
 	seen := map[string]bool{}
-	for _, f := range all {
-		if f.RecordID == recordID && (format == "" || f.Format == format) && !seen[f.Format] {
-			seen[f.Format] = true
-			out = append(out, f)
+	for _, tree := range readyTrees {
+		formats := []string{format}
+		if format == "" {
+			formats = nil
+			entries, err := os.ReadDir(filepath.Join(dir, tree))
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("recordings: lookup %s: %w", recordID, err)
+			}
+			for _, e := range entries {
+				if e.IsDir() {
+					formats = append(formats, e.Name())
+				}
+			}
+		}
+		for _, f := range formats {
+			d := filepath.Join(dir, tree, f, recordID)
+			if seen[f] {
+				continue
+			}
+			if _, err := os.Stat(filepath.Join(d, "metadata.xml")); err != nil {
+				continue
+			}
+			fp, size, err := Fingerprint(d)
+			if err != nil {
+				continue
+			}
+			seen[f] = true
+			out = append(out, Found{RecordID: recordID, Format: f, Dir: d, Fingerprint: fp, Size: size})
 		}
 	}
 	return out, nil
 }
 
 // Fingerprint hashes a directory's file list (paths, sizes, mtimes,
-// modes): cheap, and it changes on any rebuild.
+// modes) and its metadata.xml (a few kilobytes; a rebuild writes a new
+// processing time there even within one timestamp tick): cheap, and it
+// changes on any rebuild.
 func Fingerprint(dir string) (string, int64, error) {
 	files, err := storage.ListFiles(dir)
 	if err != nil {
@@ -98,6 +126,9 @@ func Fingerprint(dir string) (string, int64, error) {
 	for _, f := range files {
 		fmt.Fprintf(h, "%q %d %d %o\n", f.Path, f.Size, f.Mod, f.Mode)
 		size += f.Size
+	}
+	if md, err := os.ReadFile(filepath.Join(dir, "metadata.xml")); err == nil && len(md) <= maxMetadataBytes {
+		h.Write(md)
 	}
 	return hex.EncodeToString(h.Sum(nil)), size, nil
 }

@@ -65,6 +65,7 @@ const schema = `CREATE TABLE IF NOT EXISTS recordings (
 	next_try    INTEGER NOT NULL DEFAULT 0,
 	deleted_at  INTEGER NOT NULL DEFAULT 0,
 	freed       INTEGER NOT NULL DEFAULT 0,
+	failed_at   INTEGER NOT NULL DEFAULT 0,
 	PRIMARY KEY (record_id, format)
 )`
 
@@ -243,9 +244,9 @@ func (q *Queue) setFingerprint(ctx context.Context, r Row, dir, fp string, size 
 	return err
 }
 
-func (q *Queue) failed(ctx context.Context, r Row, state string, cause error, next time.Time) error {
-	_, err := q.exec(ctx, "failed", `UPDATE recordings SET state = ?, attempts = attempts + 1, last_error = ?, next_try = ?
-		WHERE record_id = ? AND format = ?`, state, cause.Error(), unixNano(next), r.RecordID, r.Format)
+func (q *Queue) failed(ctx context.Context, r Row, state string, cause error, now, next time.Time) error {
+	_, err := q.exec(ctx, "failed", `UPDATE recordings SET state = ?, attempts = attempts + 1, last_error = ?, next_try = ?, failed_at = ?
+		WHERE record_id = ? AND format = ?`, state, cause.Error(), unixNano(next), unixNano(now), r.RecordID, r.Format)
 	return err
 }
 
@@ -262,9 +263,9 @@ func (q *Queue) indexed(ctx context.Context, r Row) error {
 	return err
 }
 
-func (q *Queue) indexFailed(ctx context.Context, r Row, cause error, next time.Time) error {
-	_, err := q.exec(ctx, "index failed", `UPDATE recordings SET last_error = ?, next_try = ?, attempts = attempts + 1
-		WHERE record_id = ? AND format = ? AND state = 'shipped'`, "index: "+cause.Error(), unixNano(next), r.RecordID, r.Format)
+func (q *Queue) indexFailed(ctx context.Context, r Row, cause error, now, next time.Time) error {
+	_, err := q.exec(ctx, "index failed", `UPDATE recordings SET last_error = ?, next_try = ?, failed_at = ?, attempts = attempts + 1
+		WHERE record_id = ? AND format = ? AND state = 'shipped'`, "index: "+cause.Error(), unixNano(next), unixNano(now), r.RecordID, r.Format)
 	return err
 }
 
@@ -313,13 +314,16 @@ func (q *Queue) counts(ctx context.Context) (map[string]int, error) {
 	return m, rows.Err()
 }
 
-// lastFailure is the most recent error of a row still failing.
-func (q *Queue) lastFailure(ctx context.Context) (Row, bool, error) {
-	rows, err := q.query(ctx, `WHERE last_error <> '' AND state IN ('failed', 'quarantined', 'shipped') ORDER BY next_try DESC LIMIT 1`)
+// lastFailure is the most recent error of a row still failing, and when.
+func (q *Queue) lastFailure(ctx context.Context) (Row, time.Time, bool, error) {
+	var at int64
+	rows, err := q.query(ctx, `WHERE last_error <> '' AND state IN ('failed', 'quarantined', 'shipped') ORDER BY failed_at DESC LIMIT 1`)
 	if err != nil || len(rows) == 0 {
-		return Row{}, false, err
+		return Row{}, time.Time{}, false, err
 	}
-	return rows[0], true, nil
+	r := rows[0]
+	err = q.db.QueryRowContext(ctx, `SELECT failed_at FROM recordings WHERE record_id = ? AND format = ?`, r.RecordID, r.Format).Scan(&at)
+	return r, fromNano(at), err == nil, err
 }
 
 func (q *Queue) freed(ctx context.Context) (int64, error) {

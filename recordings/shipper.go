@@ -221,11 +221,11 @@ func (s *Shipper) Backlog(ctx context.Context) (Backlog, error) {
 		b.Unindexed = c[StateShipped]
 	}
 	b.KeptLocally = storage.IsNone(s.cfg.Storage)
-	if r, ok, err := s.cfg.Queue.lastFailure(ctx); err != nil {
+	if r, at, ok, err := s.cfg.Queue.lastFailure(ctx); err != nil {
 		return b, err
 	} else if ok {
 		b.LastFailure = r.RecordID + "/" + r.Format + ": " + r.LastError
-		b.LastFailureAt = r.NextTry
+		b.LastFailureAt = at
 	}
 	b.FreedBytes, err = s.cfg.Queue.freed(ctx)
 	return b, err
@@ -265,6 +265,11 @@ func (s *Shipper) scanLoop(ctx context.Context) {
 
 func (s *Shipper) worker(ctx context.Context) {
 	for ctx.Err() == nil {
+		// A wake-up asked for before this step is answered by it.
+		select {
+		case <-s.wake:
+		default:
+		}
 		did, err := s.step(ctx)
 		if err != nil && ctx.Err() == nil {
 			// The queue itself failed (disk full?): wait, never spin.
@@ -330,10 +335,11 @@ func (s *Shipper) backoff(attempts int) time.Duration {
 
 func (s *Shipper) fail(ctx context.Context, r Row, cause error) {
 	s.failed.Add(1)
-	next := s.cfg.Clock.Now().Add(s.backoff(r.Attempts + 1))
+	now := s.cfg.Clock.Now()
+	next := now.Add(s.backoff(r.Attempts + 1))
 	s.cfg.Logger.Warn("recordings: shipping failed; retrying later", "record_id", r.RecordID, "format", r.Format,
 		"attempt", r.Attempts+1, "next_try", next, "err", cause)
-	if err := s.cfg.Queue.failed(context.WithoutCancel(ctx), r, StateFailed, cause, next); err != nil {
+	if err := s.cfg.Queue.failed(context.WithoutCancel(ctx), r, StateFailed, cause, now, next); err != nil {
 		s.cfg.Logger.Error("recordings: queue", "err", err)
 	}
 }
@@ -342,7 +348,7 @@ func (s *Shipper) quarantine(ctx context.Context, r Row, cause error) {
 	s.quarantined.Add(1)
 	s.cfg.Logger.Error("recordings: quarantined: fix the recording, then run bbb-agent recordings retry",
 		"record_id", r.RecordID, "format", r.Format, "reason", cause)
-	if err := s.cfg.Queue.failed(context.WithoutCancel(ctx), r, StateQuarantined, cause, time.Time{}); err != nil {
+	if err := s.cfg.Queue.failed(context.WithoutCancel(ctx), r, StateQuarantined, cause, s.cfg.Clock.Now(), time.Time{}); err != nil {
 		s.cfg.Logger.Error("recordings: queue", "err", err)
 	}
 }
@@ -390,6 +396,15 @@ func (s *Shipper) ship(ctx context.Context, r Row) {
 		if ctx.Err() != nil {
 			// Shutting down: not an attempt.
 			if err := s.cfg.Queue.requeue(context.WithoutCancel(ctx), r); err != nil {
+				s.cfg.Logger.Error("recordings: queue", "err", err)
+			}
+			return
+		}
+		if fp2, _, ferr := Fingerprint(dir); ferr == nil && fp2 != fp {
+			// It failed because it changed under us (a rebuild): again
+			// now, whole, without counting an attempt.
+			s.rebuilds.Add(1)
+			if err := s.cfg.Queue.rebuilt(context.WithoutCancel(ctx), r); err != nil {
 				s.cfg.Logger.Error("recordings: queue", "err", err)
 			}
 			return
@@ -443,9 +458,10 @@ func (s *Shipper) indexWith(ctx context.Context, r Row, md agentapi.RecordingMet
 			return
 		}
 		s.failed.Add(1)
-		next := s.cfg.Clock.Now().Add(s.backoff(r.Attempts + 1))
+		now := s.cfg.Clock.Now()
+		next := now.Add(s.backoff(r.Attempts + 1))
 		s.cfg.Logger.Warn("recordings: telling the fleet failed; retrying later", "record_id", r.RecordID, "format", r.Format, "err", err)
-		if err := s.cfg.Queue.indexFailed(context.WithoutCancel(ctx), r, err, next); err != nil {
+		if err := s.cfg.Queue.indexFailed(context.WithoutCancel(ctx), r, err, now, next); err != nil {
 			s.cfg.Logger.Error("recordings: queue", "err", err)
 		}
 		return
@@ -490,4 +506,19 @@ func (s *Shipper) deleteDue(ctx context.Context, now time.Time) (bool, error) {
 		s.cfg.Logger.Info("recordings: local copy deleted after shipping", "record_id", r.RecordID, "format", r.Format, "freed", freed)
 	}
 	return did, nil
+}
+
+// List returns every row of the queue ("bbb-agent recordings list").
+func (s *Shipper) List(ctx context.Context) ([]Row, error) { return s.cfg.Queue.List(ctx) }
+
+// Retry makes a recording's failed, quarantined or waiting rows due now
+// and wakes a worker ("recordings retry ID" and "recordings ship ID"). It
+// returns how many rows it touched; 0 means the queue does not know the
+// recording (Notify it first) or it is shipped already.
+func (s *Shipper) Retry(ctx context.Context, recordID string) (int, error) {
+	n, err := s.cfg.Queue.Retry(ctx, recordID)
+	if n > 0 {
+		s.poke()
+	}
+	return n, err
 }

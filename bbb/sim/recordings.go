@@ -12,6 +12,7 @@ import (
 	"io"
 	"io/fs"
 	"math/rand/v2"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -252,12 +253,42 @@ func (s *Server) produceRecording(in recordingInput) error {
 	return nil
 }
 
+// writeRecording writes a recording the way bbb-record-core's steps leave
+// it: the raw events and the recorded, archived and sanity markers, then the
+// published files and metadata.xml, then the processed and published
+// markers of the format.
 func (s *Server) writeRecording(rec *recordingXML, files []plannedFile) error {
-	dir := s.recordingDir(statePublished, rec.ID)
+	for _, f := range files {
+		if f.path == "events.xml" {
+			raw := filepath.Join(s.cfg.RecordingsDir, "recording", "raw", rec.ID, "events.xml")
+			if err := writeFileAtomic(raw, f.head); err != nil {
+				return err
+			}
+		}
+	}
+	for _, step := range []string{"recorded", "archived", "sanity"} {
+		if err := writeFileAtomic(s.statusMarker(step, rec.ID), nil); err != nil {
+			return err
+		}
+	}
+	return s.writeFormat(rec, playbackFormat, files)
+}
+
+// statusMarker is recording/status/<step>/<name>.done, where name is
+// <record_id> or <record_id>-<format>.
+func (s *Server) statusMarker(step, name string) string {
+	return filepath.Join(s.cfg.RecordingsDir, "recording", "status", step, name+".done")
+}
+
+// writeFormat publishes one format of a recording: its files and
+// metadata.xml under published/<format>/<record_id>/ (replacing an earlier
+// publication: a rebuild), then the processed and published markers.
+func (s *Server) writeFormat(rec *recordingXML, format string, files []plannedFile) error {
+	dir := filepath.Join(s.cfg.RecordingsDir, statePublished, format, rec.ID)
 	if err := os.RemoveAll(dir); err != nil {
 		return err
 	}
-	seed := sha256.Sum256([]byte(rec.ID))
+	seed := sha256.Sum256([]byte(rec.ID + "/" + format))
 	noise := rand.NewChaCha8(seed)
 	for _, f := range files {
 		if err := writeFile(filepath.Join(dir, filepath.FromSlash(f.path)), f, noise); err != nil {
@@ -267,8 +298,106 @@ func (s *Server) writeRecording(rec *recordingXML, files []plannedFile) error {
 	if err := writeMetadata(dir, rec); err != nil {
 		return err
 	}
-	marker := filepath.Join(s.cfg.RecordingsDir, "recording", "status", statePublished, rec.ID+"-"+playbackFormat+".done")
-	return writeFileAtomic(marker, nil)
+	if err := writeFileAtomic(s.statusMarker("processed", rec.ID+"-"+format), nil); err != nil {
+		return err
+	}
+	return writeFileAtomic(s.statusMarker(statePublished, rec.ID+"-"+format), nil)
+}
+
+// Extra playback formats PublishFormat knows, with the files each one
+// publishes (names as bbb-record-core's scripts write them).
+var extraFormats = map[string][]string{
+	"video":       {"video-0.m4v", "captions.json"},
+	"podcast":     {"audio.ogg"},
+	"notes":       {"notes.pdf"},
+	"screenshare": {"deskshare.webm", "captions.json"},
+}
+
+// PublishFormat publishes another playback format of a published
+// recording, as BBB does when a format finishes processing after the
+// presentation one (each format publishes on its own, and its
+// post_publish scripts run with -f <format>). The video format says
+// <state>available</state>, as BBB's does. With RecordingsDir only.
+//
+// What the simulator still omits: getRecordings lists the presentation
+// format only; processing is instantaneous (the recorded marker and the
+// published one appear together when the meeting ends, there is no window
+// in which a recording is still processing); formats are not rebuilt
+// together; no post_publish scripts run; unpublished/ and deleted/ hold the
+// presentation format only; media files are noise with the right magic
+// bytes, not playable.
+func (s *Server) PublishFormat(recordID, format string) error {
+	names, ok := extraFormats[format]
+	if !ok || s.cfg.RecordingsDir == "" {
+		return fmt.Errorf("sim: cannot publish format %q (known: video, podcast, notes, screenshare; needs RecordingsDir)", format)
+	}
+	s.recMu.Lock()
+	defer s.recMu.Unlock()
+	orig, ok := s.recordings[recordID]
+	if !ok {
+		return fmt.Errorf("sim: no recording %q", recordID)
+	}
+	rec := *orig
+	size := s.cfg.RecordingFileSize
+	var files []plannedFile
+	var total int64
+	for _, name := range names {
+		f := plannedFile{path: name, head: webmMagic, size: max(size, int64(len(webmMagic)))}
+		if strings.HasSuffix(name, ".json") {
+			f = plannedFile{path: name, head: []byte("[]\n"), size: 3}
+		}
+		files = append(files, f)
+		total += f.size
+	}
+	host := "localhost"
+	if u, err := url.Parse(orig.Playback.Link); err == nil && u.Host != "" {
+		host = u.Host
+	}
+	rec.Playback = playbackXML{
+		Format:         format,
+		Link:           fmt.Sprintf("https://%s/playback/%s/%s/", host, format, recordID),
+		ProcessingTime: orig.Playback.ProcessingTime * 3,
+		Duration:       orig.Playback.Duration,
+		Size:           total,
+	}
+	if format == "video" {
+		rec.State = "available"
+	}
+	return s.writeFormat(&rec, format, files)
+}
+
+// Rebuild publishes a recording's presentation format again, as
+// `bbb-record --rebuild` does: the same record ID, the files written anew
+// (new modification times), a new processing time in metadata.xml.
+func (s *Server) Rebuild(recordID string) error {
+	if s.cfg.RecordingsDir == "" {
+		return errors.New("sim: Rebuild needs RecordingsDir")
+	}
+	s.recMu.Lock()
+	defer s.recMu.Unlock()
+	rec, ok := s.recordings[recordID]
+	if !ok || rec.State != statePublished {
+		return fmt.Errorf("sim: no published recording %q", recordID)
+	}
+	dir := s.recordingDir(statePublished, recordID)
+	var files []plannedFile
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Name() == "metadata.xml" {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		files = append(files, plannedFile{path: filepath.ToSlash(rel), head: b, size: int64(len(b))})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	rec.Playback.ProcessingTime++
+	return s.writeFormat(rec, playbackFormat, files)
 }
 
 func writeFile(path string, f plannedFile, noise io.Reader) error {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/bbb-agent/bbb-agent/bbb"
+	"github.com/bbb-agent/bbb-agent/recordings"
 )
 
 // metadataFile is metadata.xml as a reader outside the simulator sees it.
@@ -473,5 +474,61 @@ func TestRestartRescansRecordings(t *testing.T) {
 	restarted.sim.Reset()
 	if _, recs := restarted.recordings(nil); len(recs) != 2 {
 		t.Errorf("after Reset: %d recordings", len(recs))
+	}
+}
+
+func TestRecordingFormatsMarkersAndRebuild(t *testing.T) {
+	dir := t.TempDir()
+	e := newEnv(t, withRecordings(dir))
+	id := e.record("formats", vals("name", "Formats"))
+	for _, m := range []string{"recorded/" + id, "archived/" + id, "sanity/" + id, "processed/" + id + "-presentation", "published/" + id + "-presentation"} {
+		if _, err := os.Stat(filepath.Join(dir, "recording", "status", filepath.FromSlash(m)+".done")); err != nil {
+			t.Errorf("status marker %s: %v", m, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "recording", "raw", id, "events.xml")); err != nil {
+		t.Errorf("raw events.xml: %v", err)
+	}
+	if n, err := recordings.ProcessingBacklog(dir); err != nil || n != 0 {
+		t.Errorf("ProcessingBacklog = %d, %v; want 0 once published", n, err)
+	}
+	found, err := recordings.Lookup(dir, id, "")
+	if err != nil || len(found) != 1 {
+		t.Fatalf("Lookup = %+v, %v; want the presentation format", found, err)
+	}
+	before := found[0].Fingerprint
+
+	// The video format publishes later, on its own.
+	if err := e.sim.PublishFormat(id, "video"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.sim.PublishFormat(id, "holograms"); err == nil {
+		t.Error("PublishFormat accepted an unknown format")
+	}
+	video, err := recordings.ReadMetadata(filepath.Join(dir, "published", "video", id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if video.State != "available" || !video.Published || video.Formats[0].Type != "video" || video.RecordID != id || video.ExternalID != "formats" {
+		t.Errorf("video metadata = %+v", video)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "recording", "status", "published", id+"-video.done")); err != nil {
+		t.Errorf("video published marker: %v", err)
+	}
+	if found, _ := recordings.Lookup(dir, id, ""); len(found) != 2 {
+		t.Errorf("Lookup finds %d formats, want presentation and video", len(found))
+	}
+
+	// A rebuild publishes the same ID again: the content fingerprint changes.
+	if err := e.sim.Rebuild(id); err != nil {
+		t.Fatal(err)
+	}
+	found, _ = recordings.Lookup(dir, id, "presentation")
+	if len(found) != 1 || found[0].Fingerprint == before {
+		t.Errorf("after a rebuild: %+v, want a new fingerprint", found)
+	}
+	md, err := recordings.ReadMetadata(found[0].Dir)
+	if err != nil || md.RecordID != id || md.Formats[0].Type != "presentation" {
+		t.Errorf("rebuilt metadata = %+v, %v", md, err)
 	}
 }

@@ -6,6 +6,8 @@
 //     <record_id>.tar per recording whose entries are <format>/<record_id>/...
 //     for every format present on the node, written under a temporary name,
 //     fsynced and renamed, so an importer never sees a partial file.
+//   - dir:/path: BBB's own layout, <path>/published/<format>/<record_id>/,
+//     each format copied beside its place, fsynced and renamed in whole.
 //   - s3://bucket/prefix: every file to <prefix>/<format>/<record_id>/<path>
 //     with a SHA-256 checksum, then <prefix>/<format>/<record_id>/manifest.json
 //     last, as the commit marker. An object whose SHA-256 already matches is

@@ -76,6 +76,9 @@ func NewS3(ctx context.Context, bucket, prefix string, o Options) (*S3, error) {
 		cfg.Region = "us-east-1"
 	}
 	client := s3.NewFromConfig(cfg, func(so *s3.Options) {
+		if o.HTTPClient != nil {
+			so.HTTPClient = o.HTTPClient
+		}
 		if o.S3Endpoint != "" {
 			so.BaseEndpoint = aws.String(o.S3Endpoint)
 			so.UsePathStyle = true

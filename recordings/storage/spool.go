@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/bbb-agent/bbb-agent/internal/fsutil"
@@ -20,6 +21,7 @@ import (
 // Spool writes Scalelite's transfer format into a directory.
 type Spool struct {
 	dir string
+	mu  sync.Mutex // one tar write at a time: two formats of one recording write the same file
 }
 
 // NewSpool returns the spool back-end writing into dir.
@@ -43,7 +45,14 @@ func (s *Spool) Ship(ctx context.Context, sh Shipment) (Receipt, error) {
 	}
 	items = slices.Clone(items)
 	slices.SortFunc(items, func(a, b Item) int { return strings.Compare(a.Format, b.Format) })
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	dst := s.TarPath(sh.RecordID)
+	// Temporary files of an earlier attempt killed mid-write.
+	stale, _ := filepath.Glob(filepath.Join(s.dir, "."+sh.RecordID+".tar.tmp-*"))
+	for _, p := range stale {
+		os.Remove(p)
+	}
 	if fi, err := os.Stat(dst); err == nil {
 		// Same size: compare the content before writing it again.
 		h := sha256.New()
@@ -63,11 +72,6 @@ func (s *Spool) Ship(ctx context.Context, sh Shipment) (Receipt, error) {
 	}
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
 		return Receipt{}, fmt.Errorf("spool: %w", err)
-	}
-	// Temporary files of an earlier attempt killed mid-write.
-	stale, _ := filepath.Glob(filepath.Join(s.dir, "."+sh.RecordID+".tar.tmp-*"))
-	for _, p := range stale {
-		os.Remove(p)
 	}
 	var r Receipt
 	h := sha256.New()

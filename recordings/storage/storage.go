@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -64,6 +65,10 @@ type Options struct {
 	S3Endpoint string
 	// S3Region overrides the region of the AWS configuration.
 	S3Region string
+	// HTTPClient, when set, carries the S3 requests (tests count them).
+	HTTPClient interface {
+		Do(*http.Request) (*http.Response, error)
+	}
 }
 
 // ErrNone is what None.Ship returns: recordings stay on the node.
@@ -82,7 +87,7 @@ func IsNone(s Storage) bool {
 	return s == nil || ok
 }
 
-// Open returns the storage a URL names: none, spool:/path or
+// Open returns the storage a URL names: none, spool:/path, dir:/path or
 // s3://bucket/prefix. Credentials for S3 come from the standard AWS chain.
 func Open(ctx context.Context, rawURL string, o Options) (Storage, error) {
 	switch {
@@ -94,6 +99,12 @@ func Open(ctx context.Context, rawURL string, o Options) (Storage, error) {
 			return nil, fmt.Errorf("recordings storage %q: the spool directory must be an absolute path, as spool:/var/spool/bbb-agent", rawURL)
 		}
 		return NewSpool(dir), nil
+	case strings.HasPrefix(rawURL, "dir:"):
+		dir := strings.TrimPrefix(strings.TrimPrefix(rawURL, "dir:"), "//")
+		if !filepath.IsAbs(dir) {
+			return nil, fmt.Errorf("recordings storage %q: the directory must be an absolute path, as dir:/var/lib/bbb-balancer/recordings", rawURL)
+		}
+		return NewDir(dir), nil
 	case strings.HasPrefix(rawURL, "s3://"):
 		u, err := url.Parse(rawURL)
 		if err != nil || u.Host == "" {
@@ -101,7 +112,7 @@ func Open(ctx context.Context, rawURL string, o Options) (Storage, error) {
 		}
 		return NewS3(ctx, u.Host, strings.Trim(u.Path, "/"), o)
 	}
-	return nil, fmt.Errorf("recordings storage %q: want none, spool:/DIR or s3://BUCKET/PREFIX", rawURL)
+	return nil, fmt.Errorf("recordings storage %q: want none, spool:/DIR, dir:/DIR or s3://BUCKET/PREFIX", rawURL)
 }
 
 // File is one regular file of a format directory.

@@ -232,3 +232,48 @@ func untarSums(t *testing.T, path string) map[string]string {
 		sums[h.Name] = hex.EncodeToString(s.Sum(nil))
 	}
 }
+
+func TestDirHasBBBLayout(t *testing.T) {
+	ctx := context.Background()
+	root, dest := t.TempDir(), t.TempDir()
+	id := "0123456789abcdef0123456789abcdef01234567-1700000000002"
+	src := formatDir(t, root, "presentation", id, 0)
+	st, err := Open(ctx, "dir:"+dest, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Check(ctx); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	it := Item{RecordID: id, Format: "presentation", Dir: src}
+	r, err := st.Ship(ctx, Shipment{Item: it})
+	if err != nil || r.Written == 0 {
+		t.Fatalf("Ship = %+v, %v", r, err)
+	}
+	dst := filepath.Join(dest, "published", "presentation", id)
+	want, got := treeSums(t, src), treeSums(t, dst)
+	if len(got) != len(want) {
+		t.Errorf("copied %d files, want %d", len(got), len(want))
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: sha256 %q, want %q", k, got[k], v)
+		}
+	}
+	if r2, err := st.Ship(ctx, Shipment{Item: it}); err != nil || r2.Written != 0 || r2.SHA256 != r.SHA256 {
+		t.Errorf("second Ship = %+v, %v; want nothing written, the same sum", r2, err)
+	}
+	// A rebuild replaces the copy whole.
+	os.WriteFile(filepath.Join(src, "shapes.svg"), []byte("rebuilt"), 0o644)
+	os.Remove(filepath.Join(src, "video", "webcams.webm"))
+	if r3, err := st.Ship(ctx, Shipment{Item: it}); err != nil || r3.Written == 0 {
+		t.Fatalf("Ship after a rebuild = %+v, %v", r3, err)
+	}
+	if got := treeSums(t, dst); len(got) != len(want)-1 || got["shapes.svg"] != treeSums(t, src)["shapes.svg"] {
+		t.Errorf("after a rebuild the copy is %v", got)
+	}
+	entries, _ := os.ReadDir(filepath.Dir(dst))
+	if len(entries) != 1 {
+		t.Errorf("%d entries beside the copy, want none left over", len(entries)-1)
+	}
+}
