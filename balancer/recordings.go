@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -34,6 +35,9 @@ type RecordingsConfig struct {
 	// the host name); it must be stable across restarts and unique among
 	// replicas sharing the spool.
 	Replica string
+	// Retention, when positive, deletes recordings that long after they
+	// ended, everywhere.
+	Retention time.Duration
 	// CallbackInterval is how often due recording-ready callbacks are sent
 	// (default 10 s).
 	CallbackInterval time.Duration
@@ -96,6 +100,9 @@ func (s *Server) startRecordings(ctx context.Context) {
 		s.bg.Go(func() { s.runSpool(ctx) })
 	}
 	s.bg.Go(func() { s.runCallbacks(ctx) })
+	if s.cfg.Recordings.Retention > 0 {
+		s.bg.Go(func() { s.runRetention(ctx) })
+	}
 }
 
 // BBB's messages for the recording calls.
@@ -329,27 +336,84 @@ func (s *Server) recordingCall(ctx context.Context, w *resultRecorder, r *http.R
 	}
 }
 
-// changeState sets the recordings' state in the index, then makes the
-// storage follow. It answers the error itself and returns false on one.
+// changeState sets the recordings' state and answers an error itself; it
+// returns false on one.
 func (s *Server) changeState(ctx context.Context, w *resultRecorder, ids []string, state string) bool {
-	found, err := s.store.SetRecordingState(ctx, ids, state, s.cfg.Clock())
-	if err != nil {
+	found, err := s.setRecordingsState(ctx, ids, state)
+	switch {
+	case errors.Is(err, errStorage):
+		writeFailed(w, bbb.NewError(bbb.KeyInternalError, "The recording's files could not be changed; try again."))
+		return false
+	case err != nil:
 		writeFailed(w, s.storeError("changing recordings", err))
 		return false
-	}
-	if len(found) == 0 {
+	case found == 0:
 		writeFailed(w, recordingsNotFound())
 		return false
+	}
+	return true
+}
+
+// errStorage marks a failure of the recordings storage.
+var errStorage = errors.New("recordings storage")
+
+// setRecordingsState sets the recordings' state in the index, then makes
+// the storage follow, and returns how many recordings it found. Deleted
+// recordings are found only by a delete (a retried delete finishes the
+// storage's part).
+func (s *Server) setRecordingsState(ctx context.Context, ids []string, state string) (int, error) {
+	found, err := s.store.SetRecordingState(ctx, ids, state, s.cfg.Clock())
+	if err != nil {
+		return 0, err
 	}
 	for _, rec := range found {
 		if err := s.syncFiles(ctx, rec.RecordID); err != nil {
 			s.log.Error("moving a recording's files", "record_id", rec.RecordID, "state", state, "storage", s.rec.files, "err", err)
-			writeFailed(w, bbb.NewError(bbb.KeyInternalError, "The recording's files could not be changed; try again."))
-			return false
+			return len(found), fmt.Errorf("%w: %s: %w", errStorage, rec.RecordID, err)
 		}
 	}
-	return true
+	return len(found), nil
 }
+
+// ApplyRetention deletes, through the same path as deleteRecordings, the
+// recordings that ended longer than --recordings-retention ago, and returns
+// how many it deleted.
+func (s *Server) ApplyRetention(ctx context.Context) (int, error) {
+	if s.cfg.Recordings.Retention <= 0 {
+		return 0, nil
+	}
+	deleted := 0
+	for {
+		ids, err := s.store.ExpiredRecordings(ctx, s.cfg.Clock().Add(-s.cfg.Recordings.Retention), 100)
+		if err != nil || len(ids) == 0 {
+			return deleted, err
+		}
+		if _, err := s.setRecordingsState(ctx, ids, store.RecordingDeleted); err != nil {
+			return deleted, err
+		}
+		deleted += len(ids)
+		s.log.Info("recordings past retention deleted", "count", len(ids))
+	}
+}
+
+// runRetention applies the retention every interval until ctx ends.
+func (s *Server) runRetention(ctx context.Context) {
+	t := time.NewTicker(retentionInterval)
+	defer t.Stop()
+	for {
+		if _, err := s.ApplyRetention(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("recordings retention", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// retentionInterval is how often the retention runs.
+const retentionInterval = 10 * time.Minute
 
 // syncFiles makes the storage follow the index for one recording. Calls
 // are serialized in this process and each reads the state afresh, so the

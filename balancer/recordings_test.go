@@ -236,3 +236,28 @@ func TestGetRecordingsParity(t *testing.T) {
 		}
 	})
 }
+
+func TestRetention(t *testing.T) {
+	re := newRecEnv(t, backends[0].dsn(t))
+	re.srv.cfg.Recordings.Retention = 24 * time.Hour
+	old := re.record(t, "old", nil)
+	re.simClock.Advance(48 * time.Hour)
+	recent := re.record(t, "recent", nil)
+	re.clock.Advance(re.simClock.Now().Sub(re.clock.Now()) + time.Hour)
+	n, err := re.srv.ApplyRetention(ctxT(t))
+	if err != nil || n != 1 {
+		t.Fatalf("retention deleted %d, %v", n, err)
+	}
+	for id, want := range map[string]string{old: store.RecordingDeleted, recent: store.RecordingPublished} {
+		r, err := re.store.Recording(ctxT(t), id)
+		if err != nil || r.State != want {
+			t.Errorf("%s: %q %v, want %s", id, r.State, err, want)
+		}
+		if _, err := os.Stat(filepath.Join(re.storeDir, want, "presentation", id)); err != nil {
+			t.Errorf("%s not in the %s tree: %v", id, want, err)
+		}
+	}
+	if n, err := re.srv.ApplyRetention(ctxT(t)); n != 0 || err != nil {
+		t.Errorf("second run: %d %v", n, err)
+	}
+}

@@ -518,3 +518,26 @@ func (s *Store) RecordingStats(ctx context.Context) (count int, bytes int64, err
 	}
 	return count, bytes, nil
 }
+
+// ExpiredRecordings lists up to limit recordings, not deleted, that ended
+// before before.
+func (s *Store) ExpiredRecordings(ctx context.Context, before time.Time, limit int) ([]string, error) {
+	rows, err := s.query(ctx, s.rdb, `SELECT record_id FROM recordings
+		WHERE state <> 'deleted' AND end_time > 0 AND end_time < ? ORDER BY end_time LIMIT ?`, millis(before), limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: expired recordings: %w", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("store: expired recordings: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: expired recordings: %w", err)
+	}
+	return ids, nil
+}
