@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -259,5 +260,48 @@ func TestRetention(t *testing.T) {
 	}
 	if n, err := re.srv.ApplyRetention(ctxT(t)); n != 0 || err != nil {
 		t.Errorf("second run: %d %v", n, err)
+	}
+}
+
+// TestConcurrentStateChanges races publish, unpublish and delete calls on
+// the same recordings: afterwards every recording's files are in the one
+// tree its indexed state names.
+func TestConcurrentStateChanges(t *testing.T) {
+	re := newRecEnv(t, backends[0].dsn(t))
+	var ids []string
+	for i := range 4 {
+		ids = append(ids, re.record(t, fmt.Sprintf("race-%d", i), nil))
+	}
+	calls := []url.Values{
+		{"publish": {"false"}}, {"publish": {"true"}}, {"publish": {"false"}}, {"publish": {"true"}}, nil,
+	}
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := range 10 {
+				v := url.Values{"recordID": {ids[(w+i)%len(ids)]}}
+				call := bbb.CallDeleteRecordings
+				if extra := calls[(w*3+i)%len(calls)]; extra != nil && (w+i)%7 != 0 {
+					call, v["publish"] = bbb.CallPublishRecordings, extra["publish"]
+				}
+				err := re.client.Get(context.Background(), call, v, nil)
+				if err != nil && !strings.Contains(err.Error(), bbb.KeyNotFound) {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, id := range ids {
+		r, err := re.store.Recording(ctxT(t), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tree := range []string{"published", "unpublished", "deleted"} {
+			_, err := os.Stat(filepath.Join(re.storeDir, tree, "presentation", id))
+			if (tree == r.State) != (err == nil) {
+				t.Errorf("%s is %s in the index; in the %s tree: %v", id, r.State, tree, err == nil)
+			}
+		}
 	}
 }

@@ -163,6 +163,9 @@ func (s *Server) importTar(ctx context.Context, d dirFiles, work, name string) e
 		}
 		metas = append(metas, md)
 	}
+	// Under the storage lock, so that a publish or delete of the same
+	// recording in this process does not move files in between.
+	s.rec.filesMu.Lock()
 	for i, format := range formats {
 		// An indexed recording keeps the tree of its state (an operator's
 		// decision); a new one goes where its metadata.xml says.
@@ -171,9 +174,11 @@ func (s *Server) importTar(ctx context.Context, d dirFiles, work, name string) e
 			tree = rec.State
 		}
 		if err := d.place(filepath.Join(staging, format, recordID), tree, format, recordID); err != nil {
+			s.rec.filesMu.Unlock()
 			return err
 		}
 	}
+	s.rec.filesMu.Unlock()
 	for i := range metas {
 		metas[i].Storage, metas[i].Location, metas[i].ShippedAt = d.String(), name, s.cfg.Clock().UTC()
 		if err := s.indexRecording(ctx, spoolNode, metas[i]); err != nil {
