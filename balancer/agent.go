@@ -46,6 +46,7 @@ func (s *Server) agentHandler() http.Handler {
 	}
 	mux.HandleFunc("POST "+agentapi.PathDeregister, s.agentAuth(s.agentDeregister))
 	mux.HandleFunc("POST "+agentapi.PathRotate, s.agentAuth(s.agentRotate))
+	mux.HandleFunc("POST "+agentapi.PathRecording, s.agentAuth(s.agentRecording))
 	mux.HandleFunc("GET "+agentapi.PathPing, s.agentAuth(func(w http.ResponseWriter, _ *http.Request, _ caller) {
 		w.WriteHeader(http.StatusNoContent)
 	}))

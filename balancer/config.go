@@ -72,6 +72,8 @@ type Config struct {
 	// BodyReadTimeout bounds reading one request body (default 30 s): a
 	// client trickling a body holds no connection longer.
 	BodyReadTimeout time.Duration
+	// Recordings configures the recordings index, storage and playback.
+	Recordings RecordingsConfig
 	// Policy is the placement policy.
 	Policy placement.Policy
 	// DisableDashboard turns off the web page at /dashboard/ (room links stay).

@@ -105,6 +105,7 @@ func (s *Server) handleAPI(w *resultRecorder, r *http.Request, call string) {
 	ctx := r.Context()
 	switch call {
 	case bbb.CallCreate:
+		s.takeRecordingReady(ctx, r, req)
 		s.create(ctx, w, req)
 	case bbb.CallJoin:
 		s.join(ctx, w, r, req)
@@ -112,10 +113,9 @@ func (s *Server) handleAPI(w *resultRecorder, r *http.Request, call string) {
 		s.getMeetings(ctx, w)
 	case bbb.CallEnd, bbb.CallIsMeetingRunning, bbb.CallGetMeetingInfo, bbb.CallInsertDocument:
 		s.forwardMeetingCall(ctx, w, req)
-	case bbb.CallGetRecordings:
-		writeXML(w, bbb.GetRecordingsResponse{ReturnCode: bbb.ReturnSuccess, MessageKey: bbb.KeyNoRecordings,
-			Message: "There are no recordings for the meeting(s)."})
-	case bbb.CallGetRecordingTextTracks, bbb.CallPublishRecordings, bbb.CallUpdateRecordings, bbb.CallDeleteRecordings, bbb.CallPutRecordingTextTrack:
+	case bbb.CallGetRecordings, bbb.CallPublishRecordings, bbb.CallUpdateRecordings, bbb.CallDeleteRecordings:
+		s.recordingCall(ctx, w, r, req)
+	case bbb.CallGetRecordingTextTracks, bbb.CallPutRecordingTextTrack:
 		writeFailed(w, bbb.NewError(bbb.KeyNotFound, "We could not find recordings"))
 	}
 }

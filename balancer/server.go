@@ -30,6 +30,7 @@ type Server struct {
 	ceilingWarn  ceilingWarning
 	legacyWarned sync.Map
 	bg           sync.WaitGroup
+	rec          recordingsState
 }
 
 // New builds a replica on an open store and loads the registry.
@@ -55,11 +56,15 @@ func New(ctx context.Context, cfg Config, st *store.Store) (*Server, error) {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 	}
+	if err := s.initRecordings(ctx); err != nil {
+		return nil, err
+	}
 	s.reg = newRegistry(st, &s.cfg)
 	if err := s.reg.refresh(ctx); err != nil {
 		return nil, err
 	}
 	s.metrics = newMetrics(s.reg.snapshot, s.cfg.Policy)
+	s.registerRecordingMetrics()
 	mux := http.NewServeMux()
 	mux.HandleFunc("/bigbluebutton/api", s.serveAPI)
 	mux.HandleFunc("/bigbluebutton/api/", s.serveAPI)
@@ -70,6 +75,7 @@ func New(ctx context.Context, cfg Config, st *store.Store) (*Server, error) {
 	if err := s.mountDashboard(mux); err != nil { // the fleet page, room links (dashboard.go)
 		return nil, err
 	}
+	s.handlePlayback(mux)
 	s.handler = s.withBodyTimeout(s.withCleanAPIPaths(mux))
 	return s, nil
 }
@@ -102,6 +108,7 @@ func (s *Server) Run(ctx context.Context) error {
 	defer refresh.Stop()
 	defer flush.Stop()
 	defer poll.Stop()
+	s.startRecordings(ctx)
 	s.pollAll(ctx)
 	for {
 		select {

@@ -245,20 +245,25 @@ type GetRecordingsResponse struct {
 	XMLName    xml.Name    `xml:"response"`
 	ReturnCode string      `xml:"returncode"`
 	Recordings []Recording `xml:"recordings>recording"`
-	MessageKey string      `xml:"messageKey,omitempty"`
-	Message    string      `xml:"message,omitempty"`
+	// TotalElements is the number of matching recordings without paging;
+	// BBB 2.6+ sends it when offset or limit is given.
+	TotalElements *int   `xml:"totalElements,omitempty"`
+	MessageKey    string `xml:"messageKey,omitempty"`
+	Message       string `xml:"message,omitempty"`
 }
 
 // MarshalXML writes an empty <recordings/> when there are none, as BBB does.
 func (r GetRecordingsResponse) MarshalXML(e *xml.Encoder, start xml.StartElement) error {
 	type plain struct {
-		XMLName    xml.Name   `xml:"response"`
-		ReturnCode string     `xml:"returncode"`
-		Recordings recordings `xml:"recordings"`
-		MessageKey string     `xml:"messageKey,omitempty"`
-		Message    string     `xml:"message,omitempty"`
+		XMLName       xml.Name   `xml:"response"`
+		ReturnCode    string     `xml:"returncode"`
+		Recordings    recordings `xml:"recordings"`
+		TotalElements *int       `xml:"totalElements,omitempty"`
+		MessageKey    string     `xml:"messageKey,omitempty"`
+		Message       string     `xml:"message,omitempty"`
 	}
-	return e.Encode(plain{ReturnCode: r.ReturnCode, Recordings: recordings{Recording: r.Recordings}, MessageKey: r.MessageKey, Message: r.Message})
+	return e.Encode(plain{ReturnCode: r.ReturnCode, Recordings: recordings{Recording: r.Recordings}, TotalElements: r.TotalElements,
+		MessageKey: r.MessageKey, Message: r.Message})
 }
 
 type recordings struct {

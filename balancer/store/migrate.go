@@ -63,6 +63,53 @@ var migrations = [][]string{
 			created_at         BIGINT NOT NULL -- Unix ms
 		)`,
 	},
+	{ // 5: recordings: the index, its metadata for filters, the recording-ready callbacks
+		`CREATE TABLE recordings (
+			record_id           TEXT PRIMARY KEY,
+			meeting_id          TEXT NOT NULL, -- the front-end's (external) meeting ID
+			internal_meeting_id TEXT NOT NULL,
+			name                TEXT NOT NULL,
+			is_breakout         BIGINT NOT NULL DEFAULT 0,
+			state               TEXT NOT NULL CHECK (state IN ('processing', 'processed', 'published', 'unpublished', 'deleted')),
+			start_time          BIGINT NOT NULL, -- Unix ms, as BBB gives it
+			end_time            BIGINT NOT NULL,
+			participants        BIGINT NOT NULL DEFAULT 0,
+			raw_size            BIGINT NOT NULL DEFAULT 0,
+			size                BIGINT NOT NULL DEFAULT 0, -- the formats' sizes added up
+			protected           BIGINT NOT NULL DEFAULT 0,
+			meta                TEXT NOT NULL DEFAULT '{}', -- JSON object, key → value
+			formats             TEXT NOT NULL DEFAULT '[]', -- JSON array of store.RecordingFormat
+			node                TEXT NOT NULL DEFAULT '',
+			created_at          BIGINT NOT NULL, -- Unix ms
+			updated_at          BIGINT NOT NULL
+		)`,
+		`CREATE INDEX recordings_meeting_start ON recordings (meeting_id, start_time)`,
+		`CREATE INDEX recordings_start ON recordings (start_time, record_id)`,
+		`CREATE INDEX recordings_state_start ON recordings (state, start_time)`,
+		// One row per metadata key, lower-cased, for getRecordings' meta_ filters.
+		`CREATE TABLE recording_meta (
+			record_id TEXT NOT NULL REFERENCES recordings (record_id) ON DELETE CASCADE,
+			key       TEXT NOT NULL,
+			value     TEXT NOT NULL,
+			PRIMARY KEY (record_id, key)
+		)`,
+		`CREATE INDEX recording_meta_key_value ON recording_meta (key, value)`,
+		// Recording-ready callbacks: remembered at create (meeting_id set,
+		// record_id ''), queued per recording once it is indexed.
+		`CREATE TABLE recording_callbacks (
+			meeting_id  TEXT NOT NULL,
+			record_id   TEXT NOT NULL DEFAULT '',
+			url         TEXT NOT NULL,
+			secret      TEXT NOT NULL, -- which balancer secret the front-end signed its create with (a hash, never the secret)
+			state       TEXT NOT NULL CHECK (state IN ('waiting', 'queued', 'delivered', 'failed')),
+			attempts    BIGINT NOT NULL DEFAULT 0,
+			next_at     BIGINT NOT NULL DEFAULT 0, -- Unix ms
+			last_error  TEXT NOT NULL DEFAULT '',
+			created_at  BIGINT NOT NULL,
+			PRIMARY KEY (meeting_id, record_id)
+		)`,
+		`CREATE INDEX recording_callbacks_due ON recording_callbacks (state, next_at)`,
+	},
 }
 
 // migrateLockKey is the PostgreSQL advisory lock that serializes the

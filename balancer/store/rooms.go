@@ -43,13 +43,6 @@ func scanRoom(sc scanner) (Room, error) {
 	return r, nil
 }
 
-func boolInt(b bool) int64 {
-	if b {
-		return 1
-	}
-	return 0
-}
-
 // CreateRoom stores a new room; an empty ID or MeetingID is generated.
 func (s *Store) CreateRoom(ctx context.Context, r Room) (Room, error) {
 	if r.ID == "" {

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math"
 	"math/rand/v2"
 	"net/url"
 	"os"
@@ -106,7 +105,7 @@ func (r *recordingXML) toAPI() bbb.Recording {
 			Type:           r.Playback.Format,
 			URL:            r.Playback.Link,
 			ProcessingTime: r.Playback.ProcessingTime,
-			Length:         int(math.Round(float64(r.Playback.Duration) / 60000)),
+			Length:         int(r.Playback.Duration / 60000), // whole minutes, floored
 			Size:           r.Playback.Size,
 			Preview:        &preview,
 		}},
@@ -526,11 +525,35 @@ func (f *recordingFilter) match(r *recordingXML) bool {
 	}
 	for _, want := range f.meta {
 		i := slices.IndexFunc(r.Meta, func(m bbb.Meta) bool { return strings.EqualFold(m.Key, want.Key) })
-		if i < 0 || r.Meta[i].Value != want.Value {
+		if i < 0 || !metaMatches(r.Meta[i].Value, want.Value) {
 			return false
 		}
 	}
 	return true
+}
+
+// metaMatches applies a meta_ filter value as bbb-web 2.6 does: a % at the
+// start means "ends with", at the end "starts with", at both "contains";
+// otherwise the value must be equal. Case counts.
+func metaMatches(value, filter string) bool {
+	prefix := strings.HasPrefix(filter, "%")
+	suffix := len(filter) > 1 && strings.HasSuffix(filter, "%")
+	core := filter
+	if prefix {
+		core = core[1:]
+	}
+	if suffix {
+		core = core[:len(core)-1]
+	}
+	switch {
+	case prefix && suffix:
+		return strings.Contains(value, core)
+	case prefix:
+		return strings.HasSuffix(value, core)
+	case suffix:
+		return strings.HasPrefix(value, core)
+	}
+	return value == filter
 }
 
 func (s *Server) getRecordings(q *apiRequest) {
@@ -559,9 +582,11 @@ func (s *Server) getRecordings(q *apiRequest) {
 			matched = append(matched, r)
 		}
 	}
+	// Newest first.
 	slices.SortFunc(matched, func(a, b *recordingXML) int {
-		return cmp.Or(cmp.Compare(a.StartTime, b.StartTime), cmp.Compare(a.ID, b.ID))
+		return cmp.Or(cmp.Compare(b.StartTime, a.StartTime), cmp.Compare(b.ID, a.ID))
 	})
+	total := len(matched)
 	matched = matched[min(offset, len(matched)):]
 	if limit > 0 && limit < len(matched) {
 		matched = matched[:limit]
@@ -571,6 +596,9 @@ func (s *Server) getRecordings(q *apiRequest) {
 		resp.Recordings[i] = r.toAPI()
 	}
 	s.recMu.Unlock()
+	if q.get("offset") != "" || q.get("limit") != "" {
+		resp.TotalElements = &total
+	}
 	if len(matched) == 0 {
 		resp.MessageKey, resp.Message = bbb.KeyNoRecordings, "There are no recordings for the meeting(s)."
 	}

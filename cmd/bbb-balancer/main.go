@@ -32,6 +32,6 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "url", Value: "http://" + balancer.DefaultListen, EnvVars: []string{"BBB_BALANCER_URL"}, Usage: "the balancer to administer"},
 			&cli.StringFlag{Name: "admin-token", EnvVars: []string{"BBB_BALANCER_ADMIN_TOKEN"}, Usage: "the admin API token"},
 		},
-		Commands: []*cli.Command{serveCommand(), statusCommand(), serversCommand(), roomsCommand()},
+		Commands: []*cli.Command{serveCommand(), statusCommand(), serversCommand(), roomsCommand(), recordingsCommand()},
 	}
 }

@@ -46,6 +46,12 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: env("LOG_LEVEL"), Usage: "debug, info, warn or error"},
 			&cli.BoolFlag{Name: "dashboard", Value: true, EnvVars: env("DASHBOARD"), Usage: "serve the fleet page at /dashboard/ (--dashboard=false: off)"},
 			&cli.StringFlag{Name: "dashboard-users", EnvVars: env("DASHBOARD_USERS"), Usage: "file of dashboard users, name:bcrypt-hash:role (admin or readonly) per line; without it, log in with the admin token"},
+			&cli.StringFlag{Name: "recordings-storage", EnvVars: env("RECORDINGS_STORAGE"), Usage: "where recordings' files are: dir:/var/bigbluebutton or s3://BUCKET/PREFIX (default: index only)"},
+			&cli.StringFlag{Name: "recordings-s3-endpoint", EnvVars: env("RECORDINGS_S3_ENDPOINT"), Usage: "URL of an S3-compatible server (path-style addressing)"},
+			&cli.StringFlag{Name: "recordings-spool", EnvVars: env("RECORDINGS_SPOOL"), Usage: "directory of Scalelite-format <record_id>.tar files to import (needs dir: storage)"},
+			&cli.StringFlag{Name: "recordings-replica", EnvVars: env("RECORDINGS_REPLICA"), Usage: "this replica's name in the spool's work/ directory, stable across restarts (default: the host name)"},
+			&cli.DurationFlag{Name: "recordings-retention", EnvVars: env("RECORDINGS_RETENTION"), Usage: "delete recordings everywhere this long after they ended, e.g. 8760h (default: keep)"},
+			&cli.StringFlag{Name: "playback-url", EnvVars: env("PLAYBACK_URL"), Usage: "scheme and host of playback links, e.g. https://rec.example.com (default: the API request's own)"},
 		},
 		Action: serve,
 	}
@@ -113,6 +119,11 @@ func newReplica(ctx context.Context, c *cli.Context) (*replica, error) {
 		Logger:             log,
 		DisableDashboard:   !c.Bool("dashboard"),
 		DashboardUsers:     c.String("dashboard-users"),
+		Recordings: balancer.RecordingsConfig{
+			Storage: c.String("recordings-storage"), S3Endpoint: c.String("recordings-s3-endpoint"),
+			Spool: c.String("recordings-spool"), Replica: c.String("recordings-replica"), PlaybackURL: c.String("playback-url"),
+			Retention: c.Duration("recordings-retention"),
+		},
 	}
 	cfg.Policy.CPUCeiling = c.Float64("cpu-ceiling")
 	if s := c.String("checksum-algorithms"); s != "" {
