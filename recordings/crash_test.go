@@ -296,7 +296,7 @@ func TestCrashSpool(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(spool, id+".tar")); err != nil {
 			return err
 		}
-		got := untar(t, filepath.Join(spool, id+".tar"))
+		got := testenv.TarSums(t, filepath.Join(spool, id+".tar"))
 		if len(got) != len(f.trees[id]) {
 			return fmt.Errorf("tar has %d files, want %d", len(got), len(f.trees[id]))
 		}

@@ -1,7 +1,6 @@
 package recordings
 
 import (
-	"archive/tar"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -457,7 +456,7 @@ func TestEndToEndSpool(t *testing.T) {
 	}
 	runUntilShipped(t, s, q, len(ids)+1)
 	for _, id := range ids {
-		got := untar(t, filepath.Join(spool, id+".tar"))
+		got := testenv.TarSums(t, filepath.Join(spool, id+".tar"))
 		want := map[string]string{}
 		for _, tree := range []string{"presentation", "video"} {
 			dir := filepath.Join(root, "published", tree, id)
@@ -480,29 +479,6 @@ func TestEndToEndSpool(t *testing.T) {
 	entries, _ := os.ReadDir(spool)
 	if len(entries) != len(ids) {
 		t.Errorf("spool holds %d files, want one tar per recording", len(entries))
-	}
-}
-
-func untar(t testing.TB, path string) map[string]string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	tr := tar.NewReader(f)
-	out := map[string]string{}
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		s := sha256.New()
-		io.Copy(s, tr)
-		out[h.Name] = hex.EncodeToString(s.Sum(nil))
 	}
 }
 

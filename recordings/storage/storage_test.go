@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"archive/tar"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -178,7 +177,7 @@ func TestSpoolTarHasTheScaleliteLayout(t *testing.T) {
 	if err != nil || r.Written != 1 {
 		t.Fatalf("Ship = %+v, %v", r, err)
 	}
-	got := untarSums(t, filepath.Join(spool, id+".tar"))
+	got := testenv.TarSums(t, filepath.Join(spool, id+".tar"))
 	want := map[string]string{}
 	for _, it := range items {
 		for rel, sum := range treeSums(t, it.Dir) {
@@ -206,30 +205,6 @@ func TestSpoolTarHasTheScaleliteLayout(t *testing.T) {
 	}
 	if _, err := None.Ship(None{}, ctx, Shipment{}); !errors.Is(err, ErrNone) {
 		t.Errorf("None.Ship = %v, want ErrNone", err)
-	}
-}
-
-// untarSums reads a tar and returns each file's SHA-256 by name.
-func untarSums(t *testing.T, path string) map[string]string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	tr := tar.NewReader(f)
-	sums := map[string]string{}
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return sums
-		}
-		if err != nil {
-			t.Fatalf("tar %s: %v", path, err)
-		}
-		s := sha256.New()
-		io.Copy(s, tr)
-		sums[h.Name] = hex.EncodeToString(s.Sum(nil))
 	}
 }
 
