@@ -2,11 +2,8 @@ package recordings
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -396,14 +393,7 @@ func TestEndToEndS3(t *testing.T) {
 		pre := "fleet/" + format + "/" + id + "/"
 		want := sums(t, dir)
 		for rel, sum := range want {
-			out, err := client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("recordings"), Key: aws.String(pre + rel)})
-			if err != nil {
-				t.Fatalf("%s%s: %v", pre, rel, err)
-			}
-			h := sha256.New()
-			io.Copy(h, out.Body)
-			out.Body.Close()
-			if got := hex.EncodeToString(h.Sum(nil)); got != sum {
+			if got := srv.ObjectSum(t, "recordings", pre+rel); got != sum {
 				t.Errorf("%s%s: sha256 %s, want %s", pre, rel, got, sum)
 			}
 			objects++

@@ -2,18 +2,12 @@ package recordings
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http/httptest"
 	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/bbb/sim"
@@ -79,14 +73,7 @@ func TestSimRecordingsToS3(t *testing.T) {
 	for _, f := range mustScan(t, root) {
 		pre := "fleet/" + f.Format + "/" + f.RecordID + "/"
 		for rel, sum := range sums(t, f.Dir) {
-			out, err := srv.Client().GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("rec"), Key: aws.String(pre + rel)})
-			if err != nil {
-				t.Fatalf("%s%s: %v", pre, rel, err)
-			}
-			h := sha256.New()
-			io.Copy(h, out.Body)
-			out.Body.Close()
-			if got := hex.EncodeToString(h.Sum(nil)); got != sum {
+			if got := srv.ObjectSum(t, "rec", pre+rel); got != sum {
 				t.Errorf("%s%s: sha256 %s, want %s", pre, rel, got, sum)
 			}
 			objects++

@@ -3,7 +3,10 @@ package testenv
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -229,4 +232,22 @@ func startS3(bin string) (S3Server, *process, error) {
 		case <-tick.C:
 		}
 	}
+}
+
+// ObjectSum reads the object at bucket/key and returns its SHA-256 (hex); the
+// test fails when the object cannot be read.
+func (s S3Server) ObjectSum(t testing.TB, bucket, key string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := s.Client().GetObject(ctx, &s3.GetObjectInput{Bucket: &bucket, Key: &key})
+	if err != nil {
+		t.Fatalf("s3 %s/%s: %v", bucket, key, err)
+	}
+	defer out.Body.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, out.Body); err != nil {
+		t.Fatalf("s3 %s/%s: %v", bucket, key, err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
