@@ -12,6 +12,7 @@ import (
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/dnsupdate"
 	"github.com/bbb-agent/bbb-agent/fleet"
+	"github.com/bbb-agent/bbb-agent/internal/clock"
 	"github.com/bbb-agent/bbb-agent/registrar"
 	"github.com/bbb-agent/bbb-agent/turn"
 )
@@ -49,18 +50,8 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Clock tells the time and waits: time.Now and time.After, or in tests
-// testenv.Clock.
-type Clock interface {
-	Now() time.Time
-	After(d time.Duration) <-chan time.Time
-}
-
-// realClock is the wall clock.
-type realClock struct{}
-
-func (realClock) Now() time.Time                         { return time.Now() }
-func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+// Clock tells the time and waits: clock.Real, or in tests testenv.Clock.
+type Clock = clock.Clock
 
 // Deps are the parts the agent talks to; only Registrar is required.
 type Deps struct {
@@ -188,7 +179,7 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 		cfg.DNSWait = dnsupdate.DefaultWaitTimeout
 	}
 	if cfg.Clock == nil {
-		cfg.Clock = realClock{}
+		cfg.Clock = clock.Real{}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -13,19 +13,12 @@ import (
 	"time"
 
 	"github.com/bbb-agent/bbb-agent/agentapi"
+	"github.com/bbb-agent/bbb-agent/internal/clock"
 	"github.com/bbb-agent/bbb-agent/recordings/storage"
 )
 
-// Clock is the time the Shipper lives by; testenv.Clock in tests.
-type Clock interface {
-	Now() time.Time
-	After(d time.Duration) <-chan time.Time
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time                         { return time.Now() }
-func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+// Clock is the time the Shipper lives by: clock.Real, or testenv.Clock in tests.
+type Clock = clock.Clock
 
 // Indexer tells the fleet about a recording format the storage confirmed
 // (bbb-balancer's recordings index). It must be an idempotent upsert.
@@ -109,7 +102,7 @@ type Shipper struct {
 // NewShipper returns a Shipper; Run starts it.
 func NewShipper(cfg Config) *Shipper {
 	if cfg.Clock == nil {
-		cfg.Clock = realClock{}
+		cfg.Clock = clock.Real{}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
