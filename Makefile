@@ -7,7 +7,7 @@ PKGS     := ./...
 TEST_TIMEOUT ?= 12m
 FUZZTIME ?= 3m
 
-.PHONY: all build test unit lint bench fuzz demo clean
+.PHONY: all build test unit lint bench fuzz demo clean package clean-dist
 
 all: build
 
@@ -41,3 +41,11 @@ demo: build
 
 clean:
 	rm -rf $(BIN) .demo
+
+# Debian packages of bbb-agent and bbb-balancer (amd64 and arm64) in dist/,
+# built with nfpm by packaging/mkdeb; the version comes from git describe.
+package:
+	$(GO) run ./packaging/mkdeb -out dist -arch amd64,arm64
+
+clean-dist:
+	rm -rf dist

@@ -77,7 +77,7 @@ func timeSpan(t *testing.T, s string) time.Duration {
 }
 
 func TestServiceUnit(t *testing.T) {
-	u := readUnitFile(t, "bbb-agent.service")
+	u := readUnitFile(t, "../packaging/systemd/bbb-agent.service")
 	for _, tc := range []struct{ key, want string }{
 		{"Type", "notify"},
 		{"NotifyAccess", "main"},
@@ -105,18 +105,16 @@ func TestServiceUnit(t *testing.T) {
 	if wd := timeSpan(t, u.get(t, "Service", "WatchdogSec")); wd < 10*time.Second {
 		t.Errorf("WatchdogSec=%v: too short for pings every %v", wd, wd/2)
 	}
+	// A stop or restart does not drain (an upgrade must not wait for the
+	// meetings): the stop timeout only covers a clean exit. A host
+	// shutdown drains under logind's delay lock, which the drop-in makes
+	// long enough for the default drain.
 	stop := timeSpan(t, u.get(t, "Service", "TimeoutStopSec"))
-	if stop < time.Hour {
-		t.Errorf("TimeoutStopSec=%v: shorter than an hour, too short for a drain", stop)
+	if stop > 2*time.Minute {
+		t.Errorf("TimeoutStopSec=%v: a stop does not drain, a long timeout only holds up an upgrade", stop)
 	}
-
-	// A drain on SIGTERM and a drain under logind's delay lock need the
-	// same time: the two limits stay equal, and cover the default drain.
-	d := readUnitFile(t, "logind-bbb-agent.conf")
+	d := readUnitFile(t, "../packaging/systemd/logind-bbb-agent.conf")
 	inhibit := timeSpan(t, d.get(t, "Login", "InhibitDelayMaxSec"))
-	if inhibit != stop {
-		t.Errorf("InhibitDelayMaxSec=%v in the logind drop-in, TimeoutStopSec=%v in the unit: keep them equal", inhibit, stop)
-	}
 	if warn := systemd.CheckInhibitDelay(inhibit, defaultDrainDeadline); warn != "" {
 		t.Errorf("the packaged drop-in is too short for the default drain deadline: %s", warn)
 	}
