@@ -6,7 +6,8 @@
 # BBB's record-and-playback runs it as `bbb_agent.rb -m RECORD_ID -f FORMAT`
 # once a recording is published; it tells the agent with
 # `bbb-agent recordings notify`. It never fails BBB's publish step: it
-# always exits 0, and the agent gets at most 60 seconds.
+# always exits 0, and the agent gets at most 60 seconds
+# (BBB_AGENT_HOOK_TIMEOUT seconds when set).
 
 require 'optparse'
 require 'timeout'
@@ -28,17 +29,18 @@ if record_id.nil? || record_id.empty?
 end
 
 agent = ENV.fetch('BBB_AGENT_BIN', '/usr/bin/bbb-agent') # tests run a fake
+limit = Float(ENV.fetch('BBB_AGENT_HOOK_TIMEOUT', '60'), exception: false) || 60
 cmd = [agent, 'recordings', 'notify', '--record-id', record_id]
 cmd += ['--format', format] unless format.nil? || format.empty?
 begin
   pid = Process.spawn(*cmd, in: File::NULL)
   begin
-    Timeout.timeout(60) { Process.wait(pid) }
+    Timeout.timeout(limit) { Process.wait(pid) }
     warn "bbb_agent.rb: #{cmd.join(' ')}: #{$?}" unless $?.success?
   rescue Timeout::Error
     Process.kill('KILL', pid)
     Process.wait(pid)
-    warn "bbb_agent.rb: #{cmd.join(' ')}: no answer within 60s, killed"
+    warn "bbb_agent.rb: #{cmd.join(' ')}: no answer within #{limit}s, killed"
   end
 rescue SystemCallError => e
   warn "bbb_agent.rb: #{cmd.join(' ')}: #{e.message}"
