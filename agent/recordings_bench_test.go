@@ -117,9 +117,9 @@ func (f *shipFigures) report(b *testing.B) {
 	b.ReportMetric(100*f.cpu.Seconds()/f.wall.Seconds(), "core-%")
 	b.ReportMetric(float64(f.mem.rss)/1024, "rss-MiB")
 	b.ReportMetric(float64(f.mem.hwm)/1024, "hwm-MiB")
-	b.Logf("%d formats, %.1f MiB in %v; agent CPU %v; RSS before %.1f MiB, after %.1f MiB, peak %.1f MiB",
+	b.Logf("%d formats, %.1f MiB in %v; agent CPU %v; RSS before %.1f MiB, after %.1f MiB (anonymous %.1f MiB, file %.1f MiB), peak %.1f MiB",
 		f.formats, float64(f.bytes)/(1<<20), f.wall.Round(time.Millisecond), f.cpu.Round(time.Millisecond),
-		float64(f.memStart.rss)/1024, float64(f.mem.rss)/1024, float64(f.mem.hwm)/1024)
+		float64(f.memStart.rss)/1024, float64(f.mem.rss)/1024, float64(f.mem.anon)/1024, float64(f.mem.file)/1024, float64(f.mem.hwm)/1024)
 }
 
 func measureShipping(b *testing.B, bins testenv.Commands, target string, recs []benchRecording) *shipFigures {
