@@ -468,3 +468,42 @@ func TestScaleInWaitsForRecordings(t *testing.T) {
 		t.Errorf("the agent's log does not show the recording shipped before the deregistration:\n%s", out)
 	}
 }
+
+// TestCheckRecordingsStorage: `bbb-agent check` writes and deletes a probe
+// in the recordings storage and says when it cannot.
+func TestCheckRecordingsStorage(t *testing.T) {
+	f := newFleet(t)
+	s := f.startSim("check")
+	srv := testenv.S3(t)
+	srv.CreateBucket(t, recBucket)
+	notADir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notADir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	check := func(t *testing.T, env []string, args ...string) testenv.Result {
+		t.Helper()
+		return testenv.Run(t, env, f.bin.Agent, append([]string{"check", "--balancer-url", f.url, "--agent-token", agentToken,
+			"--bbb-url", s.URL, "--bbb-secret", s.Secret, "--node-name", "bbb-check", "--state-dir", t.TempDir(), "--logind=false"}, args...)...)
+	}
+	_, env := s3Agent(srv, "")
+	for _, tt := range []struct {
+		name string
+		args []string
+		want string
+		code int
+	}{
+		{"none", nil, "! recordings storage: none", 0},
+		{"spool", []string{"--recordings-storage", "spool:" + t.TempDir()}, "✔ recordings storage: spool:", 0},
+		{"s3", []string{"--recordings-storage", "s3://" + recBucket + "/" + recPrefix, "--recordings-s3-endpoint", srv.Endpoint}, "✔ recordings storage: s3://", 0},
+		{"s3 without the bucket", []string{"--recordings-storage", "s3://no-such-bucket/x", "--recordings-s3-endpoint", srv.Endpoint}, "✘ recordings storage: s3://no-such-bucket", 1},
+		{"spool not a directory", []string{"--recordings-storage", "spool:" + notADir}, "✘ recordings storage: spool:", 1},
+		{"storage URL wrong", []string{"--recordings-storage", "ftp://x"}, "✘ recordings storage: --recordings-storage", 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := check(t, env, tt.args...)
+			if r.Code != tt.code || !strings.Contains(r.Stdout, "\n"+tt.want) {
+				t.Errorf("check %v: want exit %d and a line %q: %s", tt.args, tt.code, tt.want, r)
+			}
+		})
+	}
+}
