@@ -161,6 +161,10 @@ type Agent struct {
 	fatal        error  // stops the agent
 	bbbVersion   string // from the API root
 	versionAt    time.Time
+	// recScannedFor is the drain measureRecordings last scanned for;
+	// recProcessing the processing backlog it last read.
+	recScannedFor *drainRun
+	recProcessing int
 }
 
 type command struct {

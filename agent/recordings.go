@@ -43,8 +43,10 @@ const recordingsTimeout = 10 * time.Second
 
 // measureRecordings reads the recordings backlog into the status and
 // returns it; ok is false without recordings or when it cannot be read.
-// During a drain it scans first, so that a format BBB published without
-// telling the hook is queued before the node leaves.
+// During a drain it scans when the drain starts and whenever BBB finished
+// processing a recording since the last measurement, so that a format BBB
+// published without the hook telling us is queued before the node leaves
+// (the periodic scan may be minutes away).
 func (a *Agent) measureRecordings(ctx context.Context) (recordings.Backlog, bool) {
 	r := a.deps.Recordings
 	if r == nil {
@@ -52,12 +54,18 @@ func (a *Agent) measureRecordings(ctx context.Context) (recordings.Backlog, bool
 	}
 	cctx, cancel := context.WithTimeout(ctx, recordingsTimeout)
 	defer cancel()
-	if a.drain != nil {
-		if _, err := r.Scan(cctx); err != nil {
-			a.log.Warn("recordings: scan during the drain", "err", err)
+	b, err := r.Backlog(cctx)
+	if d := a.drain; d != nil && err == nil && (a.recScannedFor != d || b.Processing < a.recProcessing) {
+		a.recScannedFor = d
+		if n, serr := r.Scan(cctx); serr != nil {
+			a.log.Warn("recordings: scan during the drain", "err", serr)
+		} else if n > 0 {
+			b, err = r.Backlog(cctx)
 		}
 	}
-	b, err := r.Backlog(cctx)
+	if err == nil {
+		a.recProcessing = b.Processing
+	}
 	st := r.Stats()
 	a.mu.Lock()
 	defer a.mu.Unlock()
