@@ -3,7 +3,9 @@ package agent
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -217,5 +219,36 @@ func TestRecordingsAdmin(t *testing.T) {
 	}
 	if want := []string{"r1/video", "r1/"}; !slices.Equal(rec.notified, want) {
 		t.Errorf("notified %v, want %v", rec.notified, want)
+	}
+}
+
+// TestRecordingsMetrics: the recordings counters and the backlog by state.
+func TestRecordingsMetrics(t *testing.T) {
+	rec := &fakeRecordings{backlog: recordings.Backlog{Processing: 2, Queued: 1, Failed: 4}}
+	c, err := bbb.NewClient("http://127.0.0.1:9", "never-called")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(Config{Node: "bbb1", Logger: slog.New(slog.DiscardHandler)}, Deps{Registrar: &fakeRegistrar{}, BBB: c, Recordings: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.measureRecordings(context.Background())
+	srv := httptest.NewServer(a.MetricsHandler())
+	t.Cleanup(srv.Close)
+	resp, err := srv.Client().Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		"bbb_agent_recordings_shipped_total 3", "bbb_agent_recordings_failed_total 0", "bbb_agent_recordings_bytes_shipped_total 4096",
+		`bbb_agent_recordings_backlog{state="processing"} 2`, `bbb_agent_recordings_backlog{state="queued"} 1`,
+		`bbb_agent_recordings_backlog{state="failed"} 4`, `bbb_agent_recordings_backlog{state="shipping"} 0`,
+	} {
+		if !strings.Contains(string(body), want+"\n") {
+			t.Errorf("metrics lack %q", want)
+		}
 	}
 }
