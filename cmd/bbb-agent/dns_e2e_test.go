@@ -12,7 +12,8 @@ import (
 
 // TestDNSAgainstBIND: `bbb-agent dns plan|apply|delete` by hand, then a
 // running agent that publishes its name in a real BIND 9 zone before it
-// registers, shows it in status, and removes it after a SIGTERM drain.
+// registers, shows it in status, and removes it after a SIGTERM drain
+// (--drain-on-sigterm).
 func TestDNSAgainstBIND(t *testing.T) {
 	srv := testenv.Bind(t)
 	f := newFleet(t)
@@ -50,7 +51,7 @@ func TestDNSAgainstBIND(t *testing.T) {
 		t.Fatalf("dns apply with a wrong key: %s", r)
 	}
 
-	a := f.startAgent(s, agentOpts{nodeName: "dns1", args: dnsArgs})
+	a := f.startAgent(s, agentOpts{nodeName: "dns1", args: append(slices.Clone(dnsArgs), "--drain-on-sigterm")})
 	a.secrets = append(a.secrets, srv.KeySecret)
 	testenv.Eventually(t, 5*time.Second, "online", func() bool { return f.onlineAndEnabled("dns1") })
 	if got := srv.Dig(t, fqdn, "A"); !slices.Equal(got, []string{"198.51.100.31"}) {

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -340,14 +341,15 @@ func TestAgentsJoinTheFleet(t *testing.T) {
 	})
 }
 
-// TestSIGTERMDrainsAndWaitsForTheMeeting: SIGTERM cordons the node at the
-// balancer; the agent runs on, draining, while its meeting runs, and leaves
-// the fleet and exits 0 once the meeting has been ended through the balancer.
+// TestSIGTERMDrainsAndWaitsForTheMeeting: with --drain-on-sigterm (hosts
+// without logind), SIGTERM cordons the node at the balancer; the agent runs
+// on, draining, while its meeting runs, and leaves the fleet and exits 0 once
+// the meeting has been ended through the balancer.
 func TestSIGTERMDrainsAndWaitsForTheMeeting(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t)
 	s := f.startSim("1")
-	a := f.startAgent(s, agentOpts{nodeName: "bbb-drain"})
+	a := f.startAgent(s, agentOpts{nodeName: "bbb-drain", args: []string{"--drain-on-sigterm"}})
 	testenv.Eventually(t, 2*interval+slack, "online and enabled", func() bool { return f.onlineAndEnabled(a.node) })
 	f.create("lecture")
 	if _, err := s.Control.AddAttendees(t.Context(), "lecture", sim.AttendeeSpec{Count: 3}); err != nil {
@@ -420,19 +422,24 @@ func TestSIGTERMDrainsAndWaitsForTheMeeting(t *testing.T) {
 	}
 }
 
-// TestSecondSignalStopsAtOnce: a second SIGTERM during a drain stops the
-// agent without waiting for the meetings, and says what that leaves behind.
+// TestSecondSignalStopsAtOnce: a second SIGTERM during a drain (a second or
+// more after the first) stops the agent without waiting for the meetings, and
+// says what that leaves behind.
 func TestSecondSignalStopsAtOnce(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t)
 	s := f.startSim("1")
-	a := f.startAgent(s, agentOpts{nodeName: "bbb-impatient"})
+	a := f.startAgent(s, agentOpts{nodeName: "bbb-impatient", args: []string{"--drain-on-sigterm"}})
 	testenv.Eventually(t, 2*interval+slack, "online and enabled", func() bool { return f.onlineAndEnabled(a.node) })
 	f.create("workshop")
+	first := time.Now()
 	if err := a.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	a.waitState(t, agent.Draining, interval+slack)
+	// A signal within signalRepeat of the first is the same signal twice
+	// (TestSignalsInTheSameInstantKeepDraining): wait the window out.
+	time.Sleep(time.Until(first.Add(signalRepeat + 100*time.Millisecond)))
 	if err := a.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -447,6 +454,114 @@ func TestSecondSignalStopsAtOnce(t *testing.T) {
 	}
 	if srv, ok := f.server(a.node); !ok || srv.State != fleet.Cordoned {
 		t.Errorf("the balancer after the agent stopped mid-drain: %+v (listed %v), want it cordoned", srv, ok)
+	}
+}
+
+// TestSignalsInTheSameInstantKeepDraining: GNU timeout and some init
+// scripts signal the agent and its process group at once, so the same
+// SIGTERM arrives twice: that is one signal, and the drain goes on.
+func TestSignalsInTheSameInstantKeepDraining(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	s := f.startSim("1")
+	a := f.startAgent(s, agentOpts{nodeName: "bbb-twice", args: []string{"--drain-on-sigterm"}})
+	testenv.Eventually(t, 2*interval+slack, "online and enabled", func() bool { return f.onlineAndEnabled(a.node) })
+	f.create("seminar")
+	// The kernel merges a signal into one still pending: send the second as
+	// soon as the agent has taken the first, well within signalRepeat.
+	if err := a.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, slack, "the agent takes the signal", func() bool { return strings.Contains(a.Output(), "signal: draining") })
+	if err := a.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	a.waitState(t, agent.Draining, interval+slack)
+	testenv.Eventually(t, interval+slack, "cordoned at the balancer", func() bool {
+		srv, ok := f.server(a.node)
+		return ok && srv.State == fleet.Cordoned
+	})
+	time.Sleep(3 * interval) // the drain waits for the seminar
+	if !a.running() {
+		t.Fatalf("the agent stopped on a doubled signal:\n%s", a.Output())
+	}
+	if st := a.waitState(t, agent.Draining, slack); st.Drain == nil || st.Drain.Source != agent.SourceSignal {
+		t.Errorf("status after the doubled signal: %+v", st)
+	}
+	if !strings.Contains(a.Output(), "signal again within a second") {
+		t.Errorf("the agent does not say it took the second signal for the first:\n%s", a.Output())
+	}
+}
+
+// TestRestartDoesNotDrain: a plain stop and start of the agent (systemctl
+// restart, a package upgrade's postinst) while a meeting runs: the agent
+// stops at once without a drain, the node is never cordoned nor offline at
+// the balancer, the meeting goes on untouched, and the restarted agent
+// reports it again under the same name.
+func TestRestartDoesNotDrain(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	s := f.startSim("1")
+	stateDir, socket := t.TempDir(), filepath.Join(shortDir(t), "admin.sock")
+	// One second between reports: offline only after three missed, so a
+	// restart of the binary fits well inside.
+	opts := agentOpts{nodeName: "bbb-upgrade", stateDir: stateDir, socket: socket, args: []string{"--report-interval", "1s"}}
+	a := f.startAgent(s, opts)
+	testenv.Eventually(t, 2*time.Second+slack, "online and enabled", func() bool { return f.onlineAndEnabled(a.node) })
+	f.create("lecture")
+	if _, err := s.Control.AddAttendees(t.Context(), "lecture", sim.AttendeeSpec{Count: 4}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 2*time.Second+slack, "the balancer sees the meeting", func() bool {
+		srv, ok := f.server(a.node)
+		return ok && srv.Meetings == 1
+	})
+
+	// Watch the node at the balancer through the restart.
+	var seen []string
+	var mu sync.Mutex
+	watch, stopWatch := context.WithCancel(context.Background())
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for watch.Err() == nil {
+			srv, ok := f.server(a.node)
+			if !ok || !srv.Online || srv.State != fleet.Enabled {
+				mu.Lock()
+				seen = append(seen, fmt.Sprintf("listed=%v online=%v state=%s", ok, srv.Online, srv.State))
+				mu.Unlock()
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+
+	if err := a.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := a.Wait(t, slack); code != 0 {
+		t.Fatalf("the agent exited %d on SIGTERM\n%s", code, a.Output())
+	}
+	if out := a.Output(); !strings.Contains(out, "the node stays registered") || strings.Contains(out, "draining") {
+		t.Errorf("the stop's log:\n%s", out)
+	}
+	b := f.startAgent(s, opts)
+	testenv.Eventually(t, 2*time.Second+slack, "the restarted agent reports", func() bool {
+		st, _, ok := b.status(t)
+		return ok && st.Registered && st.LastReportAgeSeconds != nil && st.Load.Meetings == 1
+	})
+	stopWatch()
+	<-watched
+	if len(seen) > 0 {
+		t.Errorf("the balancer saw the node leave rotation during the restart: %v", seen)
+	}
+	if got := s.meetings(t); !slices.Equal(got, []string{"lecture"}) {
+		t.Errorf("the node runs %v after the restart, want the lecture", got)
+	}
+	if n := s.requests(t, bbb.CallEnd); n != 0 {
+		t.Errorf("the node got %d end calls", n)
+	}
+	if st, _, _ := b.status(t); st.State != agent.Ready || st.Drain != nil {
+		t.Errorf("the restarted agent: state %s, drain %+v", st.State, st.Drain)
 	}
 }
 

@@ -69,6 +69,7 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "aws-endpoint", EnvVars: env("AWS_ENDPOINT"), Usage: "Auto Scaling API endpoint override (tests, VPC endpoints)"},
 		&cli.DurationFlag{Name: "asg-heartbeat", Value: agent.DefaultHeartbeatEvery, EnvVars: env("ASG_HEARTBEAT"), Usage: "how often a scale-in drain extends the lifecycle hook"},
 		&cli.BoolFlag{Name: "logind", Value: true, EnvVars: env("LOGIND"), Usage: "hold a logind delay lock so a shutdown waits for the drain"},
+		&cli.BoolFlag{Name: "drain-on-sigterm", EnvVars: env("DRAIN_ON_SIGTERM"), Usage: "drain on SIGTERM/SIGINT (hosts without logind); by default a signal stops the agent and the node stays registered, so a restart or a package upgrade never drains"},
 		&cli.StringFlag{Name: "metrics-listen", EnvVars: env("METRICS_LISTEN"), Usage: "serve Prometheus metrics on this (loopback) address, e.g. 127.0.0.1:9688"},
 		&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: env("LOG_LEVEL"), Usage: "debug, info, warn or error"},
 	}, append(append(dnsFlags(), turnFlags()...), recordingsFlags()...)...)

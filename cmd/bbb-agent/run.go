@@ -139,6 +139,13 @@ type daemon struct {
 	metricsLn net.Listener
 	// recordings ships the node's recordings (nil: role turn).
 	recordings *shipper
+	// drainOnSignal: SIGTERM and SIGINT drain (--drain-on-sigterm, for
+	// hosts without logind); otherwise they stop the agent and the node
+	// stays registered (a restart, a package upgrade).
+	drainOnSignal bool
+	// now is the clock of the signal handler (two signals in the same
+	// instant count as one).
+	now func() time.Time
 }
 
 // newDaemon resolves the configuration into the agent and its dependencies and
@@ -215,7 +222,8 @@ func newDaemon(ctx context.Context, c *cli.Context, base *slog.Logger) (d *daemo
 	if err != nil {
 		return nil, err
 	}
-	d = &daemon{log: log, node: n, agent: a, notifier: notifier, recordings: ship}
+	d = &daemon{log: log, node: n, agent: a, notifier: notifier, recordings: ship,
+		drainOnSignal: c.Bool("drain-on-sigterm"), now: time.Now}
 	if addr := c.String("metrics-listen"); addr != "" {
 		if d.metricsLn, err = listenMetrics(addr); err != nil {
 			return nil, err
@@ -240,7 +248,8 @@ func newDaemon(ctx context.Context, c *cli.Context, base *slog.Logger) (d *daemo
 func (d *daemon) supervise(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// Registered before anything runs: a SIGTERM from now on drains.
+	// Registered before anything runs: a SIGTERM from now on stops (or,
+	// with --drain-on-sigterm, drains).
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
@@ -281,24 +290,51 @@ func (d *daemon) supervise(ctx context.Context) error {
 			return nil
 		})
 	}
-	var stoppedBySignal atomic.Bool
+	var stoppedBySignal, drainCut atomic.Bool
 	part("signal handler", func(ctx context.Context) error {
-		// The first SIGTERM or SIGINT drains; a second one stops at once.
-		first := true
-		for {
-			var sig os.Signal
-			select {
-			case <-ctx.Done():
-				return nil
-			case sig = <-sigs:
-			}
-			if !first {
-				d.log.Warn("second signal: stopping without finishing the drain", "signal", sig)
-				stoppedBySignal.Store(true)
-				cancel()
-				return nil
-			}
-			first = false
+		return d.handleSignals(ctx, sigs, cancel, &stoppedBySignal, &drainCut, part)
+	})
+	err := g.Wait()
+	switch {
+	case drainCut.Load() && errors.Is(err, context.Canceled):
+		return errors.New("stopped by a second signal before the drain finished: the node stays at the balancer, cordoned, until it goes offline there")
+	case stoppedBySignal.Load() && errors.Is(err, context.Canceled):
+		return nil // a stop or restart: the node stays registered
+	}
+	return err
+}
+
+// signalRepeat is how long after a first signal a second one counts as
+// another signal: GNU timeout, and some init scripts, signal the agent and
+// its process group at once, which delivers the same SIGTERM twice.
+const signalRepeat = time.Second
+
+// handleSignals turns SIGTERM and SIGINT into a stop or a drain. Without
+// --drain-on-sigterm a signal stops the agent at once and the node stays
+// registered: systemctl restart and a package upgrade never drain, and a
+// host shutdown drains through logind's delay lock (or a scale-in through
+// Auto Scaling) before systemd sends its SIGTERM. With it, the first signal
+// drains and a second one, at least signalRepeat later, stops the drain
+// short.
+func (d *daemon) handleSignals(ctx context.Context, sigs <-chan os.Signal, cancel context.CancelFunc,
+	stopped, drainCut *atomic.Bool, part func(string, func(context.Context) error)) error {
+	var first time.Time
+	for {
+		var sig os.Signal
+		select {
+		case <-ctx.Done():
+			return nil
+		case sig = <-sigs:
+		}
+		now := d.now()
+		switch {
+		case !d.drainOnSignal:
+			d.log.Info("signal: stopping; the node stays registered (a restart or an upgrade does not drain: use bbb-agent drain, or a shutdown drains through logind)", "signal", sig)
+			stopped.Store(true)
+			cancel()
+			return nil
+		case first.IsZero():
+			first = now
 			d.log.Info("signal: draining", "signal", sig)
 			// Not in this loop: the agent takes the drain between two report
 			// cycles, and a second signal must not wait for that.
@@ -308,13 +344,15 @@ func (d *daemon) supervise(ctx context.Context) error {
 				}
 				return nil
 			})
+		case now.Sub(first) < signalRepeat:
+			d.log.Info("signal again within a second (sent to the process group too?): the drain goes on", "signal", sig)
+		default:
+			d.log.Warn("second signal: stopping without finishing the drain", "signal", sig)
+			drainCut.Store(true)
+			cancel()
+			return nil
 		}
-	})
-	err := g.Wait()
-	if stoppedBySignal.Load() && errors.Is(err, context.Canceled) {
-		return errors.New("stopped by a second signal before the drain finished: the node stays at the balancer, cordoned, until it goes offline there")
 	}
-	return err
 }
 
 // explicitAddresses reads --public-ipv4 and --public-ipv6. A value that is
