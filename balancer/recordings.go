@@ -57,6 +57,9 @@ type recordingsState struct {
 	// files is the recordings storage; filesMu serializes its changes.
 	files   recordingFiles
 	filesMu sync.Mutex
+	// importMu serializes the import passes of this replica (the
+	// periodic one and an operator's import).
+	importMu sync.Mutex
 	// spoolRetries holds the backoff of tars whose import failed.
 	spoolMu      sync.Mutex
 	spoolRetries map[string]spoolRetry
