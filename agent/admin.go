@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -51,6 +52,7 @@ func (a *Agent) ServeAdmin(ctx context.Context, ln net.Listener) error {
 		}
 		writeAdmin(w, http.StatusOK, a.Status())
 	})
+	a.recordingsHandlers(mux)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
@@ -151,31 +153,58 @@ func (c *AdminClient) Undrain(ctx context.Context) (Status, error) {
 }
 
 func (c *AdminClient) do(ctx context.Context, method, path string) (Status, error) {
-	req, err := http.NewRequestWithContext(ctx, method, "http://bbb-agent"+path, nil)
+	var s Status
+	err := c.call(ctx, method, path, nil, &s)
+	return s, err
+}
+
+// call sends in (nil: no body) as JSON and decodes a 200 answer into out.
+func (c *AdminClient) call(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		raw, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://bbb-agent"+path, body)
 	if err != nil {
-		return Status{}, err
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return Status{}, fmt.Errorf("no bbb-agent answers on %s (is it running? is --admin-socket right? are you root?): %w", c.path, unwrapURL(err))
+		return fmt.Errorf("no bbb-agent answers on %s (is it running? is --admin-socket right? are you root?): %w", c.path, unwrapURL(err))
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return Status{}, err
+		return err
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e adminError
-		if json.Unmarshal(body, &e) == nil && e.Error != "" {
-			return Status{}, errors.New(e.Error)
+		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+			return errors.New(e.Error)
 		}
-		return Status{}, fmt.Errorf("bbb-agent answered HTTP %s", resp.Status)
+		return fmt.Errorf("bbb-agent answered HTTP %s", resp.Status)
 	}
-	var s Status
-	if err := json.Unmarshal(body, &s); err != nil {
-		return Status{}, fmt.Errorf("bbb-agent's answer is not the expected JSON: %w", err)
+	if err := json.Unmarshal(raw, out); err != nil {
+		return fmt.Errorf("bbb-agent's answer is not the expected JSON: %w", err)
 	}
-	return s, nil
+	return nil
+}
+
+// decodeAdmin reads a request's JSON body (at most 64 KiB).
+func decodeAdmin(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("the request is not the expected JSON: %w", err)
+	}
+	return nil
 }
 
 func unwrapURL(err error) error {

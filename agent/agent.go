@@ -43,6 +43,12 @@ type Config struct {
 	FQDN        string
 	DNSProvider string
 	DNSWait     time.Duration
+	// RecordingsStorage names where recordings go (status only).
+	RecordingsStorage string
+	// DrainWaitRecordings makes a drain wait, within its deadline, for
+	// BBB's processing queue to empty and Deps.Recordings to ship its
+	// backlog.
+	DrainWaitRecordings bool
 	// Clock is the agent's time source (the real clock unless set): every
 	// wait of the agent goes through it, so tests drive them with a fake.
 	Clock  Clock
@@ -88,6 +94,8 @@ type Deps struct {
 	// SelfProbe checks a TURN node's own server (role turn): a STUN
 	// binding and an allocation with the fleet's secret.
 	SelfProbe func(ctx context.Context) error
+	// Recordings ships the node's recordings (role bbb; nil: none).
+	Recordings Recordings
 }
 
 // TURNSync is turn.Manager as the agent uses it.
@@ -153,6 +161,10 @@ type Agent struct {
 	fatal        error  // stops the agent
 	bbbVersion   string // from the API root
 	versionAt    time.Time
+	// recScannedFor is the drain measureRecordings last scanned for;
+	// recProcessing the processing backlog it last read.
+	recScannedFor *drainRun
+	recProcessing int
 }
 
 type command struct {

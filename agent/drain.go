@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/bbb-agent/bbb-agent/fleet"
+	"github.com/bbb-agent/bbb-agent/recordings"
 )
 
 // drainPhase is where a drain is. The phases run in the order below; each
@@ -78,6 +79,9 @@ type measurement struct {
 	load   fleet.Load
 	ids    []string
 	bbbErr error
+	// rec is the recordings backlog, when recOK.
+	rec   recordings.Backlog
+	recOK bool
 	// afterCordon: the drain's cordon had been accepted or tried before
 	// this measurement was taken.
 	afterCordon bool
@@ -186,17 +190,21 @@ func (a *Agent) waitStep(ctx context.Context, d *drainRun, m *measurement) drain
 	} else {
 		d.emptyTicks = 0
 	}
+	processing, shipping, recWait := a.recordingsLeft(m)
 	switch {
-	case d.emptyTicks >= 2 || !a.registered && m.bbbErr == nil && left == 0:
+	case (d.emptyTicks >= 2 || !a.registered && m.bbbErr == nil && left == 0) && !recWait:
 		d.why = "no meetings left"
+		if a.cfg.DrainWaitRecordings && a.deps.Recordings != nil {
+			d.why = "no meetings or recordings left"
+		}
 		return drainDeregister
 	case !m.now.Before(d.deadline):
-		a.log.Warn("drain deadline reached with meetings still running: deregistering anyway; they end when the host goes away",
-			"meetings_left", left, "deadline", d.deadline)
+		a.log.Warn("drain deadline reached with meetings or recordings left: deregistering anyway; they end when the host goes away",
+			"meetings_left", left, "recordings_processing", processing, "recordings_shipping", shipping, "deadline", d.deadline)
 		d.why = "deadline reached"
 		return drainDeregister
 	}
-	msg := fmt.Sprintf("draining: %d meetings left", left)
+	msg := drainMessage(left, processing, shipping, a.cfg.DrainWaitRecordings && a.deps.Recordings != nil)
 	if m.bbbErr != nil {
 		msg = "draining: BBB does not answer, waiting"
 	}

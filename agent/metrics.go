@@ -27,10 +27,16 @@ var (
 	descUsers      = prometheus.NewDesc("bbb_agent_participants", "Participants on the node.", nil, nil)
 	descVideo      = prometheus.NewDesc("bbb_agent_video_streams", "Video streams on the node.", nil, nil)
 	descDrainLeft  = prometheus.NewDesc("bbb_agent_drain_meetings_left", "Meetings a drain still waits for (0 when not draining).", nil, nil)
+
+	descRecShipped = prometheus.NewDesc("bbb_agent_recordings_shipped_total", "Recording formats the storage confirmed since the agent started.", nil, nil)
+	descRecFailed  = prometheus.NewDesc("bbb_agent_recordings_failed_total", "Failed attempts to ship or index a recording format since the agent started.", nil, nil)
+	descRecBytes   = prometheus.NewDesc("bbb_agent_recordings_bytes_shipped_total", "Bytes of recordings the storage confirmed since the agent started.", nil, nil)
+	descRecBacklog = prometheus.NewDesc("bbb_agent_recordings_backlog", "Recordings not yet where they belong, by state (processing: BBB has not published them yet).", []string{"state"}, nil)
 )
 
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descState, descRegistered, descReportAge, descBBB, descMeetings, descUsers, descVideo, descDrainLeft} {
+	for _, d := range []*prometheus.Desc{descState, descRegistered, descReportAge, descBBB, descMeetings, descUsers, descVideo, descDrainLeft,
+		descRecShipped, descRecFailed, descRecBytes, descRecBacklog} {
 		ch <- d
 	}
 }
@@ -53,6 +59,20 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 		left = float64(st.Drain.MeetingsLeft)
 	}
 	ch <- prometheus.MustNewConstMetric(descDrainLeft, prometheus.GaugeValue, left)
+	if r := c.a.deps.Recordings; r != nil {
+		// The counters live, the backlog as the last report cycle read it.
+		rs := r.Stats()
+		ch <- prometheus.MustNewConstMetric(descRecShipped, prometheus.CounterValue, float64(rs.Shipped))
+		ch <- prometheus.MustNewConstMetric(descRecFailed, prometheus.CounterValue, float64(rs.Failed))
+		ch <- prometheus.MustNewConstMetric(descRecBytes, prometheus.CounterValue, float64(rs.BytesShipped))
+		if st.Recordings != nil {
+			b := st.Recordings.Backlog
+			for state, n := range map[string]int{"processing": b.Processing, "queued": b.Queued, "shipping": b.Shipping,
+				"unindexed": b.Unindexed, "failed": b.Failed, "quarantined": b.Quarantined} {
+				ch <- prometheus.MustNewConstMetric(descRecBacklog, prometheus.GaugeValue, float64(n), state)
+			}
+		}
+	}
 }
 
 func b2f(b bool) float64 {

@@ -34,6 +34,9 @@ func (a *Agent) tick(ctx context.Context) {
 	// after trying it: a balancer we cannot reach places nothing on us).
 	m := measurement{now: now, afterCordon: a.drain != nil && a.drain.cordonTried()}
 	m.load, m.ids, m.bbbErr = a.measure(ctx)
+	if m.rec, m.recOK = a.measureRecordings(ctx); m.recOK {
+		m.load.RecordingBacklog = m.rec.Pending()
+	}
 	a.mu.Lock()
 	a.status.Load = m.load
 	a.status.BBBHealthy = m.bbbErr == nil

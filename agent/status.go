@@ -38,6 +38,8 @@ type Status struct {
 	TURN *turn.Status `json:"turn,omitempty"`
 	// TURNError is a TURN node's failing self-probe.
 	TURNError string `json:"turn_error,omitempty"`
+	// Recordings is the recordings backlog and what shipped (role bbb).
+	Recordings *RecordingsStatus `json:"recordings,omitempty"`
 
 	updated time.Time
 }
@@ -69,6 +71,10 @@ func (a *Agent) Status() Status {
 	if s.TURN != nil {
 		t := *s.TURN
 		s.TURN = &t
+	}
+	if s.Recordings != nil {
+		r := *s.Recordings
+		s.Recordings = &r
 	}
 	s.TURNServers = append([]agentapi.TURNServer(nil), s.TURNServers...)
 	a.mu.RUnlock()

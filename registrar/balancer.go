@@ -278,7 +278,8 @@ func (b *Balancer) what(path string) string {
 	return "registrar: bbb-balancer at " + b.shown + ": POST " + path
 }
 
-// call POSTs in as JSON to path and decodes a 2xx answer into out. Errors
+// call POSTs in as JSON to path and decodes a 2xx answer into out (nil:
+// the answer's body is not read). Errors
 // wrap ErrUnauthorized, ErrRejected or ErrNotRegistered where they apply.
 // secrets are cut out of any message quoted from the balancer.
 func (b *Balancer) call(ctx context.Context, path string, in, out any, secrets ...string) error {
@@ -302,6 +303,9 @@ func (b *Balancer) call(ctx context.Context, path string, in, out any, secrets .
 		return err
 	}
 	if ans.status/100 == 2 {
+		if out == nil {
+			return nil // an answer without content (204)
+		}
 		if err := json.Unmarshal(ans.body, out); err != nil {
 			return fmt.Errorf("%s: the answer is not the agent API's JSON (%s): %w", what, ans.describe(), err)
 		}

@@ -180,6 +180,9 @@ func printStatus(w io.Writer, st agent.Status) {
 		}
 		row("TURN servers", strings.Join(names, ", "))
 	}
+	if st.Recordings != nil {
+		recordingsStatus(row, st.Recordings)
+	}
 	if st.LastError != "" {
 		row("last error", st.LastError)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/bbb-agent/bbb-agent/bbb"
+	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/bbb-agent/bbb-agent/systemd"
 	"github.com/urfave/cli/v2"
 )
@@ -50,6 +51,9 @@ func check(c *cli.Context) error {
 		k.fail(n.reg.Kind(), err)
 	} else {
 		k.ok(n.reg.Kind(), "answers and accepts the agent's credentials")
+	}
+	if n.role == fleet.RoleBBB {
+		checkStorage(ctx, c, k)
 	}
 	if c.Bool("logind") {
 		checkLogind(ctx, k, c.Duration("drain-deadline"))

@@ -71,7 +71,7 @@ func runFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "logind", Value: true, EnvVars: env("LOGIND"), Usage: "hold a logind delay lock so a shutdown waits for the drain"},
 		&cli.StringFlag{Name: "metrics-listen", EnvVars: env("METRICS_LISTEN"), Usage: "serve Prometheus metrics on this (loopback) address, e.g. 127.0.0.1:9688"},
 		&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: env("LOG_LEVEL"), Usage: "debug, info, warn or error"},
-	}, append(dnsFlags(), turnFlags()...)...)
+	}, append(append(dnsFlags(), turnFlags()...), recordingsFlags()...)...)
 }
 
 // adminSocket is run's --admin-socket. `bbb-agent --admin-socket PATH run`,

@@ -137,12 +137,14 @@ type daemon struct {
 	// metrics serves Prometheus metrics on metricsLn (nil without --metrics-listen).
 	metrics   *http.Server
 	metricsLn net.Listener
+	// recordings ships the node's recordings (nil: role turn).
+	recordings *shipper
 }
 
 // newDaemon resolves the configuration into the agent and its dependencies and
 // binds the metrics address and the admin socket. Nothing runs yet, except
 // what ctx bounds (the logind delay lock).
-func newDaemon(ctx context.Context, c *cli.Context, base *slog.Logger) (*daemon, error) {
+func newDaemon(ctx context.Context, c *cli.Context, base *slog.Logger) (d *daemon, err error) {
 	n, err := resolve(ctx, c)
 	if err != nil {
 		return nil, err
@@ -198,11 +200,22 @@ func newDaemon(ctx context.Context, c *cli.Context, base *slog.Logger) (*daemon,
 	if err := wireTURN(c, n, &cfg, &deps, log); err != nil {
 		return nil, err
 	}
+	var ship *shipper
+	if n.role == fleet.RoleBBB {
+		if ship, err = wireRecordings(ctx, c, n, &cfg, &deps, log); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if d == nil {
+				ship.queue.Close() // not started
+			}
+		}()
+	}
 	a, err := agent.New(cfg, deps)
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{log: log, node: n, agent: a, notifier: notifier}
+	d = &daemon{log: log, node: n, agent: a, notifier: notifier, recordings: ship}
 	if addr := c.String("metrics-listen"); addr != "" {
 		if d.metricsLn, err = listenMetrics(addr); err != nil {
 			return nil, err
@@ -256,6 +269,9 @@ func (d *daemon) supervise(ctx context.Context) error {
 		}
 		return nil
 	})
+	if d.recordings != nil {
+		part("recordings", d.recordings.run)
+	}
 	if d.metrics != nil {
 		part("metrics server", func(ctx context.Context) error { return serveMetrics(ctx, d.metrics, d.metricsLn) })
 	}
