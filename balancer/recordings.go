@@ -41,6 +41,9 @@ type RecordingsConfig struct {
 	// CallbackInterval is how often due recording-ready callbacks are sent
 	// (default 10 s).
 	CallbackInterval time.Duration
+	// CallbackBackoff is the wait after a callback's first failed attempt,
+	// doubled per attempt up to 6 h (default 30 s).
+	CallbackBackoff time.Duration
 	// PlaybackURL is the scheme and host of playback links; "" answers with
 	// the API request's own.
 	PlaybackURL string
