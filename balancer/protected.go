@@ -47,8 +47,7 @@ func (s *Server) protectedLink(ctx context.Context, base, recordID, format strin
 		return "", err
 	}
 	token := base64.RawURLEncoding.EncodeToString(raw)
-	now := s.cfg.Clock()
-	if err := s.store.IssueRecordingToken(ctx, tokenHash(token), recordID, format, now.Add(protectedTokenTTL), now); err != nil {
+	if err := s.store.IssueRecordingToken(ctx, tokenHash(token), recordID, format, s.cfg.Clock().Add(protectedTokenTTL)); err != nil {
 		return "", err
 	}
 	return base + "/recording/" + url.PathEscape(recordID) + "/" + url.PathEscape(format) + "?token=" + token, nil

@@ -225,10 +225,19 @@ func (s *Server) getRecordings(ctx context.Context, w *resultRecorder, r *http.R
 	}
 	base := s.playbackBase(r)
 	resp := bbb.GetRecordingsResponse{ReturnCode: bbb.ReturnSuccess, Recordings: make([]bbb.Recording, len(recs))}
+	pruned := false
 	for i, rec := range recs {
 		resp.Recordings[i] = apiRecording(rec, base)
 		if !rec.Protected {
 			continue
+		}
+		if !pruned {
+			// Expired links are forgotten whenever new ones are handed out.
+			if err := s.store.PruneRecordingTokens(ctx, s.cfg.Clock()); err != nil {
+				writeFailed(w, s.storeError("issuing a protected recording's link", err))
+				return
+			}
+			pruned = true
 		}
 		for j := range resp.Recordings[i].Playback {
 			pf := &resp.Recordings[i].Playback[j]

@@ -6,13 +6,17 @@ import (
 	"time"
 )
 
-// IssueRecordingToken remembers a one-use playback link's token (by its
-// hash) for one format of a recording until expires, and forgets tokens that
-// expired before now.
-func (s *Store) IssueRecordingToken(ctx context.Context, tokenHash, recordID, format string, expires, now time.Time) error {
+// PruneRecordingTokens forgets the one-use tokens that expired before now.
+func (s *Store) PruneRecordingTokens(ctx context.Context, now time.Time) error {
 	if _, err := s.exec(ctx, s.db, `DELETE FROM recording_tokens WHERE expires_at < ?`, millis(now)); err != nil {
 		return fmt.Errorf("store: prune recording tokens: %w", err)
 	}
+	return nil
+}
+
+// IssueRecordingToken remembers a one-use playback link's token (by its
+// hash) for one format of a recording until expires.
+func (s *Store) IssueRecordingToken(ctx context.Context, tokenHash, recordID, format string, expires time.Time) error {
 	_, err := s.exec(ctx, s.db, `INSERT INTO recording_tokens (token_hash, record_id, format, expires_at) VALUES (?, ?, ?, ?)`,
 		tokenHash, recordID, format, millis(expires))
 	if err != nil {
