@@ -26,6 +26,7 @@ func (s *Server) adminHandler() http.Handler {
 	mux.HandleFunc("POST "+adminapi.PathServer+"{id}/panic", s.adminPanic)
 	mux.HandleFunc("DELETE "+adminapi.PathServer+"{id}", s.adminRemove)
 	mux.HandleFunc("POST "+adminapi.PathServer+"{id}/allow-takeover", s.adminAllowTakeover)
+	s.handleAdminRecordings(mux)
 	return s.requireToken(s.cfg.AdminToken, mux, func(w http.ResponseWriter) {
 		writeJSON(w, http.StatusUnauthorized, adminapi.Error{Error: "missing or wrong admin token"})
 	})

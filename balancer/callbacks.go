@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -166,7 +167,7 @@ func (s *Server) DeliverCallbacks(ctx context.Context) (int, error) {
 			s.log.Warn("recording-ready callback refused for good", "record_id", c.RecordID, "status", status)
 		default:
 			lastErr = err.Error()
-			wait := min(callbackBackoffMin<<min(c.Attempts, 12), callbackBackoffMax)
+			wait := min(cmp.Or(s.cfg.Recordings.CallbackBackoff, callbackBackoffMin)<<min(c.Attempts, 12), callbackBackoffMax)
 			next = s.cfg.Clock().Add(wait)
 			s.rec.callbacks.WithLabelValues("retry").Inc()
 			s.log.Warn("recording-ready callback failed; will retry", "record_id", c.RecordID, "attempts", c.Attempts+1, "retry_in", wait, "err", err)

@@ -28,6 +28,44 @@ func (s *Server) handlePlayback(mux *http.ServeMux) {
 	for _, f := range playbackFormats {
 		mux.HandleFunc("GET /"+f+"/", s.servePlayback)
 	}
+	s.handleProtected(mux)
+	if dir := s.cfg.Recordings.PlayerDir; dir != "" {
+		mux.Handle("GET "+playerPath, playerHandler(dir))
+	}
+}
+
+// playerPath is where bbb-playback's player is served, as BBB's nginx does.
+const playerPath = "/playback/presentation/2.3/"
+
+// playerHandler serves the player's static files from dir; any other path
+// under playerPath (the player's own routes, /playback/presentation/2.3/<id>)
+// gets index.html, as bbb-playback's nginx try_files does.
+func playerHandler(dir string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		file := path.Clean("/" + strings.TrimPrefix(r.URL.Path, playerPath))[1:]
+		if file != "" && fsValid(file) {
+			if f, err := os.Open(filepath.Join(dir, filepath.FromSlash(file))); err == nil {
+				defer f.Close()
+				if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+					http.ServeContent(w, r, fi.Name(), fi.ModTime(), f)
+					return
+				}
+			}
+		}
+		f, err := os.Open(filepath.Join(dir, "index.html"))
+		if err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Cache-Control", "no-cache")
+		http.ServeContent(w, r, "index.html", fi.ModTime(), f)
+	})
 }
 
 // servePlayback serves one file of a published recording; anything else
@@ -52,6 +90,10 @@ func (s *Server) servePlayback(w http.ResponseWriter, r *http.Request) {
 	}
 	if _, ok := rec.Format(format); !ok || rec.State != store.RecordingPublished {
 		http.NotFound(w, r)
+		return
+	}
+	if rec.Protected && !s.protectedAllowed(r, recordID, format) {
+		http.Error(w, "this recording is protected: open it through its link from getRecordings", http.StatusForbidden)
 		return
 	}
 	w.Header().Set("Cache-Control", "private, max-age=60")

@@ -41,9 +41,18 @@ type RecordingsConfig struct {
 	// CallbackInterval is how often due recording-ready callbacks are sent
 	// (default 10 s).
 	CallbackInterval time.Duration
+	// CallbackBackoff is the wait after a callback's first failed attempt,
+	// doubled per attempt up to 6 h (default 30 s).
+	CallbackBackoff time.Duration
 	// PlaybackURL is the scheme and host of playback links; "" answers with
 	// the API request's own.
 	PlaybackURL string
+	// Protected makes every newly indexed recording protected: playable
+	// only through getRecordings' one-use links (protected.go).
+	Protected bool
+	// PlayerDir, when set, is served at /playback/presentation/2.3/: the
+	// bbb-playback package's files (/var/bigbluebutton/playback/presentation/2.3).
+	PlayerDir string
 }
 
 // recordingsState is the Server's recordings part.
@@ -51,6 +60,9 @@ type recordingsState struct {
 	// files is the recordings storage; filesMu serializes its changes.
 	files   recordingFiles
 	filesMu sync.Mutex
+	// importMu serializes the import passes of this replica (the
+	// periodic one and an operator's import).
+	importMu sync.Mutex
 	// spoolRetries holds the backoff of tars whose import failed.
 	spoolMu      sync.Mutex
 	spoolRetries map[string]spoolRetry
@@ -143,6 +155,12 @@ func (s *Server) indexRecording(ctx context.Context, node string, m agentapi.Rec
 	if changed {
 		s.log.Info("recording indexed", "record_id", m.RecordID, "node", node, "new", created)
 	}
+	if created && s.cfg.Recordings.Protected {
+		if err := s.store.SetRecordingProtected(ctx, m.RecordID, true, s.cfg.Clock()); err != nil {
+			s.log.Error("protecting a new recording", "record_id", m.RecordID, "err", err)
+			return err
+		}
+	}
 	if created {
 		s.queueCallback(ctx, m.ExternalID, m.RecordID)
 	}
@@ -207,8 +225,29 @@ func (s *Server) getRecordings(ctx context.Context, w *resultRecorder, r *http.R
 	}
 	base := s.playbackBase(r)
 	resp := bbb.GetRecordingsResponse{ReturnCode: bbb.ReturnSuccess, Recordings: make([]bbb.Recording, len(recs))}
+	pruned := false
 	for i, rec := range recs {
 		resp.Recordings[i] = apiRecording(rec, base)
+		if !rec.Protected {
+			continue
+		}
+		if !pruned {
+			// Expired links are forgotten whenever new ones are handed out.
+			if err := s.store.PruneRecordingTokens(ctx, s.cfg.Clock()); err != nil {
+				writeFailed(w, s.storeError("issuing a protected recording's link", err))
+				return
+			}
+			pruned = true
+		}
+		for j := range resp.Recordings[i].Playback {
+			pf := &resp.Recordings[i].Playback[j]
+			link, err := s.protectedLink(ctx, base, rec.RecordID, pf.Type)
+			if err != nil {
+				writeFailed(w, s.storeError("issuing a protected recording's link", err))
+				return
+			}
+			pf.URL = link
+		}
 	}
 	if paged {
 		resp.TotalElements = &total
@@ -324,6 +363,9 @@ func (s *Server) recordingCall(ctx context.Context, w *resultRecorder, r *http.R
 			updates = append(updates, store.MetaFilter{Key: m.Key, Value: m.Value})
 		}
 		n, err := s.store.UpdateRecordingMeta(ctx, ids, updates, s.cfg.Clock())
+		if p := strings.TrimSpace(req.params.Get("protect")); err == nil && n > 0 && p != "" {
+			err = s.setProtected(ctx, ids, strings.EqualFold(p, "true"))
+		}
 		switch {
 		case err != nil:
 			writeFailed(w, s.storeError("updating recordings", err))
@@ -333,6 +375,16 @@ func (s *Server) recordingCall(ctx context.Context, w *resultRecorder, r *http.R
 			writeXML(w, bbb.UpdateRecordingsResponse{ReturnCode: bbb.ReturnSuccess, Updated: true})
 		}
 	}
+}
+
+// setProtected sets or clears the protection of the recordings that exist.
+func (s *Server) setProtected(ctx context.Context, ids []string, protect bool) error {
+	for _, id := range ids {
+		if err := s.store.SetRecordingProtected(ctx, id, protect, s.cfg.Clock()); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // changeState sets the recordings' state and answers an error itself; it

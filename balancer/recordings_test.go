@@ -63,7 +63,7 @@ func newRecEnv(t *testing.T, dsn string) *recEnv {
 const lbSecret2 = "balancer-secret-two-9876543210"
 
 // newRecReplica is a balancer replica on st with those recordings settings.
-func newRecReplica(t *testing.T, st *store.Store, clk *testenv.Clock, rc RecordingsConfig) *Server {
+func newRecReplica(t testing.TB, st *store.Store, clk *testenv.Clock, rc RecordingsConfig) *Server {
 	t.Helper()
 	srv, err := New(context.Background(), Config{
 		Secrets: []string{lbSecret, lbSecret2}, AgentToken: agentToken, AdminToken: adminToken,

@@ -55,6 +55,8 @@ func (s *Server) ImportSpool(ctx context.Context) (int, error) {
 	if spool == "" || !ok {
 		return 0, nil
 	}
+	s.rec.importMu.Lock()
+	defer s.rec.importMu.Unlock()
 	work := filepath.Join(spool, spoolWork, s.cfg.Recordings.Replica)
 	if err := os.MkdirAll(work, 0o750); err != nil {
 		return 0, fmt.Errorf("recordings spool: %w", err)

@@ -140,3 +140,12 @@ func (s *Store) Callbacks(ctx context.Context, recordID string) ([]Callback, err
 	}
 	return out, nil
 }
+
+// CallbackBacklog counts the callbacks queued and not delivered yet.
+func (s *Store) CallbackBacklog(ctx context.Context) (int, error) {
+	var n int
+	if err := s.queryRow(ctx, s.rdb, `SELECT COUNT(*) FROM recording_callbacks WHERE state = 'queued'`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: count queued callbacks: %w", err)
+	}
+	return n, nil
+}

@@ -110,6 +110,16 @@ var migrations = [][]string{
 		)`,
 		`CREATE INDEX recording_callbacks_due ON recording_callbacks (state, next_at)`,
 	},
+	{ // 6: protected recordings' one-use playback links
+		`CREATE TABLE recording_tokens (
+			token_hash TEXT PRIMARY KEY, -- SHA-256 hex of the link's token
+			record_id  TEXT NOT NULL,
+			format     TEXT NOT NULL,
+			expires_at BIGINT NOT NULL, -- Unix ms
+			used_at    BIGINT NOT NULL DEFAULT 0 -- Unix ms, 0: not used
+		)`,
+		`CREATE INDEX recording_tokens_expires ON recording_tokens (expires_at)`,
+	},
 }
 
 // migrateLockKey is the PostgreSQL advisory lock that serializes the

@@ -49,6 +49,10 @@ func statusCommand() *cli.Command {
 				return printJSON(c.App.Writer, servers)
 			}
 			printStatus(c.App.Writer, servers)
+			if st, err := cl.RecordingsStatus(c.Context); err == nil {
+				fmt.Fprintln(c.App.Writer)
+				printRecordingsStatus(c.App.Writer, st)
+			}
 			return nil
 		},
 	}

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/bbb-agent/bbb-agent/balancer/adminapi"
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/urfave/cli/v2"
 )
@@ -89,8 +91,92 @@ func recordingsCommand() *cli.Command {
 					return nil
 				},
 			},
+			{
+				Name:  "status",
+				Usage: "count the recordings, their bytes, the spool's and the callbacks' backlog",
+				Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+				Action: func(c *cli.Context) error {
+					cl, err := client(c)
+					if err != nil {
+						return err
+					}
+					st, err := cl.RecordingsStatus(c.Context)
+					if err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						return printJSON(c.App.Writer, st)
+					}
+					printRecordingsStatus(c.App.Writer, st)
+					return nil
+				},
+			},
+			{
+				Name:      "import",
+				Usage:     "import Scalelite-format <record_id>.tar files now, through the balancer's spool importer (paths on the balancer's host)",
+				ArgsUsage: "TAR...",
+				Action: func(c *cli.Context) error {
+					if c.NArg() == 0 {
+						return errors.New("usage: bbb-balancer recordings import TAR...")
+					}
+					var tars []string
+					for _, p := range c.Args().Slice() {
+						abs, err := filepath.Abs(p)
+						if err != nil {
+							return err
+						}
+						tars = append(tars, abs)
+					}
+					cl, err := client(c)
+					if err != nil {
+						return err
+					}
+					results, err := cl.ImportRecordings(c.Context, adminapi.ImportRequest{Tars: tars})
+					if err != nil {
+						return err
+					}
+					failed := 0
+					for _, r := range results {
+						line := r.Tar + ": " + r.Result
+						if r.Reason != "" {
+							line += ": " + r.Reason
+						}
+						if r.Result != adminapi.ImportImported {
+							failed++
+						}
+						fmt.Fprintln(c.App.Writer, line)
+					}
+					if failed > 0 {
+						return fmt.Errorf("%d of %d tars not imported", failed, len(results))
+					}
+					return nil
+				},
+			},
 		},
 	}
+}
+
+// printRecordingsStatus prints the recordings' summary line.
+func printRecordingsStatus(w io.Writer, st adminapi.RecordingsStatus) {
+	spool := "no spool"
+	if st.SpoolWaiting >= 0 {
+		spool = fmt.Sprintf("spool %d waiting, %d failed", st.SpoolWaiting, st.SpoolFailed)
+	}
+	fmt.Fprintf(w, "Recordings: %d (%s), %s, %d callbacks queued\n", st.Recordings, humanBytes(st.Bytes), spool, st.CallbacksQueued)
+}
+
+// humanBytes writes n bytes in binary units.
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 func apiClient(c *cli.Context) (*bbb.Client, error) {

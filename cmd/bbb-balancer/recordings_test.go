@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bbb-agent/bbb-agent/balancer/adminapi"
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/bbb/sim"
 )
@@ -62,5 +63,23 @@ func TestRecordingsCommand(t *testing.T) {
 	}
 	if _, err = run("recordings", "show", "--secret", secret, "nope"); err == nil {
 		t.Error("show of an unknown recording succeeded")
+	}
+}
+
+func TestPrintRecordingsStatus(t *testing.T) {
+	for _, c := range []struct {
+		st   adminapi.RecordingsStatus
+		want string
+	}{
+		{adminapi.RecordingsStatus{Recordings: 3, Bytes: 5 << 20, SpoolWaiting: 2, SpoolFailed: 1, CallbacksQueued: 4},
+			"Recordings: 3 (5.0 MiB), spool 2 waiting, 1 failed, 4 callbacks queued\n"},
+		{adminapi.RecordingsStatus{Recordings: 1, Bytes: 512, SpoolWaiting: -1, SpoolFailed: -1},
+			"Recordings: 1 (512 B), no spool, 0 callbacks queued\n"},
+	} {
+		var buf bytes.Buffer
+		printRecordingsStatus(&buf, c.st)
+		if buf.String() != c.want {
+			t.Errorf("%+v: %q, want %q", c.st, buf.String(), c.want)
+		}
 	}
 }

@@ -51,6 +51,11 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "recordings-spool", EnvVars: env("RECORDINGS_SPOOL"), Usage: "directory of Scalelite-format <record_id>.tar files to import (needs dir: storage)"},
 			&cli.StringFlag{Name: "recordings-replica", EnvVars: env("RECORDINGS_REPLICA"), Usage: "this replica's name in the spool's work/ directory, stable across restarts (default: the host name)"},
 			&cli.DurationFlag{Name: "recordings-retention", EnvVars: env("RECORDINGS_RETENTION"), Usage: "delete recordings everywhere this long after they ended, e.g. 8760h (default: keep)"},
+			&cli.DurationFlag{Name: "recordings-spool-interval", Value: 10 * time.Second, EnvVars: env("RECORDINGS_SPOOL_INTERVAL"), Usage: "how often the spool is looked at for new tars"},
+			&cli.DurationFlag{Name: "recordings-callback-interval", Value: 10 * time.Second, EnvVars: env("RECORDINGS_CALLBACK_INTERVAL"), Usage: "how often due recording-ready callbacks are sent"},
+			&cli.DurationFlag{Name: "recordings-callback-backoff", Value: 30 * time.Second, EnvVars: env("RECORDINGS_CALLBACK_BACKOFF"), Usage: "wait after a recording-ready callback's first failed attempt, doubled per attempt up to 6h"},
+			&cli.BoolFlag{Name: "recordings-protected", EnvVars: env("RECORDINGS_PROTECTED"), Usage: "protect every new recording: playable only through getRecordings' one-use links (updateRecordings protect=true|false changes one)"},
+			&cli.StringFlag{Name: "playback-player-dir", EnvVars: env("PLAYBACK_PLAYER_DIR"), Usage: "serve bbb-playback's player from this directory at /playback/presentation/2.3/ (e.g. /var/bigbluebutton/playback/presentation/2.3)"},
 			&cli.StringFlag{Name: "playback-url", EnvVars: env("PLAYBACK_URL"), Usage: "scheme and host of playback links, e.g. https://rec.example.com (default: the API request's own)"},
 		},
 		Action: serve,
@@ -123,6 +128,9 @@ func newReplica(ctx context.Context, c *cli.Context) (*replica, error) {
 			Storage: c.String("recordings-storage"), S3Endpoint: c.String("recordings-s3-endpoint"),
 			Spool: c.String("recordings-spool"), Replica: c.String("recordings-replica"), PlaybackURL: c.String("playback-url"),
 			Retention: c.Duration("recordings-retention"),
+			Protected: c.Bool("recordings-protected"), PlayerDir: c.String("playback-player-dir"),
+			SpoolInterval: c.Duration("recordings-spool-interval"), CallbackInterval: c.Duration("recordings-callback-interval"),
+			CallbackBackoff: c.Duration("recordings-callback-backoff"),
 		},
 	}
 	cfg.Policy.CPUCeiling = c.Float64("cpu-ceiling")

@@ -107,20 +107,113 @@ func startPostgres() (*pgCluster, error) {
 	ctx, cancel = context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	// SIGINT is PostgreSQL's fast shutdown.
-	err = start(ctx, "postgres", dir, syscall.SIGINT, c.ping, postgres,
-		"-D", data,
-		"-p", strconv.Itoa(port),
+	if err := start(ctx, "postgres", dir, syscall.SIGINT, c.ping, postgres, c.args(dir)...); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *pgCluster) args(dir string) []string {
+	return []string{
+		"-D", filepath.Join(dir, "data"),
+		"-p", strconv.Itoa(c.port),
 		"-k", dir,
 		"-c", "listen_addresses=127.0.0.1",
 		"-c", "max_connections=300", // room for many parallel tests with pools
 		"-c", "fsync=off",
 		"-c", "synchronous_commit=off",
 		"-c", "full_page_writes=off",
-	)
-	if err != nil {
-		return nil, err
 	}
-	return c, nil
+}
+
+// PG is a PostgreSQL cluster of one test's own, which the test may stop and
+// start (a database outage) without disturbing the shared one.
+type PG struct {
+	c        *pgCluster
+	name     string
+	dir, bin string
+	mu       sync.Mutex
+	proc     *process // nil while stopped
+}
+
+var pgSeq atomic.Int64
+
+// NewPG starts a PostgreSQL cluster for this test only, stopped when the
+// test ends. Its URL stays the same across Stop, Start and Restart.
+func NewPG(t testing.TB) *PG {
+	t.Helper()
+	requireMain(t)
+	initdb, postgres, err := findPostgres(pgLibDir)
+	if errors.Is(err, errNotInstalled) {
+		unavailable(t, err)
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "postgres-own-" + strconv.FormatInt(pgSeq.Add(1), 10)
+	dir, err := makeDir(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	if err := run(ctx, name+"-initdb", dir, initdb, "-D", filepath.Join(dir, "data"), "-U", pgUser, "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"); err != nil {
+		t.Fatal(err)
+	}
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pg := &PG{c: &pgCluster{port: port}, name: name, dir: dir, bin: postgres}
+	pg.Start(t)
+	t.Cleanup(func() { pg.Stop(t) })
+	if err := pg.c.exec("CREATE DATABASE test"); err != nil {
+		t.Fatalf("testenv: create database: %v", err)
+	}
+	return pg
+}
+
+// URL is the cluster's database "test".
+func (pg *PG) URL() string { return pg.c.url("test") }
+
+// Stop stops the cluster (a fast shutdown: clients are cut off); stopping a
+// stopped cluster does nothing.
+func (pg *PG) Stop(t testing.TB) {
+	t.Helper()
+	pg.mu.Lock()
+	defer pg.mu.Unlock()
+	if pg.proc == nil {
+		return
+	}
+	if err := pg.proc.stop(stopTimeout); err != nil {
+		t.Errorf("testenv: stop %s: %v", pg.name, err)
+	}
+	pg.proc = nil
+}
+
+// Start starts a stopped cluster and waits until it answers.
+func (pg *PG) Start(t testing.TB) {
+	t.Helper()
+	pg.mu.Lock()
+	defer pg.mu.Unlock()
+	if pg.proc != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	p, err := startOwn(ctx, pg.name, pg.dir, syscall.SIGINT, pg.c.ping, pg.bin, pg.c.args(pg.dir)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pg.proc = p
+}
+
+// Restart stops and starts the cluster.
+func (pg *PG) Restart(t testing.TB) {
+	t.Helper()
+	pg.Stop(t)
+	pg.Start(t)
 }
 
 func (c *pgCluster) url(db string) string {

@@ -209,3 +209,34 @@ func TestUnavailable(t *testing.T) {
 		})
 	}
 }
+
+func TestPGRestart(t *testing.T) {
+	pg := NewPG(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pg.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `CREATE TABLE kept (v TEXT); INSERT INTO kept VALUES ('before')`); err != nil {
+		t.Fatal(err)
+	}
+	pg.Stop(t)
+	if err := conn.Ping(ctx); err == nil {
+		t.Error("a connection still answers with the cluster stopped")
+	}
+	if c, err := pgx.Connect(ctx, pg.URL()); err == nil {
+		c.Close(ctx)
+		t.Error("connected to a stopped cluster")
+	}
+	pg.Start(t)
+	pg.Restart(t)
+	conn, err = pgx.Connect(ctx, pg.URL())
+	if err != nil {
+		t.Fatalf("after the restart: %v", err)
+	}
+	defer conn.Close(ctx)
+	var v string
+	if err := conn.QueryRow(ctx, `SELECT v FROM kept`).Scan(&v); err != nil || v != "before" {
+		t.Errorf("after the restart: %q, %v", v, err)
+	}
+}

@@ -135,9 +135,21 @@ func run(ctx context.Context, name, dir, path string, args ...string) error {
 // start starts a server and waits until ready returns nil, polling it until
 // ctx ends. Main stops the server.
 func start(ctx context.Context, name, dir string, sig syscall.Signal, ready func(context.Context) error, path string, args ...string) error {
-	p, err := launch(name, dir, sig, path, args...)
+	p, err := startOwn(ctx, name, dir, sig, ready, path, args...)
 	if err != nil {
 		return err
+	}
+	mu.Lock()
+	procs = append(procs, p)
+	mu.Unlock()
+	return nil
+}
+
+// startOwn is start for a server whose caller stops it (p.stop) itself.
+func startOwn(ctx context.Context, name, dir string, sig syscall.Signal, ready func(context.Context) error, path string, args ...string) (*process, error) {
+	p, err := launch(name, dir, sig, path, args...)
+	if err != nil {
+		return nil, err
 	}
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
@@ -146,17 +158,14 @@ func start(ctx context.Context, name, dir string, sig syscall.Signal, ready func
 		notReady := ready(probeCtx)
 		cancel()
 		if notReady == nil {
-			mu.Lock()
-			procs = append(procs, p)
-			mu.Unlock()
-			return nil
+			return p, nil
 		}
 		select {
 		case <-p.done:
-			return p.failure(fmt.Errorf("exited before it was ready: %s", p.cmd.ProcessState))
+			return nil, p.failure(fmt.Errorf("exited before it was ready: %s", p.cmd.ProcessState))
 		case <-ctx.Done():
 			p.kill()
-			return p.failure(fmt.Errorf("not ready: %w (last attempt: %v)", ctx.Err(), notReady))
+			return nil, p.failure(fmt.Errorf("not ready: %w (last attempt: %v)", ctx.Err(), notReady))
 		case <-tick.C:
 		}
 	}
