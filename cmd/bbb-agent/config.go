@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -12,52 +13,73 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// loadConfigFile applies agent.yaml to every flag not given on the command
-// line or in the environment: flags win, then the environment, then the file.
-// An unknown key or a bad value is an error that names it.
-// It returns the names of the flags the file set.
-func loadConfigFile(c *cli.Context) (map[string]bool, error) {
-	fromFile := map[string]bool{}
+// loadConfigFile applies agent.yaml, then the drop-ins agent.d/*.yaml beside
+// it in lexical order (a later file's key replaces an earlier one's, a list
+// included), to every flag not given on the command line or in the
+// environment: flags win, then the environment, then the files. cloud-init
+// and configuration management write a drop-in of their own, so the
+// package's file never needs a merge. An unknown key or a bad value is an
+// error that names it and its file. It returns the names of the flags the
+// files set, each with the file that set it.
+func loadConfigFile(c *cli.Context) (map[string]string, error) {
+	fromFile := map[string]string{}
 	path := c.String("config")
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) && !c.IsSet("config") {
-		return fromFile, nil // the default file is optional
+	paths := []string{path}
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) && !c.IsSet("config") {
+		paths = nil // the default file is optional
 	}
+	dropIns, err := filepath.Glob(filepath.Join(filepath.Dir(path), "agent.d", "*.yaml"))
 	if err != nil {
-		return nil, fmt.Errorf("configuration file: %w", err)
+		return nil, fmt.Errorf("configuration drop-ins: %w", err)
 	}
-	var doc map[string]any
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("%s is not valid YAML: %w", path, err)
+	sort.Strings(dropIns)
+	type setting struct {
+		path  string
+		value any
+	}
+	merged := map[string]setting{}
+	for _, p := range append(paths, dropIns...) {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("configuration file: %w", err)
+		}
+		var doc map[string]any
+		if err := yaml.Unmarshal(data, &doc); err != nil {
+			return nil, fmt.Errorf("%s is not valid YAML: %w", p, err)
+		}
+		for k, v := range doc {
+			merged[k] = setting{p, v}
+		}
 	}
 	known := map[string]cli.Flag{}
 	for _, f := range c.Command.Flags {
 		known[f.Names()[0]] = f
 	}
-	keys := make([]string, 0, len(doc))
-	for k := range doc {
+	keys := make([]string, 0, len(merged))
+	for k := range merged {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	for _, key := range keys {
+		s := merged[key]
 		name := strings.ReplaceAll(key, "_", "-")
 		f, ok := known[name]
 		if !ok || name == "config" {
-			return nil, fmt.Errorf("%s: unknown key %q (the keys are the flags of `bbb-agent run --help`, e.g. balancer-url, report-interval)", path, key)
+			return nil, fmt.Errorf("%s: unknown key %q (the keys are the flags of `bbb-agent run --help`, e.g. balancer-url, report-interval)", s.path, key)
 		}
 		if c.IsSet(name) {
 			continue
 		}
-		values, err := yamlValues(doc[key])
+		values, err := yamlValues(s.value)
 		if err != nil {
-			return nil, fmt.Errorf("%s: key %q: %w", path, key, err)
+			return nil, fmt.Errorf("%s: key %q: %w", s.path, key, err)
 		}
 		for _, v := range values {
 			if err := c.Set(name, v); err != nil {
-				return nil, fmt.Errorf("%s: key %q: value %q is not valid: want %s", path, key, v, expected(f))
+				return nil, fmt.Errorf("%s: key %q: value %q is not valid: want %s", s.path, key, v, expected(f))
 			}
 		}
-		fromFile[name] = true
+		fromFile[name] = s.path
 	}
 	return fromFile, nil
 }
@@ -102,7 +124,7 @@ func expected(f cli.Flag) string {
 
 // printConfig prints the effective configuration, secrets masked, with
 // where each value came from.
-func printConfig(c *cli.Context, fromFile map[string]bool) error {
+func printConfig(c *cli.Context, fromFile map[string]string) error {
 	w := c.App.Writer
 	given := onCommandLine(c)
 	for _, f := range c.Command.Flags {
@@ -131,13 +153,13 @@ func printConfig(c *cli.Context, fromFile map[string]bool) error {
 
 // source says where a flag's value comes from: the command line wins over
 // the environment, the environment over the file.
-func source(c *cli.Context, f cli.Flag, fromFile, given map[string]bool) string {
+func source(c *cli.Context, f cli.Flag, fromFile map[string]string, given map[string]bool) string {
 	name := f.Names()[0]
 	switch {
 	case given[name]:
 		return "flag"
-	case fromFile[name]:
-		return "file " + c.String("config")
+	case fromFile[name] != "":
+		return "file " + fromFile[name]
 	case !c.IsSet(name):
 		return "default"
 	}

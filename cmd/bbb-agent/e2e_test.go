@@ -831,6 +831,48 @@ tag: [north, big]
 		}
 	})
 
+	t.Run("drop-ins", func(t *testing.T) {
+		etc := t.TempDir()
+		main := filepath.Join(etc, "agent.yaml")
+		dropIns := filepath.Join(etc, "agent.d")
+		if err := os.Mkdir(dropIns, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for name, content := range map[string]string{
+			main:                                        "node-name: from-agent-yaml\nreport-interval: 3s\ntag: [x]\n",
+			filepath.Join(dropIns, "10-base.yaml"):       "node-name: from-10\nbalancer-url: https://lb.example.com\n",
+			filepath.Join(dropIns, "50-cloud-init.yaml"): "node-name: from-50\ntag: [y, z]\n",
+			filepath.Join(dropIns, "README.txt"):         "not: yaml: read\n",
+		} {
+			if err := os.WriteFile(name, []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r := testenv.Run(t, nil, b.Agent, "config", "--config", main)
+		if r.Code != 0 {
+			t.Fatalf("config: %s", r)
+		}
+		got := parseConfig(t, r.Stdout)
+		for key, w := range map[string]configLine{
+			"node-name":       {"from-50", "file " + filepath.Join(dropIns, "50-cloud-init.yaml")},
+			"tag":             {"y,z", "file " + filepath.Join(dropIns, "50-cloud-init.yaml")},
+			"balancer-url":    {"https://lb.example.com", "file " + filepath.Join(dropIns, "10-base.yaml")},
+			"report-interval": {"3s", "file " + main},
+		} {
+			if got[key] != w {
+				t.Errorf("config %s = %+v, want %+v", key, got[key], w)
+			}
+		}
+		bad := filepath.Join(dropIns, "90-typo.yaml")
+		if err := os.WriteFile(bad, []byte("balancer_ulr: https://lb.example.com\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r = testenv.Run(t, nil, b.Agent, "config", "--config", main)
+		if r.Code == 0 || !strings.Contains(r.Stderr, bad) || !strings.Contains(r.Stderr, `unknown key "balancer_ulr"`) {
+			t.Errorf("an unknown key in a drop-in: %s", r)
+		}
+	})
+
 	t.Run("missing file", func(t *testing.T) {
 		missing := filepath.Join(dir, "nowhere.yaml")
 		r := testenv.Run(t, nil, b.Agent, "run", "--config", missing)
