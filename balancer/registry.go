@@ -33,6 +33,8 @@ type registry struct {
 	turn    map[string]*entry
 	pending map[string]records.Report
 	gen     uint64 // counts refreshes
+	// meetings caches meetingID -> node ID; refresh keeps it current.
+	meetings *meetingCache
 }
 
 type entry struct {
@@ -53,7 +55,7 @@ type entry struct {
 
 func newRegistry(st *store.Store, cfg *Config) *registry {
 	return &registry{store: st, cfg: cfg, byID: map[string]*entry{}, byName: map[string]string{}, byCred: map[string]string{}, turn: map[string]*entry{},
-		pending: map[string]records.Report{}}
+		pending: map[string]records.Report{}, meetings: newMeetingCache()}
 }
 
 // errUnknownNode means no node has that name (or ID).
@@ -67,6 +69,9 @@ var errSeqBackwards = errors.New("seq went backwards")
 // than the stored ones (not flushed yet) are kept. Entries are updated in
 // place: a fleet of thousands is reloaded every second.
 func (r *registry) refresh(ctx context.Context) error {
+	if err := r.meetings.refresh(ctx, r.cfg.Clock(), r.placedSince); err != nil {
+		return err
+	}
 	nodes, err := r.store.Nodes(ctx)
 	if err != nil {
 		return err
@@ -110,6 +115,19 @@ func (r *registry) refresh(ctx context.Context) error {
 	}
 	r.byName, r.byCred, r.turn = byName, byCred, turn
 	return nil
+}
+
+// placedSince reads the placements made since a time, by meeting ID.
+func (r *registry) placedSince(ctx context.Context, since time.Time) (map[string]string, error) {
+	ms, err := r.store.MeetingsPlacedSince(ctx, since)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(ms))
+	for _, m := range ms {
+		out[m.MeetingID] = m.NodeID
+	}
+	return out, nil
 }
 
 func (r *registry) withDefaults(n records.Node) records.Node {

@@ -110,6 +110,9 @@ var migrations = [][]string{
 		)`,
 		`CREATE INDEX recording_callbacks_due ON recording_callbacks (state, next_at)`,
 	},
+	// 6: the replicas' meeting -> node caches read the placements made
+	// since their last refresh (MeetingsPlacedSince).
+	{`CREATE INDEX meetings_placed ON meetings (placed_at)`},
 }
 
 // migrateLockKey is the PostgreSQL advisory lock that serializes the
