@@ -60,16 +60,17 @@ func (f *fleetMeetings) drop(nodeID string) {
 	delete(f.nodes, nodeID)
 }
 
-// part returns the node's kept answer if younger than maxAge, and the
-// node's generation.
-func (f *fleetMeetings) part(nodeID string, now time.Time, maxAge time.Duration) (*nodeAnswer, uint64) {
+// part returns the node's kept answer if younger than maxAge, the node's
+// generation, and whether the answer is past half its bound (time to ask
+// the node again in the background, so that callers rarely wait).
+func (f *fleetMeetings) part(nodeID string, now time.Time, maxAge time.Duration) (*nodeAnswer, uint64, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	a := f.nodes[nodeID]
 	if a != nil && now.Sub(a.at) < maxAge && !now.Before(a.at) {
-		return a, f.gens[nodeID]
+		return a, f.gens[nodeID], now.Sub(a.at) >= maxAge/2
 	}
-	return nil, f.gens[nodeID]
+	return nil, f.gens[nodeID], false
 }
 
 func (f *fleetMeetings) keep(nodeID string, gen uint64, a *nodeAnswer) {
@@ -91,25 +92,30 @@ func (s *Server) fleetMeetingsAnswer(ctx context.Context, nodes []records.Node) 
 	parts := make([]*nodeAnswer, len(nodes))
 	var wg sync.WaitGroup
 	for i, n := range nodes {
-		a, gen := f.part(n.ID, s.cfg.Clock(), maxAge)
+		a, gen, ageing := f.part(n.ID, s.cfg.Clock(), maxAge)
+		// Shared by every waiting call: no one caller's cancel ends it.
+		ask := func() (any, error) {
+			at := s.cfg.Clock()
+			ms, err := s.nodeMeetings(context.WithoutCancel(ctx), n, s.cfg.GetMeetingsTimeout)
+			a := &nodeAnswer{meetings: ms, at: at, failed: err != nil}
+			if err != nil {
+				s.log.Warn("getMeetings: leaving a node out", "node", n.Name, "err", err)
+			}
+			f.keep(n.ID, gen, a)
+			return a, nil
+		}
+		key := n.ID + "/" + strconv.FormatUint(gen, 10)
 		if a != nil {
 			parts[i] = a
+			if ageing {
+				f.group.DoChan(key, ask) // renewed in the background
+			}
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			v, _, _ := f.group.Do(n.ID+"/"+strconv.FormatUint(gen, 10), func() (any, error) {
-				// Shared by every waiting call: no one caller's cancel ends it.
-				at := s.cfg.Clock()
-				ms, err := s.nodeMeetings(context.WithoutCancel(ctx), n, s.cfg.GetMeetingsTimeout)
-				a := &nodeAnswer{meetings: ms, at: at, failed: err != nil}
-				if err != nil {
-					s.log.Warn("getMeetings: leaving a node out", "node", n.Name, "err", err)
-				}
-				f.keep(n.ID, gen, a)
-				return a, nil
-			})
+			v, _, _ := f.group.Do(key, ask)
 			parts[i] = v.(*nodeAnswer)
 		}()
 	}
