@@ -186,3 +186,32 @@ func TestGetMeetingsBound(t *testing.T) {
 		}
 	}
 }
+
+// TestJoinWithoutDatabase: with the database gone, joins and getMeetingInfo
+// of a running meeting this replica knows still reach its node (the meeting
+// cache and the in-memory registry); a create fails with the database error.
+// (The store is closed here; a stopped PostgreSQL server fails the same calls.)
+func TestJoinWithoutDatabase(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, dsn string) {
+		e := newEnv(t, dsn, testenv.NewClock())
+		e.addNodes(2)
+		cx := ctxT(t)
+		if _, err := e.client.Create(cx, bbb.CreateRequest{MeetingID: "outlives", Name: "x"}); err != nil {
+			t.Fatal(err)
+		}
+		nd := e.node(e.nodeOf("outlives")[0])
+		if err := e.store.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if !e.joinsOn("outlives", nd) {
+			t.Fatalf("join during the outage goes to %q, want %s", e.joinLocation("outlives"), nd.name)
+		}
+		info, err := e.client.GetMeetingInfo(cx, "outlives")
+		if err != nil || info.MeetingID != "outlives" {
+			t.Fatalf("getMeetingInfo during the outage: %+v, %v", info, err)
+		}
+		if _, err := e.client.Create(cx, bbb.CreateRequest{MeetingID: "new-in-outage", Name: "x"}); err == nil {
+			t.Fatal("a create without the database succeeded")
+		}
+	})
+}
