@@ -6,7 +6,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -135,4 +138,22 @@ func BenchmarkGetMeetingsKept(b *testing.B) {
 	b.ReportMetric(live, "live-req/s")
 	b.ReportMetric(float64(liveP99.Microseconds())/1000, "live-p99-ms")
 	b.ReportMetric(kept/live, "kept/live")
+}
+
+// rssMiB is this process's resident set size in MiB (Linux).
+func rssMiB(b *testing.B) float64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		b.Logf("no RSS: %v", err)
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")))
+			if err == nil {
+				return float64(kb) / 1024
+			}
+		}
+	}
+	return 0
 }

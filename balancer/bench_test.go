@@ -297,6 +297,9 @@ func BenchmarkReportIngestion(b *testing.B) {
 			for range b.N {
 				ingest(b, e, names)
 			}
+			// The whole benchmark process: replica, 10,000 nodes' load
+			// generator and the simulators.
+			b.ReportMetric(rssMiB(b), "process-rss-MiB")
 		})
 	}
 }
