@@ -219,6 +219,7 @@ func (s *Server) pollNode(ctx context.Context, n records.Node) {
 	meetings, err := s.nodeMeetings(ctx, n, s.cfg.NodeTimeout)
 	if err != nil {
 		s.log.Debug("poll failed", "node", n.Name, "err", err)
+		s.reg.pollFailed(n.ID)
 		return
 	}
 	at := s.cfg.Clock()

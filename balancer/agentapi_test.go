@@ -11,6 +11,7 @@ import (
 	"github.com/bbb-agent/bbb-agent/agentapi"
 	"github.com/bbb-agent/bbb-agent/balancer/records"
 	"github.com/bbb-agent/bbb-agent/bbb"
+	"github.com/bbb-agent/bbb-agent/bbb/sim"
 	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/bbb-agent/bbb-agent/internal/testenv"
 )
@@ -153,6 +154,24 @@ func TestPolledNodes(t *testing.T) {
 		e.srv.pollAll(cx)
 		if s := e.status(); s[0].Meetings != 1 {
 			t.Fatalf("poll did not count the meeting: %+v", s[0])
+		}
+		// It dies: the first poll that gets no answer takes it out of
+		// rotation, well before its missed polls would.
+		nd.http.CloseClientConnections()
+		if err := nd.sim.SetAnswering(sim.AnswerRefuse); err != nil {
+			t.Fatal(err)
+		}
+		e.srv.pollAll(cx)
+		if s := e.status(); s[0].Online {
+			t.Fatalf("a polled node that does not answer stays online: %+v", s[0])
+		}
+		if err := nd.sim.SetAnswering(sim.AnswerNormal); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(time.Second)
+		e.srv.pollAll(cx)
+		if s := e.status(); !s[0].Online {
+			t.Fatalf("a polled node that answers again stays offline: %+v", s[0])
 		}
 		// The operator installs an agent on it: same URL, the agent's name.
 		e.register(nd)

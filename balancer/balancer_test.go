@@ -86,6 +86,7 @@ func TestSpreadJoinAndGetMeetings(t *testing.T) {
 		if err := down.sim.SetAnswering(sim.AnswerRefuse); err != nil {
 			t.Fatal(err)
 		}
+		e.clock.Advance(DefaultGetMeetingsMaxAge) // past the kept answers' bound
 		ms, err = e.client.GetMeetings(cx)
 		if err != nil {
 			t.Fatalf("getMeetings with a node down: %v", err)
@@ -97,6 +98,7 @@ func TestSpreadJoinAndGetMeetings(t *testing.T) {
 		if err := down.sim.SetAnswering(sim.AnswerHang); err != nil {
 			t.Fatal(err)
 		}
+		e.clock.Advance(DefaultGetMeetingsMaxAge)
 		start := time.Now()
 		ms, err = e.client.GetMeetings(cx)
 		if err != nil || len(ms) != 30-per[down.name] {

@@ -55,10 +55,13 @@ func (e *env) createBenchMeetings(b *testing.B) {
 	}
 }
 
-func newBenchEnv(b *testing.B, dsn string) *env {
+func newBenchEnv(b *testing.B, dsn string) *env { return newBenchEnvNodes(b, dsn, benchSimNodes) }
+
+// newBenchEnvNodes is newBenchEnv with n bbb-sim nodes.
+func newBenchEnvNodes(b *testing.B, dsn string, n int) *env {
 	e := newEnv(b, dsn, testenv.NewClock())
 	e.srv.cfg.Clock = time.Now // before any request: nothing reads it yet
-	e.addNodes(benchSimNodes)
+	e.addNodes(n)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	b.Cleanup(func() { cancel(); wg.Wait() })
@@ -294,6 +297,9 @@ func BenchmarkReportIngestion(b *testing.B) {
 			for range b.N {
 				ingest(b, e, names)
 			}
+			// The whole benchmark process: replica, 10,000 nodes' load
+			// generator and the simulators.
+			b.ReportMetric(rssMiB(b), "process-rss-MiB")
 		})
 	}
 }

@@ -32,6 +32,8 @@ const (
 	DefaultNodeTimeout = 5 * time.Second
 	// DefaultGetMeetingsTimeout bounds each node's part of getMeetings.
 	DefaultGetMeetingsTimeout = 3 * time.Second
+	// DefaultGetMeetingsMaxAge bounds the staleness of getMeetings.
+	DefaultGetMeetingsMaxAge = time.Second
 	// DefaultMaxBodyBytes bounds a BBB API request body.
 	DefaultMaxBodyBytes = 16 << 20
 )
@@ -63,6 +65,10 @@ type Config struct {
 	// (default DefaultGetMeetingsTimeout).
 	NodeTimeout        time.Duration
 	GetMeetingsTimeout time.Duration
+	// GetMeetingsMaxAge is how old a node's part of a getMeetings answer may
+	// be (default DefaultGetMeetingsMaxAge); a create or end through this
+	// replica is visible at once. Negative: every call asks every node.
+	GetMeetingsMaxAge time.Duration
 	// MaxBodyBytes bounds a BBB API request body (default 16 MiB).
 	MaxBodyBytes int64
 	// TakeoverAfter is how long a node must have been offline before an agent
@@ -127,6 +133,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.NodeTimeout <= 0 {
 		c.NodeTimeout = DefaultNodeTimeout
+	}
+	if c.GetMeetingsMaxAge == 0 {
+		c.GetMeetingsMaxAge = DefaultGetMeetingsMaxAge
 	}
 	if c.GetMeetingsTimeout <= 0 {
 		c.GetMeetingsTimeout = DefaultGetMeetingsTimeout

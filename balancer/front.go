@@ -179,6 +179,7 @@ func (s *Server) create(ctx context.Context, w *resultRecorder, req *apiRequest)
 			return
 		}
 		body, err := s.forward(ctx, node, req, s.cfg.NodeTimeout)
+		s.fleetMeetings.drop(node.ID)
 		if err == nil && !s.refusedChecksum(node, req.call, body) {
 			writeRaw(w, body)
 			return
@@ -191,6 +192,7 @@ func (s *Server) create(ctx context.Context, w *resultRecorder, req *apiRequest)
 			return
 		}
 		// A meeting placed just now goes to the next best node instead.
+		s.reg.meetings.forget(meetingID, node.ID)
 		if derr := s.store.DeleteMeeting(ctx, meetingID, node.ID); derr != nil {
 			s.log.Error("create: forgetting a failed placement", "meeting", meetingID, "err", derr)
 			break
@@ -208,6 +210,7 @@ func (s *Server) placeMeeting(ctx context.Context, meetingID string, tags placem
 	case err == nil:
 		if n, online, ok := s.reg.node(existing.NodeID); ok && online && !excluded[n.ID] {
 			if n.State == fleet.Enabled || s.stillRunning(ctx, n, meetingID) {
+				s.reg.meetings.put(meetingID, n.ID)
 				s.metrics.placements.WithLabelValues("existing").Inc()
 				return n, false, nil
 			}
@@ -238,6 +241,7 @@ func (s *Server) placeMeeting(ctx context.Context, meetingID string, tags placem
 
 // placed settles a claim or move: when another replica won, its node is used.
 func (s *Server) placed(m records.Meeting, picked records.Node, result string) (records.Node, bool, *bbb.APIError) {
+	s.reg.meetings.put(m.MeetingID, m.NodeID)
 	if m.NodeID != picked.ID {
 		n, _, ok := s.reg.node(m.NodeID)
 		if !ok {
@@ -316,6 +320,14 @@ func (s *Server) join(ctx context.Context, w *resultRecorder, r *http.Request, r
 
 // meetingNode finds the online node a meeting runs on.
 func (s *Server) meetingNode(ctx context.Context, meetingID string) (records.Node, *bbb.APIError) {
+	// The cache answers without the database, also while it is down; a
+	// cached node that is offline may have lost the meeting to another
+	// node, so the store is asked then.
+	if id, ok := s.reg.meetings.get(meetingID); ok {
+		if n, online, ok := s.reg.node(id); ok && online {
+			return n, nil
+		}
+	}
 	m, err := s.store.Meeting(ctx, meetingID)
 	if errors.Is(err, store.ErrNotFound) {
 		return records.Node{}, bbb.NotFoundError()
@@ -323,6 +335,7 @@ func (s *Server) meetingNode(ctx context.Context, meetingID string) (records.Nod
 	if err != nil {
 		return records.Node{}, s.storeError("looking up a meeting", err)
 	}
+	s.reg.meetings.put(meetingID, m.NodeID)
 	n, online, ok := s.reg.node(m.NodeID)
 	if !ok || !online {
 		return records.Node{}, bbb.NotFoundError()
@@ -351,8 +364,10 @@ func (s *Server) forwardMeetingCall(ctx context.Context, w *resultRecorder, req 
 		return
 	}
 	if req.call == bbb.CallEnd {
+		s.fleetMeetings.drop(node.ID)
 		err := bbb.DecodeResponse(req.call, body, nil)
 		if err == nil || errors.Is(err, bbb.ErrNotFound) {
+			s.reg.meetings.forget(meetingID, node.ID)
 			if derr := s.store.DeleteMeeting(ctx, meetingID, node.ID); derr != nil {
 				s.log.Error("end: forgetting the placement", "meeting", meetingID, "err", derr)
 			}
@@ -370,6 +385,12 @@ func (s *Server) getMeetings(ctx context.Context, w *resultRecorder) {
 			nodes = append(nodes, n.Node)
 		}
 	}
+	if s.cfg.GetMeetingsMaxAge > 0 {
+		// From each node's answer kept for the bound (getmeetings.go).
+		writeRaw(w, s.fleetMeetingsAnswer(ctx, nodes))
+		return
+	}
+	// GetMeetingsMaxAge < 0: every call asks every node.
 	results := make([][]bbb.Meeting, len(nodes))
 	var wg sync.WaitGroup
 	for i, n := range nodes {

@@ -33,6 +33,8 @@ type registry struct {
 	turn    map[string]*entry
 	pending map[string]records.Report
 	gen     uint64 // counts refreshes
+	// meetings caches meetingID -> node ID; refresh keeps it current.
+	meetings *meetingCache
 }
 
 type entry struct {
@@ -49,11 +51,21 @@ type entry struct {
 	// unhealthy says why placement avoids the node (it refused the
 	// balancer's checksum); a registration clears it.
 	unhealthy string
+	// pollFailed says the last poll of an operator-added node got no
+	// answer: it is offline until a poll answers again, so a dead polled
+	// node leaves the rotation within one poll interval plus the node
+	// timeout (15 s at the defaults), not after its missed polls.
+	pollFailed bool
+}
+
+// online says whether the node is online now.
+func (e *entry) online(now time.Time, missed int) bool {
+	return !e.pollFailed && e.node.Liveness(now, missed) == fleet.Online
 }
 
 func newRegistry(st *store.Store, cfg *Config) *registry {
 	return &registry{store: st, cfg: cfg, byID: map[string]*entry{}, byName: map[string]string{}, byCred: map[string]string{}, turn: map[string]*entry{},
-		pending: map[string]records.Report{}}
+		pending: map[string]records.Report{}, meetings: newMeetingCache()}
 }
 
 // errUnknownNode means no node has that name (or ID).
@@ -67,6 +79,9 @@ var errSeqBackwards = errors.New("seq went backwards")
 // than the stored ones (not flushed yet) are kept. Entries are updated in
 // place: a fleet of thousands is reloaded every second.
 func (r *registry) refresh(ctx context.Context) error {
+	if err := r.meetings.refresh(ctx, r.cfg.Clock(), r.placedSince); err != nil {
+		return err
+	}
 	nodes, err := r.store.Nodes(ctx)
 	if err != nil {
 		return err
@@ -110,6 +125,19 @@ func (r *registry) refresh(ctx context.Context) error {
 	}
 	r.byName, r.byCred, r.turn = byName, byCred, turn
 	return nil
+}
+
+// placedSince reads the placements made since a time, by meeting ID.
+func (r *registry) placedSince(ctx context.Context, since time.Time) (map[string]string, error) {
+	ms, err := r.store.MeetingsPlacedSince(ctx, since)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(ms))
+	for _, m := range ms {
+		out[m.MeetingID] = m.NodeID
+	}
+	return out, nil
 }
 
 func (r *registry) withDefaults(n records.Node) records.Node {
@@ -219,7 +247,7 @@ func (r *registry) node(id string) (records.Node, bool, bool) {
 	if !ok {
 		return records.Node{}, false, false
 	}
-	return e.node, e.node.Liveness(r.cfg.Clock(), r.cfg.MissedReports) == fleet.Online, true
+	return e.node, e.online(r.cfg.Clock(), r.cfg.MissedReports), true
 }
 
 // report applies a load report in memory and queues it for the store. It
@@ -252,7 +280,17 @@ func (r *registry) polled(id string, at time.Time, load fleet.Load) {
 	defer r.mu.Unlock()
 	if e, ok := r.byID[id]; ok && at.After(e.node.LastReportAt) {
 		e.node.LastReportAt, e.node.Load = at, load
-		e.reserved = 0
+		e.reserved, e.pollFailed = 0, false
+	}
+}
+
+// pollFailed notes that a poll of an operator-added node got no answer: the
+// node is offline until a poll answers again.
+func (r *registry) pollFailed(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e, ok := r.byID[id]; ok {
+		e.pollFailed = true
 	}
 }
 
@@ -300,7 +338,7 @@ func (r *registry) candidates() []placement.Candidate {
 	out := make([]placement.Candidate, 0, len(r.byID))
 	for _, e := range r.byID {
 		// A node that refused the balancer's checksum takes no new meetings.
-		online := e.unhealthy == "" && e.node.Liveness(now, r.cfg.MissedReports) == fleet.Online
+		online := e.unhealthy == "" && e.online(now, r.cfg.MissedReports)
 		out = append(out, placement.Candidate{Node: e.node, Online: online, Reserved: e.reserved})
 	}
 	return out
@@ -313,7 +351,7 @@ func (r *registry) turnServers() []records.Node {
 	var out []records.Node
 	for _, e := range r.turn {
 		// A TURN node that cannot allocate with the fleet's secret is not live.
-		if e.node.State == fleet.Enabled && e.node.Load.TURNHealthy && e.node.Liveness(now, r.cfg.MissedReports) == fleet.Online {
+		if e.node.State == fleet.Enabled && e.node.Load.TURNHealthy && e.online(now, r.cfg.MissedReports) {
 			out = append(out, e.node)
 		}
 	}
@@ -335,7 +373,7 @@ func (r *registry) snapshot() []nodeView {
 	r.mu.RLock()
 	out := make([]nodeView, 0, len(r.byID))
 	for _, e := range r.byID {
-		out = append(out, nodeView{Node: e.node, Online: e.node.Liveness(now, r.cfg.MissedReports) == fleet.Online, Reserved: e.reserved})
+		out = append(out, nodeView{Node: e.node, Online: e.online(now, r.cfg.MissedReports), Reserved: e.reserved})
 	}
 	r.mu.RUnlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

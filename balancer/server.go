@@ -31,6 +31,8 @@ type Server struct {
 	legacyWarned sync.Map
 	bg           sync.WaitGroup
 	rec          recordingsState
+	// fleetMeetings serves getMeetings (getmeetings.go).
+	fleetMeetings fleetMeetings
 }
 
 // New builds a replica on an open store and loads the registry.

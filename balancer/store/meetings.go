@@ -172,3 +172,25 @@ func (s *Store) PlacedSince(ctx context.Context) (map[string]int, error) {
 	}
 	return placed, nil
 }
+
+// MeetingsPlacedSince lists the placements made (claimed or moved) at or
+// after since: what other replicas changed since a cache last looked.
+func (s *Store) MeetingsPlacedSince(ctx context.Context, since time.Time) ([]records.Meeting, error) {
+	rows, err := s.query(ctx, s.rdb, `SELECT `+meetingColumns+` FROM meetings WHERE placed_at >= ?`, millis(since))
+	if err != nil {
+		return nil, fmt.Errorf("store: meetings placed since %s: %w", since.Format(time.RFC3339), err)
+	}
+	defer rows.Close()
+	var out []records.Meeting
+	for rows.Next() {
+		m, err := scanMeeting(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: meetings placed since %s: %w", since.Format(time.RFC3339), err)
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: meetings placed since %s: %w", since.Format(time.RFC3339), err)
+	}
+	return out, nil
+}

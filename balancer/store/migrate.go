@@ -120,6 +120,9 @@ var migrations = [][]string{
 		)`,
 		`CREATE INDEX recording_tokens_expires ON recording_tokens (expires_at)`,
 	},
+	// 7: the replicas' meeting -> node caches read the placements made
+	// since their last refresh (MeetingsPlacedSince).
+	{`CREATE INDEX meetings_placed ON meetings (placed_at)`},
 }
 
 // migrateLockKey is the PostgreSQL advisory lock that serializes the

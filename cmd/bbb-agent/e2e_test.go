@@ -839,8 +839,8 @@ tag: [north, big]
 			t.Fatal(err)
 		}
 		for name, content := range map[string]string{
-			main:                                        "node-name: from-agent-yaml\nreport-interval: 3s\ntag: [x]\n",
-			filepath.Join(dropIns, "10-base.yaml"):       "node-name: from-10\nbalancer-url: https://lb.example.com\n",
+			main:                                   "node-name: from-agent-yaml\nreport-interval: 3s\ntag: [x]\n",
+			filepath.Join(dropIns, "10-base.yaml"): "node-name: from-10\nbalancer-url: https://lb.example.com\n",
 			filepath.Join(dropIns, "50-cloud-init.yaml"): "node-name: from-50\ntag: [y, z]\n",
 			filepath.Join(dropIns, "README.txt"):         "not: yaml: read\n",
 		} {

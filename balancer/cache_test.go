@@ -1,0 +1,217 @@
+package balancer
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bbb-agent/bbb-agent/bbb"
+	"github.com/bbb-agent/bbb-agent/fleet"
+	"github.com/bbb-agent/bbb-agent/internal/testenv"
+)
+
+// joinLocation joins a meeting through a replica and returns where it sends
+// the browser ("" when the join is refused).
+func (e *env) joinLocation(meetingID string) string {
+	e.t.Helper()
+	resp, err := noFollow.Get(e.client.JoinURL(bbb.JoinRequest{MeetingID: meetingID, FullName: "x", Role: bbb.RoleViewer}))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound {
+		return ""
+	}
+	return resp.Header.Get("Location")
+}
+
+// joinsOn says whether a join through the replica goes to the node.
+func (e *env) joinsOn(meetingID string, nd *node) bool {
+	return strings.HasPrefix(e.joinLocation(meetingID), nd.http.URL+"/")
+}
+
+// takeOffline makes a node offline: the clock passes its missed reports
+// while every other node keeps reporting through e.
+func (e *env) takeOffline(down *node) {
+	e.t.Helper()
+	e.clock.Advance(time.Duration(DefaultMissedReports+1) * fleet.DefaultReportInterval)
+	for _, nd := range e.nodes {
+		if nd != down {
+			e.report(nd, fleet.Load{BBBHealthy: true})
+		}
+	}
+}
+
+// TestMeetingCacheTwoReplicas: replica B has a meeting's node cached; the
+// node goes offline and replica A places the meeting again elsewhere; the
+// old node comes back online. After one refresh, B joins on the new node.
+func TestMeetingCacheTwoReplicas(t *testing.T) {
+	dsn := backends[1].dsn(t)
+	clk := testenv.NewClock()
+	a := newEnv(t, dsn, clk)
+	a.addNodes(3)
+	cx := ctxT(t)
+	if err := a.srv.Flush(cx); err != nil {
+		t.Fatal(err)
+	}
+	b := newEnv(t, dsn, clk)
+	b.nodes = a.nodes
+
+	const id = "re-placed"
+	if _, err := a.client.Create(cx, bbb.CreateRequest{MeetingID: id, Name: "Moving"}); err != nil {
+		t.Fatal(err)
+	}
+	old := a.node(a.nodeOf(id)[0])
+	if !b.joinsOn(id, old) { // B caches the placement
+		t.Fatalf("join through B does not go to %s", old.name)
+	}
+
+	a.takeOffline(old)
+	if err := a.srv.Flush(cx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.srv.Refresh(cx); err != nil {
+		t.Fatal(err)
+	}
+	// An offline node is never joined, cached or not.
+	if loc := b.joinLocation(id); strings.HasPrefix(loc, old.http.URL+"/") {
+		t.Fatalf("join through B goes to the offline node %s", old.name)
+	}
+	if _, err := a.client.Create(cx, bbb.CreateRequest{MeetingID: id, Name: "Moving"}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := a.store.Meeting(cx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	placedOn, _, _ := a.srv.reg.node(m.NodeID)
+	if placedOn.Name == old.name {
+		t.Fatalf("after its node went offline the meeting stays placed on %s", old.name)
+	}
+	moved := a.node(placedOn.Name)
+
+	// The old node reports again: B's cache still names it until B refreshes.
+	a.report(old, fleet.Load{BBBHealthy: true})
+	if err := a.srv.Flush(cx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.srv.Refresh(cx); err != nil {
+		t.Fatal(err)
+	}
+	if !b.joinsOn(id, moved) {
+		t.Fatalf("after one refresh, join through B goes to %q, want the new node %s", b.joinLocation(id), moved.name)
+	}
+	if !a.joinsOn(id, moved) {
+		t.Fatalf("join through A goes to %q, want the new node %s", a.joinLocation(id), moved.name)
+	}
+}
+
+func meetingIDs(ms []bbb.Meeting) map[string]bool {
+	out := map[string]bool{}
+	for _, m := range ms {
+		out[m.MeetingID] = true
+	}
+	return out
+}
+
+// TestGetMeetingsBound: an end through the replica shows in getMeetings at
+// once; an end through another replica within the bound; a node going
+// offline drops out at once.
+func TestGetMeetingsBound(t *testing.T) {
+	dsn := backends[1].dsn(t)
+	clk := testenv.NewClock()
+	a := newEnv(t, dsn, clk)
+	a.addNodes(3)
+	cx := ctxT(t)
+	if err := a.srv.Flush(cx); err != nil {
+		t.Fatal(err)
+	}
+	b := newEnv(t, dsn, clk)
+	b.nodes = a.nodes
+	ids := []string{"g-0", "g-1", "g-2", "g-3", "g-4", "g-5"}
+	for _, id := range ids {
+		if _, err := a.client.Create(cx, bbb.CreateRequest{MeetingID: id, Name: "Listed"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list := func(e *env) map[string]bool {
+		t.Helper()
+		ms, err := e.client.GetMeetings(cx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return meetingIDs(ms)
+	}
+	if got := list(a); len(got) != len(ids) {
+		t.Fatalf("getMeetings through A lists %v, want %v", got, ids)
+	}
+	if got := list(b); len(got) != len(ids) {
+		t.Fatalf("getMeetings through B lists %v, want %v", got, ids)
+	}
+
+	// End through A: A's next answer leaves it out at once.
+	if err := a.client.End(cx, "g-0", ""); err != nil {
+		t.Fatal(err)
+	}
+	if list(a)["g-0"] {
+		t.Fatal("getMeetings through A lists g-0 just after its end through A")
+	}
+	// B may keep it for the bound, not longer.
+	clk.Advance(DefaultGetMeetingsMaxAge)
+	if list(b)["g-0"] {
+		t.Fatalf("getMeetings through B lists g-0 %v after its end through A", DefaultGetMeetingsMaxAge)
+	}
+	// A create through A shows at once too.
+	if _, err := a.client.Create(cx, bbb.CreateRequest{MeetingID: "g-new", Name: "Listed"}); err != nil {
+		t.Fatal(err)
+	}
+	if !list(a)["g-new"] {
+		t.Fatal("getMeetings through A does not list g-new just after its create through A")
+	}
+
+	// A node going offline drops out of the fan-out at once, even with its
+	// answer kept: the clock passes its missed reports but not the bound.
+	a.srv.cfg.GetMeetingsMaxAge = time.Hour
+	before := list(a)
+	down := a.node(a.nodeOf("g-1")[0])
+	a.takeOffline(down)
+	after := list(a)
+	if after["g-1"] {
+		t.Fatalf("getMeetings lists g-1 of the offline node %s", down.name)
+	}
+	for id := range before {
+		if on := a.nodeOf(id); len(on) == 1 && on[0] != down.name && !after[id] {
+			t.Fatalf("getMeetings lost %s of an online node", id)
+		}
+	}
+}
+
+// TestJoinWithoutDatabase: with the database gone, joins and getMeetingInfo
+// of a running meeting this replica knows still reach its node (the meeting
+// cache and the in-memory registry); a create fails with the database error.
+// (The store is closed here; a stopped PostgreSQL server fails the same calls.)
+func TestJoinWithoutDatabase(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, dsn string) {
+		e := newEnv(t, dsn, testenv.NewClock())
+		e.addNodes(2)
+		cx := ctxT(t)
+		if _, err := e.client.Create(cx, bbb.CreateRequest{MeetingID: "outlives", Name: "x"}); err != nil {
+			t.Fatal(err)
+		}
+		nd := e.node(e.nodeOf("outlives")[0])
+		if err := e.store.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if !e.joinsOn("outlives", nd) {
+			t.Fatalf("join during the outage goes to %q, want %s", e.joinLocation("outlives"), nd.name)
+		}
+		info, err := e.client.GetMeetingInfo(cx, "outlives")
+		if err != nil || info.MeetingID != "outlives" {
+			t.Fatalf("getMeetingInfo during the outage: %+v, %v", info, err)
+		}
+		if _, err := e.client.Create(cx, bbb.CreateRequest{MeetingID: "new-in-outage", Name: "x"}); err == nil {
+			t.Fatal("a create without the database succeeded")
+		}
+	})
+}

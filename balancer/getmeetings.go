@@ -1,0 +1,146 @@
+package balancer
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/bbb-agent/bbb-agent/balancer/records"
+	"github.com/bbb-agent/bbb-agent/bbb"
+)
+
+// fleetMeetings serves getMeetings from each node's answer kept for at most
+// Config.GetMeetingsMaxAge (default DefaultGetMeetingsMaxAge, 1 s):
+//
+//   - concurrent calls that find a node's answer missing or too old share one
+//     request to that node (singleflight);
+//   - a create or end this replica forwards to a node drops that node's kept
+//     answer, so the change is visible to the next getMeetings at once (a
+//     create or end through another replica is visible within the bound);
+//   - the nodes asked are the online BBB nodes of the registry at each call,
+//     so a node going offline drops out at once; a node that does not answer
+//     is left out (for the bound) and never fails the call;
+//   - the assembled XML is kept while every node's part is the same.
+//
+// getMeetingInfo and isMeetingRunning stay live: they are forwarded to the
+// meeting's node on every call.
+type fleetMeetings struct {
+	group singleflight.Group
+
+	mu    sync.Mutex
+	nodes map[string]*nodeAnswer
+	// gens counts the drops of each node's answer: a request started before a
+	// drop neither serves the calls after it nor is kept.
+	gens map[string]uint64
+	// last is the previous assembled answer and the parts it was built from.
+	lastParts []*nodeAnswer
+	lastBody  []byte
+}
+
+// nodeAnswer is one node's getMeetings answer at a time; failed means the
+// node did not answer (it is left out).
+type nodeAnswer struct {
+	meetings []bbb.Meeting
+	at       time.Time
+	failed   bool
+}
+
+// drop forgets a node's kept answer after a create or end on it.
+func (f *fleetMeetings) drop(nodeID string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.gens == nil {
+		f.gens = map[string]uint64{}
+	}
+	f.gens[nodeID]++
+	delete(f.nodes, nodeID)
+}
+
+// part returns the node's kept answer if younger than maxAge, the node's
+// generation, and whether the answer is past half its bound (time to ask
+// the node again in the background, so that callers rarely wait).
+func (f *fleetMeetings) part(nodeID string, now time.Time, maxAge time.Duration) (*nodeAnswer, uint64, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	a := f.nodes[nodeID]
+	if a != nil && now.Sub(a.at) < maxAge && !now.Before(a.at) {
+		return a, f.gens[nodeID], now.Sub(a.at) >= maxAge/2
+	}
+	return nil, f.gens[nodeID], false
+}
+
+func (f *fleetMeetings) keep(nodeID string, gen uint64, a *nodeAnswer) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.gens[nodeID] != gen {
+		return
+	}
+	if f.nodes == nil {
+		f.nodes = map[string]*nodeAnswer{}
+	}
+	f.nodes[nodeID] = a
+}
+
+// answer returns getMeetings' XML for the nodes.
+func (s *Server) fleetMeetingsAnswer(ctx context.Context, nodes []records.Node) []byte {
+	f := &s.fleetMeetings
+	maxAge := s.cfg.GetMeetingsMaxAge
+	parts := make([]*nodeAnswer, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		a, gen, ageing := f.part(n.ID, s.cfg.Clock(), maxAge)
+		// Shared by every waiting call: no one caller's cancel ends it.
+		ask := func() (any, error) {
+			at := s.cfg.Clock()
+			ms, err := s.nodeMeetings(context.WithoutCancel(ctx), n, s.cfg.GetMeetingsTimeout)
+			a := &nodeAnswer{meetings: ms, at: at, failed: err != nil}
+			if err != nil {
+				s.log.Warn("getMeetings: leaving a node out", "node", n.Name, "err", err)
+			}
+			f.keep(n.ID, gen, a)
+			return a, nil
+		}
+		key := n.ID + "/" + strconv.FormatUint(gen, 10)
+		if a != nil {
+			parts[i] = a
+			if ageing {
+				f.group.DoChan(key, ask) // renewed in the background
+			}
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v, _, _ := f.group.Do(key, ask)
+			parts[i] = v.(*nodeAnswer)
+		}()
+	}
+	wg.Wait()
+	f.mu.Lock()
+	if f.lastBody != nil && slices.Equal(f.lastParts, parts) {
+		body := f.lastBody
+		f.mu.Unlock()
+		return body
+	}
+	f.mu.Unlock()
+	resp := bbb.GetMeetingsResponse{ReturnCode: bbb.ReturnSuccess}
+	for _, a := range parts {
+		resp.Meetings = append(resp.Meetings, a.meetings...)
+	}
+	if len(resp.Meetings) == 0 {
+		resp.MessageKey, resp.Message = bbb.KeyNoMeetings, "no meetings were found on this server"
+	}
+	body, err := bbb.MarshalResponse(resp)
+	if err != nil {
+		body, _ = bbb.MarshalResponse(bbb.FailedResponse(bbb.NewError(bbb.KeyInternalError, "The response could not be encoded.")))
+		return body
+	}
+	f.mu.Lock()
+	f.lastParts, f.lastBody = parts, body
+	f.mu.Unlock()
+	return body
+}
