@@ -831,6 +831,24 @@ tag: [north, big]
 		}
 	})
 
+	t.Run("timings that cannot work", func(t *testing.T) {
+		for _, tt := range []struct{ flag, value, key string }{
+			{"--report-interval", "1ms", "report_interval"},
+			{"--report-interval", "0s", "report_interval"},
+			{"--report-interval", "-5s", "report_interval"},
+			{"--drain-deadline", "0s", "drain_deadline"},
+			{"--drain-deadline", "-1m", "drain_deadline"},
+		} {
+			for _, cmd := range []string{"run", "check"} {
+				r := testenv.Run(t, nil, b.Agent, cmd, "--config", write("empty.yaml", "{}\n"), tt.flag, tt.value)
+				out := r.Stdout + r.Stderr
+				if r.Code == 0 || !strings.Contains(out, tt.flag+" (") || !strings.Contains(out, tt.key+" in agent.yaml") || !strings.Contains(out, "too short") {
+					t.Errorf("%s %s %s: %s", cmd, tt.flag, tt.value, r)
+				}
+			}
+		}
+	})
+
 	t.Run("drop-ins", func(t *testing.T) {
 		etc := t.TempDir()
 		main := filepath.Join(etc, "agent.yaml")

@@ -48,6 +48,9 @@ func newLogger(c *cli.Context) (*slog.Logger, error) {
 
 // resolve reads the configuration into a node: name, role, BBB API and registrar.
 func resolve(ctx context.Context, c *cli.Context) (*node, error) {
+	if err := validateTimings(c); err != nil {
+		return nil, err
+	}
 	n := &node{}
 	role, err := fleet.ParseRole(c.String("role"))
 	if err != nil {
@@ -106,6 +109,26 @@ func resolve(ctx context.Context, c *cli.Context) (*node, error) {
 		return nil, fmt.Errorf("registrar: %w", err)
 	}
 	return n, nil
+}
+
+// The shortest report interval and drain deadline accepted: a report every
+// millisecond floods the balancer (hundreds of reports a second per node),
+// and a drain must see the node empty twice, a report interval apart.
+const (
+	minReportInterval = 100 * time.Millisecond
+	minDrainDeadline  = 10 * time.Second
+)
+
+// validateTimings refuses report intervals and drain deadlines that cannot
+// work, naming the setting; check and run both go through it (resolve).
+func validateTimings(c *cli.Context) error {
+	if d := c.Duration("report-interval"); d < minReportInterval {
+		return settingError("report-interval", fmt.Errorf("%v is too short: at least %v (the default is %v)", d, minReportInterval, fleet.DefaultReportInterval))
+	}
+	if d := c.Duration("drain-deadline"); d < minDrainDeadline {
+		return settingError("drain-deadline", fmt.Errorf("%v is too short: at least %v (the default is %v)", d, minDrainDeadline, agent.DefaultDrainDeadline))
+	}
+	return nil
 }
 
 // run is `bbb-agent run`: build the parts, then supervise them.
