@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/bbb-agent/bbb-agent/fleet"
 )
 
 // Paths of the admin API on the unix socket.
@@ -43,7 +45,7 @@ func (a *Agent) ServeAdmin(ctx context.Context, ln net.Listener) error {
 			writeAdmin(w, http.StatusConflict, adminError{err.Error()})
 			return
 		}
-		writeAdmin(w, http.StatusOK, a.Status())
+		writeAdmin(w, http.StatusOK, a.liveDrainStatus(r.Context()))
 	})
 	mux.HandleFunc("POST "+adminUndrain, func(w http.ResponseWriter, r *http.Request) {
 		if err := a.Undrain(r.Context()); err != nil {
@@ -215,4 +217,23 @@ func unwrapURL(err error) error {
 		}
 	}
 	return err
+}
+
+// liveDrainStatus is the status with the meetings BBB runs at this moment,
+// not those of the last report cycle: the operator who just asked for a
+// drain wants to know what it waits for now.
+func (a *Agent) liveDrainStatus(ctx context.Context) Status {
+	st := a.Status()
+	if a.deps.BBB == nil || st.Drain == nil {
+		return st
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	meetings, err := a.deps.BBB.GetMeetings(cctx)
+	if err != nil {
+		return st // the last measurement, and status says whether BBB answers
+	}
+	n := fleet.CountMeetings(meetings).Meetings
+	st.Load.Meetings, st.Drain.MeetingsLeft = n, n
+	return st
 }

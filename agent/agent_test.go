@@ -209,3 +209,32 @@ func TestCrashAndRestart(t *testing.T) {
 		t.Fatalf("after restart: %+v (first id %s)", servers, first.ID)
 	}
 }
+
+// TestDrainCountsMeetingsNow: `bbb-agent drain` answers with the meetings BBB
+// runs when it is asked, not those of a report cycle ago.
+func TestDrainCountsMeetingsNow(t *testing.T) {
+	f := newFleet(t)
+	n := newNode(t, "bbb-now")
+	n.start(t, f, Config{ReportInterval: time.Hour}, Deps{})
+	ctx := context.Background()
+	testenv.Eventually(t, 2*time.Second, "registered", func() bool { return n.agent.Status().Registered })
+	node, err := bbb.NewClient(n.http.URL, n.secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"room-a", "room-b"} {
+		if _, err := node.Create(ctx, bbb.CreateRequest{MeetingID: id, Name: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := n.agent.Status().Load.Meetings; got != 0 {
+		t.Fatalf("the last report cycle saw %d meetings, the test needs it before the creates", got)
+	}
+	st, err := NewAdminClient(n.socket).Drain(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Drain == nil || st.Drain.MeetingsLeft != 2 || st.Load.Meetings != 2 {
+		t.Fatalf("drain answered %+v with %d meetings, want 2 left", st.Drain, st.Load.Meetings)
+	}
+}
