@@ -35,6 +35,8 @@ type Config struct {
 	// DrainDeadline bounds the wait for meetings to end; at the deadline the
 	// agent deregisters anyway and the meetings still running end with the host.
 	DrainDeadline time.Duration
+	// StateDir keeps a drain under way across a restart ("" : not kept).
+	StateDir string
 	// HeartbeatEvery is how often a scale-in drain extends the lifecycle hook.
 	HeartbeatEvery time.Duration
 	// TURNURIs are what a TURN node offers (role turn).
@@ -141,6 +143,7 @@ type Agent struct {
 	// drain is the drain under way, nil when none: its phase, its source,
 	// its deadline (drain.go).
 	drain        *drainRun
+	pendingDrain *savedDrain // left unfinished by an earlier run; resumed once registered
 	seq          int64
 	backoff      registrar.Backoff
 	nextTry      time.Time

@@ -2,7 +2,10 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -236,5 +239,46 @@ func TestDrainCountsMeetingsNow(t *testing.T) {
 	}
 	if st.Drain == nil || st.Drain.MeetingsLeft != 2 || st.Load.Meetings != 2 {
 		t.Fatalf("drain answered %+v with %d meetings, want 2 left", st.Drain, st.Load.Meetings)
+	}
+}
+
+// TestDrainResumesAfterRestart: an agent stopped while it drains (killed,
+// restarted by an upgrade) resumes the drain after its restart with the same
+// source and deadline; a drain that finished leaves nothing to resume.
+func TestDrainResumesAfterRestart(t *testing.T) {
+	f := newFleet(t)
+	n := newNode(t, "bbb-resume")
+	cfg := Config{StateDir: n.stateDir}
+	n.start(t, f, cfg, Deps{})
+	ctx := context.Background()
+	testenv.Eventually(t, 2*time.Second, "online", func() bool { s, ok := f.server(n.name); return ok && s.Online })
+	if _, err := f.client.Create(ctx, bbb.CreateRequest{MeetingID: "lecture", Name: "Lecture"}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := NewAdminClient(n.socket).Drain(ctx)
+	if err != nil || before.Drain == nil {
+		t.Fatalf("drain: %+v %v", before, err)
+	}
+	n.cancel() // the agent stops mid-drain, as on a restart
+	<-n.finished
+
+	n.start(t, f, cfg, Deps{})
+	testenv.Eventually(t, 2*time.Second, "draining again", func() bool { return n.agent.State() == Draining })
+	st := n.agent.Status()
+	if st.Drain == nil || st.Drain.Source != SourceAdmin || !st.Drain.Deadline.Equal(before.Drain.Deadline) || !st.Drain.StartedAt.Equal(before.Drain.StartedAt) {
+		t.Fatalf("resumed drain %+v, want source admin, started %v, deadline %v", st.Drain, before.Drain.StartedAt, before.Drain.Deadline)
+	}
+	if s, _ := f.server(n.name); s.State != fleet.Cordoned {
+		t.Errorf("the balancer has the node %s, want cordoned", s.State)
+	}
+	// The lecture ends: the resumed drain finishes, and leaves no record.
+	if err := f.client.End(ctx, "lecture", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.exited(t, 5*time.Second); err != nil {
+		t.Fatalf("the resumed drain ended with %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(n.stateDir, drainFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a finished drain left %s: %v", drainFile, err)
 	}
 }

@@ -89,12 +89,20 @@ type measurement struct {
 
 // startDrain starts a drain from src; a drain under way goes on.
 func (a *Agent) startDrain(ctx context.Context, src DrainSource) {
+	now := a.cfg.Clock.Now()
+	a.startDrainFrom(ctx, src, now, now.Add(a.cfg.DrainDeadline))
+}
+
+// startDrainFrom starts a drain from src that began at start (a resumed
+// drain keeps its start and deadline).
+func (a *Agent) startDrainFrom(ctx context.Context, src DrainSource, start, deadline time.Time) {
 	if a.drain != nil {
 		return
 	}
-	now := a.cfg.Clock.Now()
-	d := &drainRun{source: src, start: now, deadline: now.Add(a.cfg.DrainDeadline), phase: drainCordon}
+	a.pendingDrain = nil // a new drain replaces the one left unfinished
+	d := &drainRun{source: src, start: start, deadline: deadline, phase: drainCordon}
 	a.drain = d
+	a.saveDrain(d)
 	a.setState(Draining)
 	a.notify(func(n Notifier) error { return n.Stopping() })
 	a.log.Info("drain started", "source", src, "deadline", d.deadline)
@@ -119,6 +127,9 @@ func (a *Agent) advanceDrain(ctx context.Context, m *measurement) {
 		}
 		a.log.Debug("drain", "from", d.phase, "to", next)
 		d.phase = next
+		if next == drainDone {
+			a.forgetDrain()
+		}
 		a.mu.Lock()
 		if a.status.Drain != nil {
 			a.status.Drain.Phase = string(next)
@@ -305,6 +316,7 @@ func (a *Agent) undrain(ctx context.Context) error {
 // endDrain returns to ready (or registering) after a cancelled drain.
 func (a *Agent) endDrain() {
 	a.drain = nil
+	a.forgetDrain()
 	a.mu.Lock()
 	a.status.Drain = nil
 	a.mu.Unlock()

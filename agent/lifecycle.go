@@ -95,6 +95,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		beside.Go(func() { a.runTURN(ctx) })
 	}
 	a.setState(Registering)
+	if saved, err := a.loadDrain(); err != nil {
+		a.log.Warn("an unfinished drain from an earlier run", "err", err)
+	} else if saved != nil {
+		a.pendingDrain = saved
+		a.log.Info("an earlier run was stopped while draining: the drain resumes once the node is registered", "source", saved.Source, "deadline", saved.Deadline)
+	}
 	a.notify(func(n Notifier) error { return n.Ready() })
 	var shutdowns <-chan bool
 	if a.deps.Shutdown != nil {

@@ -139,6 +139,7 @@ func (a *Agent) register(ctx context.Context) {
 	if a.drain != nil {
 		a.drain.registered() // a new registration: cordon again
 	}
+	a.resumeDrain(ctx)
 }
 
 func (a *Agent) report(ctx context.Context, load fleet.Load, ids []string) {

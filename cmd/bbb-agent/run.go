@@ -216,7 +216,7 @@ func newDaemon(ctx context.Context, c *cli.Context, base *slog.Logger) (d *daemo
 	cfg := agent.Config{
 		Addresses: addrs, Node: n.name, Role: n.role, ServerURL: n.serverURL, Secret: n.secret, Tags: c.StringSlice("tag"),
 		LoadMultiplier: c.Float64("load-multiplier"), ReportInterval: c.Duration("report-interval"),
-		DrainDeadline: c.Duration("drain-deadline"), HeartbeatEvery: c.Duration("asg-heartbeat"), Logger: base,
+		DrainDeadline: c.Duration("drain-deadline"), StateDir: c.String("state-dir"), HeartbeatEvery: c.Duration("asg-heartbeat"), Logger: base,
 	}
 	dnsm, err := dnsManager(ctx, c, n)
 	if err != nil {
