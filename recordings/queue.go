@@ -270,9 +270,14 @@ func (q *Queue) indexFailed(ctx context.Context, r Row, cause error, now, next t
 }
 
 // deletable returns confirmed rows shipped at or before cutoff whose local
-// copy is still there.
-func (q *Queue) deletable(ctx context.Context, cutoff time.Time) ([]Row, error) {
-	return q.query(ctx, `WHERE state IN ('shipped', 'indexed') AND deleted_at = 0 AND shipped_at > 0 AND shipped_at <= ?`, cutoff.UnixNano())
+// copy is still there; withIndex, only those the fleet has been told about
+// (the local metadata.xml is what the index needs).
+func (q *Queue) deletable(ctx context.Context, cutoff time.Time, withIndex bool) ([]Row, error) {
+	states := `('shipped', 'indexed')`
+	if withIndex {
+		states = `('indexed')`
+	}
+	return q.query(ctx, `WHERE state IN `+states+` AND deleted_at = 0 AND shipped_at > 0 AND shipped_at <= ?`, cutoff.UnixNano())
 }
 
 func (q *Queue) markDeleted(ctx context.Context, r Row, freed int64, now time.Time) error {

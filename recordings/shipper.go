@@ -53,7 +53,8 @@ type Config struct {
 	// attempt, with jitter; zero: the defaults.
 	MinBackoff, MaxBackoff time.Duration
 	// DeleteAfter removes a format's local directory that long after the
-	// destination confirmed it; 0: never.
+	// destination confirmed it (and, with an Indexer, not before the fleet
+	// has been told); 0: never.
 	DeleteAfter time.Duration
 }
 
@@ -464,13 +465,14 @@ func (s *Shipper) indexWith(ctx context.Context, r Row, md agentapi.RecordingMet
 	}
 }
 
-// deleteDue removes the local copies confirmed more than DeleteAfter ago.
+// deleteDue removes the local copies confirmed more than DeleteAfter ago
+// (with an Indexer, only once indexed: the index needs their metadata.xml).
 // The directory is first renamed away (atomic: a crash never leaves a
 // half-deleted format that a scan would ship again), then removed.
 func (s *Shipper) deleteDue(ctx context.Context, now time.Time) (bool, error) {
 	s.deleteMu.Lock()
 	defer s.deleteMu.Unlock()
-	rows, err := s.cfg.Queue.deletable(ctx, now.Add(-s.cfg.DeleteAfter))
+	rows, err := s.cfg.Queue.deletable(ctx, now.Add(-s.cfg.DeleteAfter), s.cfg.Indexer != nil)
 	if err != nil {
 		return false, err
 	}

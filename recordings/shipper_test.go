@@ -495,3 +495,45 @@ func TestRebuildThatFailsTheShipmentIsNotAnAttempt(t *testing.T) {
 		t.Errorf("Stats = %+v", got)
 	}
 }
+
+// TestNoDeleteBeforeIndexed: the local copy holds the metadata the fleet
+// needs; with an Indexer, a copy shipped but not yet indexed (the balancer
+// unreachable, or the agent killed between the two) stays until the index
+// succeeds, however short DeleteAfter is. Found by cmd/bbb-agent's
+// TestAgentCrashWhileShipping: recordings indexed with an empty meeting ID.
+func TestNoDeleteBeforeIndexed(t *testing.T) {
+	root := t.TempDir()
+	id := recordID(1)
+	dir := publish(t, root, id, "presentation", 1)
+	clock := testenv.NewClock()
+	ix := &fakeIndexer{err: errors.New("balancer unreachable")}
+	s, q := newShipper(t, root, &fakeStorage{}, Config{Clock: clock, Indexer: ix, DeleteAfter: time.Nanosecond, MinBackoff: time.Minute})
+	ctx := context.Background()
+	if err := s.Notify(ctx, id, "presentation"); err != nil {
+		t.Fatal(err)
+	}
+	s.step(ctx)
+	if r := row(t, q, id, "presentation"); r.State != StateShipped {
+		t.Fatalf("row %s, want shipped, not indexed", r.State)
+	}
+	clock.Advance(time.Second) // past DeleteAfter, before the index retry
+	if did, err := s.step(ctx); did || err != nil {
+		t.Errorf("step = %v, %v; want nothing to do until the index retry", did, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "metadata.xml")); err != nil {
+		t.Fatalf("local copy deleted before the fleet was told: %v", err)
+	}
+	ix.mu.Lock()
+	ix.err = nil
+	ix.mu.Unlock()
+	clock.Advance(time.Hour)
+	for range 2 {
+		s.step(ctx)
+	}
+	if r := row(t, q, id, "presentation"); r.State != StateIndexed || r.DeletedAt.IsZero() {
+		t.Fatalf("row %s deleted at %v, want indexed and deleted", r.State, r.DeletedAt)
+	}
+	if len(ix.got) != 1 || ix.got[0].MeetingID == "" {
+		t.Errorf("indexed %+v, want the metadata.xml's meeting ID", ix.got)
+	}
+}

@@ -41,11 +41,12 @@ const (
 	recFileSize = "65536"
 )
 
-// recNode is a simulator that writes recordings into dir.
-func (f *fleetEnv) startRecordingSim(name, dir string) simNode {
+// startRecordingSim is a simulator that writes recordings into dir, with
+// further flags (a later --recording-file-size replaces recFileSize).
+func (f *fleetEnv) startRecordingSim(name, dir string, args ...string) simNode {
 	f.t.Helper()
 	return simNode{simtest.Start(f.t, testenv.SimOpts{Name: "bbb-sim " + name, Bin: f.bin.Sim, Secret: "sim-secret-" + name + "-e2e-3b9f0d",
-		Args: []string{"--recordings-dir", dir, "--recording-file-size", recFileSize}})}
+		Args: append([]string{"--recordings-dir", dir, "--recording-file-size", recFileSize}, args...)})}
 }
 
 // s3Agent are the flags and environment of an agent that ships to srv.
@@ -161,31 +162,9 @@ func checkBucket(t *testing.T, srv testenv.S3Server, recDir, id string) {
 	defer cancel()
 	want := publishedTree(t, filepath.Join(recDir, "published", "presentation", id))
 	pre := recPrefix + "/presentation/" + id + "/"
-	cl := srv.Client()
-	got := map[string]string{}
-	var token *string
-	for {
-		out, err := cl.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: new(recBucket), Prefix: new(pre), ContinuationToken: token})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, o := range out.Contents {
-			obj, err := cl.GetObject(ctx, &s3.GetObjectInput{Bucket: new(recBucket), Key: o.Key})
-			if err != nil {
-				t.Fatal(err)
-			}
-			h := sha256.New()
-			_, err = io.Copy(h, obj.Body)
-			obj.Body.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			got[strings.TrimPrefix(*o.Key, pre)] = hex.EncodeToString(h.Sum(nil))
-		}
-		if out.NextContinuationToken == nil {
-			break
-		}
-		token = out.NextContinuationToken
+	got, err := bucketSums(ctx, srv, id)
+	if err != nil {
+		t.Fatal(err)
 	}
 	if _, ok := got["manifest.json"]; !ok {
 		t.Fatalf("%s: no manifest.json in the bucket (objects: %v)", id, keys(got))
@@ -219,6 +198,38 @@ func checkBucket(t *testing.T, srv testenv.S3Server, recDir, id string) {
 	}
 	if manifest < 0 || last < 0 || manifest < last {
 		t.Errorf("%s: the manifest's PutObject (request %d) is not after every file's (last %d)", id, manifest, last)
+	}
+}
+
+// bucketSums is every object under the recording's presentation prefix,
+// with its SHA-256, by key relative to that prefix.
+func bucketSums(ctx context.Context, srv testenv.S3Server, id string) (map[string]string, error) {
+	pre := recPrefix + "/presentation/" + id + "/"
+	cl := srv.Client()
+	got := map[string]string{}
+	var token *string
+	for {
+		out, err := cl.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: new(recBucket), Prefix: new(pre), ContinuationToken: token})
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", pre, err)
+		}
+		for _, o := range out.Contents {
+			obj, err := cl.GetObject(ctx, &s3.GetObjectInput{Bucket: new(recBucket), Key: o.Key})
+			if err != nil {
+				return nil, fmt.Errorf("get %s: %w", *o.Key, err)
+			}
+			h := sha256.New()
+			_, err = io.Copy(h, obj.Body)
+			obj.Body.Close()
+			if err != nil {
+				return nil, fmt.Errorf("read %s: %w", *o.Key, err)
+			}
+			got[strings.TrimPrefix(*o.Key, pre)] = hex.EncodeToString(h.Sum(nil))
+		}
+		if out.NextContinuationToken == nil {
+			return got, nil
+		}
+		token = out.NextContinuationToken
 	}
 }
 
