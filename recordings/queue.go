@@ -269,6 +269,14 @@ func (q *Queue) indexFailed(ctx context.Context, r Row, cause error, now, next t
 	return err
 }
 
+// indexLater asks for the index of a shipped row again at next, without
+// counting an attempt (the fleet could not take it yet).
+func (q *Queue) indexLater(ctx context.Context, r Row, next time.Time) error {
+	_, err := q.exec(ctx, "index later", `UPDATE recordings SET next_try = ? WHERE record_id = ? AND format = ? AND state = 'shipped'`,
+		unixNano(next), r.RecordID, r.Format)
+	return err
+}
+
 // deletable returns confirmed rows shipped at or before cutoff whose local
 // copy is still there; withIndex, only those the fleet has been told about
 // (the local metadata.xml is what the index needs).

@@ -20,6 +20,14 @@ import (
 // Clock is the time the Shipper lives by: clock.Real, or testenv.Clock in tests.
 type Clock = clock.Clock
 
+// ErrNotYet, wrapped by an Indexer's error, means the fleet cannot take the
+// recording yet (the node is not registered again after a restart): the
+// shipper asks again after notYetWait, without counting a failed attempt.
+var ErrNotYet = errors.New("not yet")
+
+// notYetWait is how soon an index that was not possible yet is tried again.
+const notYetWait = 2 * time.Second
+
 // Indexer tells the fleet about a recording format the storage confirmed
 // (bbb-balancer's recordings index). It must be an idempotent upsert.
 type Indexer interface {
@@ -449,6 +457,12 @@ func (s *Shipper) indexWith(ctx context.Context, r Row, md agentapi.RecordingMet
 	md.Storage, md.Location, md.ShippedAt, md.SHA256 = s.cfg.Storage.String(), r.Location, r.ShippedAt, r.SHA256
 	if err := s.cfg.Indexer.Index(ctx, md); err != nil {
 		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, ErrNotYet) {
+			if err := s.cfg.Queue.indexLater(context.WithoutCancel(ctx), r, s.cfg.Clock.Now().Add(notYetWait)); err != nil {
+				s.cfg.Logger.Error("recordings: queue", "err", err)
+			}
 			return
 		}
 		s.failed.Add(1)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -535,5 +536,33 @@ func TestNoDeleteBeforeIndexed(t *testing.T) {
 	}
 	if len(ix.got) != 1 || ix.got[0].MeetingID == "" {
 		t.Errorf("indexed %+v, want the metadata.xml's meeting ID", ix.got)
+	}
+}
+
+// TestIndexNotYet: an index the fleet cannot take yet (the node is not
+// registered again after a restart) is asked again within seconds, and is
+// no failed attempt: no backoff grows, nothing counts as failed.
+func TestIndexNotYet(t *testing.T) {
+	root := t.TempDir()
+	id := recordID(1)
+	publish(t, root, id, "presentation", 1)
+	clock := testenv.NewClock()
+	ix := &fakeIndexer{err: fmt.Errorf("%w: register first", ErrNotYet)}
+	s, q := newShipper(t, root, &fakeStorage{}, Config{Clock: clock, Indexer: ix, MinBackoff: time.Minute})
+	ctx := context.Background()
+	if err := s.Notify(ctx, id, "presentation"); err != nil {
+		t.Fatal(err)
+	}
+	s.step(ctx)
+	if r := row(t, q, id, "presentation"); r.State != StateShipped || r.Attempts != 0 || r.LastError != "" || s.Stats().Failed != 0 {
+		t.Fatalf("after a not-yet: %s, %d attempts, %q, stats %+v; want shipped, no attempt, no error", r.State, r.Attempts, r.LastError, s.Stats())
+	}
+	ix.mu.Lock()
+	ix.err = nil
+	ix.mu.Unlock()
+	clock.Advance(notYetWait)
+	s.step(ctx)
+	if r := row(t, q, id, "presentation"); r.State != StateIndexed {
+		t.Fatalf("%s after %v, want indexed (not after the %v backoff)", r.State, notYetWait, time.Minute)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/bbb-agent/bbb-agent/agent"
+	"github.com/bbb-agent/bbb-agent/agentapi"
 	"github.com/bbb-agent/bbb-agent/recordings"
 	"github.com/bbb-agent/bbb-agent/recordings/storage"
 	"github.com/bbb-agent/bbb-agent/registrar"
@@ -68,7 +70,7 @@ func wireRecordings(ctx context.Context, c *cli.Context, n *node, cfg *agent.Con
 	}
 	var idx recordings.Indexer
 	if b, ok := n.reg.(*registrar.Balancer); ok && !storage.IsNone(st) {
-		idx = b
+		idx = indexer{b}
 	}
 	sh := recordings.NewShipper(recordings.Config{Dir: c.String("recordings-dir"), Queue: q, Storage: st, Indexer: idx,
 		Logger: log, DeleteAfter: c.Duration("recordings-delete-after")})
@@ -232,4 +234,16 @@ func recordingsStatus(row func(k, v string), r *agent.RecordingsStatus) {
 	if r.Error != "" {
 		row("  error", r.Error)
 	}
+}
+
+// indexer tells bbb-balancer about shipped recordings; before the node is
+// registered (again, after a restart) that is not an error but "not yet".
+type indexer struct{ b *registrar.Balancer }
+
+func (i indexer) Index(ctx context.Context, m agentapi.RecordingMetadata) error {
+	err := i.b.Index(ctx, m)
+	if errors.Is(err, registrar.ErrNotRegistered) {
+		return fmt.Errorf("%w: %w", recordings.ErrNotYet, err)
+	}
+	return err
 }
