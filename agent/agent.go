@@ -144,17 +144,19 @@ type Agent struct {
 	// its deadline (drain.go).
 	drain        *drainRun
 	pendingDrain *savedDrain // left unfinished by an earlier run; resumed once registered
-	seq          int64
-	backoff      registrar.Backoff
-	nextTry      time.Time
-	scaleInErr   string // the last lifecycle-state error logged
-	dnsDone      bool   // records published and answering, registration may go on
-	dnsApplied   bool   // records exist that removeDNS must take back
-	dnsAppliedAt time.Time
-	ticks        int
-	fatal        error  // stops the agent
-	bbbVersion   string // from the API root
-	versionAt    time.Time
+	// secretRefused: BBB answered checksumError (said once until it stops).
+	secretRefused bool
+	seq           int64
+	backoff       registrar.Backoff
+	nextTry       time.Time
+	scaleInErr    string // the last lifecycle-state error logged
+	dnsDone       bool   // records published and answering, registration may go on
+	dnsApplied    bool   // records exist that removeDNS must take back
+	dnsAppliedAt  time.Time
+	ticks         int
+	fatal         error  // stops the agent
+	bbbVersion    string // from the API root
+	versionAt     time.Time
 	// recScannedFor is the drain measureRecordings last scanned for;
 	// recProcessing the processing backlog it last read.
 	recScannedFor *drainRun

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/bbb-agent/bbb-agent/agent/host"
+	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/bbb-agent/bbb-agent/registrar"
 )
@@ -105,6 +106,7 @@ func (a *Agent) measure(ctx context.Context) (fleet.Load, []string, error) {
 	}
 	load.BBBVersion = a.bbbVersion
 	meetings, err := a.deps.BBB.GetMeetings(cctx)
+	a.checksumRefused(err)
 	if err != nil {
 		return load, nil, err
 	}
@@ -191,8 +193,11 @@ func (a *Agent) retryLater(what string, err error) {
 	}
 	a.nextTry = a.cfg.Clock.Now().Add(wait)
 	level := slog.LevelWarn
-	if errors.As(err, new(*registrar.ConflictError)) {
-		level = slog.LevelError // another node holds our name: the operator must act
+	if errors.Is(err, registrar.ErrRejected) {
+		// Another node holds our name, or the balancer found the node's BBB
+		// not answering with our secret: retrying cannot fix it, the
+		// operator must act.
+		level = slog.LevelError
 	}
 	a.log.Log(context.Background(), level, what+" failed; retrying", "err", err, "retry_in", wait.Round(time.Millisecond))
 	a.mu.Lock()
@@ -211,4 +216,19 @@ func applyHost(l *fleet.Load, s host.Sample) {
 	l.NetRxBytesPerSec = s.NetRxBytesPerSec
 	l.NetTxBytesPerSec = s.NetTxBytesPerSec
 	l.DiskFreeBytes = s.DiskFreeBytes
+}
+
+// checksumRefused says once, loudly, when the node's own BBB refuses the
+// agent's checksum: the configured secret is wrong, and the balancer, which
+// signs with the same secret, would get the same answer for every call.
+func (a *Agent) checksumRefused(err error) {
+	refused := errors.Is(err, bbb.ErrChecksum)
+	if refused && !a.secretRefused {
+		a.log.Error("the node's BBB refuses the agent's checksum: the BBB secret is wrong; fix --bbb-secret (or remove it to read securitySalt from bbb-web.properties; `bbb-conf --secret` prints the right one)", "err", err)
+	} else if !refused && a.secretRefused && err == nil {
+		a.log.Info("the node's BBB accepts the agent's checksum again")
+	}
+	if err == nil || refused {
+		a.secretRefused = refused
+	}
 }

@@ -316,6 +316,13 @@ func TestSecurityWrongBBBSecret(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, "the agent to log why it is not registered", func() bool {
 		return strings.Contains(a.Output(), "checksumError")
 	})
+	// The agent says it at ERROR, with the fix: its own BBB refuses the
+	// secret, and so did the balancer's check.
+	testenv.Eventually(t, 10*time.Second, "the agent to say the secret is wrong", func() bool {
+		out := a.Output()
+		return strings.Contains(out, "level=ERROR") && strings.Contains(out, "the BBB secret is wrong; fix --bbb-secret") &&
+			strings.Contains(out, `level=ERROR msg="registering with the balancer failed; retrying"`)
+	})
 	for _, s := range f.e.status() {
 		if s.Name == "bbb-wrong" {
 			t.Errorf("a node with a wrong BBB secret was registered: %+v", s)
