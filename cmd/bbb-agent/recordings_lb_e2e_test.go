@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -105,7 +104,7 @@ func TestRecordingsThroughBalancer(t *testing.T) {
 	f.indexed(t, []string{id})
 
 	// BBB's XML shape; the node never saw the recording-ready URL.
-	raw := httpBody(t, front.URL(bbb.CallGetRecordings, url.Values{"meetingID": {meetingID}}))
+	raw := testenv.GetBody(t, front.URL(bbb.CallGetRecordings, url.Values{"meetingID": {meetingID}}))
 	for _, want := range []string{"<returncode>SUCCESS</returncode>", "<recordings>", "<recordID>" + id + "</recordID>",
 		"<meetingID>" + meetingID + "</meetingID>", "<published>true</published>", "<state>published</state>", "<course>e2e</course>",
 		"<type>presentation</type>", f.url + "/playback/presentation/2.3/" + id + "</url>"} {
@@ -133,16 +132,16 @@ func TestRecordingsThroughBalancer(t *testing.T) {
 
 	// Playback; publish false closes it.
 	play := f.url + "/presentation/" + id + "/metadata.xml"
-	if code := httpCode(t, play); code != http.StatusOK {
+	if code := testenv.GetStatus(t, play); code != http.StatusOK {
 		t.Errorf("playback of a published recording: HTTP %d", code)
 	}
 	if err := front.Get(ctx, bbb.CallPublishRecordings, url.Values{"recordID": {id}, "publish": {"false"}}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if code := httpCode(t, play); code != http.StatusNotFound {
+	if code := testenv.GetStatus(t, play); code != http.StatusNotFound {
 		t.Errorf("playback of an unpublished recording: HTTP %d, want 404", code)
 	}
-	if raw := httpBody(t, front.URL(bbb.CallGetRecordings, url.Values{"recordID": {id}})); !strings.Contains(raw, "<state>unpublished</state>") || !strings.Contains(raw, "<published>false</published>") {
+	if raw := testenv.GetBody(t, front.URL(bbb.CallGetRecordings, url.Values{"recordID": {id}})); !strings.Contains(raw, "<state>unpublished</state>") || !strings.Contains(raw, "<published>false</published>") {
 		t.Errorf("after publish=false:\n%s", raw)
 	}
 
@@ -169,7 +168,7 @@ func TestRecordingsThroughBalancer(t *testing.T) {
 	if keys := objects(); len(keys) != 0 {
 		t.Errorf("objects left after delete: %v", keys)
 	}
-	if raw := httpBody(t, front.URL(bbb.CallGetRecordings, url.Values{"state": {"deleted"}})); !strings.Contains(raw, "<recordID>"+id+"</recordID>") || !strings.Contains(raw, "<state>deleted</state>") {
+	if raw := testenv.GetBody(t, front.URL(bbb.CallGetRecordings, url.Values{"state": {"deleted"}})); !strings.Contains(raw, "<recordID>"+id+"</recordID>") || !strings.Contains(raw, "<state>deleted</state>") {
 		t.Errorf("state=deleted:\n%s", raw)
 	}
 	// Still one delivery: the 200 was the last attempt.
@@ -199,25 +198,4 @@ func checkJWT(t *testing.T, token, secret string) (map[string]string, bool) {
 		t.Fatalf("JWT claims %s: %v", payload, err)
 	}
 	return claims, hmac.Equal(sig, mac.Sum(nil))
-}
-
-func httpBody(t *testing.T, u string) string {
-	t.Helper()
-	resp, err := http.Get(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
-}
-
-func httpCode(t *testing.T, u string) int {
-	t.Helper()
-	resp, err := http.Get(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -171,13 +170,13 @@ func TestRecordingsSpoolEndToEnd(t *testing.T) {
 
 	// Playback; publish false closes it and lists it as unpublished.
 	play := replicas[0].Ready + "/presentation/" + ids[0] + "/metadata.xml"
-	if code := httpStatus(t, play); code != http.StatusOK {
+	if code := testenv.GetStatus(t, play); code != http.StatusOK {
 		t.Fatalf("playback of a published recording: HTTP %d", code)
 	}
 	if err := lb.Get(ctx, bbb.CallPublishRecordings, url.Values{"recordID": {ids[0]}, "publish": {"false"}}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if code := httpStatus(t, play); code != http.StatusNotFound {
+	if code := testenv.GetStatus(t, play); code != http.StatusNotFound {
 		t.Errorf("playback of an unpublished recording: HTTP %d, want 404", code)
 	}
 	if rs := list(url.Values{"recordID": {ids[0]}}); len(rs) != 1 || rs[0].State != "unpublished" || rs[0].Published {
@@ -197,7 +196,7 @@ func TestRecordingsSpoolEndToEnd(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(storeDir, "deleted", "presentation", ids[0], "metadata.xml")); err != nil {
 		t.Errorf("after delete, not in deleted/: %v", err)
 	}
-	if code := httpStatus(t, play); code != http.StatusNotFound {
+	if code := testenv.GetStatus(t, play); code != http.StatusNotFound {
 		t.Errorf("playback of a deleted recording: HTTP %d, want 404", code)
 	}
 	if rs := list(url.Values{"state": {"deleted"}}); len(rs) != 1 || rs[0].RecordID != ids[0] || rs[0].State != "deleted" {
@@ -283,21 +282,5 @@ func TestRecordingsSpoolEndToEnd(t *testing.T) {
 // rawCall returns a BBB API call's XML as the balancer answers it.
 func rawCall(t *testing.T, c *bbb.Client, call string, v url.Values) string {
 	t.Helper()
-	resp, err := http.Get(c.URL(call, v))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
-}
-
-func httpStatus(t *testing.T, u string) int {
-	t.Helper()
-	resp, err := http.Get(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
+	return testenv.GetBody(t, c.URL(call, v))
 }
