@@ -21,6 +21,7 @@ const (
 	adminStatus  = "/v1/status"
 	adminDrain   = "/v1/drain"
 	adminUndrain = "/v1/undrain"
+	adminRotate  = "/v1/rotate-credential"
 )
 
 type adminError struct {
@@ -49,6 +50,13 @@ func (a *Agent) ServeAdmin(ctx context.Context, ln net.Listener) error {
 	})
 	mux.HandleFunc("POST "+adminUndrain, func(w http.ResponseWriter, r *http.Request) {
 		if err := a.Undrain(r.Context()); err != nil {
+			writeAdmin(w, http.StatusConflict, adminError{err.Error()})
+			return
+		}
+		writeAdmin(w, http.StatusOK, a.Status())
+	})
+	mux.HandleFunc("POST "+adminRotate, func(w http.ResponseWriter, r *http.Request) {
+		if err := a.RotateCredential(r.Context()); err != nil {
 			writeAdmin(w, http.StatusConflict, adminError{err.Error()})
 			return
 		}
@@ -154,6 +162,11 @@ func (c *AdminClient) Undrain(ctx context.Context) (Status, error) {
 	return c.do(ctx, http.MethodPost, adminUndrain)
 }
 
+// RotateCredential asks the agent for a new node credential.
+func (c *AdminClient) RotateCredential(ctx context.Context) (Status, error) {
+	return c.do(ctx, http.MethodPost, adminRotate)
+}
+
 func (c *AdminClient) do(ctx context.Context, method, path string) (Status, error) {
 	var s Status
 	err := c.call(ctx, method, path, nil, &s)
@@ -236,4 +249,26 @@ func (a *Agent) liveDrainStatus(ctx context.Context) Status {
 	n := fleet.CountMeetings(meetings).Meetings
 	st.Load.Meetings, st.Drain.MeetingsLeft = n, n
 	return st
+}
+
+// rotator is a registrar that can replace the node's own credential
+// (bbb-balancer's; Scalelite has none).
+type rotator interface {
+	Rotate(ctx context.Context) error
+}
+
+// RotateCredential replaces the node's credential at the balancer and in the
+// state directory: the old one stops working at once.
+func (a *Agent) RotateCredential(ctx context.Context) error {
+	r, ok := a.deps.Registrar.(rotator)
+	if !ok {
+		return fmt.Errorf("the %s registrar has no node credential to rotate", a.deps.Registrar.Kind())
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := r.Rotate(cctx); err != nil {
+		return fmt.Errorf("rotating the node credential: %w", err)
+	}
+	a.log.Info("node credential rotated")
+	return nil
 }

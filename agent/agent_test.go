@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bbb-agent/bbb-agent/agentapi"
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/bbb/sim"
 	"github.com/bbb-agent/bbb-agent/fleet"
@@ -280,5 +282,44 @@ func TestDrainResumesAfterRestart(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(n.stateDir, drainFile)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a finished drain left %s: %v", drainFile, err)
+	}
+}
+
+// TestRotateCredential: `bbb-agent rotate-credential` replaces the node's
+// credential at the balancer and in the state directory; the agent goes on
+// reporting with the new one, and the old one no longer speaks for the node.
+func TestRotateCredential(t *testing.T) {
+	f := newFleet(t)
+	n := newNode(t, "bbb-rotate")
+	n.start(t, f, Config{}, Deps{})
+	ctx := context.Background()
+	testenv.Eventually(t, 2*time.Second, "online", func() bool { s, ok := f.server(n.name); return ok && s.Online })
+	file := filepath.Join(n.stateDir, "node-credential")
+	old, err := os.ReadFile(file)
+	if err != nil || len(old) == 0 {
+		t.Fatalf("no credential kept: %v", err)
+	}
+	if _, err := NewAdminClient(n.socket).RotateCredential(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now, _ := os.ReadFile(file)
+	if len(now) == 0 || string(now) == string(old) {
+		t.Fatalf("the credential file after the rotation: %q (before %q)", now, old)
+	}
+	before := n.agent.Status().LastReportAt
+	testenv.Eventually(t, 2*time.Second, "reports with the new credential", func() bool {
+		st := n.agent.Status()
+		return st.LastReportAt.After(before) && st.LastError == ""
+	})
+	body := strings.NewReader(`{"node":"bbb-rotate","seq":1,"load":{}}`)
+	req, _ := http.NewRequest(http.MethodPost, f.lbURL+agentapi.PathReport, body)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(old)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the old credential still reports: HTTP %d", resp.StatusCode)
 	}
 }

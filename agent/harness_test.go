@@ -80,7 +80,8 @@ func newNode(t *testing.T, name string) *node {
 // start runs an agent for the node against the fleet's balancer.
 func (n *node) start(t *testing.T, f *fleetEnv, cfg Config, deps Deps) {
 	t.Helper()
-	reg, err := registrar.NewBalancer(f.lbURL, agentToken)
+	// As bbb-agent run does: the node's own credential in its state directory.
+	reg, err := registrar.NewBalancer(f.lbURL, agentToken, registrar.WithCredentialFile(filepath.Join(n.stateDir, "node-credential")))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,6 +63,15 @@ func undrain(c *cli.Context) error {
 	return nil
 }
 
+func rotateCredential(c *cli.Context) error {
+	st, err := agent.NewAdminClient(c.String("admin-socket")).RotateCredential(c.Context)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "%s has a new node credential; the old one no longer works\n", st.Node)
+	return nil
+}
+
 func drainLeft(st agent.Status) int {
 	if st.Drain == nil {
 		return 0

@@ -42,6 +42,7 @@ func newApp() *cli.App {
 			statusCommand(),
 			{Name: "drain", Usage: "drain the node: no new meetings, wait for the running ones, then leave the fleet", Action: drain},
 			{Name: "undrain", Usage: "cancel a drain that has not finished", Action: undrain},
+			{Name: "rotate-credential", Usage: "replace the node's own credential at the balancer and in the state directory", Action: rotateCredential},
 			recordingsCommand(),
 		},
 	}
