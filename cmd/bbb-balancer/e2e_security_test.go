@@ -301,7 +301,7 @@ func TestSecurityAbsurdReports(t *testing.T) {
 	if liarMeetings > 6 {
 		t.Errorf("the node that sent absurd figures took %d of 10 new meetings (reported %d)", liarMeetings, onLiar)
 	}
-	metrics := httpGet(t, f.bal.Ready+"/metrics")
+	metrics := httpGetToken(t, f.bal.Ready+"/metrics", adminToken)
 	if !regexp.MustCompile(`bbb_balancer_report_errors_total\{reason="bad_request"\} [1-9]`).MatchString(metrics) {
 		t.Errorf("the refused reports are not counted in bbb_balancer_report_errors_total{reason=\"bad_request\"}")
 	}
@@ -342,9 +342,16 @@ func TestSecurityWrongBBBSecret(t *testing.T) {
 	}
 }
 
-func httpGet(t *testing.T, url string) string {
+func httpGetToken(t *testing.T, url, token string) string {
 	t.Helper()
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(url)
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
