@@ -214,3 +214,31 @@ func TestACME(t *testing.T) {
 		t.Errorf("a handshake for a name outside --acme-domain succeeded")
 	}
 }
+
+// TestAgentTrustsBalancerCA: bbb-agent registers with an HTTPS balancer
+// whose certificate only --balancer-ca vouches for.
+func TestAgentTrustsBalancerCA(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs binaries")
+	}
+	bins := testenv.Build(t, testenv.BalancerPkg, testenv.SimPkg, "github.com/bbb-agent/bbb-agent/cmd/bbb-agent")
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	ca := writeSelfSigned(t, certFile, keyFile, "lb")
+	bal := testenv.StartBalancer(t, testenv.BalancerOpts{Bin: bins[0], Secret: lbSecret, AgentToken: agentToken, AdminToken: adminToken,
+		Args: []string{"--tls-cert", certFile, "--tls-key", keyFile}})
+	const simSecret = "sim-secret-0123456789abcdef"
+	sim := testenv.StartSim(t, testenv.SimOpts{Bin: bins[1], Secret: simSecret})
+	state := t.TempDir()
+	testenv.StartAgent(t, testenv.AgentOpts{Bin: bins[2], Args: []string{"run", "--admin-socket", filepath.Join(state, "a.sock"),
+		"--state-dir", filepath.Join(state, "state"), "--balancer-url", bal.Ready, "--balancer-ca", certFile, "--agent-token", agentToken,
+		"--bbb-url", sim.Ready, "--bbb-secret", simSecret, "--node-name", "tls1", "--report-interval", "200ms", "--logind=false",
+		"--recordings-dir", t.TempDir()}})
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	testenv.Eventually(t, 20*time.Second, "the agent registered over HTTPS", func() bool {
+		_, body := getWith(t, c, bal.Ready+"/admin/v1/servers", adminToken)
+		return strings.Contains(body, `"tls1"`) && strings.Contains(body, `"online":true`)
+	})
+}
