@@ -162,41 +162,51 @@ func (s *Server) adminPanic(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	updated, err := s.store.SetNodeState(r.Context(), n.ID, fleet.Disabled)
+	resp, status, err := s.panicNode(r.Context(), n, true)
 	if err != nil {
-		writeJSON(w, http.StatusInternalServerError, adminapi.Error{Error: "the balancer's database did not answer: " + err.Error()})
+		writeJSON(w, status, adminapi.Error{Error: err.Error()})
 		return
 	}
-	s.reg.put(updated)
-	n.Node = updated
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// panicNode disables the node (unless disable is false) and ends every
+// meeting on it; on failure it returns the HTTP status to answer.
+func (s *Server) panicNode(ctx context.Context, n nodeView, disable bool) (adminapi.PanicResponse, int, error) {
+	if disable {
+		updated, err := s.store.SetNodeState(ctx, n.ID, fleet.Disabled)
+		if err != nil {
+			return adminapi.PanicResponse{}, http.StatusInternalServerError, fmt.Errorf("the balancer's database did not answer: %w", err)
+		}
+		s.reg.put(updated)
+		n.Node = updated
+	}
 	s.log.Warn("panic: ending every meeting on the server", "node", n.Name)
 	resp := adminapi.PanicResponse{Ended: []string{}}
-	meetings, err := s.nodeMeetings(r.Context(), n.Node, s.cfg.NodeTimeout)
+	meetings, err := s.nodeMeetings(ctx, n.Node, s.cfg.NodeTimeout)
 	if err != nil {
-		writeJSON(w, http.StatusBadGateway, adminapi.Error{Error: fmt.Sprintf("the server is disabled, but its meetings could not be listed: %v", err)})
-		return
+		return resp, http.StatusBadGateway, fmt.Errorf("the server is disabled, but its meetings could not be listed: %w", err)
 	}
 	c, err := s.nodeClient(n.Node)
 	if err != nil {
-		writeJSON(w, http.StatusInternalServerError, adminapi.Error{Error: err.Error()})
-		return
+		return resp, http.StatusInternalServerError, err
 	}
 	for _, m := range meetings {
 		if m.IsBreakout {
 			continue // ends with its parent
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.NodeTimeout)
-		err := c.End(ctx, m.MeetingID, m.ModeratorPW)
+		endCtx, cancel := context.WithTimeout(ctx, s.cfg.NodeTimeout)
+		err := c.End(endCtx, m.MeetingID, m.ModeratorPW)
 		cancel()
 		if err != nil && !errors.Is(err, bbb.ErrNotFound) {
 			resp.Failed = append(resp.Failed, m.MeetingID)
 			continue
 		}
 		resp.Ended = append(resp.Ended, m.MeetingID)
-		_ = s.store.DeleteMeeting(r.Context(), m.MeetingID, n.ID)
+		_ = s.store.DeleteMeeting(ctx, m.MeetingID, n.ID)
 	}
 	resp.Server = s.serverView(n)
-	writeJSON(w, http.StatusOK, resp)
+	return resp, http.StatusOK, nil
 }
 
 func (s *Server) adminRemove(w http.ResponseWriter, r *http.Request) {

@@ -76,6 +76,7 @@ func New(ctx context.Context, cfg Config, st *store.Store) (*Server, error) {
 		// port carries the BBB API, the agent API, playback and the dashboard.
 		admin := http.NewServeMux()
 		admin.Handle("/admin/v1/", s.adminHandler())
+		admin.Handle(scalelitePrefix, s.scaleliteHandler())
 		admin.Handle("GET /metrics", metrics)
 		admin.HandleFunc("GET /healthz", s.healthz)
 		s.admin = s.withBodyTimeout(admin)
@@ -83,6 +84,8 @@ func New(ctx context.Context, cfg Config, st *store.Store) (*Server, error) {
 		// On the public port /metrics needs the admin token, as Prometheus'
 		// authorization: {credentials: TOKEN} sends it.
 		mux.Handle("/admin/v1/", s.adminHandler())
+		// Scalelite's server API (scalelite.go), signed with the BBB API secret.
+		mux.Handle(scalelitePrefix, s.scaleliteHandler())
 		mux.Handle("GET /metrics", s.requireToken(s.cfg.AdminToken, metrics, func(w http.ResponseWriter) {
 			http.Error(w, "missing or wrong admin token: /metrics on the public port needs Authorization: Bearer <admin token> (or serve it on --admin-listen)", http.StatusUnauthorized)
 		}))
@@ -98,10 +101,11 @@ func New(ctx context.Context, cfg Config, st *store.Store) (*Server, error) {
 
 // Handler is the replica's public HTTP handler: BBB API, agent API,
 // playback, dashboard and /healthz; the admin API and /metrics (admin token)
-// too unless Config.SeparateAdmin puts them on AdminHandler.
+// and Scalelite's server API too unless Config.SeparateAdmin puts them on AdminHandler.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// AdminHandler serves the admin API (admin token), /metrics (no token: the
+// AdminHandler serves the admin API (admin token), Scalelite's server API
+// (the BBB API secret), /metrics (no token: the
 // admin listener is meant for loopback or a private network) and /healthz
 // when Config.SeparateAdmin is set; nil otherwise.
 func (s *Server) AdminHandler() http.Handler { return s.admin }

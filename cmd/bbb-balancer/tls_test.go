@@ -112,7 +112,7 @@ func TestTLSFilesAndAdminListener(t *testing.T) {
 	}
 
 	// The public port no longer carries the admin API nor /metrics.
-	for _, path := range []string{"/admin/v1/servers", "/metrics"} {
+	for _, path := range []string{"/admin/v1/servers", "/metrics", "/scalelite/api/getServers"} {
 		if code, body := getWith(t, c, bal.Ready+path, adminToken); code == http.StatusOK {
 			t.Errorf("public port serves %s with --admin-listen: %d %.200s", path, code, body)
 		}
