@@ -22,6 +22,7 @@ func (s *Server) adminHandler() http.Handler {
 	mux.HandleFunc("GET "+adminapi.PathServers, s.adminList)
 	mux.HandleFunc("POST "+adminapi.PathServers, s.adminAdd)
 	mux.HandleFunc("GET "+adminapi.PathServer+"{id}", s.adminGet)
+	mux.HandleFunc("POST "+adminapi.PathServer+"{id}", s.adminUpdate)
 	mux.HandleFunc("POST "+adminapi.PathServer+"{id}/state", s.adminSetState)
 	mux.HandleFunc("POST "+adminapi.PathServer+"{id}/panic", s.adminPanic)
 	mux.HandleFunc("DELETE "+adminapi.PathServer+"{id}", s.adminRemove)
@@ -109,6 +110,16 @@ func (s *Server) adminAdd(w http.ResponseWriter, r *http.Request) {
 	n := records.Node{Name: hostname(apiURL, apiURL), URL: apiURL, Secret: req.Secret, Role: fleet.RoleBBB, Tags: req.Tags,
 		LoadMultiplier: req.LoadMultiplier, State: fleet.Enabled, Source: records.SourcePoll, ReportInterval: s.cfg.PollInterval,
 		CreatedAt: s.cfg.Clock()}
+	// Adding a node again changes what is given and keeps the rest
+	// (servers update changes tags and multiplier alone).
+	if old, ok := s.reg.byNodeName(n.Name); ok {
+		if req.Tags == nil {
+			n.Tags = old.Tags
+		}
+		if req.LoadMultiplier == 0 {
+			n.LoadMultiplier = old.LoadMultiplier
+		}
+	}
 	stored, err := s.store.UpsertNode(r.Context(), n)
 	if errors.Is(err, store.ErrConflict) {
 		writeJSON(w, http.StatusConflict, adminapi.Error{Error: err.Error()})
@@ -128,6 +139,39 @@ func (s *Server) adminAdd(w http.ResponseWriter, r *http.Request) {
 		s.pollNode(ctx, stored)
 	})
 	writeJSON(w, http.StatusOK, s.serverView(nodeView{Node: stored}))
+}
+
+// adminUpdate changes a node's tags or load multiplier.
+func (s *Server) adminUpdate(w http.ResponseWriter, r *http.Request) {
+	n, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	var req adminapi.UpdateServerRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil {
+		writeJSON(w, http.StatusBadRequest, adminapi.Error{Error: "request body is not the expected JSON: " + err.Error()})
+		return
+	}
+	updated := n.Node
+	if req.LoadMultiplier != nil {
+		if *req.LoadMultiplier <= 0 {
+			writeJSON(w, http.StatusBadRequest, adminapi.Error{Error: "load multiplier must be positive (1 = normal, 2 = counts double)"})
+			return
+		}
+		updated.LoadMultiplier = *req.LoadMultiplier
+	}
+	if req.Tags != nil {
+		updated.Tags = *req.Tags
+	}
+	stored, err := s.store.UpsertNode(r.Context(), updated)
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, adminapi.Error{Error: "the balancer's database did not answer: " + err.Error()})
+		return
+	}
+	s.reg.put(stored)
+	s.log.Info("server updated by an operator", "node", n.Name, "tags", stored.Tags, "load_multiplier", stored.LoadMultiplier)
+	n.Node = stored
+	writeJSON(w, http.StatusOK, s.serverView(n))
 }
 
 func (s *Server) adminSetState(w http.ResponseWriter, r *http.Request) {
