@@ -29,6 +29,7 @@ func serveCommand() *cli.Command {
 		Name:  "serve",
 		Usage: "run the balancer: BBB API at /bigbluebutton/api/, agent API, admin API, /metrics, /healthz",
 		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "config", Value: DefaultConfigFile, EnvVars: env("CONFIG"), Usage: "YAML file of these settings (keys: the flag names); flags and environment win over it"},
 			&cli.StringFlag{Name: "listen", Value: balancer.DefaultListen, EnvVars: env("LISTEN"), Usage: "address to listen on"},
 			&cli.StringFlag{Name: "admin-listen", EnvVars: env("ADMIN_LISTEN"), Usage: "serve the admin API and /metrics (no token) on this address only, e.g. 127.0.0.1:8091 (a port alone means loopback); default: on --listen, /metrics with the admin token"},
 			&cli.StringFlag{Name: "tls-cert", EnvVars: env("TLS_CERT"), Usage: "PEM certificate chain for HTTPS on --listen, read again when it changes (certbot renewals)"},
@@ -99,6 +100,9 @@ type replica struct {
 // newReplica checks the configuration, opens the database, loads the balancer
 // and binds --listen.
 func newReplica(ctx context.Context, c *cli.Context) (*replica, error) {
+	if err := loadConfigFile(c); err != nil {
+		return nil, err
+	}
 	// `bbb-balancer --admin-token T serve` gives the token to the CLI's
 	// global flag; serve takes it from there too.
 	adminToken := c.String("admin-token")
