@@ -22,6 +22,7 @@ func (s *Server) adminHandler() http.Handler {
 	mux.HandleFunc("GET "+adminapi.PathServers, s.adminList)
 	mux.HandleFunc("POST "+adminapi.PathServers, s.adminAdd)
 	mux.HandleFunc("GET "+adminapi.PathServer+"{id}", s.adminGet)
+	mux.HandleFunc("POST "+adminapi.PathServer+"{id}", s.adminUpdate)
 	mux.HandleFunc("POST "+adminapi.PathServer+"{id}/state", s.adminSetState)
 	mux.HandleFunc("POST "+adminapi.PathServer+"{id}/panic", s.adminPanic)
 	mux.HandleFunc("DELETE "+adminapi.PathServer+"{id}", s.adminRemove)
@@ -110,6 +111,16 @@ func (s *Server) adminAdd(w http.ResponseWriter, r *http.Request) {
 	n := records.Node{Name: hostname(apiURL, apiURL), URL: apiURL, Secret: req.Secret, Role: fleet.RoleBBB, Tags: req.Tags,
 		LoadMultiplier: req.LoadMultiplier, State: fleet.Enabled, Source: records.SourcePoll, ReportInterval: s.cfg.PollInterval,
 		CreatedAt: s.cfg.Clock()}
+	// Adding a node again changes what is given and keeps the rest
+	// (servers update changes tags and multiplier alone).
+	if old, ok := s.reg.byNodeName(n.Name); ok {
+		if req.Tags == nil {
+			n.Tags = old.Tags
+		}
+		if req.LoadMultiplier == 0 {
+			n.LoadMultiplier = old.LoadMultiplier
+		}
+	}
 	stored, err := s.store.UpsertNode(r.Context(), n)
 	if errors.Is(err, store.ErrConflict) {
 		writeJSON(w, http.StatusConflict, adminapi.Error{Error: err.Error()})
@@ -129,6 +140,39 @@ func (s *Server) adminAdd(w http.ResponseWriter, r *http.Request) {
 		s.pollNode(ctx, stored)
 	})
 	writeJSON(w, http.StatusOK, s.serverView(nodeView{Node: stored}))
+}
+
+// adminUpdate changes a node's tags or load multiplier.
+func (s *Server) adminUpdate(w http.ResponseWriter, r *http.Request) {
+	n, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	var req adminapi.UpdateServerRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil {
+		writeJSON(w, http.StatusBadRequest, adminapi.Error{Error: "request body is not the expected JSON: " + err.Error()})
+		return
+	}
+	updated := n.Node
+	if req.LoadMultiplier != nil {
+		if *req.LoadMultiplier <= 0 {
+			writeJSON(w, http.StatusBadRequest, adminapi.Error{Error: "load multiplier must be positive (1 = normal, 2 = counts double)"})
+			return
+		}
+		updated.LoadMultiplier = *req.LoadMultiplier
+	}
+	if req.Tags != nil {
+		updated.Tags = *req.Tags
+	}
+	stored, err := s.store.UpsertNode(r.Context(), updated)
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, adminapi.Error{Error: "the balancer's database did not answer: " + err.Error()})
+		return
+	}
+	s.reg.put(stored)
+	s.log.Info("server updated by an operator", "node", n.Name, "tags", stored.Tags, "load_multiplier", stored.LoadMultiplier)
+	n.Node = stored
+	writeJSON(w, http.StatusOK, s.serverView(n))
 }
 
 func (s *Server) adminSetState(w http.ResponseWriter, r *http.Request) {
@@ -163,41 +207,51 @@ func (s *Server) adminPanic(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	updated, err := s.store.SetNodeState(r.Context(), n.ID, fleet.Disabled)
+	resp, status, err := s.panicNode(r.Context(), n, true)
 	if err != nil {
-		writeJSON(w, http.StatusInternalServerError, adminapi.Error{Error: "the balancer's database did not answer: " + err.Error()})
+		writeJSON(w, status, adminapi.Error{Error: err.Error()})
 		return
 	}
-	s.reg.put(updated)
-	n.Node = updated
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// panicNode disables the node (unless disable is false) and ends every
+// meeting on it; on failure it returns the HTTP status to answer.
+func (s *Server) panicNode(ctx context.Context, n nodeView, disable bool) (adminapi.PanicResponse, int, error) {
+	if disable {
+		updated, err := s.store.SetNodeState(ctx, n.ID, fleet.Disabled)
+		if err != nil {
+			return adminapi.PanicResponse{}, http.StatusInternalServerError, fmt.Errorf("the balancer's database did not answer: %w", err)
+		}
+		s.reg.put(updated)
+		n.Node = updated
+	}
 	s.log.Warn("panic: ending every meeting on the server", "node", n.Name)
 	resp := adminapi.PanicResponse{Ended: []string{}}
-	meetings, err := s.nodeMeetings(r.Context(), n.Node, s.cfg.NodeTimeout)
+	meetings, err := s.nodeMeetings(ctx, n.Node, s.cfg.NodeTimeout)
 	if err != nil {
-		writeJSON(w, http.StatusBadGateway, adminapi.Error{Error: fmt.Sprintf("the server is disabled, but its meetings could not be listed: %v", err)})
-		return
+		return resp, http.StatusBadGateway, fmt.Errorf("the server is disabled, but its meetings could not be listed: %w", err)
 	}
 	c, err := s.nodeClient(n.Node)
 	if err != nil {
-		writeJSON(w, http.StatusInternalServerError, adminapi.Error{Error: err.Error()})
-		return
+		return resp, http.StatusInternalServerError, err
 	}
 	for _, m := range meetings {
 		if m.IsBreakout {
 			continue // ends with its parent
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.NodeTimeout)
-		err := c.End(ctx, m.MeetingID, m.ModeratorPW)
+		endCtx, cancel := context.WithTimeout(ctx, s.cfg.NodeTimeout)
+		err := c.End(endCtx, m.MeetingID, m.ModeratorPW)
 		cancel()
 		if err != nil && !errors.Is(err, bbb.ErrNotFound) {
 			resp.Failed = append(resp.Failed, m.MeetingID)
 			continue
 		}
 		resp.Ended = append(resp.Ended, m.MeetingID)
-		_ = s.store.DeleteMeeting(r.Context(), m.MeetingID, n.ID)
+		_ = s.store.DeleteMeeting(ctx, m.MeetingID, n.ID)
 	}
 	resp.Server = s.serverView(n)
-	writeJSON(w, http.StatusOK, resp)
+	return resp, http.StatusOK, nil
 }
 
 func (s *Server) adminRemove(w http.ResponseWriter, r *http.Request) {

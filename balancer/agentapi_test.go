@@ -195,7 +195,10 @@ func TestMetricsAndHealth(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("healthz: %d %s", code, body)
 	}
-	code, body = e.do(http.MethodGet, "/metrics", "", nil)
+	if code, _ = e.do(http.MethodGet, "/metrics", "", nil); code != http.StatusUnauthorized {
+		t.Fatalf("metrics without the admin token: %d, want 401", code)
+	}
+	code, body = e.do(http.MethodGet, "/metrics", adminToken, nil)
 	if code != http.StatusOK {
 		t.Fatalf("metrics: %d", code)
 	}

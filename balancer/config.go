@@ -49,6 +49,9 @@ type Config struct {
 	// AgentToken authenticates the agent API; AdminToken the admin API.
 	AgentToken string
 	AdminToken string
+	// SeparateAdmin serves the admin API and /metrics on Server.AdminHandler
+	// only (bbb-balancer serve --admin-listen), not on Handler.
+	SeparateAdmin bool
 	// MissedReports is how many report intervals without a report make a node offline (default DefaultMissedReports).
 	MissedReports int
 	// DefaultReportInterval applies to nodes that did not say (default fleet.DefaultReportInterval).

@@ -23,6 +23,7 @@ type Server struct {
 	verifier bbb.Verifier
 	nodeHTTP *http.Client
 	metrics  *metrics
+	admin    http.Handler // Config.SeparateAdmin's handler
 	log      *slog.Logger
 	handler  http.Handler
 	// ceilingWarn rate-limits the over-ceiling warning; legacyWarned holds
@@ -71,8 +72,26 @@ func New(ctx context.Context, cfg Config, st *store.Store) (*Server, error) {
 	mux.HandleFunc("/bigbluebutton/api", s.serveAPI)
 	mux.HandleFunc("/bigbluebutton/api/", s.serveAPI)
 	mux.Handle("/agent/v1/", s.agentHandler())
-	mux.Handle("/admin/v1/", s.adminHandler())
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	metrics := promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})
+	if s.cfg.SeparateAdmin {
+		// The admin listener (AdminHandler) alone serves them; the public
+		// port carries the BBB API, the agent API, playback and the dashboard.
+		admin := http.NewServeMux()
+		admin.Handle("/admin/v1/", s.adminHandler())
+		admin.Handle(scalelitePrefix, s.scaleliteHandler())
+		admin.Handle("GET /metrics", metrics)
+		admin.HandleFunc("GET /healthz", s.healthz)
+		s.admin = s.withBodyTimeout(admin)
+	} else {
+		// On the public port /metrics needs the admin token, as Prometheus'
+		// authorization: {credentials: TOKEN} sends it.
+		mux.Handle("/admin/v1/", s.adminHandler())
+		// Scalelite's server API (scalelite.go), signed with the BBB API secret.
+		mux.Handle(scalelitePrefix, s.scaleliteHandler())
+		mux.Handle("GET /metrics", s.requireToken(s.cfg.AdminToken, metrics, func(w http.ResponseWriter) {
+			http.Error(w, "missing or wrong admin token: /metrics on the public port needs Authorization: Bearer <admin token> (or serve it on --admin-listen)", http.StatusUnauthorized)
+		}))
+	}
 	mux.HandleFunc("GET /healthz", s.healthz)
 	if err := s.mountDashboard(mux); err != nil { // the fleet page, room links (dashboard.go)
 		return nil, err
@@ -82,9 +101,16 @@ func New(ctx context.Context, cfg Config, st *store.Store) (*Server, error) {
 	return s, nil
 }
 
-// Handler is the replica's HTTP handler: BBB API, agent API, admin API,
-// /metrics and /healthz.
+// Handler is the replica's public HTTP handler: BBB API, agent API,
+// playback, dashboard and /healthz; the admin API and /metrics (admin token)
+// and Scalelite's server API too unless Config.SeparateAdmin puts them on AdminHandler.
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// AdminHandler serves the admin API (admin token), Scalelite's server API
+// (the BBB API secret), /metrics (no token: the
+// admin listener is meant for loopback or a private network) and /healthz
+// when Config.SeparateAdmin is set; nil otherwise.
+func (s *Server) AdminHandler() http.Handler { return s.admin }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)

@@ -44,11 +44,20 @@ type Server struct {
 }
 
 // AddServerRequest adds a node without an agent; the balancer polls it.
+// Adding a node again (same URL) changes its secret and keeps its id and
+// state, and its tags and multiplier unless they are given.
 type AddServerRequest struct {
 	URL            string   `json:"url"`
 	Secret         string   `json:"secret"`
 	Tags           []string `json:"tags,omitempty"`
 	LoadMultiplier float64  `json:"load_multiplier,omitempty"`
+}
+
+// UpdateServerRequest changes a node's tags or load multiplier; a field
+// left out stays as it is. Tags [] clears them.
+type UpdateServerRequest struct {
+	Tags           *[]string `json:"tags,omitempty"`
+	LoadMultiplier *float64  `json:"load_multiplier,omitempty"`
 }
 
 // SetStateRequest changes a node's admin state.

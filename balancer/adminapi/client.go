@@ -66,6 +66,12 @@ func (c *Client) AddServer(ctx context.Context, req AddServerRequest) (Server, e
 	return out, c.do(ctx, http.MethodPost, PathServers, req, &out)
 }
 
+// UpdateServer changes a server's tags or load multiplier.
+func (c *Client) UpdateServer(ctx context.Context, id string, req UpdateServerRequest) (Server, error) {
+	var out Server
+	return out, c.do(ctx, http.MethodPost, PathServer+url.PathEscape(id), req, &out)
+}
+
 // SetState enables, cordons or disables a server.
 func (c *Client) SetState(ctx context.Context, id string, req SetStateRequest) (Server, error) {
 	var out Server

@@ -50,6 +50,7 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "registrar", Value: "balancer", EnvVars: env("REGISTRAR"), Usage: "balancer (bbb-balancer) or scalelite"},
 		&cli.StringFlag{Name: "balancer-url", EnvVars: env("BALANCER_URL"), Usage: "bbb-balancer's URL, e.g. https://lb.example.com"},
 		&cli.StringFlag{Name: "agent-token", EnvVars: env("AGENT_TOKEN"), Usage: "the token bbb-balancer expects from agents"},
+		&cli.StringFlag{Name: "balancer-ca", EnvVars: env("BALANCER_CA"), Usage: "PEM file of the CA that signed the balancer's (or Scalelite's) HTTPS certificate, trusted besides the system's"},
 		&cli.BoolFlag{Name: "takeover", EnvVars: env("TAKEOVER"), Usage: "take over the node name from the node holding it at the balancer (allowed only after bbb-balancer servers allow-takeover NAME)"},
 		&cli.StringFlag{Name: "scalelite-url", EnvVars: env("SCALELITE_URL"), Usage: "Scalelite's URL, e.g. https://sl.example.com (registrar scalelite)"},
 		&cli.StringFlag{Name: "scalelite-secret", EnvVars: env("SCALELITE_SECRET"), Usage: "Scalelite's LOADBALANCER_SECRET (registrar scalelite)"},

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -90,18 +92,22 @@ func resolve(ctx context.Context, c *cli.Context) (*node, error) {
 			return nil, fmt.Errorf("BBB API: %w", err)
 		}
 	}
+	regClient, err := registrarClient(c.String("balancer-ca"))
+	if err != nil {
+		return nil, err
+	}
 	switch c.String("registrar") {
 	case "balancer":
 		if c.String("balancer-url") == "" || c.String("agent-token") == "" {
 			return nil, errors.New("registrar balancer: give --balancer-url and --agent-token")
 		}
 		n.reg, err = registrar.NewBalancer(c.String("balancer-url"), c.String("agent-token"),
-			registrar.WithCredentialFile(filepath.Join(c.String("state-dir"), "node-credential")), registrar.WithTakeover(c.Bool("takeover")))
+			registrar.WithCredentialFile(filepath.Join(c.String("state-dir"), "node-credential")), registrar.WithTakeover(c.Bool("takeover")), registrar.WithHTTPClient(regClient))
 	case "scalelite":
 		if c.String("scalelite-url") == "" || c.String("scalelite-secret") == "" {
 			return nil, errors.New("registrar scalelite: give --scalelite-url and --scalelite-secret")
 		}
-		n.reg, err = registrar.NewScalelite(c.String("scalelite-url"), c.String("scalelite-secret"))
+		n.reg, err = registrar.NewScalelite(c.String("scalelite-url"), c.String("scalelite-secret"), registrar.WithHTTPClient(regClient))
 	default:
 		return nil, settingError("registrar", fmt.Errorf("%q: want balancer or scalelite", c.String("registrar")))
 	}
@@ -496,4 +502,28 @@ func serveMetrics(ctx context.Context, srv *http.Server, ln net.Listener) error 
 		return fmt.Errorf("metrics-listen %s: %w", ln.Addr(), err)
 	}
 	return nil
+}
+
+// registrarClient is the HTTP client of the registrar: it trusts the CA of
+// --balancer-ca besides the system's roots; nil (the registrar's default)
+// without it.
+func registrarClient(caFile string) (*http.Client, error) {
+	if caFile == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, settingError("balancer-ca", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, settingError("balancer-ca", fmt.Errorf("%s holds no PEM certificate", caFile))
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	// Like the registrar's default client, it does not follow redirects.
+	return &http.Client{Transport: t, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}, nil
 }

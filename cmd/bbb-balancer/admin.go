@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -203,7 +204,7 @@ func serversCommand() *cli.Command {
 				ArgsUsage: "API_URL SECRET",
 				Flags: []cli.Flag{
 					&cli.StringSliceFlag{Name: "tag", Usage: "server tag for meta_server-tag (repeatable)"},
-					&cli.Float64Flag{Name: "load-multiplier", Value: 1, Usage: "weight of this server's load (2 = counts double)"},
+					&cli.Float64Flag{Name: "load-multiplier", Usage: "weight of this server's load (2 = counts double; default 1)"},
 				},
 				Action: withArgs(2, "API_URL and SECRET, e.g. servers add https://bbb1.example.com/bigbluebutton/api/ SECRET", func(c *cli.Context, args []string) error {
 					cl, err := client(c)
@@ -216,6 +217,39 @@ func serversCommand() *cli.Command {
 						return err
 					}
 					fmt.Fprintln(c.App.Writer, s.ID)
+					return nil
+				}),
+			},
+			{
+				Name:      "update",
+				Usage:     "change a server's tags or load multiplier (what is not given stays)",
+				ArgsUsage: "ID",
+				Flags: []cli.Flag{
+					&cli.StringSliceFlag{Name: "tag", Usage: "the server's tags, replacing the old ones (repeatable; --tag '' clears them)"},
+					&cli.Float64Flag{Name: "load-multiplier", Usage: "weight of this server's load (2 = counts double)"},
+				},
+				Action: withArgs(1, needID, func(c *cli.Context, args []string) error {
+					var req adminapi.UpdateServerRequest
+					if c.IsSet("tag") {
+						tags := slices.DeleteFunc(c.StringSlice("tag"), func(t string) bool { return t == "" })
+						req.Tags = &tags
+					}
+					if c.IsSet("load-multiplier") {
+						m := c.Float64("load-multiplier")
+						req.LoadMultiplier = &m
+					}
+					if req.Tags == nil && req.LoadMultiplier == nil {
+						return errors.New("nothing to update: give --tag and/or --load-multiplier")
+					}
+					cl, err := client(c)
+					if err != nil {
+						return err
+					}
+					s, err := cl.UpdateServer(c.Context, args[0], req)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(c.App.Writer, "%s (%s): tags %s, load multiplier %g\n", s.Hostname, s.ID, strings.Join(s.Tags, ","), s.LoadMultiplier)
 					return nil
 				}),
 			},
@@ -252,8 +286,8 @@ func serversCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					fmt.Fprintf(c.App.Writer, "panic: disabling %s and ending its %d meetings (%d participants). To drain without ending meetings, use `servers cordon %s`.\n",
-						s.Hostname, s.Meetings, s.Participants, id)
+					fmt.Fprintf(c.App.Writer, "panic: disabling %s and ending its %s (%s). To drain without ending meetings, use `servers cordon %s`.\n",
+						s.Hostname, plural(s.Meetings, "meeting"), plural(s.Participants, "participant"), id)
 					if !c.Bool("yes") {
 						if !isTerminal(os.Stdin) {
 							return fmt.Errorf("panic cancelled, nothing changed: standard input is not a terminal to confirm on; give --yes (servers panic %s --yes)", id)
@@ -266,7 +300,7 @@ func serversCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					fmt.Fprintf(c.App.Writer, "ended %d meetings on %s\n", len(res.Ended), s.Hostname)
+					fmt.Fprintf(c.App.Writer, "ended %s on %s\n", plural(len(res.Ended), "meeting"), s.Hostname)
 					if len(res.Failed) > 0 {
 						return fmt.Errorf("%s is disabled, but %d meetings could not be ended: %s (run servers panic %s again)",
 							s.Hostname, len(res.Failed), strings.Join(res.Failed, ", "), id)
@@ -293,14 +327,31 @@ func serversCommand() *cli.Command {
 			},
 			{
 				Name:      "remove",
-				Usage:     "forget the server (an agent that still runs registers it again)",
+				Usage:     "forget the server (an agent that still runs registers it again); asks first when it has meetings",
 				ArgsUsage: "ID",
+				Flags:     []cli.Flag{&cli.BoolFlag{Name: "yes", Usage: "go on without asking (required when the server has meetings and standard input is not a terminal)"}},
 				Action: withArgs(1, needID, func(c *cli.Context, args []string) error {
 					cl, err := client(c)
 					if err != nil {
 						return err
 					}
-					s, err := cl.RemoveServer(c.Context, args[0])
+					s, err := cl.Server(c.Context, args[0])
+					if err != nil {
+						return err
+					}
+					if s.Meetings > 0 && !c.Bool("yes") {
+						fmt.Fprintf(c.App.Writer, "%s has %s (%s). Removing it does not end them: they go on on the server, "+
+							"but the balancer forgets them, so joins and getMeetingInfo through the balancer answer notFound and a new create "+
+							"starts the room again on another server. To empty it first: servers cordon %s.\n",
+							s.Hostname, plural(s.Meetings, "meeting"), plural(s.Participants, "participant"), args[0])
+						if !isTerminal(os.Stdin) {
+							return fmt.Errorf("remove cancelled, nothing changed: standard input is not a terminal to confirm on; give --yes (servers remove %s --yes)", args[0])
+						}
+						if !confirm(c.Context, c.App.Writer, os.Stdin) {
+							return errors.New("remove cancelled, nothing changed")
+						}
+					}
+					s, err = cl.RemoveServer(c.Context, s.ID)
 					if err != nil {
 						return err
 					}
@@ -310,6 +361,14 @@ func serversCommand() *cli.Command {
 			},
 		},
 	}
+}
+
+// plural is "1 meeting", "2 meetings".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // printList prints `servers list`.

@@ -168,7 +168,7 @@ func TestFlagsAfterArguments(t *testing.T) {
 		{
 			name:   "-- ends the flags",
 			args:   []string{"servers", "add", "https://bbb9.example.com/", "--", "--secret-with-dashes"},
-			calls:  []string{`POST /admin/v1/servers {"url":"https://bbb9.example.com/","secret":"--secret-with-dashes","load_multiplier":1}`},
+			calls:  []string{`POST /admin/v1/servers {"url":"https://bbb9.example.com/","secret":"--secret-with-dashes"}`},
 			stdout: "0a1b\n",
 		},
 		{name: "help after the ID does nothing", args: []string{"servers", "remove", "0a1b", "--help"}},

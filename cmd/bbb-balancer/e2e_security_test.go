@@ -301,7 +301,7 @@ func TestSecurityAbsurdReports(t *testing.T) {
 	if liarMeetings > 6 {
 		t.Errorf("the node that sent absurd figures took %d of 10 new meetings (reported %d)", liarMeetings, onLiar)
 	}
-	metrics := testenv.GetBody(t, f.bal.Ready+"/metrics")
+	metrics := httpGetToken(t, f.bal.Ready+"/metrics", adminToken)
 	if !regexp.MustCompile(`bbb_balancer_report_errors_total\{reason="bad_request"\} [1-9]`).MatchString(metrics) {
 		t.Errorf("the refused reports are not counted in bbb_balancer_report_errors_total{reason=\"bad_request\"}")
 	}
@@ -347,4 +347,22 @@ func TestSecurityWrongBBBSecret(t *testing.T) {
 	if n := strings.Count(f.bal.Output(), "refused the balancer's checksum"); n != 1 {
 		t.Errorf("the balancer logged the node's checksumError %d times, want once:\n%s", n, f.bal.Output())
 	}
+}
+
+func httpGetToken(t *testing.T, url, token string) string {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }

@@ -169,6 +169,18 @@ func TestEndToEnd(t *testing.T) {
 		if again := e.ok("servers", "add", url1, sim1Secret); again != out {
 			t.Errorf("adding the same URL again printed %q, want the same id %q", again, out)
 		}
+		// servers update changes tags and multiplier; adding again keeps them.
+		if upd := e.ok("servers", "update", id1, "--tag", "gold", "--load-multiplier", "2"); !strings.Contains(upd, "tags gold, load multiplier 2") {
+			t.Errorf("servers update printed %q", upd)
+		}
+		e.ok("servers", "add", url1, sim1Secret)
+		if s, _ := e.server(id1); !slices.Equal(s.Tags, []string{"gold"}) || s.LoadMultiplier != 2 {
+			t.Errorf("a second servers add reset tags/multiplier: %v %v", s.Tags, s.LoadMultiplier)
+		}
+		e.ok("servers", "update", id1, "--tag", "", "--load-multiplier", "1")
+		if s, _ := e.server(id1); len(s.Tags) != 0 || s.LoadMultiplier != 1 {
+			t.Errorf("servers update --tag '' --load-multiplier 1: %v %v", s.Tags, s.LoadMultiplier)
+		}
 		// Once through the environment instead of flags.
 		r := e.run([]string{"BBB_BALANCER_URL=" + bal.Ready, "BBB_BALANCER_ADMIN_TOKEN=" + adminToken}, "servers", "add", url2, sim2Secret)
 		if r.Code != 0 {
@@ -382,7 +394,20 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("remove", func(t *testing.T) {
-		if out := e.ok("servers", "remove", id2); out != fmt.Sprintf("removed %s (%s)\n", name2, id2) {
+		// id2 still runs meetings: remove says what happens and asks.
+		if s, _ := e.server(id2); s.Meetings > 0 {
+			r := e.cli("servers", "remove", id2)
+			e.fails(r, "--yes", "nothing changed")
+			if !strings.Contains(r.Stdout, "does not end them") || !strings.Contains(r.Stdout, "notFound") {
+				t.Errorf("remove of a server with meetings does not say what happens to them:\n%s", r)
+			}
+			if _, ok := e.server(id2); !ok {
+				t.Fatalf("remove without --yes removed the server")
+			}
+		} else {
+			t.Errorf("sim 2 has no meetings left to test remove's confirmation with")
+		}
+		if out := e.ok("servers", "remove", id2, "--yes"); !strings.HasSuffix(out, fmt.Sprintf("removed %s (%s)\n", name2, id2)) {
 			t.Errorf("servers remove printed %q", out)
 		}
 		if out := e.ok("servers", "list"); strings.Contains(out, id2) {

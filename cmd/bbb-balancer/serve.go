@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,7 +29,16 @@ func serveCommand() *cli.Command {
 		Name:  "serve",
 		Usage: "run the balancer: BBB API at /bigbluebutton/api/, agent API, admin API, /metrics, /healthz",
 		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "config", Value: DefaultConfigFile, EnvVars: env("CONFIG"), Usage: "YAML file of these settings (keys: the flag names); flags and environment win over it"},
 			&cli.StringFlag{Name: "listen", Value: balancer.DefaultListen, EnvVars: env("LISTEN"), Usage: "address to listen on"},
+			&cli.StringFlag{Name: "admin-listen", EnvVars: env("ADMIN_LISTEN"), Usage: "serve the admin API and /metrics (no token) on this address only, e.g. 127.0.0.1:8091 (a port alone means loopback); default: on --listen, /metrics with the admin token"},
+			&cli.StringFlag{Name: "tls-cert", EnvVars: env("TLS_CERT"), Usage: "PEM certificate chain for HTTPS on --listen, read again when it changes (certbot renewals)"},
+			&cli.StringFlag{Name: "tls-key", EnvVars: env("TLS_KEY"), Usage: "PEM private key of --tls-cert"},
+			&cli.StringSliceFlag{Name: "acme-domain", EnvVars: env("ACME_DOMAIN"), Usage: "get HTTPS certificates for this name over ACME (Let's Encrypt; repeat for several names)"},
+			&cli.StringFlag{Name: "acme-email", EnvVars: env("ACME_EMAIL"), Usage: "contact address of the ACME account"},
+			&cli.StringFlag{Name: "acme-ca", EnvVars: env("ACME_CA"), Usage: "ACME directory URL (default: Let's Encrypt production)"},
+			&cli.StringFlag{Name: "acme-cache", EnvVars: env("ACME_CACHE"), Usage: "directory keeping the ACME account key and certificates, e.g. /var/lib/bbb-balancer/acme"},
+			&cli.StringFlag{Name: "acme-http-listen", Value: ":80", EnvVars: env("ACME_HTTP_LISTEN"), Usage: "address answering ACME HTTP-01 challenges (and redirecting to HTTPS); empty: TLS-ALPN-01 on --listen only"},
 			&cli.StringSliceFlag{Name: "secret", EnvVars: env("SECRET"), Usage: "BBB API secret front-ends sign with (repeat to accept several)"},
 			&cli.StringFlag{Name: "agent-token", EnvVars: env("AGENT_TOKEN"), Usage: "token agents authenticate with"},
 			&cli.StringFlag{Name: "admin-token", EnvVars: env("ADMIN_TOKEN"), Usage: "token the admin API and CLI authenticate with"},
@@ -85,11 +95,20 @@ type replica struct {
 	srv   *balancer.Server
 	http  *http.Server
 	ln    net.Listener
+	https bool
+	// admin serves --admin-listen, acme the HTTP-01 challenges; nil if off.
+	admin   *http.Server
+	adminLn net.Listener
+	acme    *http.Server
+	acmeLn  net.Listener
 }
 
 // newReplica checks the configuration, opens the database, loads the balancer
 // and binds --listen.
 func newReplica(ctx context.Context, c *cli.Context) (*replica, error) {
+	if err := loadConfigFile(c); err != nil {
+		return nil, err
+	}
 	// `bbb-balancer --admin-token T serve` gives the token to the CLI's
 	// global flag; serve takes it from there too.
 	adminToken := c.String("admin-token")
@@ -126,6 +145,7 @@ func newReplica(ctx context.Context, c *cli.Context) (*replica, error) {
 		Logger:             log,
 		DisableDashboard:   !c.Bool("dashboard"),
 		DashboardUsers:     c.String("dashboard-users"),
+		SeparateAdmin:      c.String("admin-listen") != "",
 		Recordings: balancer.RecordingsConfig{
 			Storage: c.String("recordings-storage"), S3Endpoint: c.String("recordings-s3-endpoint"),
 			Spool: c.String("recordings-spool"), Replica: c.String("recordings-replica"), PlaybackURL: c.String("playback-url"),
@@ -151,6 +171,12 @@ func newReplica(ctx context.Context, c *cli.Context) (*replica, error) {
 	}
 	cfg.NodeAlgorithm = a
 
+	tlsSetup, err := newTLS(c.String("tls-cert"), c.String("tls-key"), c.StringSlice("acme-domain"),
+		c.String("acme-email"), c.String("acme-ca"), c.String("acme-cache"), log)
+	if err != nil {
+		return nil, err
+	}
+
 	var st *store.Store
 	if dsn := c.String("db"); dsn != "" {
 		st, err = store.Open(ctx, dsn)
@@ -165,15 +191,43 @@ func newReplica(ctx context.Context, c *cli.Context) (*replica, error) {
 		st.Close()
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", c.String("listen"))
-	if err != nil {
+	r := &replica{log: log, store: st, srv: srv, http: newHTTPServer(srv.Handler())}
+	fail := func(err error) (*replica, error) {
+		for _, ln := range []net.Listener{r.ln, r.adminLn, r.acmeLn} {
+			if ln != nil {
+				ln.Close()
+			}
+		}
 		st.Close()
-		return nil, fmt.Errorf("--listen %s: %w", c.String("listen"), err)
+		return nil, err
 	}
-	return &replica{
-		log: log, store: st, srv: srv, ln: ln,
-		http: &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second},
-	}, nil
+	if r.ln, err = net.Listen("tcp", c.String("listen")); err != nil {
+		return fail(fmt.Errorf("--listen %s: %w", c.String("listen"), err))
+	}
+	if tlsSetup != nil {
+		r.https = true
+		r.ln = tls.NewListener(r.ln, tlsSetup.config)
+		if addr := c.String("acme-http-listen"); tlsSetup.http01 != nil && addr != "" {
+			if r.acmeLn, err = net.Listen("tcp", addr); err != nil {
+				return fail(fmt.Errorf("--acme-http-listen %s (HTTP-01 challenges; empty: TLS-ALPN-01 only): %w", addr, err))
+			}
+			r.acme = newHTTPServer(tlsSetup.http01)
+		}
+	}
+	if addr := c.String("admin-listen"); addr != "" {
+		if !strings.Contains(addr, ":") {
+			addr = "127.0.0.1:" + addr
+		}
+		if r.adminLn, err = net.Listen("tcp", addr); err != nil {
+			return fail(fmt.Errorf("--admin-listen %s: %w", addr, err))
+		}
+		r.admin = newHTTPServer(srv.AdminHandler())
+	}
+	return r, nil
+}
+
+func newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 }
 
 // supervise runs the balancer loop and the HTTP server until ctx ends or
@@ -192,15 +246,32 @@ func (r *replica) supervise(ctx context.Context) error {
 			return err
 		})
 	}
-	r.log.Info("bbb-balancer listening", "url", "http://"+r.ln.Addr().String(), "api", "http://"+r.ln.Addr().String()+"/bigbluebutton/api/", "database", r.store.Dialect())
+	scheme := "http://"
+	if r.https {
+		scheme = "https://"
+	}
+	attrs := []any{"url", scheme + r.ln.Addr().String(), "api", scheme + r.ln.Addr().String() + "/bigbluebutton/api/", "database", r.store.Dialect()}
+	if r.adminLn != nil {
+		attrs = append(attrs, "admin", "http://"+r.adminLn.Addr().String())
+	}
+	if r.acmeLn != nil {
+		attrs = append(attrs, "acme_http01", r.acmeLn.Addr().String())
+	}
+	r.log.Info("bbb-balancer listening", attrs...)
 	// The loop stops after the HTTP server, so its last write holds the
 	// reports of the requests the shutdown let finish.
 	loopCtx, stopLoop := context.WithCancel(context.WithoutCancel(gctx))
 	defer stopLoop()
 	part("HTTP server", func(ctx context.Context) error {
 		defer stopLoop()
-		return r.serveHTTP(ctx)
+		return r.serveHTTP(ctx, r.http, r.ln)
 	})
+	if r.admin != nil {
+		part("admin HTTP server", func(ctx context.Context) error { return r.serveHTTP(ctx, r.admin, r.adminLn) })
+	}
+	if r.acme != nil {
+		part("ACME HTTP-01 server", func(ctx context.Context) error { return r.serveHTTP(ctx, r.acme, r.acmeLn) })
+	}
 	part("balancer loop", func(context.Context) error { return r.srv.Run(loopCtx) })
 	return g.Wait()
 }
@@ -209,18 +280,18 @@ func (r *replica) supervise(ctx context.Context) error {
 const shutdownGrace = 10 * time.Second
 
 // serveHTTP serves until ctx ends, then shuts the server down gracefully.
-func (r *replica) serveHTTP(ctx context.Context) error {
+func (r *replica) serveHTTP(ctx context.Context, hs *http.Server, ln net.Listener) error {
 	served := make(chan error, 1)
-	go func() { served <- r.http.Serve(r.ln) }()
+	go func() { served <- hs.Serve(ln) }()
 	select {
 	case err := <-served: // Serve only returns before Shutdown when it fails
-		return fmt.Errorf("serving HTTP on %s: %w", r.ln.Addr(), err)
+		return fmt.Errorf("serving HTTP on %s: %w", ln.Addr(), err)
 	case <-ctx.Done():
 	}
-	r.log.Info("shutting down")
+	r.log.Info("shutting down", "addr", ln.Addr().String())
 	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
 	defer cancel()
-	if err := r.http.Shutdown(shutdown); err != nil {
+	if err := hs.Shutdown(shutdown); err != nil {
 		r.log.Warn("shutdown", "err", err)
 	}
 	<-served

@@ -28,7 +28,7 @@ const (
 var (
 	// BalancerReady matches bbb-balancer serve's "listening" log line; its
 	// submatch is the URL it serves.
-	BalancerReady = regexp.MustCompile(`msg="bbb-balancer listening" url=(http://\S+)`)
+	BalancerReady = regexp.MustCompile(`msg="bbb-balancer listening" url=(https?://\S+)`)
 	// SimReady matches the line bbb-sim prints on standard output once it
 	// listens; its submatch is the server URL.
 	SimReady = regexp.MustCompile(`^listening on (http://\S+)$`)
