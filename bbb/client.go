@@ -65,7 +65,8 @@ func WithAlgorithm(a Algorithm) ClientOption { return func(c *Client) { c.algori
 // join to be usable through Join; the client never asks it to.
 func WithHTTPClient(h *http.Client) ClientOption { return func(c *Client) { c.http = h } }
 
-// WithMaxResponseBytes bounds the body size read from the server.
+// WithMaxResponseBytes bounds the body size read from the server. A test
+// seam: the commands keep the default.
 func WithMaxResponseBytes(n int64) ClientOption { return func(c *Client) { c.maxBody = n } }
 
 // NewClient returns a client for the server at serverURL (server or API URL).

@@ -44,6 +44,7 @@ type options struct {
 func WithHTTPClient(c *http.Client) Option { return func(o *options) { o.client = c } }
 
 // WithTimeout bounds each request, its answer included (default DefaultTimeout).
+// A test seam: the commands keep the default.
 func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
 
 // WithChecksumAlgorithm picks the checksum algorithm of Scalelite calls

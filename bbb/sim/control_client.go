@@ -18,6 +18,8 @@ const maxControlAnswer = 32 << 20
 // bbb-sim as a process or behind an HTTP server. Its methods are the Server's
 // control methods; an error the simulator answers is a *ControlError, which
 // matches ErrNoMeeting or ErrInvalid with errors.Is as the Server's would.
+// It is the test harness's client (simtest, the agent's benchmarks), so no
+// command reaches it: a deliberate test seam.
 type ControlClient struct {
 	base string
 	http *http.Client

@@ -6,6 +6,7 @@ import (
 
 	"github.com/bbb-agent/bbb-agent/agent"
 	"github.com/bbb-agent/bbb-agent/agent/host"
+	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/urfave/cli/v2"
 )
@@ -54,6 +55,7 @@ func runFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "takeover", EnvVars: env("TAKEOVER"), Usage: "take over the node name from the node holding it at the balancer (allowed only after bbb-balancer servers allow-takeover NAME)"},
 		&cli.StringFlag{Name: "scalelite-url", EnvVars: env("SCALELITE_URL"), Usage: "Scalelite's URL, e.g. https://sl.example.com (registrar scalelite)"},
 		&cli.StringFlag{Name: "scalelite-secret", EnvVars: env("SCALELITE_SECRET"), Usage: "Scalelite's LOADBALANCER_SECRET (registrar scalelite)"},
+		&cli.StringFlag{Name: "scalelite-checksum", Value: string(bbb.SHA256), EnvVars: env("SCALELITE_CHECKSUM"), Usage: "checksum algorithm of calls to Scalelite: sha1, sha256 or sha512, as its LOADBALANCER_CHECKSUM_ALGORITHM allows (registrar scalelite)"},
 		&cli.StringFlag{Name: "bbb-url", EnvVars: env("BBB_URL"), Usage: "this node's BBB server URL, e.g. https://bbb1.example.com; default: from bbb-web.properties"},
 		&cli.StringFlag{Name: "bbb-secret", EnvVars: env("BBB_SECRET"), Usage: "this node's BBB API secret; default: from bbb-web.properties"},
 		&cli.StringFlag{Name: "properties-root", Value: "/", EnvVars: env("PROPERTIES_ROOT"), Usage: "root below which bbb-web.properties is read (for tests and containers)"},

@@ -107,7 +107,8 @@ func resolve(ctx context.Context, c *cli.Context) (*node, error) {
 		if c.String("scalelite-url") == "" || c.String("scalelite-secret") == "" {
 			return nil, errors.New("registrar scalelite: give --scalelite-url and --scalelite-secret")
 		}
-		n.reg, err = registrar.NewScalelite(c.String("scalelite-url"), c.String("scalelite-secret"), registrar.WithHTTPClient(regClient))
+		n.reg, err = registrar.NewScalelite(c.String("scalelite-url"), c.String("scalelite-secret"), registrar.WithHTTPClient(regClient),
+			registrar.WithChecksumAlgorithm(bbb.Algorithm(c.String("scalelite-checksum"))))
 	default:
 		return nil, settingError("registrar", fmt.Errorf("%q: want balancer or scalelite", c.String("registrar")))
 	}
