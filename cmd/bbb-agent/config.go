@@ -1,16 +1,13 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
+	"github.com/bbb-agent/bbb-agent/internal/cliconfig"
 	"github.com/urfave/cli/v2"
-	"gopkg.in/yaml.v3"
 )
 
 // loadConfigFile applies agent.yaml, then the drop-ins agent.d/*.yaml beside
@@ -22,104 +19,12 @@ import (
 // error that names it and its file. It returns the names of the flags the
 // files set, each with the file that set it.
 func loadConfigFile(c *cli.Context) (map[string]string, error) {
-	fromFile := map[string]string{}
 	path := c.String("config")
-	paths := []string{path}
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) && !c.IsSet("config") {
-		paths = nil // the default file is optional
-	}
-	dropIns, err := filepath.Glob(filepath.Join(filepath.Dir(path), "agent.d", "*.yaml"))
+	files, err := cliconfig.Files(path, !c.IsSet("config"), filepath.Join(filepath.Dir(path), "agent.d"))
 	if err != nil {
-		return nil, fmt.Errorf("configuration drop-ins: %w", err)
+		return nil, err
 	}
-	sort.Strings(dropIns)
-	type setting struct {
-		path  string
-		value any
-	}
-	merged := map[string]setting{}
-	for _, p := range append(paths, dropIns...) {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return nil, fmt.Errorf("configuration file: %w", err)
-		}
-		var doc map[string]any
-		if err := yaml.Unmarshal(data, &doc); err != nil {
-			return nil, fmt.Errorf("%s is not valid YAML: %w", p, err)
-		}
-		for k, v := range doc {
-			merged[k] = setting{p, v}
-		}
-	}
-	known := map[string]cli.Flag{}
-	for _, f := range c.Command.Flags {
-		known[f.Names()[0]] = f
-	}
-	keys := make([]string, 0, len(merged))
-	for k := range merged {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, key := range keys {
-		s := merged[key]
-		name := strings.ReplaceAll(key, "_", "-")
-		f, ok := known[name]
-		if !ok || name == "config" {
-			return nil, fmt.Errorf("%s: unknown key %q (the keys are the flags of `bbb-agent run --help`, e.g. balancer-url, report-interval)", s.path, key)
-		}
-		if c.IsSet(name) {
-			continue
-		}
-		values, err := yamlValues(s.value)
-		if err != nil {
-			return nil, fmt.Errorf("%s: key %q: %w", s.path, key, err)
-		}
-		for _, v := range values {
-			if err := c.Set(name, v); err != nil {
-				return nil, fmt.Errorf("%s: key %q: value %q is not valid: want %s", s.path, key, v, expected(f))
-			}
-		}
-		fromFile[name] = s.path
-	}
-	return fromFile, nil
-}
-
-// yamlValues turns a YAML scalar or list into flag values.
-func yamlValues(v any) ([]string, error) {
-	switch x := v.(type) {
-	case nil:
-		return nil, errors.New("no value")
-	case []any:
-		out := make([]string, 0, len(x))
-		for _, e := range x {
-			vals, err := yamlValues(e)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, vals...)
-		}
-		return out, nil
-	case map[string]any:
-		return nil, errors.New("a mapping is not a value: give a string, number, boolean or list")
-	default:
-		return []string{fmt.Sprint(x)}, nil
-	}
-}
-
-func expected(f cli.Flag) string {
-	switch f.(type) {
-	case *cli.DurationFlag:
-		return "a duration such as 5s, 2m or 1h30m"
-	case *cli.BoolFlag:
-		return "true or false"
-	case *cli.Float64Flag:
-		return "a number"
-	case *cli.IntFlag, *cli.Int64Flag:
-		return "a whole number"
-	case *cli.StringSliceFlag:
-		return "a string or a list of strings"
-	}
-	return "a string"
+	return cliconfig.Load(c, files, "balancer-url, report-interval")
 }
 
 // printConfig prints the effective configuration, secrets masked, with
