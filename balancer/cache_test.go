@@ -47,16 +47,7 @@ func (e *env) takeOffline(down *node) {
 // node goes offline and replica A places the meeting again elsewhere; the
 // old node comes back online. After one refresh, B joins on the new node.
 func TestMeetingCacheTwoReplicas(t *testing.T) {
-	dsn := backends[1].dsn(t)
-	clk := testenv.NewClock()
-	a := newEnv(t, dsn, clk)
-	a.addNodes(3)
-	cx := ctxT(t)
-	if err := a.srv.Flush(cx); err != nil {
-		t.Fatal(err)
-	}
-	b := newEnv(t, dsn, clk)
-	b.nodes = a.nodes
+	a, b, _, cx := twoReplicas(t)
 
 	const id = "re-placed"
 	if _, err := a.client.Create(cx, bbb.CreateRequest{MeetingID: id, Name: "Moving"}); err != nil {
@@ -119,16 +110,7 @@ func meetingIDs(ms []bbb.Meeting) map[string]bool {
 // once; an end through another replica within the bound; a node going
 // offline drops out at once.
 func TestGetMeetingsBound(t *testing.T) {
-	dsn := backends[1].dsn(t)
-	clk := testenv.NewClock()
-	a := newEnv(t, dsn, clk)
-	a.addNodes(3)
-	cx := ctxT(t)
-	if err := a.srv.Flush(cx); err != nil {
-		t.Fatal(err)
-	}
-	b := newEnv(t, dsn, clk)
-	b.nodes = a.nodes
+	a, b, clk, cx := twoReplicas(t)
 	ids := []string{"g-0", "g-1", "g-2", "g-3", "g-4", "g-5"}
 	for _, id := range ids {
 		if _, err := a.client.Create(cx, bbb.CreateRequest{MeetingID: id, Name: "Listed"}); err != nil {

@@ -78,14 +78,8 @@ func (s *Server) servePlayback(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	rec, err := s.store.Recording(r.Context(), recordID)
-	if errors.Is(err, store.ErrNotFound) {
-		http.NotFound(w, r)
-		return
-	}
-	if err != nil {
-		s.log.Error("playback: looking up a recording", "record_id", recordID, "err", err)
-		http.Error(w, "the balancer's database did not answer; try again", http.StatusServiceUnavailable)
+	rec, ok := s.playbackRecording(w, r, recordID)
+	if !ok {
 		return
 	}
 	if _, ok := rec.Format(format); !ok || rec.State != store.RecordingPublished {
@@ -187,4 +181,20 @@ func (s *Server) serveS3Object(w http.ResponseWriter, r *http.Request, files *s3
 	if _, err := io.Copy(w, out.Body); err != nil {
 		s.log.Debug("playback: the viewer went away", "key", key, "err", fmt.Sprint(err))
 	}
+}
+
+// playbackRecording looks up a recording for a playback request, answering
+// 404 for an unknown one and 503 when the database does not answer.
+func (s *Server) playbackRecording(w http.ResponseWriter, r *http.Request, recordID string) (store.Recording, bool) {
+	rec, err := s.store.Recording(r.Context(), recordID)
+	if errors.Is(err, store.ErrNotFound) {
+		http.NotFound(w, r)
+		return rec, false
+	}
+	if err != nil {
+		s.log.Error("playback: looking up a recording", "record_id", recordID, "err", err)
+		http.Error(w, "the balancer's database did not answer; try again", http.StatusServiceUnavailable)
+		return rec, false
+	}
+	return rec, true
 }

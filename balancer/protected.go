@@ -66,14 +66,8 @@ func (s *Server) useRecordingLink(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	rec, err := s.store.Recording(r.Context(), recordID)
-	if errors.Is(err, store.ErrNotFound) {
-		http.NotFound(w, r)
-		return
-	}
-	if err != nil {
-		s.log.Error("protected playback: looking up a recording", "record_id", recordID, "err", err)
-		http.Error(w, "the balancer's database did not answer; try again", http.StatusServiceUnavailable)
+	rec, ok := s.playbackRecording(w, r, recordID)
+	if !ok {
 		return
 	}
 	f, ok := rec.Format(format)

@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -15,16 +16,7 @@ import (
 // concurrent creates of one meetingID through both land on one node, and an
 // operator's cordon through one reaches the other.
 func TestTwoReplicas(t *testing.T) {
-	dsn := backends[1].dsn(t)
-	clk := testenv.NewClock()
-	a := newEnv(t, dsn, clk)
-	a.addNodes(3)
-	cx := ctxT(t)
-	if err := a.srv.Flush(cx); err != nil {
-		t.Fatal(err)
-	}
-	b := newEnv(t, dsn, clk)
-	b.nodes = a.nodes
+	a, b, _, cx := twoReplicas(t)
 	if got := len(b.status()); got != 3 {
 		t.Fatalf("replica b sees %d nodes, want 3", got)
 	}
@@ -101,4 +93,21 @@ func TestReportToOtherReplica(t *testing.T) {
 	if s := b.status(); len(s) != 1 || !s[0].Online {
 		t.Fatalf("replica b: %+v", s)
 	}
+}
+
+// twoReplicas is two balancer replicas on one real PostgreSQL, sharing a
+// fake clock, with three nodes registered through the first.
+func twoReplicas(t *testing.T) (a, b *env, clk *testenv.Clock, cx context.Context) {
+	t.Helper()
+	dsn := backends[1].dsn(t)
+	clk = testenv.NewClock()
+	a = newEnv(t, dsn, clk)
+	a.addNodes(3)
+	cx = ctxT(t)
+	if err := a.srv.Flush(cx); err != nil {
+		t.Fatal(err)
+	}
+	b = newEnv(t, dsn, clk)
+	b.nodes = a.nodes
+	return a, b, clk, cx
 }
