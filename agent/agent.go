@@ -144,8 +144,8 @@ type Agent struct {
 	// its deadline (drain.go).
 	drain        *drainRun
 	pendingDrain *savedDrain // left unfinished by an earlier run; resumed once registered
-	// secretRefused: BBB answered checksumError (said once until it stops).
-	secretRefused bool
+	// bbbFailReason: why BBB last failed, "" while it answers (said once).
+	bbbFailReason string
 	seq           int64
 	backoff       registrar.Backoff
 	nextTry       time.Time

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/bbb-agent/bbb-agent/agent/host"
-	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/bbb-agent/bbb-agent/registrar"
 )
@@ -96,7 +95,8 @@ func (a *Agent) measure(ctx context.Context) (fleet.Load, []string, error) {
 		load.BBBHealthy = true
 		return load, nil, nil
 	}
-	cctx, cancel := context.WithTimeout(ctx, max(a.cfg.ReportInterval, 2*time.Second))
+	timeout := max(a.cfg.ReportInterval, 2*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	// The API root (no checksum) says which BBB runs; ask now and then.
 	if now := a.cfg.Clock.Now(); a.bbbVersion == "" || now.Sub(a.versionAt) > 10*time.Minute {
@@ -106,7 +106,11 @@ func (a *Agent) measure(ctx context.Context) (fleet.Load, []string, error) {
 	}
 	load.BBBVersion = a.bbbVersion
 	meetings, err := a.deps.BBB.GetMeetings(cctx)
-	a.checksumRefused(err)
+	if err != nil && ctx.Err() != nil {
+		return load, nil, err // stopping: not BBB's fault
+	}
+	load.BBBError = fleet.BBBReason(err, timeout)
+	a.bbbHealth(load.BBBError)
 	if err != nil {
 		return load, nil, err
 	}
@@ -218,17 +222,23 @@ func applyHost(l *fleet.Load, s host.Sample) {
 	l.DiskFreeBytes = s.DiskFreeBytes
 }
 
-// checksumRefused says once, loudly, when the node's own BBB refuses the
-// agent's checksum: the configured secret is wrong, and the balancer, which
-// signs with the same secret, would get the same answer for every call.
-func (a *Agent) checksumRefused(err error) {
-	refused := errors.Is(err, bbb.ErrChecksum)
-	if refused && !a.secretRefused {
-		a.log.Error("the node's BBB refuses the agent's checksum: the BBB secret is wrong; fix --bbb-secret (or remove it to read securitySalt from bbb-web.properties; `bbb-conf --secret` prints the right one)", "err", err)
-	} else if !refused && a.secretRefused && err == nil {
-		a.log.Info("the node's BBB accepts the agent's checksum again")
+// bbbHealth logs a change of why the node's BBB fails (a fleet.BBBReason,
+// "" when it answers) once, not per report: an ERROR with the fix when BBB
+// refuses the agent's checksum (the configured secret is wrong, and the
+// balancer, which signs with the same secret, gets the same answer for every
+// call), a WARN for the other failures, an INFO when BBB answers again.
+func (a *Agent) bbbHealth(reason string) {
+	was := a.bbbFailReason
+	if reason == was {
+		return
 	}
-	if err == nil || refused {
-		a.secretRefused = refused
+	a.bbbFailReason = reason
+	switch {
+	case reason == "":
+		a.log.Info("the node's BBB answers again", "was", was)
+	case fleet.ReasonClass(reason) == fleet.ChecksumError:
+		a.log.Error("the node's BBB refuses the agent's checksum: the BBB secret is wrong; fix --bbb-secret (or remove it to read securitySalt from bbb-web.properties; `bbb-conf --secret` prints the right one)", "reason", reason)
+	default:
+		a.log.Warn("the node's BBB fails; the balancer shows why and places new meetings elsewhere while others answer", "reason", reason)
 	}
 }

@@ -40,6 +40,7 @@ func (s *Server) serverView(n nodeView) adminapi.Server {
 		Meetings: n.Load.Meetings, Participants: n.Load.Participants, Users: n.Load.Participants, LargestMeeting: n.Load.LargestMeeting,
 		Videos: n.Load.Video, Load: s.cfg.Policy.Load(n.Node, n.Reserved), CPUPercent: n.Load.CPUPercent,
 		LoadMultiplier: n.LoadMultiplier, Tags: n.Tags, BBBVersion: n.Load.BBBVersion, AgentVersion: n.AgentVersion,
+		Healthy: n.Reason == "", Reason: n.Reason, ReasonClass: string(fleet.ReasonClass(n.Reason)),
 	}
 	if v.Tags == nil {
 		v.Tags = []string{}
@@ -133,13 +134,16 @@ func (s *Server) adminAdd(w http.ResponseWriter, r *http.Request) {
 	}
 	s.reg.put(stored)
 	s.log.Info("server added by an operator", "node", stored.Name, "id", stored.ID)
-	// Poll it now rather than at the next tick; Run waits for this on shutdown.
-	s.bg.Go(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.NodeTimeout)
-		defer cancel()
-		s.pollNode(ctx, stored)
-	})
-	writeJSON(w, http.StatusOK, s.serverView(nodeView{Node: stored}))
+	// Poll it now, so that the answer says at once whether the node
+	// answers with that secret (its reason when it does not).
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.NodeTimeout)
+	s.pollNode(ctx, stored)
+	cancel()
+	view, ok := s.reg.view(stored.ID)
+	if !ok {
+		view = nodeView{Node: stored}
+	}
+	writeJSON(w, http.StatusOK, s.serverView(view))
 }
 
 // adminUpdate changes a node's tags or load multiplier.
@@ -270,10 +274,11 @@ func (s *Server) adminRemove(w http.ResponseWriter, r *http.Request) {
 
 // pollNode polls one operator-added node's getMeetings.
 func (s *Server) pollNode(ctx context.Context, n records.Node) {
+	defer s.logHealth(n.ID)
 	meetings, err := s.nodeMeetings(ctx, n, s.cfg.NodeTimeout)
 	if err != nil {
 		s.log.Debug("poll failed", "node", n.Name, "err", err)
-		s.reg.pollFailed(n.ID)
+		s.reg.pollFailed(n.ID, fleet.BBBReason(err, s.cfg.NodeTimeout))
 		return
 	}
 	at := s.cfg.Clock()
@@ -286,6 +291,24 @@ func (s *Server) pollNode(ctx context.Context, n records.Node) {
 	s.prune(ctx, n.ID, fleet.MeetingIDs(meetings), at.Add(-s.cfg.NodeTimeout))
 	if n.State == fleet.Cordoned && load.Meetings == 0 {
 		s.disableIfEmpty(n)
+	}
+}
+
+// logHealth logs the changes of nodes' health reasons (of ids only, when
+// given) since it last did: a WARN with the reason when a node becomes
+// unhealthy or its reason changes, an INFO when it is healthy again. Polls
+// and the poll ticker call it, so a change is said once, not per poll.
+func (s *Server) logHealth(ids ...string) {
+	for _, c := range s.reg.healthChanges(ids...) {
+		if c.reason == "" {
+			s.log.Info("node healthy again", "node", c.node, "was", c.was)
+			continue
+		}
+		args := []any{"node", c.node, "reason", c.reason, "class", fleet.ReasonClass(c.reason)}
+		if c.was != "" {
+			args = append(args, "was", c.was)
+		}
+		s.log.Warn("node unhealthy", args...)
 	}
 }
 

@@ -47,7 +47,7 @@ func newMetrics(nodes func() []nodeView, policy placement.Policy) *metrics {
 	}
 	m.reg.MustRegister(m.apiRequests, m.apiLatency, m.placements, m.reports, m.reportErrors, m.flushLatency, m.flushFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&nodeCollector{nodes: nodes, policy: policy})
+		&nodeCollector{nodes: nodes, policy: policy}, &healthCollector{nodes: nodes})
 	return m
 }
 

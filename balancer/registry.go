@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -49,18 +50,65 @@ type entry struct {
 	seq    int64
 	seqSet bool
 	// unhealthy says why placement avoids the node (it refused the
-	// balancer's checksum); a registration clears it.
+	// balancer's checksum); a registration clears it, and for an
+	// operator-added node so does a poll that answers.
 	unhealthy string
-	// pollFailed says the last poll of an operator-added node got no
-	// answer: it is offline until a poll answers again, so a dead polled
-	// node leaves the rotation within one poll interval plus the node
-	// timeout (15 s at the defaults), not after its missed polls.
-	pollFailed bool
+	// pollErr says why the last poll of an operator-added node failed
+	// (fleet.BBBReason's words), "" when it answered: the node is offline
+	// until a poll answers again, so a dead polled node leaves the rotation
+	// within one poll interval plus the node timeout (15 s at the
+	// defaults), not after its missed polls.
+	pollErr string
+	// logged is the health reason the log last said ("" healthy), and
+	// seen when this replica first looked: the log says each change once.
+	logged string
+	seen   time.Time
 }
 
 // online says whether the node is online now.
 func (e *entry) online(now time.Time, missed int) bool {
-	return !e.pollFailed && e.node.Liveness(now, missed) == fleet.Online
+	return e.pollErr == "" && e.node.Liveness(now, missed) == fleet.Online
+}
+
+// reason says why the node is not healthy now, "" when it is: in
+// fleet.ReasonClass's words, stable while the cause lasts (the log says
+// each change once).
+func (e *entry) reason(now time.Time, missed int) string {
+	switch {
+	case e.unhealthy != "":
+		if fleet.ReasonClass(e.unhealthy) == fleet.ChecksumError {
+			return fleet.ReasonChecksum
+		}
+		return e.unhealthy
+	case e.pollErr != "":
+		return e.pollErr
+	}
+	n := &e.node
+	polled := n.Source == records.SourcePoll
+	if n.Liveness(now, missed) == fleet.Offline {
+		switch {
+		case n.LastReportAt.IsZero() && polled:
+			return "offline: no poll answered yet"
+		case n.LastReportAt.IsZero():
+			return "offline: never reported"
+		case polled:
+			return fmt.Sprintf("offline: no poll answered for over %s", time.Duration(missed)*n.ReportInterval)
+		}
+		return fmt.Sprintf("offline: no report for over %s (%d report intervals)", time.Duration(missed)*n.ReportInterval, missed)
+	}
+	if n.Role == fleet.RoleTURN {
+		if !n.Load.TURNHealthy {
+			return "TURN: the node fails its own STUN/TURN probe"
+		}
+		return ""
+	}
+	if !n.Load.BBBHealthy {
+		if n.Load.BBBError == "" {
+			return "BBB error: the agent reports BBB unhealthy without a reason (an older agent; its log says why)"
+		}
+		return fleet.CleanReason(n.Load.BBBError)
+	}
+	return ""
 }
 
 func newRegistry(st *store.Store, cfg *Config) *registry {
@@ -226,8 +274,9 @@ func (r *registry) registered(id string) {
 	}
 }
 
-// markUnhealthy makes placement avoid the node until it registers again; it
-// says whether the node was healthy until now.
+// markUnhealthy makes placement avoid the node until it registers again (or,
+// operator-added, answers a poll); it says whether the node was healthy
+// until now.
 func (r *registry) markUnhealthy(id, reason string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -274,24 +323,76 @@ func (r *registry) report(name, run string, seq int64, load fleet.Load) (records
 	return e.node, nil
 }
 
-// polled applies the result of polling an operator-added node.
+// polled applies the result of polling an operator-added node. An answer
+// to a getMeetings signed with the node's secret also shows that the node
+// accepts the balancer's checksum again.
 func (r *registry) polled(id string, at time.Time, load fleet.Load) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if e, ok := r.byID[id]; ok && at.After(e.node.LastReportAt) {
 		e.node.LastReportAt, e.node.Load = at, load
-		e.reserved, e.pollFailed = 0, false
+		e.reserved, e.pollErr, e.unhealthy = 0, "", ""
 	}
 }
 
-// pollFailed notes that a poll of an operator-added node got no answer: the
-// node is offline until a poll answers again.
-func (r *registry) pollFailed(id string) {
+// pollFailed notes why a poll of an operator-added node failed (a
+// fleet.BBBReason): the node is offline until a poll answers again.
+func (r *registry) pollFailed(id, reason string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if e, ok := r.byID[id]; ok {
-		e.pollFailed = true
+		e.pollErr = cmp.Or(reason, "BBB error: the poll failed")
 	}
+}
+
+// healthChange is a change of a node's health reason since the log last
+// said it.
+type healthChange struct {
+	node        string
+	reason, was string
+}
+
+// healthChanges lists the nodes whose health reason changed since the last
+// call (of ids only, when given), and notes the new ones as said. A node
+// this replica has just learnt of is not called offline for not having
+// reported yet until it had the time to.
+func (r *registry) healthChanges(ids ...string) []healthChange {
+	now := r.cfg.Clock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []healthChange
+	check := func(e *entry) {
+		if e.seen.IsZero() {
+			e.seen = now
+		}
+		reason := r.healthReason(e, now)
+		if reason == e.logged {
+			return
+		}
+		if e.logged == "" && e.node.LastReportAt.IsZero() && e.pollErr == "" && e.unhealthy == "" &&
+			now.Sub(e.seen) <= time.Duration(r.cfg.MissedReports)*e.node.ReportInterval {
+			return // not reported yet, but not late either
+		}
+		out = append(out, healthChange{node: e.node.Name, reason: reason, was: e.logged})
+		e.logged = reason
+	}
+	if len(ids) > 0 {
+		for _, id := range ids {
+			if e, ok := r.byID[id]; ok {
+				check(e)
+			}
+		}
+		return out
+	}
+	for _, e := range r.byID {
+		check(e)
+	}
+	return out
+}
+
+// healthReason is e.reason at the registry's settings.
+func (r *registry) healthReason(e *entry, now time.Time) string {
+	return e.reason(now, r.cfg.MissedReports)
 }
 
 // flush writes the queued reports to the store in one batch.
@@ -365,6 +466,20 @@ type nodeView struct {
 	records.Node
 	Online   bool
 	Reserved int
+	// Reason says why the node is not healthy, "" when it is (entry.reason).
+	Reason string
+}
+
+// view returns one node as snapshot shows it.
+func (r *registry) view(id string) (nodeView, bool) {
+	now := r.cfg.Clock()
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	e, ok := r.byID[id]
+	if !ok {
+		return nodeView{}, false
+	}
+	return nodeView{Node: e.node, Online: e.online(now, r.cfg.MissedReports), Reserved: e.reserved, Reason: r.healthReason(e, now)}, true
 }
 
 // snapshot lists the nodes, sorted by name.
@@ -373,7 +488,7 @@ func (r *registry) snapshot() []nodeView {
 	r.mu.RLock()
 	out := make([]nodeView, 0, len(r.byID))
 	for _, e := range r.byID {
-		out = append(out, nodeView{Node: e.node, Online: e.online(now, r.cfg.MissedReports), Reserved: e.reserved})
+		out = append(out, nodeView{Node: e.node, Online: e.online(now, r.cfg.MissedReports), Reserved: e.reserved, Reason: r.healthReason(e, now)})
 	}
 	r.mu.RUnlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

@@ -156,6 +156,7 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		case <-poll.C:
 			s.pollAll(ctx)
+			s.logHealth()
 		}
 	}
 }

@@ -133,10 +133,19 @@ func (c *Client) do(ctx context.Context, method, call string, params url.Values,
 		return fmt.Errorf("bbb %s: response larger than %d bytes", call, c.maxBody)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("bbb %s: HTTP %s from %s", call, resp.Status, c.apiURL)
+		return fmt.Errorf("bbb %s: %w from %s", call, &StatusError{Code: resp.StatusCode, Status: resp.Status}, c.apiURL)
 	}
 	return DecodeResponse(call, data, out)
 }
+
+// StatusError is an HTTP answer other than 200 OK from a BBB server: a
+// proxy in front of it, or a server that is no BBB.
+type StatusError struct {
+	Code   int
+	Status string // "502 Bad Gateway"
+}
+
+func (e *StatusError) Error() string { return "HTTP " + e.Status }
 
 // DecodeResponse checks a response's envelope and decodes a SUCCESS response
 // into out (may be nil). A FAILED one becomes *APIError. A SUCCESS answer is

@@ -86,6 +86,9 @@ type Load struct {
 	LargestMeeting   int     `json:"largest_meeting"`
 	RecordingBacklog int     `json:"recording_backlog"`
 	BBBHealthy       bool    `json:"bbb_healthy"`
+	// BBBError says why BBB is not healthy (BBBReason's words, so
+	// ReasonClass finds its class); "" while it is.
+	BBBError string `json:"bbb_error,omitempty"`
 	// TURNHealthy: a TURN node's own probe (STUN binding and a TURN
 	// allocation with credentials from the shared secret) succeeded.
 	TURNHealthy bool   `json:"turn_healthy,omitempty"`

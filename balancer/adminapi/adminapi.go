@@ -41,6 +41,15 @@ type Server struct {
 	BBBVersion           string   `json:"bbb_version,omitempty"`
 	AgentVersion         string   `json:"agent_version,omitempty"`
 	LastReportAgeSeconds *float64 `json:"last_report_age_seconds"`
+	// Healthy is false when the node is offline or its BBB (or TURN
+	// server) fails; Reason then says why in a few words ("BBB not
+	// answering: dial tcp ...: connection refused", "checksumError: wrong
+	// secret", "TLS: x509: ...", "BBB hanging: no answer in 5s", "offline:
+	// ...") and ReasonClass is its one-word class (fleet.HealthClass: the
+	// reason label of bbb_balancer_node_healthy).
+	Healthy     bool   `json:"healthy"`
+	Reason      string `json:"reason"`
+	ReasonClass string `json:"reason_class,omitempty"`
 }
 
 // AddServerRequest adds a node without an agent; the balancer polls it.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -65,16 +66,19 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// printStatus prints BBB nodes, then TURN nodes, as tables.
+// printStatus prints BBB nodes, then TURN nodes, as tables: the columns of
+// Scalelite's `rake status` (with the node's name for its host name), then
+// CPU, report age and why a node is not healthy ("-" when it is).
 func printStatus(w io.Writer, servers []adminapi.Server) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOSTNAME\tSTATE\tSTATUS\tMEETINGS\tPARTICIPANTS\tLARGEST MEETING\tVIDEOS\tLOAD\tCPU PERCENT\tLAST REPORT AGE")
+	fmt.Fprintln(tw, "NAME\tSTATE\tSTATUS\tMEETINGS\tPARTICIPANTS\tLARGEST MEETING\tVIDEOS\tLOAD\tBBB VERSION\tTAGS\tCPU PERCENT\tLAST REPORT AGE\tREASON")
 	for _, s := range servers {
 		if s.Role == fleet.RoleTURN {
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%.1f\t%.0f%%\t%s\n", s.Hostname, s.State, s.Status,
-			s.Meetings, s.Participants, s.LargestMeeting, s.Videos, s.Load, s.CPUPercent, age(s.LastReportAgeSeconds))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%.1f\t%s\t%s\t%.0f%%\t%s\t%s\n", cmp.Or(s.Name, s.Hostname), s.State, s.Status,
+			s.Meetings, s.Participants, s.LargestMeeting, s.Videos, s.Load, orDash(s.BBBVersion), orDash(strings.Join(s.Tags, ",")),
+			s.CPUPercent, age(s.LastReportAgeSeconds), orDash(s.Reason))
 	}
 	tw.Flush()
 	var turn []adminapi.Server
@@ -88,12 +92,15 @@ func printStatus(w io.Writer, servers []adminapi.Server) {
 	}
 	fmt.Fprintln(w, "\nTURN servers:")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSTATE\tSTATUS\tCPU PERCENT\tLAST REPORT AGE")
+	fmt.Fprintln(tw, "NAME\tSTATE\tSTATUS\tCPU PERCENT\tLAST REPORT AGE\tREASON")
 	for _, s := range turn {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f%%\t%s\n", s.Name, s.State, s.Status, s.CPUPercent, age(s.LastReportAgeSeconds))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f%%\t%s\t%s\n", s.Name, s.State, s.Status, s.CPUPercent, age(s.LastReportAgeSeconds), orDash(s.Reason))
 	}
 	tw.Flush()
 }
+
+// orDash is s, or "-" for nothing, so that a table's empty cell reads as one.
+func orDash(s string) string { return cmp.Or(s, "-") }
 
 // age tells how long ago a node last reported. A report stamped slightly in
 // the future (another replica's clock) counts as just now.
@@ -217,6 +224,12 @@ func serversCommand() *cli.Command {
 						return err
 					}
 					fmt.Fprintln(c.App.Writer, s.ID)
+					if !s.Healthy {
+						// The id is the output scripts read; the warning goes beside it.
+						fmt.Fprintf(c.App.ErrWriter, "warning: %s was added but is not healthy: %s\n"+
+							"It takes no meetings until it answers; the balancer keeps polling it (bbb-balancer status shows its reason).\n",
+							s.Name, s.Reason)
+					}
 					return nil
 				}),
 			},

@@ -53,17 +53,17 @@ func fleetFixture() []adminapi.Server {
 			ID: "0a1b", Name: "bbb1", Hostname: "bbb1.example.com", URL: "https://bbb1.example.com/bigbluebutton/api/",
 			Role: fleet.RoleBBB, Source: records.SourceAgent, State: fleet.Enabled, Online: true, Status: fleet.Online,
 			Meetings: 12, Participants: 240, Users: 240, LargestMeeting: 80, Videos: 31, Load: 123.456, CPUPercent: 41.6,
-			LoadMultiplier: 1, Tags: []string{"eu", "big"}, LastReportAgeSeconds: seconds(2.04),
+			LoadMultiplier: 1, Tags: []string{"eu", "big"}, LastReportAgeSeconds: seconds(2.04), BBBVersion: "3.0.4", Healthy: true,
 		},
 		{
 			ID: "2c3d", Name: "bbb2.example.com", Hostname: "bbb2.example.com", URL: "https://bbb2.example.com/bigbluebutton/api/",
 			Role: fleet.RoleBBB, Source: records.SourcePoll, State: fleet.Cordoned, Status: fleet.Offline,
-			LoadMultiplier: 2.5, Tags: []string{},
+			LoadMultiplier: 2.5, Tags: []string{}, Reason: "checksumError: wrong secret", ReasonClass: "checksum_error",
 		},
 		{
 			ID: "4e5f", Name: "turn1", Hostname: "turn1", Role: fleet.RoleTURN, Source: records.SourceAgent,
 			State: fleet.Enabled, Online: true, Status: fleet.Online, CPUPercent: 7.2, LoadMultiplier: 1,
-			LastReportAgeSeconds: seconds(65),
+			LastReportAgeSeconds: seconds(65), Reason: "TURN: the node fails its own STUN/TURN probe", ReasonClass: "turn_error",
 		},
 	}
 }
@@ -72,13 +72,13 @@ func TestPrintStatus(t *testing.T) {
 	var buf bytes.Buffer
 	printStatus(&buf, fleetFixture())
 	want := "" +
-		"HOSTNAME          STATE     STATUS   MEETINGS  PARTICIPANTS  LARGEST MEETING  VIDEOS  LOAD   CPU PERCENT  LAST REPORT AGE\n" +
-		"bbb1.example.com  enabled   online   12        240           80               31      123.5  42%          2s ago\n" +
-		"bbb2.example.com  cordoned  offline  0         0             0                0       0.0    0%           never\n" +
+		"NAME              STATE     STATUS   MEETINGS  PARTICIPANTS  LARGEST MEETING  VIDEOS  LOAD   BBB VERSION  TAGS    CPU PERCENT  LAST REPORT AGE  REASON\n" +
+		"bbb1              enabled   online   12        240           80               31      123.5  3.0.4        eu,big  42%          2s ago           -\n" +
+		"bbb2.example.com  cordoned  offline  0         0             0                0       0.0    -            -       0%           never            checksumError: wrong secret\n" +
 		"\n" +
 		"TURN servers:\n" +
-		"NAME   STATE    STATUS  CPU PERCENT  LAST REPORT AGE\n" +
-		"turn1  enabled  online  7%           1m5s ago\n"
+		"NAME   STATE    STATUS  CPU PERCENT  LAST REPORT AGE  REASON\n" +
+		"turn1  enabled  online  7%           1m5s ago         TURN: the node fails its own STUN/TURN probe\n"
 	if got := buf.String(); got != want {
 		t.Errorf("status table:\n%s\nwant:\n%s", got, want)
 	}
@@ -92,7 +92,7 @@ func TestPrintStatusWithoutTURN(t *testing.T) {
 	}
 	buf.Reset()
 	printStatus(&buf, nil)
-	if got := strings.Join(strings.Fields(buf.String()), " "); got != "HOSTNAME STATE STATUS MEETINGS PARTICIPANTS LARGEST MEETING VIDEOS LOAD CPU PERCENT LAST REPORT AGE" {
+	if got := strings.Join(strings.Fields(buf.String()), " "); got != "NAME STATE STATUS MEETINGS PARTICIPANTS LARGEST MEETING VIDEOS LOAD BBB VERSION TAGS CPU PERCENT LAST REPORT AGE REASON" {
 		t.Errorf("empty fleet: %q", buf.String())
 	}
 }

@@ -228,7 +228,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 		table := e.ok("status")
 		lines := strings.Split(table, "\n")
-		if got := strings.Join(strings.Fields(lines[0]), " "); got != "HOSTNAME STATE STATUS MEETINGS PARTICIPANTS LARGEST MEETING VIDEOS LOAD CPU PERCENT LAST REPORT AGE" {
+		if got := strings.Join(strings.Fields(lines[0]), " "); got != "NAME STATE STATUS MEETINGS PARTICIPANTS LARGEST MEETING VIDEOS LOAD BBB VERSION TAGS CPU PERCENT LAST REPORT AGE REASON" {
 			t.Errorf("status header %q", lines[0])
 		}
 		for _, name := range []string{name1, name2} {
