@@ -1,0 +1,109 @@
+package balancer
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bbb-agent/bbb-agent/balancer/records"
+	"github.com/bbb-agent/bbb-agent/fleet"
+	"github.com/bbb-agent/bbb-agent/internal/testenv"
+)
+
+// TestHealthChanges walks nodes through the causes of ill health and checks
+// that each change of reason is reported once, with the reason status shows.
+func TestHealthChanges(t *testing.T) {
+	clock := testenv.NewClock()
+	r := newRegistry(nil, &Config{Clock: clock.Now, MissedReports: 3, DefaultReportInterval: 5 * time.Second, PollInterval: 10 * time.Second})
+	r.put(records.Node{ID: "a", Name: "agent1", Role: fleet.RoleBBB, Source: records.SourceAgent, ReportInterval: 5 * time.Second})
+	r.put(records.Node{ID: "p", Name: "polled1", Role: fleet.RoleBBB, Source: records.SourcePoll})
+	r.put(records.Node{ID: "t", Name: "turn1", Role: fleet.RoleTURN, Source: records.SourceAgent, ReportInterval: 5 * time.Second})
+
+	step := func(what string, want ...healthChange) {
+		t.Helper()
+		got := r.healthChanges()
+		slices.SortFunc(got, func(a, b healthChange) int { return strings.Compare(a.node, b.node) })
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: changes %+v, want %+v", what, got, want)
+		}
+		for _, c := range got {
+			if v := r.viewByName(t, c.node); v.Reason != c.reason {
+				t.Errorf("%s: %s shows reason %q, the log says %q", what, c.node, v.Reason, c.reason)
+			}
+		}
+	}
+	report := func(name string, seq int64, load fleet.Load) {
+		t.Helper()
+		if _, err := r.report(name, "run", seq, load); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	step("just added: not reported, but not late either")
+	report("agent1", 1, fleet.Load{BBBHealthy: true})
+	report("turn1", 1, fleet.Load{BBBHealthy: true, TURNHealthy: true})
+	r.polled("p", clock.Now(), fleet.Load{BBBHealthy: true})
+	step("all healthy")
+
+	clock.Advance(time.Second)
+	report("agent1", 2, fleet.Load{BBBError: "BBB hanging: no answer in 5s"})
+	report("turn1", 2, fleet.Load{BBBHealthy: true})
+	r.pollFailed("p", "BBB not answering: dial tcp 127.0.0.1:1: connect: connection refused")
+	step("three failures",
+		healthChange{node: "agent1", reason: "BBB hanging: no answer in 5s"},
+		healthChange{node: "polled1", reason: "BBB not answering: dial tcp 127.0.0.1:1: connect: connection refused"},
+		healthChange{node: "turn1", reason: "TURN: the node fails its own STUN/TURN probe"})
+	report("agent1", 3, fleet.Load{BBBError: "BBB hanging: no answer in 5s"})
+	r.pollFailed("p", "BBB not answering: dial tcp 127.0.0.1:1: connect: connection refused")
+	step("the same failures again: nothing new")
+
+	clock.Advance(2 * time.Second)
+	r.polled("p", clock.Now(), fleet.Load{BBBHealthy: true})
+	if !r.markUnhealthy("p", "checksumError") {
+		t.Fatal("markUnhealthy: the node was healthy")
+	}
+	report("agent1", 4, fleet.Load{BBBError: "checksumError: wrong secret\nand a second line"})
+	step("other reasons",
+		healthChange{node: "agent1", reason: "checksumError: wrong secret and a second line", was: "BBB hanging: no answer in 5s"},
+		healthChange{node: "polled1", reason: fleet.ReasonChecksum, was: "BBB not answering: dial tcp 127.0.0.1:1: connect: connection refused"})
+	if v := r.viewByName(t, "polled1"); fleet.ReasonClass(v.Reason) != fleet.ChecksumError || v.Online != true {
+		t.Errorf("polled1 refused the checksum: %+v", v)
+	}
+
+	r.polled("p", clock.Now().Add(time.Millisecond), fleet.Load{BBBHealthy: true})
+	report("agent1", 5, fleet.Load{BBBHealthy: true})
+	report("turn1", 3, fleet.Load{TURNHealthy: true})
+	step("mended",
+		healthChange{node: "agent1", was: "checksumError: wrong secret and a second line"},
+		healthChange{node: "polled1", was: fleet.ReasonChecksum},
+		healthChange{node: "turn1", was: "TURN: the node fails its own STUN/TURN probe"})
+
+	clock.Advance(16 * time.Second) // agents: 3 × 5 s; the polled node: 3 × 10 s
+	step("agents silent",
+		healthChange{node: "agent1", reason: "offline: no report for over 15s (3 report intervals)"},
+		healthChange{node: "turn1", reason: "offline: no report for over 15s (3 report intervals)"})
+	clock.Advance(15 * time.Second)
+	step("polls silent", healthChange{node: "polled1", reason: "offline: no poll answered for over 30s"})
+	step("still silent: nothing new")
+
+	// A node that never reports is called offline once it is late.
+	r.put(records.Node{ID: "n", Name: "new1", Role: fleet.RoleBBB, Source: records.SourceAgent, ReportInterval: 5 * time.Second})
+	step("new node")
+	clock.Advance(16 * time.Second)
+	step("new node late", healthChange{node: "new1", reason: "offline: never reported"})
+	// An agent without reasons (an older one) still gets one.
+	report("new1", 1, fleet.Load{})
+	step("older agent", healthChange{node: "new1", reason: "BBB error: the agent reports BBB unhealthy without a reason (an older agent; its log says why)", was: "offline: never reported"})
+}
+
+// viewByName is the node's view, failing the test when there is none.
+func (r *registry) viewByName(t *testing.T, name string) nodeView {
+	t.Helper()
+	n, ok := r.byNodeName(name)
+	if !ok {
+		t.Fatalf("no node %s", name)
+	}
+	v, _ := r.view(n.ID)
+	return v
+}
