@@ -215,7 +215,7 @@ func (d *dashboard) Snapshot() web.Snapshot {
 		v := web.Node{ID: n.ID, Name: n.Name, Role: string(n.Role), State: string(n.State), Liveness: string(liveness(n.Online)),
 			Meetings: n.Load.Meetings, Participants: n.Load.Participants, Video: n.Load.Video, CPUPercent: n.Load.CPUPercent,
 			Load: d.s.cfg.Policy.Load(n.Node, n.Reserved), BBBVersion: n.Load.BBBVersion, AgentVersion: n.AgentVersion,
-			LastReportAge: -1, TURNHealthy: n.Load.TURNHealthy, TURNURIs: n.TURNURIs}
+			LastReportAge: -1, TURNHealthy: n.Load.TURNHealthy, TURNURIs: n.TURNURIs, Reason: n.Reason}
 		if !n.LastReportAt.IsZero() {
 			v.LastReportAge = max(now.Sub(n.LastReportAt), 0)
 		}

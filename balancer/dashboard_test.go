@@ -123,7 +123,12 @@ func TestDashboard(t *testing.T) {
 	if st := e.status()[0].State; st != fleet.Cordoned {
 		t.Fatalf("after cordon from the page the admin API says %s", st)
 	}
+	// A node that refuses the balancer's checksum says so on the page.
+	e.srv.reg.markUnhealthy(e.srv.reg.snapshot()[1].ID, "checksumError")
 	_, live := get(t, c, base+"/dashboard/live")
+	if !strings.Contains(live, `<small class="reason">checksumError: wrong secret</small>`) {
+		t.Errorf("the live part does not show the unhealthy node's reason:\n%s", live)
+	}
 	if !strings.Contains(live, `data-state="cordoned"`) || !strings.Contains(live, "set to cordoned by admin-token") ||
 		!strings.Contains(live, "bbb1 joined the fleet") || !strings.Contains(live, "<polyline") {
 		t.Fatalf("the live part does not show the cordon and its event:\n%s", live)

@@ -64,6 +64,8 @@ type Node struct {
 	LastReportAge time.Duration
 	TURNHealthy   bool
 	TURNURIs      []string
+	// Reason says why the node is not healthy, "" when it is.
+	Reason string
 	// History is the node's load over the last hour, oldest first, at
 	// even intervals (a few dozen points).
 	History []float64
