@@ -1,12 +1,16 @@
 package balancer
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/bbb-agent/bbb-agent/balancer/adminapi"
@@ -278,12 +282,25 @@ func (s *Server) pollNode(ctx context.Context, n records.Node) {
 	meetings, err := s.nodeMeetings(ctx, n, s.cfg.NodeTimeout)
 	if err != nil {
 		s.log.Debug("poll failed", "node", n.Name, "err", err)
-		s.reg.pollFailed(n.ID, fleet.BBBReason(err, s.cfg.NodeTimeout))
+		reason := fleet.BBBReason(err, s.cfg.NodeTimeout)
+		if errors.Is(err, bbb.ErrChecksum) {
+			// A BBB older than 2.4 refuses any checksum but sha1.
+			if r := versionTooOld(s.nodeVersion(ctx, n), s.cfg.NodeAlgorithm); r != "" {
+				reason = r
+			}
+		}
+		s.reg.pollFailed(n.ID, reason)
 		return
 	}
 	at := s.cfg.Clock()
 	load := fleet.CountMeetings(meetings)
 	load.BBBHealthy = true
+	// The API root says which BBB runs: asked once, then now and then (an
+	// upgrade).
+	load.BBBVersion = n.Load.BBBVersion
+	if load.BBBVersion == "" || rand.IntN(askVersionEvery) == 0 {
+		load.BBBVersion = cmp.Or(s.nodeVersion(ctx, n), load.BBBVersion)
+	}
 	s.reg.polled(n.ID, at, load)
 	if err := s.store.RecordPoll(ctx, n.ID, at, load); err != nil {
 		s.log.Warn("recording a poll", "node", n.Name, "err", err)
@@ -292,6 +309,44 @@ func (s *Server) pollNode(ctx context.Context, n records.Node) {
 	if n.State == fleet.Cordoned && load.Meetings == 0 {
 		s.disableIfEmpty(n)
 	}
+}
+
+// askVersionEvery is how many polls of a node ask its version once, on average.
+const askVersionEvery = 100
+
+// nodeVersion is the BBB version a node's API root reports, "" when it does
+// not answer.
+func (s *Server) nodeVersion(ctx context.Context, n records.Node) string {
+	c, err := s.nodeClient(n)
+	if err != nil {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.NodeTimeout)
+	defer cancel()
+	root, err := c.Root(ctx)
+	if err != nil {
+		return ""
+	}
+	return root.BBBVersion
+}
+
+// versionTooOld is the health reason of a BBB of that version refusing
+// checksums of the algorithm: BBB before 2.4 takes sha1 only. It is "" when
+// the version is newer, or unknown.
+func versionTooOld(version string, alg bbb.Algorithm) string {
+	if alg == bbb.SHA1 {
+		return ""
+	}
+	parts := strings.SplitN(version, ".", 3)
+	if len(parts) < 2 {
+		return ""
+	}
+	major, err1 := strconv.Atoi(parts[0])
+	minor, err2 := strconv.Atoi(parts[1])
+	if err1 != nil || err2 != nil || major > 2 || major == 2 && minor >= 4 {
+		return ""
+	}
+	return fmt.Sprintf("version: BBB %s takes only sha1 checksums, not %s (bbb-balancer serve --node-checksum sha1)", version, alg)
 }
 
 // logHealth logs the changes of nodes' health reasons (of ids only, when

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/bbb-agent/bbb-agent/balancer/records"
+	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/bbb-agent/bbb-agent/internal/testenv"
 )
@@ -95,6 +96,27 @@ func TestHealthChanges(t *testing.T) {
 	// An agent without reasons (an older one) still gets one.
 	report("new1", 1, fleet.Load{})
 	step("older agent", healthChange{node: "new1", reason: "BBB error: the agent reports BBB unhealthy without a reason (an older agent; its log says why)", was: "offline: never reported"})
+}
+
+func TestVersionTooOld(t *testing.T) {
+	for _, tc := range []struct {
+		version string
+		alg     bbb.Algorithm
+		old     bool
+	}{
+		{"2.3.18", bbb.SHA256, true},
+		{"2.2", bbb.SHA512, true},
+		{"2.3.18", bbb.SHA1, false},
+		{"2.4.0", bbb.SHA256, false},
+		{"3.0.4", bbb.SHA256, false},
+		{"", bbb.SHA256, false},
+		{"v2", bbb.SHA256, false},
+	} {
+		r := versionTooOld(tc.version, tc.alg)
+		if (r != "") != tc.old || tc.old && (fleet.ReasonClass(r) != fleet.VersionTooOld || !strings.Contains(r, "BBB "+tc.version+" takes only sha1")) {
+			t.Errorf("versionTooOld(%q, %s) = %q", tc.version, tc.alg, r)
+		}
+	}
 }
 
 // viewByName is the node's view, failing the test when there is none.

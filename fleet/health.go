@@ -30,6 +30,7 @@ const (
 	ChecksumError HealthClass = "checksum_error" // BBB refuses the checksum: the secret is wrong
 	HTTPError     HealthClass = "http_error"     // an HTTP status other than 200 (a proxy's 502, a 404)
 	BadAnswer     HealthClass = "bad_answer"     // 200, but not a BBB API answer
+	VersionTooOld HealthClass = "version"        // BBB too old for what is asked of it
 	OfflineClass  HealthClass = "offline"        // no report (or poll answer) for too long
 	TURNError     HealthClass = "turn_error"     // a TURN node fails its own STUN/TURN probe
 	OtherError    HealthClass = "error"          // anything else, and reasons this version does not know
@@ -47,6 +48,7 @@ var reasonPrefixes = []struct {
 	{"checksumError", ChecksumError},
 	{"HTTP error", HTTPError},
 	{"not a BBB answer", BadAnswer},
+	{"version", VersionTooOld},
 	{"offline", OfflineClass},
 	{"TURN", TURNError},
 }

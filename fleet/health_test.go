@@ -109,6 +109,7 @@ func TestReasonClass(t *testing.T) {
 		"TLSx":                             OtherError,
 		"offline: never reported":          OfflineClass,
 		"checksumError: wrong secret":      ChecksumError,
+		"version: BBB 2.3.1 takes only":    VersionTooOld,
 		"something a newer agent invented": OtherError,
 	} {
 		if got := ReasonClass(reason); got != want {

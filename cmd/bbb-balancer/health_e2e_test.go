@@ -159,6 +159,12 @@ func TestBrokenNodeMatrix(t *testing.T) {
 			start: func(*healthFleet, *healthCase) (string, string) { return untrusted.URL, simSecret }},
 		{name: "polled hanging", polled: true, class: "hanging", reason: "BBB hanging: no answer in 1s",
 			start: func(*healthFleet, *healthCase) (string, string) { return "http://" + hang.addr, simSecret }},
+		{name: "polled BBB too old", polled: true, class: "version", reason: "version: BBB 2.3.18 takes only sha1 checksums, not sha256",
+			start: func(f *healthFleet, c *healthCase) (string, string) {
+				s := simtest.Start(t, testenv.SimOpts{Name: "bbb-sim 2.3", Bin: f.simBin, Secret: simSecret,
+					Args: []string{"--bbb-version", "2.3.18", "--checksum-algorithms", "sha1"}})
+				return s.URL, simSecret
+			}},
 		{name: "polled HTTP error", polled: true, class: "http_error", reason: "HTTP error: 502 Bad Gateway",
 			start: func(*healthFleet, *healthCase) (string, string) { return badGateway.URL, simSecret }},
 
@@ -244,7 +250,7 @@ func TestBrokenNodeMatrix(t *testing.T) {
 				healthy++
 			}
 		}
-		return healthy == len(cases)-5
+		return healthy == len(cases)-6
 	})
 	for _, c := range cases {
 		want := fmt.Sprintf(`bbb_balancer_node_healthy{node=%q,reason=""} 1`, c.node)
@@ -356,6 +362,10 @@ func TestBrokenNodeMatrix(t *testing.T) {
 		if want := fmt.Sprintf(`bbb_balancer_node_healthy{node=%q,reason=""} 1`, c.node); c.fix != nil && !strings.Contains(m, want) {
 			t.Errorf("metrics lack %s:\n%s", want, grepLines(m, "bbb_balancer_node_healthy"))
 		}
+	}
+	// A polled node shows its BBB version, as an agent's does.
+	if s, _ := findName(f.e.status(), cases[0].node); s.BBBVersion != sim.DefaultBBBVersion {
+		t.Errorf("the mended polled node shows BBB version %q, want %s", s.BBBVersion, sim.DefaultBBBVersion)
 	}
 }
 
