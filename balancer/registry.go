@@ -106,7 +106,7 @@ func (e *entry) reason(now time.Time, missed int) string {
 		if n.Load.BBBError == "" {
 			return "BBB error: the agent reports BBB unhealthy without a reason (an older agent; its log says why)"
 		}
-		return fleet.CleanReason(n.Load.BBBError)
+		return n.Load.BBBError // bounded by report
 	}
 	return ""
 }
@@ -317,6 +317,9 @@ func (r *registry) report(name, run string, seq int64, load fleet.Load) (records
 		return e.node, fmt.Errorf("%w: %d after %d", errSeqBackwards, seq, e.seq)
 	}
 	e.run, e.seq, e.seqSet = run, seq, true
+	if load.BBBError != "" {
+		load.BBBError = fleet.CleanReason(load.BBBError) // one bounded line, whatever the agent sent
+	}
 	e.node.LastReportAt, e.node.LastSeq, e.node.Load = now, seq, load
 	e.reserved = 0
 	r.pending[id] = records.Report{NodeID: id, Seq: seq, ReceivedAt: now, Load: load}
