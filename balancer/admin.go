@@ -139,8 +139,9 @@ func (s *Server) adminAdd(w http.ResponseWriter, r *http.Request) {
 	s.reg.put(stored)
 	s.log.Info("server added by an operator", "node", stored.Name, "id", stored.ID)
 	// Poll it now, so that the answer says at once whether the node
-	// answers with that secret (its reason when it does not).
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.NodeTimeout)
+	// answers with that secret (its reason when it does not); a client
+	// that goes away does not cut the poll short.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.NodeTimeout)
 	s.pollNode(ctx, stored)
 	cancel()
 	view, ok := s.reg.view(stored.ID)
