@@ -36,7 +36,7 @@ import (
 
 const (
 	healthNodeTimeout = time.Second // bounds the balancer's poll of a hanging node
-	healthMissed      = 8           // --missed-reports: a hanging agent's 2 s cycle stays online
+	healthMissed      = 15          // --missed-reports: a hanging agent's 2.5 s cycle, a 1.2 s poll round (with the hanging node) stay well online
 	healthAgentEvery  = 500 * time.Millisecond
 )
 
