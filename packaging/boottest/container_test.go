@@ -89,7 +89,8 @@ type container struct {
 // (overlayfs refuses overlapping layers), hence the tmpfs.
 func newContainer(t *testing.T) *container {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "bbb-agent-boottest-")
+	sweepStale(t)
+	dir, err := os.MkdirTemp("", fmt.Sprintf("%s%d-", dirPrefix, os.Getpid()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,6 +114,28 @@ func newContainer(t *testing.T) *container {
 	}
 	t.Cleanup(func() { unmount(t, c.root) })
 	return c
+}
+
+// dirPrefix starts the name of a container's directory in os.TempDir(),
+// followed by the PID of the test binary that owns it.
+const dirPrefix = "bbb-agent-boottest-"
+
+// sweepStale unmounts and removes what a test binary that died without its
+// cleanups (killed, timed out) left: its container got SIGTERM from the
+// kernel and halted, but its mounts stay.
+func sweepStale(t *testing.T) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
+	for _, dir := range dirs {
+		pid, err := strconv.Atoi(strings.Split(strings.TrimPrefix(filepath.Base(dir), dirPrefix), "-")[0])
+		if err != nil || pid == os.Getpid() || syscall.Kill(pid, 0) == nil {
+			continue
+		}
+		t.Logf("removing %s, left by test binary %d", dir, pid)
+		_ = syscall.Unmount(filepath.Join(dir, "root"), syscall.MNT_DETACH)
+		_ = syscall.Unmount(dir, syscall.MNT_DETACH)
+		_ = os.Remove(filepath.Join(dir, "root"))
+		_ = os.Remove(dir)
+	}
 }
 
 // unmount unmounts path; a mount still busy is detached.
@@ -142,6 +165,16 @@ func (c *container) install(deb, config string) {
 	c.writeFile("bbb-agent.deb", data, 0o644)
 	c.chroot("dpkg", "-i", "/bbb-agent.deb")
 	if err := os.Remove(filepath.Join(c.root, "bbb-agent.deb")); err != nil {
+		t.Fatal(err)
+	}
+	// The configuration is the package's template and the test's drop-in
+	// alone, whatever the host has in /etc/bbb-agent.
+	template, err := os.ReadFile(filepath.Join(c.root, "usr/share/bbb-agent/agent.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.writeFile("etc/bbb-agent/agent.yaml", template, 0o600)
+	if err := os.RemoveAll(filepath.Join(c.root, "etc/bbb-agent/agent.d")); err != nil {
 		t.Fatal(err)
 	}
 	c.writeFile("etc/bbb-agent/agent.d/50-boottest.yaml", []byte(config), 0o600)
