@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/bbb-agent/bbb-agent/agent"
 	"github.com/bbb-agent/bbb-agent/agent/ec2"
 	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/bbb-agent/bbb-agent/internal/cliconfig"
@@ -41,24 +42,33 @@ func applyEC2Tags(c *cli.Context, fromFile map[string]string) (map[string]string
 	if !c.Bool("ec2") {
 		return fromFile, nil
 	}
-	log := tagLogger(c)
 	md, err := ec2.NewMetadata(c.String("imds-endpoint"))
 	if err != nil {
 		return nil, settingError("imds-endpoint", err)
 	}
 	tags, err := md.InstanceTags(c.Context, tagPrefix)
 	if errors.Is(err, ec2.ErrTagsNotExposed) {
-		log.Info("EC2 instance tags are not in the instance metadata: no " + tagPrefix + "* tags read (to configure the agent with tags, set InstanceMetadataTags=enabled in the launch template)")
+		tagLogger(c, md).Info("EC2 instance tags are not in the instance metadata: no " + tagPrefix + "* tags read (to configure the agent with tags, set InstanceMetadataTags=enabled in the launch template)")
 		return fromFile, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("--ec2: the instance's %s* tags: %w (the agent does not start with part of its configuration)", tagPrefix, err)
 	}
-	return applyTags(c, tags, fromFile, log)
+	fromFile, set, overridden, err := applyTags(c, tags, fromFile)
+	if err != nil {
+		return nil, err
+	}
+	if len(set)+len(overridden) > 0 {
+		// Keys only: a value may be the agent token.
+		tagLogger(c, md).Info("EC2 instance tags read", "applied", set, "overridden_by_flag_env_or_file", overridden)
+	}
+	return fromFile, nil
 }
 
-// applyTags applies tags (whole key → value) to the unset flags of c.
-func applyTags(c *cli.Context, tags map[string]string, fromFile map[string]string, log *slog.Logger) (map[string]string, error) {
+// applyTags applies tags (whole key → value) to the unset flags of c. It
+// returns the keys of the tags it applied and of those a flag, the
+// environment or a file overrode.
+func applyTags(c *cli.Context, tags map[string]string, fromFile map[string]string) (_ map[string]string, set, overridden []string, _ error) {
 	flags := map[string]cli.Flag{}
 	for _, f := range c.Command.Flags {
 		flags[f.Names()[0]] = f
@@ -68,12 +78,11 @@ func applyTags(c *cli.Context, tags map[string]string, fromFile map[string]strin
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	var set, overridden []string
 	for _, key := range keys {
 		name := strings.ReplaceAll(strings.TrimPrefix(key, tagPrefix), "_", "-")
 		f, ok := flags[name]
 		if !ok || !slices.Contains(tagKeys, name) {
-			return nil, fmt.Errorf("EC2 instance tag %q: unknown key: the tags bbb-agent reads are %s<key> for the keys %s", key, tagPrefix, strings.Join(tagKeys, ", "))
+			return nil, nil, nil, fmt.Errorf("EC2 instance tag %q: unknown key: the tags bbb-agent reads are %s<key> for the keys %s", key, tagPrefix, strings.Join(tagKeys, ", "))
 		}
 		value := strings.TrimSpace(tags[key])
 		if value == "" {
@@ -88,7 +97,7 @@ func applyTags(c *cli.Context, tags map[string]string, fromFile map[string]strin
 			shown = "******"
 		}
 		if err := checkTag(name, value); err != nil {
-			return nil, fmt.Errorf("EC2 instance tag %q: value %q is not valid: %w (fix the tag, or give %s, which wins over it)", key, shown, err, setting(name))
+			return nil, nil, nil, fmt.Errorf("EC2 instance tag %q: value %q is not valid: %w (fix the tag, or give %s, which wins over it)", key, shown, err, setting(name))
 		}
 		values := []string{value}
 		if _, list := f.(*cli.StringSliceFlag); list {
@@ -96,7 +105,7 @@ func applyTags(c *cli.Context, tags map[string]string, fromFile map[string]strin
 		}
 		for _, v := range values {
 			if err := c.Set(name, v); err != nil {
-				return nil, fmt.Errorf("EC2 instance tag %q: value %q is not valid: want %s (fix the tag, or give %s, which wins over it)", key, shown, cliconfig.Expected(f), setting(name))
+				return nil, nil, nil, fmt.Errorf("EC2 instance tag %q: value %q is not valid: want %s (fix the tag, or give %s, which wins over it)", key, shown, cliconfig.Expected(f), setting(name))
 			}
 		}
 		if fromFile == nil {
@@ -105,11 +114,7 @@ func applyTags(c *cli.Context, tags map[string]string, fromFile map[string]strin
 		fromFile[name] = tagSourcePrefix + key
 		set = append(set, key)
 	}
-	if len(set)+len(overridden) > 0 {
-		// Keys only: a value may be the agent token.
-		log.Info("EC2 instance tags read", "applied", set, "overridden_by_flag_env_or_file", overridden)
-	}
-	return fromFile, nil
+	return fromFile, set, overridden, nil
 }
 
 // checkTag refuses the tag values that would otherwise fail later, under
@@ -150,11 +155,19 @@ func configSource(from string) string {
 
 // tagLogger logs what the tags did before run has its logger: the same
 // text lines on standard error, at --log-level (info when that is bad;
-// run says so).
-func tagLogger(c *cli.Context) *slog.Logger {
+// run says so), with the node's name as far as it is known here: the
+// configured one, {instance-id} replaced; "" for a name the first start
+// generates.
+func tagLogger(c *cli.Context, md *ec2.Metadata) *slog.Logger {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
 		level = slog.LevelInfo
 	}
-	return slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level}))
+	node := c.String("node-name")
+	if node != "" {
+		if name, err := agent.NodeName(c.Context, node, "", md.InstanceID); err == nil {
+			node = name
+		}
+	}
+	return slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})).With("node", node)
 }

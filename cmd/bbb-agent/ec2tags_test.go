@@ -78,6 +78,11 @@ func TestEC2InstanceTags(t *testing.T) {
 		if !strings.Contains(r.Stderr, "EC2 instance tags read") || !strings.Contains(r.Stderr, "bbb-agent:role") {
 			t.Errorf("config's log does not say which tags it read:\n%s", r.Stderr)
 		}
+		// Like every line of the agent's, with the node's name: here from
+		// the tag, {instance-id} replaced.
+		if !strings.Contains(r.Stderr, " node=turn-i-0123456789abcdef0") {
+			t.Errorf("config's log does not name the node:\n%s", r.Stderr)
+		}
 		noSecrets(t, "config", r.Stdout+r.Stderr, []string{tagToken})
 	})
 
