@@ -3,15 +3,18 @@ package boottest
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/bbb-agent/bbb-agent/balancer/adminapi"
 	"github.com/bbb-agent/bbb-agent/balancer/balancertest"
+	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/bbb-agent/bbb-agent/internal/testenv"
 )
@@ -45,7 +48,7 @@ const (
 //   - the watchdog is armed (WatchdogUSec, and the agent's WATCHDOG_USEC);
 //   - `systemctl restart bbb-agent` (what a package upgrade does) does not
 //     drain: the node stays listed, online and enabled at the balancer
-//     throughout and is never cordoned;
+//     throughout and is never cordoned, and its meeting goes on;
 //   - `systemctl poweroff` does drain: logind announces the shutdown
 //     (PrepareForShutdown), the agent, holding a delay lock that the
 //     package's drop-in lets last, cordons the node at the balancer and
@@ -118,6 +121,29 @@ func TestBootInstalledPackage(t *testing.T) {
 		t.FailNow()
 	}
 
+	// A meeting placed on the node through the balancer, as a front-end
+	// creates one; it must go on through the restart.
+	front, err := bbb.NewClient(lb.Ready, lbSecret, bbb.WithHTTPClient(&http.Client{Timeout: 10 * time.Second}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	node1, err := bbb.NewClient(sim.Ready, simSecret, bbb.WithHTTPClient(&http.Client{Timeout: 10 * time.Second}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if res, err := front.Create(ctx, bbb.CreateRequest{MeetingID: "lecture", Name: "Lecture"}); err != nil || res.ReturnCode != bbb.ReturnSuccess {
+		t.Fatalf("create through the balancer: %+v, %v", res, err)
+	}
+	onNode := func() []string {
+		meetings, err := node1.GetMeetings(ctx)
+		if err != nil {
+			t.Fatalf("the node's getMeetings: %v", err)
+		}
+		return fleet.MeetingIDs(meetings)
+	}
+
 	// systemctl restart, watching the node at the balancer until the
 	// restarted agent has registered again.
 	registered := strings.Count(lb.Output(), registeredLine)
@@ -158,9 +184,20 @@ func TestBootInstalledPackage(t *testing.T) {
 	if log := c.run("journalctl", "--unit", agentUnit, "--output", "cat", "--no-pager"); !strings.Contains(log, "the node stays registered") || strings.Contains(log, "drain started") {
 		t.Errorf("the agent's journal through the restart:\n%s", log)
 	}
+	if got := onNode(); !slices.Equal(got, []string{"lecture"}) {
+		t.Errorf("the node runs %v after the restart, want the lecture", got)
+	}
 	if t.Failed() {
 		t.FailNow()
 	}
+	// The lecture ends, so the shutdown's drain has nothing to wait for.
+	if err := node1.End(ctx, "lecture", ""); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, "the node reporting no meeting", func() bool {
+		s, ok := node()
+		return ok && s.Meetings == 0
+	})
 
 	// poweroff: logind asks first (PrepareForShutdown), the agent drains
 	// and releases its lock, then systemd stops everything.
