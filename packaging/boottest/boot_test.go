@@ -80,7 +80,9 @@ func TestBootInstalledPackage(t *testing.T) {
 		"bbb-url: " + sim.Ready,
 		"bbb-secret: " + simSecret,
 		"node-name: " + nodeName,
-		"report-interval: 1s",
+		// Offline at the balancer after three missed reports: 6 s, well
+		// beyond a restart.
+		"report-interval: 2s",
 		"drain-deadline: 10s",
 		// The host has no /var/bigbluebutton to report the free space of.
 		"recordings-dir: /var/lib/bbb-agent",
@@ -131,13 +133,16 @@ func TestBootInstalledPackage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	if res, err := front.Create(ctx, bbb.CreateRequest{MeetingID: "lecture", Name: "Lecture"}); err != nil || res.ReturnCode != bbb.ReturnSuccess {
+	call := func() context.Context {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		t.Cleanup(cancel)
+		return ctx
+	}
+	if res, err := front.Create(call(), bbb.CreateRequest{MeetingID: "lecture", Name: "Lecture"}); err != nil || res.ReturnCode != bbb.ReturnSuccess {
 		t.Fatalf("create through the balancer: %+v, %v", res, err)
 	}
 	onNode := func() []string {
-		meetings, err := node1.GetMeetings(ctx)
+		meetings, err := node1.GetMeetings(call())
 		if err != nil {
 			t.Fatalf("the node's getMeetings: %v", err)
 		}
@@ -191,7 +196,7 @@ func TestBootInstalledPackage(t *testing.T) {
 		t.FailNow()
 	}
 	// The lecture ends, so the shutdown's drain has nothing to wait for.
-	if err := node1.End(ctx, "lecture", ""); err != nil {
+	if err := node1.End(call(), "lecture", ""); err != nil {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, 10*time.Second, "the node reporting no meeting", func() bool {
