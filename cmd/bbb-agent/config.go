@@ -24,7 +24,11 @@ func loadConfigFile(c *cli.Context) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return cliconfig.Load(c, files, "balancer-url, report-interval")
+	fromFile, err := cliconfig.Load(c, files, "balancer-url, report-interval")
+	if err != nil {
+		return nil, err
+	}
+	return applyEC2Tags(c, fromFile) // with --ec2: the bbb-agent:* instance tags, last
 }
 
 // printConfig prints the effective configuration, secrets masked, with
@@ -64,7 +68,7 @@ func source(c *cli.Context, f cli.Flag, fromFile map[string]string, given map[st
 	case given[name]:
 		return "flag"
 	case fromFile[name] != "":
-		return "file " + fromFile[name]
+		return configSource(fromFile[name])
 	case !c.IsSet(name):
 		return "default"
 	}

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -10,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bbb-agent/bbb-agent/internal/emulate/imds"
 )
 
 // unavailable skips the test because a tool is not installed, or fails it
@@ -91,11 +95,81 @@ func TestCloudInitExamples(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		given := string(data)
+		if filepath.Base(f) == "ec2-asg-user-data.yaml" {
+			// The launch template's instance tags give the rest.
+			for _, tag := range launchTemplate(t).TagSpecifications[0].Tags {
+				if key, ok := strings.CutPrefix(tag.Key, "bbb-agent:"); ok {
+					given += "\n" + key + ": " + tag.Value
+				}
+			}
+		}
 		for _, want := range []string{"/etc/bbb-agent/agent.d/50-cloud-init.yaml", "balancer-url:", "agent-token:", "dns-zone:", "role:", "systemctl, enable, --now, bbb-agent"} {
-			if !strings.Contains(string(data), want) {
+			if !strings.Contains(given, want) {
 				t.Errorf("%s lacks %q", f, want)
 			}
 		}
+	}
+}
+
+// ec2LaunchTemplate is what TestEC2LaunchTemplate reads of
+// cloud-init/ec2-launch-template.json (the LaunchTemplateData of
+// aws ec2 create-launch-template).
+type ec2LaunchTemplate struct {
+	MetadataOptions struct {
+		HttpTokens           string
+		InstanceMetadataTags string
+	}
+	TagSpecifications []struct {
+		ResourceType string
+		Tags         []struct{ Key, Value string }
+	}
+	UserData string
+}
+
+func launchTemplate(t *testing.T) ec2LaunchTemplate {
+	t.Helper()
+	data, err := os.ReadFile("../cloud-init/ec2-launch-template.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lt ec2LaunchTemplate
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&lt); err != nil {
+		t.Fatalf("ec2-launch-template.json: %v", err)
+	}
+	if len(lt.TagSpecifications) != 1 || lt.TagSpecifications[0].ResourceType != "instance" {
+		t.Fatalf("ec2-launch-template.json: want one TagSpecification, of the instance: %+v", lt.TagSpecifications)
+	}
+	return lt
+}
+
+// TestEC2LaunchTemplate: the example launch template puts the instance's
+// tags in its metadata (the agent reads bbb-agent:* tags there), requires
+// IMDSv2 (the agent speaks nothing else), tags keys EC2 can expose there,
+// and keeps the agent token out of the tags.
+func TestEC2LaunchTemplate(t *testing.T) {
+	lt := launchTemplate(t)
+	if lt.MetadataOptions.InstanceMetadataTags != "enabled" || lt.MetadataOptions.HttpTokens != "required" {
+		t.Errorf("MetadataOptions %+v: want InstanceMetadataTags enabled and HttpTokens required", lt.MetadataOptions)
+	}
+	agentTags := 0
+	for _, tag := range lt.TagSpecifications[0].Tags {
+		if err := imds.ValidTagKey(tag.Key); err != nil {
+			t.Errorf("ec2-launch-template.json: %v", err)
+		}
+		if strings.HasPrefix(tag.Key, "bbb-agent:") {
+			agentTags++
+		}
+		if strings.Contains(tag.Key, "token") || strings.Contains(tag.Key, "secret") {
+			t.Errorf("ec2-launch-template.json tags the instance with %s: a secret belongs in the user data, not in a tag", tag.Key)
+		}
+	}
+	if agentTags == 0 {
+		t.Error("ec2-launch-template.json has no bbb-agent:* tag")
+	}
+	if !strings.Contains(lt.UserData, "ec2-asg-user-data.yaml") {
+		t.Errorf("ec2-launch-template.json: UserData %q does not point at ec2-asg-user-data.yaml", lt.UserData)
 	}
 }
 
@@ -138,16 +212,17 @@ func TestPackages(t *testing.T) {
 
 	contents := map[string]map[string]string{ // package → path → "mode owner"
 		agent: {
-			"./usr/bin/bbb-agent":                                               "-rwxr-xr-x root/root",
-			"./lib/systemd/system/bbb-agent.service":                            "-rw-r--r-- root/root",
-			"./usr/lib/systemd/logind.conf.d/bbb-agent.conf":                    "-rw-r--r-- root/root",
-			"./usr/local/bigbluebutton/core/scripts/post_publish/bbb_agent.rb":  "-rwxr-xr-x root/root",
-			"./usr/share/bbb-agent/agent.yaml":                                  "-rw-r--r-- root/root",
-			"./usr/share/doc/bbb-agent/examples/agent.yaml":                     "-rw-r--r-- root/root",
-			"./usr/share/doc/bbb-agent/examples/cloud-init/ec2-iam-policy.json": "-rw-r--r-- root/root",
-			"./usr/share/doc/bbb-agent/copyright":                               "-rw-r--r-- root/root",
-			"./usr/share/doc/bbb-agent/changelog.gz":                            "-rw-r--r-- root/root",
-			"./etc/bbb-agent/agent.d/":                                          "drwxr-xr-x root/root",
+			"./usr/bin/bbb-agent":                                                    "-rwxr-xr-x root/root",
+			"./lib/systemd/system/bbb-agent.service":                                 "-rw-r--r-- root/root",
+			"./usr/lib/systemd/logind.conf.d/bbb-agent.conf":                         "-rw-r--r-- root/root",
+			"./usr/local/bigbluebutton/core/scripts/post_publish/bbb_agent.rb":       "-rwxr-xr-x root/root",
+			"./usr/share/bbb-agent/agent.yaml":                                       "-rw-r--r-- root/root",
+			"./usr/share/doc/bbb-agent/examples/agent.yaml":                          "-rw-r--r-- root/root",
+			"./usr/share/doc/bbb-agent/examples/cloud-init/ec2-iam-policy.json":      "-rw-r--r-- root/root",
+			"./usr/share/doc/bbb-agent/examples/cloud-init/ec2-launch-template.json": "-rw-r--r-- root/root",
+			"./usr/share/doc/bbb-agent/copyright":                                    "-rw-r--r-- root/root",
+			"./usr/share/doc/bbb-agent/changelog.gz":                                 "-rw-r--r-- root/root",
+			"./etc/bbb-agent/agent.d/":                                               "drwxr-xr-x root/root",
 		},
 		balancer: {
 			"./usr/bin/bbb-balancer":                             "-rwxr-xr-x root/root",

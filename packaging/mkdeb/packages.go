@@ -43,6 +43,7 @@ func packages() []pkg {
 			{src: "cloud-init/turn-node.yaml", dst: "/usr/share/doc/bbb-agent/examples/cloud-init/turn-node.yaml", mode: 0o644},
 			{src: "cloud-init/ec2-asg-user-data.yaml", dst: "/usr/share/doc/bbb-agent/examples/cloud-init/ec2-asg-user-data.yaml", mode: 0o644},
 			{src: "cloud-init/ec2-iam-policy.json", dst: "/usr/share/doc/bbb-agent/examples/cloud-init/ec2-iam-policy.json", mode: 0o644},
+			{src: "cloud-init/ec2-launch-template.json", dst: "/usr/share/doc/bbb-agent/examples/cloud-init/ec2-launch-template.json", mode: 0o644},
 			{src: "cloud-init/ec2-lifecycle-hook.sh", dst: "/usr/share/doc/bbb-agent/examples/cloud-init/ec2-lifecycle-hook.sh", mode: 0o644},
 			{src: "debian/bbb-agent.lintian-overrides", dst: "/usr/share/lintian/overrides/bbb-agent", mode: 0o644},
 			{dst: "/etc/bbb-agent", typ: files.TypeDir, mode: 0o755},

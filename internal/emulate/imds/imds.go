@@ -6,6 +6,7 @@ package imds
 
 import (
 	"crypto/rand"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -22,6 +23,10 @@ const (
 	TTLHeader    = "X-aws-ec2-metadata-token-ttl-seconds"
 )
 
+// TagsPath is where the instance's tags are, relative to MetadataPath: its
+// listing names the tag keys, TagsPath+"/"+key answers a tag's value.
+const TagsPath = "tags/instance"
+
 const (
 	maxTokenTTL  = 21600 // seconds, the real service's limit
 	notFoundPage = `<?xml version="1.0" encoding="iso-8859-1"?>` + "\n" +
@@ -37,6 +42,9 @@ type Server struct {
 	tokens   map[string]time.Time // token → expiry
 	requests map[string]int       // URL path → number of requests
 	disabled bool
+	// tagsHidden: the instance's tags are not in its metadata
+	// (InstanceMetadataTags=disabled): everything below TagsPath is 404.
+	tagsHidden bool
 }
 
 // New returns an emulated metadata service with no items. now is its clock
@@ -66,6 +74,46 @@ func (s *Server) Delete(path string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.items, strings.Trim(path, "/"))
+}
+
+// SetTag gives the instance the tag key=value, served at TagsPath/key while
+// tags are exposed (SetTagsExposed). It refuses a key the real service
+// cannot expose, as EC2 refuses to launch an instance with such a tag and
+// tags in its metadata: only letters, digits and + - = . , _ : @, not "."
+// or ".." or "_index".
+func (s *Server) SetTag(key, value string) error {
+	if err := ValidTagKey(key); err != nil {
+		return err
+	}
+	s.Set(TagsPath+"/"+key, value)
+	return nil
+}
+
+// ValidTagKey says whether key can be an instance tag key in instance
+// metadata (EC2 User Guide, "View tags for your EC2 instances using
+// instance metadata").
+func ValidTagKey(key string) error {
+	if key == "" || key == "." || key == ".." || key == "_index" {
+		return fmt.Errorf("tag key %q cannot be in instance metadata", key)
+	}
+	for _, r := range key {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', strings.ContainsRune("+-=.,_:@", r):
+		default:
+			return fmt.Errorf("tag key %q cannot be in instance metadata: %q is not a letter, digit or one of + - = . , _ : @", key, r)
+		}
+	}
+	return nil
+}
+
+// SetTagsExposed says whether the instance's tags are in its metadata
+// (InstanceMetadataTags=enabled, which New assumes) or not (disabled, EC2's
+// default): then TagsPath and everything below it answer 404, as the real
+// service does, whatever tags the instance has.
+func (s *Server) SetTagsExposed(exposed bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tagsHidden = !exposed
 }
 
 // SetDisabled turns the whole service off (true) or on, as the instance's
@@ -157,6 +205,9 @@ func (s *Server) serveItem(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		body, ok = s.listing(path)
 	}
+	if s.tagsHidden && (path == TagsPath || strings.HasPrefix(path, TagsPath+"/")) {
+		ok = false
+	}
 	if !ok {
 		notFound(w)
 		return
@@ -174,6 +225,9 @@ func (s *Server) listing(dir string) (string, bool) {
 	}
 	seen := map[string]bool{}
 	for p := range s.items {
+		if s.tagsHidden && strings.HasPrefix(p, TagsPath+"/") {
+			continue
+		}
 		rest, ok := strings.CutPrefix(p, prefix)
 		if !ok || rest == "" {
 			continue

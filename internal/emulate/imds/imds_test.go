@@ -156,3 +156,53 @@ func TestEmulatedIMDSItems(t *testing.T) {
 		t.Errorf("outside meta-data: %d, want 404", code)
 	}
 }
+
+// TestEmulatedIMDSTags: tags listed and read while exposed, 404 when the
+// instance keeps them out of its metadata; keys the real service cannot
+// expose are refused.
+func TestEmulatedIMDSTags(t *testing.T) {
+	s, hs, _ := emulation(t)
+	s.Set("instance-id", "i-0123456789abcdef0")
+	for k, v := range map[string]string{"bbb-agent:role": "turn", "Name": "node 1", "aws:autoscaling:groupName": "bbb"} {
+		if err := s.SetTag(k, v); err != nil {
+			t.Fatalf("SetTag(%q): %v", k, err)
+		}
+	}
+	h := map[string]string{TokenHeader: token(t, hs.URL, "60")}
+	base := hs.URL + MetadataPath
+
+	if code, _, body := do(t, http.MethodGet, base+TagsPath, h); code != http.StatusOK || body != "Name\naws:autoscaling:groupName\nbbb-agent:role" {
+		t.Errorf("tag listing: %d %q", code, body)
+	}
+	if code, _, body := do(t, http.MethodGet, base+TagsPath+"/bbb-agent:role", h); code != http.StatusOK || body != "turn" {
+		t.Errorf("tag bbb-agent:role: %d %q", code, body)
+	}
+	if code, _, body := do(t, http.MethodGet, base, h); code != http.StatusOK || body != "instance-id\ntags/" {
+		t.Errorf("root listing: %d %q", code, body)
+	}
+
+	s.SetTagsExposed(false)
+	for _, p := range []string{TagsPath, TagsPath + "/", TagsPath + "/bbb-agent:role", "tags"} {
+		if code, _, _ := do(t, http.MethodGet, base+p, h); code != http.StatusNotFound {
+			t.Errorf("%s with tags not exposed: %d, want 404", p, code)
+		}
+	}
+	if code, _, body := do(t, http.MethodGet, base, h); code != http.StatusOK || body != "instance-id" {
+		t.Errorf("root listing with tags not exposed: %d %q", code, body)
+	}
+	s.SetTagsExposed(true)
+	if code, _, _ := do(t, http.MethodGet, base+TagsPath+"/Name", h); code != http.StatusOK {
+		t.Errorf("tag Name exposed again: %d", code)
+	}
+
+	for _, bad := range []string{"", ".", "..", "_index", "bbb-agent/role", "has space", "bbb-agent:rôle"} {
+		if err := s.SetTag(bad, "x"); err == nil {
+			t.Errorf("SetTag(%q): no error; EC2 cannot expose that key in instance metadata", bad)
+		}
+	}
+	for _, good := range []string{"bbb-agent:balancer-url", "a+b=c.d,e_f:g@h", "..."} {
+		if err := ValidTagKey(good); err != nil {
+			t.Errorf("ValidTagKey(%q): %v", good, err)
+		}
+	}
+}
