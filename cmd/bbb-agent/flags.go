@@ -25,8 +25,11 @@ func setting(name string) string {
 	return "--" + name + " (" + env(strings.ToUpper(key))[0] + ", " + key + " in agent.yaml)"
 }
 
-// settingError says that err is about the setting name.
+// settingError says that err is about the setting name; nil stays nil.
 func settingError(name string, err error) error {
+	if err == nil {
+		return nil
+	}
 	return fmt.Errorf("%s: %w", setting(name), err)
 }
 

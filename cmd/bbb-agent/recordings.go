@@ -29,8 +29,12 @@ func recordingsFlags() []cli.Flag {
 	}
 }
 
-// openStorage opens --recordings-storage.
-func openStorage(ctx context.Context, c *cli.Context) (storage.Storage, error) {
+// recordingsConfig checks the recordings settings and opens
+// --recordings-storage (without contacting it).
+func recordingsConfig(ctx context.Context, c *cli.Context) (storage.Storage, error) {
+	if d := c.Duration("recordings-delete-after"); d < 0 {
+		return nil, settingError("recordings-delete-after", fmt.Errorf("%s is negative: give a duration, or 0 to keep local copies", d))
+	}
 	st, err := storage.Open(ctx, c.String("recordings-storage"), storage.Options{S3Endpoint: c.String("recordings-s3-endpoint")})
 	if err != nil {
 		return nil, settingError("recordings-storage", err)
@@ -57,13 +61,7 @@ func (s *shipper) run(ctx context.Context) error {
 // the state directory, the storage, and with registrar balancer the
 // balancer's recordings index.
 func wireRecordings(ctx context.Context, c *cli.Context, n *node, cfg *agent.Config, deps *agent.Deps, log *slog.Logger) (*shipper, error) {
-	if d := c.Duration("recordings-delete-after"); d < 0 {
-		return nil, settingError("recordings-delete-after", fmt.Errorf("%s is negative: give a duration, or 0 to keep local copies", d))
-	}
-	st, err := openStorage(ctx, c)
-	if err != nil {
-		return nil, err
-	}
+	st := n.storage
 	q, err := recordings.OpenQueue(ctx, c.String("state-dir"))
 	if err != nil {
 		return nil, fmt.Errorf("recordings queue in %s: %w", setting("state-dir"), err)
@@ -83,12 +81,7 @@ func wireRecordings(ctx context.Context, c *cli.Context, n *node, cfg *agent.Con
 
 // checkStorage is check's line for the recordings storage: a probe written
 // and deleted.
-func checkStorage(ctx context.Context, c *cli.Context, k *checker) {
-	st, err := openStorage(ctx, c)
-	if err != nil {
-		k.fail("recordings storage", err)
-		return
-	}
+func checkStorage(ctx context.Context, st storage.Storage, k *checker) {
 	if storage.IsNone(st) {
 		k.warn("recordings storage", "none: recordings stay on this node (give "+setting("recordings-storage")+" to ship them)")
 		return
