@@ -17,19 +17,19 @@ import (
 // dnsFlags are the DNS flags of `bbb-agent run`.
 func dnsFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "dns-provider", Value: "none", EnvVars: env("DNS_PROVIDER"), Usage: "none, rfc2136 (BIND, Knot, PowerDNS) or route53"},
-		&cli.StringFlag{Name: "dns-zone", EnvVars: env("DNS_ZONE"), Usage: "the zone the node's name lives in; the name is <node-name>.<zone>"},
-		&cli.IntFlag{Name: "dns-ttl", Value: dnsupdate.DefaultTTL, EnvVars: env("DNS_TTL"), Usage: "TTL of the node's records, in seconds"},
-		&cli.StringFlag{Name: "dns-owner-id", EnvVars: env("DNS_OWNER_ID"), Usage: "who owns the records (one id per fleet; default: the balancer's host name)"},
-		&cli.BoolFlag{Name: "dns-takeover", EnvVars: env("DNS_TAKEOVER"), Usage: "take over a name that has records of another owner or of none"},
-		&cli.DurationFlag{Name: "dns-wait-timeout", Value: dnsupdate.DefaultWaitTimeout, EnvVars: env("DNS_WAIT_TIMEOUT"), Usage: "how long to wait for the authoritative servers to answer before registering"},
-		&cli.StringSliceFlag{Name: "dns-server", EnvVars: env("DNS_SERVER"), Usage: "rfc2136: a server taking updates, HOST:PORT (repeatable; tried in order)"},
-		&cli.StringFlag{Name: "dns-tsig-key-name", EnvVars: env("DNS_TSIG_KEY_NAME"), Usage: "rfc2136: the TSIG key's name"},
-		&cli.StringFlag{Name: "dns-tsig-secret", EnvVars: env("DNS_TSIG_SECRET"), Usage: "rfc2136: the TSIG key's secret (base64)"},
-		&cli.StringFlag{Name: "dns-tsig-algorithm", Value: "hmac-sha256", EnvVars: env("DNS_TSIG_ALGORITHM"), Usage: "rfc2136: hmac-sha256, hmac-sha384, hmac-sha512 or hmac-sha1"},
-		&cli.StringFlag{Name: "dns-hosted-zone-id", EnvVars: env("DNS_HOSTED_ZONE_ID"), Usage: "route53: the hosted zone (default: found from --dns-zone)"},
-		&cli.StringFlag{Name: "aws-region", EnvVars: env("AWS_REGION"), Usage: "AWS region for route53 when not on EC2"},
-		&cli.StringFlag{Name: "route53-endpoint", EnvVars: env("ROUTE53_ENDPOINT"), Usage: "Route53 API endpoint override (tests)"},
+		&cli.StringFlag{Name: "dns-provider", Category: catDNS, Value: "none", EnvVars: env("DNS_PROVIDER"), Usage: "none, rfc2136 (BIND, Knot, PowerDNS) or route53"},
+		&cli.StringFlag{Name: "dns-zone", Category: catDNS, EnvVars: env("DNS_ZONE"), Usage: "the zone the node's name lives in; the name is <node-name>.<zone>"},
+		&cli.IntFlag{Name: "dns-ttl", Category: catDNS, Value: dnsupdate.DefaultTTL, EnvVars: env("DNS_TTL"), Usage: "TTL of the node's records, in seconds"},
+		&cli.StringFlag{Name: "dns-owner-id", Category: catDNS, EnvVars: env("DNS_OWNER_ID"), Usage: "who owns the records (one id per fleet; default: the balancer's host name)"},
+		&cli.BoolFlag{Name: "dns-takeover", Category: catDNS, EnvVars: env("DNS_TAKEOVER"), Usage: "take over a name that has records of another owner or of none"},
+		&cli.DurationFlag{Name: "dns-wait-timeout", Category: catDNS, Value: dnsupdate.DefaultWaitTimeout, EnvVars: env("DNS_WAIT_TIMEOUT"), Usage: "how long to wait for the authoritative servers to answer before registering"},
+		&cli.StringSliceFlag{Name: "dns-server", Category: catDNS, EnvVars: env("DNS_SERVER"), Usage: "rfc2136: a server taking updates, HOST:PORT (repeatable; tried in order)"},
+		&cli.StringFlag{Name: "dns-tsig-key-name", Category: catDNS, EnvVars: env("DNS_TSIG_KEY_NAME"), Usage: "rfc2136: the TSIG key's name"},
+		&cli.StringFlag{Name: "dns-tsig-secret", Category: catDNS, EnvVars: env("DNS_TSIG_SECRET"), Usage: "rfc2136: the TSIG key's secret (base64)"},
+		&cli.StringFlag{Name: "dns-tsig-algorithm", Category: catDNS, Value: "hmac-sha256", EnvVars: env("DNS_TSIG_ALGORITHM"), Usage: "rfc2136: hmac-sha256, hmac-sha384, hmac-sha512 or hmac-sha1"},
+		&cli.StringFlag{Name: "dns-hosted-zone-id", Category: catDNS, EnvVars: env("DNS_HOSTED_ZONE_ID"), Usage: "route53: the hosted zone (default: found from --dns-zone)"},
+		&cli.StringFlag{Name: "aws-region", Category: catDNS, EnvVars: env("AWS_REGION"), Usage: "AWS region for route53 when not on EC2"},
+		&cli.StringFlag{Name: "route53-endpoint", Category: catDNS, Hidden: true, EnvVars: env("ROUTE53_ENDPOINT"), Usage: "Route53 API endpoint override (tests)"},
 	}
 }
 

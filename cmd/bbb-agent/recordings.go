@@ -22,10 +22,10 @@ import (
 // the host's, it also names the volume whose free space is reported).
 func recordingsFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "recordings-storage", Value: "none", EnvVars: env("RECORDINGS_STORAGE"), Usage: "where finished recordings go: none (they stay on the node), spool:/DIR (Scalelite's <record_id>.tar) or s3://BUCKET/PREFIX"},
-		&cli.StringFlag{Name: "recordings-s3-endpoint", EnvVars: env("RECORDINGS_S3_ENDPOINT"), Usage: "an S3-compatible server's URL (path-style addressing); default: AWS"},
-		&cli.DurationFlag{Name: "recordings-delete-after", EnvVars: env("RECORDINGS_DELETE_AFTER"), Usage: "remove a recording's local copy this long after the storage confirmed it; 0: never"},
-		&cli.BoolFlag{Name: "drain-wait-recordings", Value: true, EnvVars: env("DRAIN_WAIT_RECORDINGS"), Usage: "a drain waits (within --drain-deadline) for BBB to finish processing recordings and for them to ship"},
+		&cli.StringFlag{Name: "recordings-storage", Category: catRecordings, Value: "none", EnvVars: env("RECORDINGS_STORAGE"), Usage: "where finished recordings go: none (they stay on the node), spool:/DIR (Scalelite's <record_id>.tar) or s3://BUCKET/PREFIX"},
+		&cli.StringFlag{Name: "recordings-s3-endpoint", Category: catRecordings, EnvVars: env("RECORDINGS_S3_ENDPOINT"), Usage: "an S3-compatible server's URL (path-style addressing); default: AWS"},
+		&cli.DurationFlag{Name: "recordings-delete-after", Category: catRecordings, EnvVars: env("RECORDINGS_DELETE_AFTER"), Usage: "remove a recording's local copy this long after the storage confirmed it; 0: never"},
+		&cli.BoolFlag{Name: "drain-wait-recordings", Category: catDrain, Value: true, EnvVars: env("DRAIN_WAIT_RECORDINGS"), Usage: "a drain waits (within --drain-deadline) for BBB to finish processing recordings and for them to ship"},
 	}
 }
 
@@ -153,7 +153,7 @@ func recordingsCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					fmt.Fprintf(c.App.Writer, "%s: %d formats queued to ship now (bbb-agent recordings list shows their progress)\n", rid, n)
+					fmt.Fprintf(c.App.Writer, "%s: %s queued to ship now (bbb-agent recordings list shows their progress)\n", rid, plural(n, "format"))
 					return nil
 				},
 			},
@@ -168,7 +168,7 @@ func recordingsCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					fmt.Fprintf(c.App.Writer, "%s: %d formats queued again\n", rid, n)
+					fmt.Fprintf(c.App.Writer, "%s: %s queued again\n", rid, plural(n, "format"))
 					return nil
 				},
 			},
@@ -179,7 +179,7 @@ func recordingsCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					fmt.Fprintf(c.App.Writer, "%d formats queued\n", n)
+					fmt.Fprintf(c.App.Writer, "%s queued\n", plural(n, "format"))
 					return nil
 				},
 			},
@@ -198,7 +198,7 @@ func printRecordings(w io.Writer, rows []recordings.Row) {
 	for _, r := range rows {
 		shipped := "-"
 		if !r.ShippedAt.IsZero() {
-			shipped = r.ShippedAt.Local().Format(time.DateTime)
+			shipped = localTime(r.ShippedAt)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.RecordID, r.Format, r.State, bytes(uint64(max(r.Size, 0))), r.Attempts, shipped, r.LastError)
 	}
@@ -216,13 +216,13 @@ func recordingsStatus(row func(k, v string), r *agent.RecordingsStatus) {
 			v += fmt.Sprintf(", %d not indexed yet", b.Unindexed)
 		}
 		row("recordings", v)
-		row("  shipped", fmt.Sprintf("%d formats, %s since start (%d failed attempts)", r.Shipped, bytes(r.BytesShipped), r.Failed))
+		row("  shipped", fmt.Sprintf("%s, %s since start (%s)", plural(int(r.Shipped), "format"), bytes(r.BytesShipped), plural(int(r.Failed), "failed attempt")))
 	}
 	if b.FreedBytes > 0 {
 		row("  freed", bytes(uint64(b.FreedBytes))+" of local copies deleted after shipping")
 	}
 	if b.LastFailure != "" {
-		row("  last failure", b.LastFailureAt.Local().Format(time.DateTime)+" "+b.LastFailure)
+		row("  last failure", localTime(b.LastFailureAt)+" "+b.LastFailure)
 	}
 	if r.Error != "" {
 		row("  error", r.Error)

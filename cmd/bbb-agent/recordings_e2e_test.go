@@ -280,7 +280,7 @@ func TestRecordingsShipToS3(t *testing.T) {
 		}
 	}
 	a.waitRecordingState(t, ids[:2], recordings.StateIndexed, 20*time.Second)
-	if r := a.admin(t, "recordings", "backfill"); r.Code != 0 || !strings.Contains(r.Stdout, "1 formats queued") {
+	if r := a.admin(t, "recordings", "backfill"); r.Code != 0 || !strings.Contains(r.Stdout, "1 format queued") {
 		t.Fatalf("recordings backfill: %s", r)
 	}
 	rows := a.waitRecordingState(t, ids, recordings.StateIndexed, 20*time.Second)

@@ -17,12 +17,12 @@ import (
 // turnFlags are the TURN flags of `bbb-agent run`.
 func turnFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "turn-secret", EnvVars: env("TURN_SECRET"), Usage: "coturn's static-auth-secret, the same on every TURN and BBB node"},
-		&cli.StringSliceFlag{Name: "turn-uri", EnvVars: env("TURN_URI"), Usage: "role turn: what this node offers, e.g. turn:turn1.example.com:3478 or turns:turn1.example.com:443?transport=tcp (repeatable)"},
-		&cli.StringFlag{Name: "turn-probe-uri", EnvVars: env("TURN_PROBE_URI"), Usage: "role turn: the URI the node probes itself through (default: the first --turn-uri; e.g. turn:127.0.0.1:3478 behind NAT)"},
-		&cli.StringFlag{Name: "turn-stun-xml", Value: turn.DefaultPath, EnvVars: env("TURN_STUN_XML"), Usage: "role bbb: the file bbb-web reads its TURN servers from"},
-		&cli.DurationFlag{Name: "turn-ttl", Value: turn.DefaultTTL, EnvVars: env("TURN_TTL"), Usage: "role bbb: how long the TURN credentials BBB hands out last"},
-		&cli.StringFlag{Name: "turn-dns-name", EnvVars: env("TURN_DNS_NAME"), Usage: "role bbb: find TURN servers in DNS (SRV _turn._udp/_turns._tcp, or the name's A records) when the balancer names none"},
+		&cli.StringFlag{Name: "turn-secret", Category: catTURN, EnvVars: env("TURN_SECRET"), Usage: "coturn's static-auth-secret, the same on every TURN and BBB node"},
+		&cli.StringSliceFlag{Name: "turn-uri", Category: catTURN, EnvVars: env("TURN_URI"), Usage: "role turn: what this node offers, e.g. turn:turn1.example.com:3478 or turns:turn1.example.com:443?transport=tcp (repeatable)"},
+		&cli.StringFlag{Name: "turn-probe-uri", Category: catTURN, EnvVars: env("TURN_PROBE_URI"), Usage: "role turn: the URI the node probes itself through (default: the first --turn-uri; e.g. turn:127.0.0.1:3478 behind NAT)"},
+		&cli.StringFlag{Name: "turn-stun-xml", Category: catTURN, Value: turn.DefaultPath, EnvVars: env("TURN_STUN_XML"), Usage: "role bbb: the file bbb-web reads its TURN servers from"},
+		&cli.DurationFlag{Name: "turn-ttl", Category: catTURN, Value: turn.DefaultTTL, EnvVars: env("TURN_TTL"), Usage: "role bbb: how long the TURN credentials BBB hands out last"},
+		&cli.StringFlag{Name: "turn-dns-name", Category: catTURN, EnvVars: env("TURN_DNS_NAME"), Usage: "role bbb: find TURN servers in DNS (SRV _turn._udp/_turns._tcp, or the name's A records) when the balancer names none"},
 	}
 }
 
