@@ -175,7 +175,7 @@ func newRegistrar(c *cli.Context) (registrar.Registrar, error) {
 		return nil, settingError("registrar", fmt.Errorf("%q: want balancer or scalelite", c.String("registrar")))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("registrar: %w", err)
+		return nil, err // the registrar's errors say "registrar: ..."
 	}
 	return reg, nil
 }
