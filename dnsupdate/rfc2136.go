@@ -480,3 +480,38 @@ func (p *RFC2136) exchange(ctx context.Context, srv string, m *dns.Msg) (*dns.Ms
 	in, _, err := p.client().ExchangeContext(ctx, m, srv)
 	return in, err
 }
+
+// Check asks every server whether it takes the zone's updates as Apply
+// sends them, changing nothing: an UPDATE of the zone with neither a
+// prerequisite nor a change, signed with the key. It fails as Apply would
+// (the key unknown or its secret wrong, the key not allowed to update the
+// zone, a server not authoritative for it). A server that cannot be
+// reached is skipped, as Apply tries the next one then; none reachable is
+// an error.
+func (p *RFC2136) Check(ctx context.Context) error {
+	var errs []error
+	answered := 0
+	for _, srv := range p.servers {
+		m := new(dns.Msg)
+		m.SetUpdate(p.zone)
+		if p.key != "" {
+			m.SetTsig(p.key, p.alg, 300, time.Now().Unix())
+		}
+		in, err := p.exchange(ctx, srv, m)
+		if in == nil {
+			errs = append(errs, fmt.Errorf("server %s: %w", srv, err))
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		answered++
+		if err := p.updateResult(ctx, srv, Plan{Name: p.zone}, in, err); err != nil {
+			return err
+		}
+	}
+	if answered == 0 {
+		return fmt.Errorf("no DNS server of zone %s could be reached: %w", p.zone, errors.Join(errs...))
+	}
+	return nil
+}

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # make demo: the whole fleet on one machine with no external services.
 # bbb-balancer on its embedded database, three simulated BBB servers with a
-# bbb-agent each; meetings are created through the balancer as a front-end
-# would (checksums computed in the shell), then one node is drained while it
-# has a meeting: it takes no new meetings, waits for its meeting to end, then
+# bbb-agent each (nodes bbb1, bbb2, bbb3); meetings are created and joined
+# through the balancer as a front-end and its users' browsers would
+# (checksums computed in the shell), then one node is drained while it has
+# meetings: it takes no new meetings, waits for its meetings to end, then
 # leaves the fleet by itself. Ends with the dashboard URL and keeps running until
 # Ctrl-C (DEMO_WAIT=0: exits). Needs only the binaries in bin/, curl and coreutils.
 set -euo pipefail
@@ -50,6 +51,27 @@ api() {
 	curl -fsS "$LB/bigbluebutton/api/$1?${q}checksum=$sum"
 }
 
+# node_of URL: the name of the node whose simulated BBB serves URL.
+node_of() {
+	local i
+	for i in "${!sim[@]}"; do
+		case $1 in "${sim[$i]}"/*) echo "bbb$i"; return ;; esac
+	done
+	echo "$1"
+}
+
+# join MEETING NAME ROLE: a user's browser joins through the balancer: it
+# follows the balancer's 302 to the meeting's node, whose join adds the user
+# (and sends the browser on to its HTML5 client, not followed here).
+join() {
+	local q="fullName=$2&meetingID=$1&role=$3" sum to
+	sum=$(printf '%s' "join$q$LB_SECRET" | sha256sum | cut -d' ' -f1)
+	to=$(curl -fsS -o /dev/null -w '%{redirect_url}' "$LB/bigbluebutton/api/join?$q&checksum=$sum")
+	[ -n "$to" ] || { echo "join $1: the balancer did not redirect" >&2; return 1; }
+	curl -sS -o /dev/null "$to"
+	printf '  %-8s joins %s (%s) on %s\n' "$2" "$1" "$3" "$(node_of "$to")"
+}
+
 lb() { "$BIN/bbb-balancer" --url "$LB" --admin-token "$ADMIN_TOKEN" "$@"; }
 agent() { local i=$1; shift; "$BIN/bbb-agent" --admin-socket "$work/agent$i.sock" "$@"; }
 online_count() { lb status --json | grep -c '"online": true' || true; }
@@ -76,6 +98,8 @@ for i in 1 2 3; do
 	echo "bbb$i: BBB at ${sim[$i]}, agent pid ${agent_pid[$i]}"
 done
 until_true 15 all_online 3
+lb servers list
+echo
 lb status
 echo
 agent 1 status
@@ -85,11 +109,19 @@ for i in $(seq 1 6); do
 	api create "meetingID=class-$i&name=Class+$i" | grep -o '<meetingID>[^<]*' | sed 's/<meetingID>/  created /'
 done
 
-step "front-end: join class-1 (the browser follows this 302 to the meeting's server)"
-sum=$(printf '%s' "joinfullName=Ada&meetingID=class-1&role=MODERATOR$LB_SECRET" | sha256sum | cut -d' ' -f1)
-curl -sS -o /dev/null -w '  HTTP %{http_code} -> %{redirect_url}\n' "$LB/bigbluebutton/api/join?fullName=Ada&meetingID=class-1&role=MODERATOR&checksum=$sum"
+step "users join through the balancer (each browser follows a 302 to the meeting's node)"
+join class-1 Ada MODERATOR
+join class-1 Grace VIEWER
+join class-1 Linus VIEWER
+join class-2 Margaret MODERATOR
+join class-2 Alan VIEWER
+join class-3 Barbara MODERATOR
+join class-4 Edsger MODERATOR
+join class-4 Ken VIEWER
+join class-4 Dennis VIEWER
+join class-5 Frances MODERATOR
 
-step "the agents report the meetings"
+step "the agents report the meetings and their participants"
 sleep 2
 lb status
 

@@ -83,7 +83,7 @@ func drainDeadline(st agent.Status) string {
 	if st.Drain == nil {
 		return "-"
 	}
-	return st.Drain.Deadline.Local().Format(time.DateTime)
+	return localTime(st.Drain.Deadline)
 }
 
 // printStatus prints the status for a person.
@@ -133,7 +133,7 @@ func printStatus(w io.Writer, st agent.Status) {
 		l.CPUPercent, l.CPUCores, l.Load1, l.Load5, l.Load15, bytes(l.MemUsedBytes), bytes(l.MemTotalBytes),
 		bytes(uint64(l.NetRxBytesPerSec)), bytes(uint64(l.NetTxBytesPerSec)), bytes(l.DiskFreeBytes)))
 	if d := st.Drain; d != nil {
-		v := fmt.Sprintf("by %s since %s, %d meetings left, deadline %s", d.Source, d.StartedAt.Local().Format(time.TimeOnly), d.MeetingsLeft, d.Deadline.Local().Format(time.DateTime))
+		v := fmt.Sprintf("by %s since %s, %s left, deadline %s", d.Source, localTime(d.StartedAt), plural(d.MeetingsLeft, "meeting"), localTime(d.Deadline))
 		if d.Finished != "" {
 			v += ", finished: " + d.Finished
 		}
@@ -158,7 +158,7 @@ func printStatus(w io.Writer, st agent.Status) {
 			v = "none in use"
 		}
 		if !tt.WrittenAt.IsZero() {
-			v += ", file written " + tt.WrittenAt.Local().Format(time.DateTime)
+			v += ", file written " + localTime(tt.WrittenAt)
 		}
 		if tt.RestartPending {
 			v += ", bbb-web restart waits for the node to be idle"

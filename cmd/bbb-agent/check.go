@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/bbb-agent/bbb-agent/bbb"
-	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/bbb-agent/bbb-agent/systemd"
 	"github.com/urfave/cli/v2"
 )
@@ -39,8 +39,11 @@ func check(c *cli.Context) error {
 	}
 	n, err := resolve(ctx, c)
 	if err != nil {
-		k.fail("configuration", err)
-		return cli.Exit("", 1)
+		// The very errors run stops with, one line each.
+		for _, e := range splitErrors(err) {
+			k.fail("configuration", e)
+		}
+		return cli.Exit(fmt.Sprintf("the configuration is not valid: bbb-agent run would not start (%s)", plural(k.failed, "problem")), 1)
 	}
 	k.ok("configuration", fmt.Sprintf("node %s, role %s, registrar %s", n.name, n.role, n.reg.Kind()))
 
@@ -52,8 +55,11 @@ func check(c *cli.Context) error {
 	} else {
 		k.ok(n.reg.Kind(), "answers and accepts the agent's credentials")
 	}
-	if n.role == fleet.RoleBBB {
-		checkStorage(ctx, c, k)
+	if n.dns != nil {
+		checkDNS(ctx, c, k, n)
+	}
+	if n.storage != nil {
+		checkStorage(ctx, n.storage, k)
 	}
 	if c.Bool("logind") {
 		checkLogind(ctx, k, c.Duration("drain-deadline"))
@@ -70,9 +76,54 @@ func check(c *cli.Context) error {
 		}
 	}
 	if k.failed > 0 {
-		return cli.Exit(fmt.Sprintf("%d checks failed", k.failed), 1)
+		return cli.Exit(plural(k.failed, "check")+" failed", 1)
 	}
 	return nil
+}
+
+// splitErrors returns the errors an errors.Join holds, or err alone.
+func splitErrors(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// plural is "1 check", "2 checks".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// checkDNS is check's line for the DNS provider: it takes the node's
+// updates (rfc2136: the key accepted for the zone) and the node's records
+// can be read.
+func checkDNS(ctx context.Context, c *cli.Context, k *checker, n *node) {
+	what := "DNS " + n.dns.kind
+	m, err := dnsManager(ctx, c, n)
+	if err != nil {
+		k.fail(what, err)
+		return
+	}
+	if err := providerCheck(ctx, m.Provider); err != nil {
+		k.fail(what, err)
+		return
+	}
+	records, err := m.Provider.Records(ctx, m.FQDN)
+	if err != nil {
+		k.fail(what, fmt.Errorf("reading the records of %s: %w", m.FQDN, err))
+		return
+	}
+	detail := fmt.Sprintf("zone %s answers", n.dns.zone)
+	if n.dns.rfc2136 != nil {
+		detail += " and takes updates"
+		if c.String("dns-tsig-key-name") != "" {
+			detail += " signed with key " + strings.TrimSuffix(c.String("dns-tsig-key-name"), ".")
+		}
+	}
+	k.ok(what, fmt.Sprintf("%s; %s has %s now", detail, m.FQDN, plural(len(records), "record set")))
 }
 
 func checkBBB(ctx context.Context, k *checker, n *node) {
@@ -89,7 +140,7 @@ func checkBBB(ctx context.Context, k *checker, n *node) {
 	case err != nil:
 		k.fail("BBB secret", err)
 	default:
-		k.ok("BBB secret", fmt.Sprintf("accepted (%d meetings running)", len(meetings)))
+		k.ok("BBB secret", fmt.Sprintf("accepted (%s running)", plural(len(meetings), "meeting")))
 	}
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -74,5 +75,50 @@ func TestDNSAgainstBIND(t *testing.T) {
 		if got := srv.Dig(t, fqdn, qt); len(got) != 0 {
 			t.Fatalf("%s left after the drain: %v", qt, got)
 		}
+	}
+}
+
+// TestDNSPlanFailureSaysSo: a dns plan that cannot read the zone, or whose
+// key the zone's server refuses, exits non-zero with the error and prints
+// no plan, in particular no "up to date".
+func TestDNSPlanFailureSaysSo(t *testing.T) {
+	t.Parallel()
+	srv := testenv.Bind(t)
+	b := testenv.BuildCommands(t)
+	dead := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	plan := func(t *testing.T, args ...string) testenv.Result {
+		t.Helper()
+		return testenv.Run(t, nil, b.Agent, append([]string{"dns", "plan", "--node-name", "plan1", "--balancer-url", "http://127.0.0.1:9",
+			"--agent-token", agentToken, "--bbb-url", "http://127.0.0.1:9", "--bbb-secret", "x", "--logind=false", "--state-dir", t.TempDir(),
+			"--dns-provider", "rfc2136", "--dns-zone", srv.Zone, "--dns-owner-id", "fleet-e2e", "--public-ipv4", "198.51.100.41"}, args...)...)
+	}
+	if r := plan(t, "--dns-server", srv.Addr, "--dns-tsig-key-name", srv.KeyName, "--dns-tsig-secret", srv.KeySecret); r.Code != 0 ||
+		!strings.Contains(r.Stdout, "create plan1."+srv.Zone+" 60 A 198.51.100.41") {
+		t.Fatalf("dns plan with the zone's key: %s", r)
+	}
+	for _, tt := range []struct {
+		name string
+		args []string
+		want []string // on stderr
+	}{
+		{"wrong TSIG secret", []string{"--dns-server", srv.Addr, "--dns-tsig-key-name", srv.KeyName, "--dns-tsig-secret", srv.Other.Secret},
+			[]string{"dns plan: server " + srv.Addr + " does not accept the TSIG key", "BADSIG", "--dns-tsig-secret"}},
+		{"unreachable server", []string{"--dns-server", dead, "--dns-tsig-key-name", srv.KeyName, "--dns-tsig-secret", srv.KeySecret},
+			[]string{"dns plan: ", "could be reached", dead}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := plan(t, tt.args...)
+			if r.Code == 0 || r.Stdout != "" || strings.Contains(r.Stdout+r.Stderr, "up to date") {
+				t.Errorf("dns plan: want a non-zero exit and nothing on stdout: %s", r)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(r.Stderr, w) {
+					t.Errorf("dns plan: stderr does not say %q: %s", w, r)
+				}
+			}
+			if strings.Contains(r.Stderr, srv.Other.Secret) || strings.Contains(r.Stderr, srv.KeySecret) {
+				t.Errorf("dns plan shows a secret: %s", r)
+			}
+		})
 	}
 }

@@ -14,6 +14,20 @@ import (
 // DefaultConfigPath is where packaging puts the agent's configuration.
 const DefaultConfigPath = "/etc/bbb-agent/agent.yaml"
 
+// The categories of run's flags in --help; --config and --help come first,
+// without one.
+const (
+	catNode       = "Node"
+	catBBB        = "BBB"
+	catBalancer   = "Balancer"
+	catDrain      = "Drain"
+	catEC2        = "EC2"
+	catDNS        = "DNS"
+	catTURN       = "TURN"
+	catRecordings = "Recordings"
+	catLogging    = "Logging and metrics"
+)
+
 func env(name string) []string { return []string{"BBB_AGENT_" + name} }
 
 // setting names a setting of `bbb-agent run` by all three of its sources,
@@ -25,8 +39,11 @@ func setting(name string) string {
 	return "--" + name + " (" + env(strings.ToUpper(key))[0] + ", " + key + " in agent.yaml)"
 }
 
-// settingError says that err is about the setting name.
+// settingError says that err is about the setting name; nil stays nil.
 func settingError(name string, err error) error {
+	if err == nil {
+		return nil
+	}
 	return fmt.Errorf("%s: %w", setting(name), err)
 }
 
@@ -42,39 +59,39 @@ func secretFlag(name string) bool {
 func runFlags() []cli.Flag {
 	return append([]cli.Flag{
 		&cli.StringFlag{Name: "config", Value: DefaultConfigPath, EnvVars: env("CONFIG"), Usage: "the configuration file (YAML; keys are these flags' names)"},
-		&cli.StringFlag{Name: "node-name", EnvVars: env("NODE_NAME"), Usage: "the node's name; {instance-id} is replaced by the EC2 instance ID; empty: generated once (bbb-xxxxxx) and kept in --state-dir"},
-		&cli.StringFlag{Name: "role", Value: string(fleet.RoleBBB), EnvVars: env("ROLE"), Usage: "bbb (a BigBlueButton server) or turn (a TURN server)"},
-		&cli.StringFlag{Name: "state-dir", Value: agent.DefaultStateDir, EnvVars: env("STATE_DIR"), Usage: "where the agent keeps its state (the generated node name)"},
-		&cli.StringFlag{Name: "admin-socket", Value: agent.DefaultAdminSocket, EnvVars: env("ADMIN_SOCKET"), Usage: "the local admin API's unix socket"},
-		&cli.DurationFlag{Name: "report-interval", Value: fleet.DefaultReportInterval, EnvVars: env("REPORT_INTERVAL"), Usage: "how often the node's load is reported"},
-		&cli.DurationFlag{Name: "drain-deadline", Value: agent.DefaultDrainDeadline, EnvVars: env("DRAIN_DEADLINE"), Usage: "how long a drain waits for meetings to end; then the node is deregistered anyway"},
-		&cli.StringFlag{Name: "registrar", Value: "balancer", EnvVars: env("REGISTRAR"), Usage: "balancer (bbb-balancer) or scalelite"},
-		&cli.StringFlag{Name: "balancer-url", EnvVars: env("BALANCER_URL"), Usage: "bbb-balancer's URL, e.g. https://lb.example.com"},
-		&cli.StringFlag{Name: "agent-token", EnvVars: env("AGENT_TOKEN"), Usage: "the token bbb-balancer expects from agents"},
-		&cli.StringFlag{Name: "balancer-ca", EnvVars: env("BALANCER_CA"), Usage: "PEM file of the CA that signed the balancer's (or Scalelite's) HTTPS certificate, trusted besides the system's"},
-		&cli.BoolFlag{Name: "takeover", EnvVars: env("TAKEOVER"), Usage: "take over the node name from the node holding it at the balancer (allowed only after bbb-balancer servers allow-takeover NAME)"},
-		&cli.StringFlag{Name: "scalelite-url", EnvVars: env("SCALELITE_URL"), Usage: "Scalelite's URL, e.g. https://sl.example.com (registrar scalelite)"},
-		&cli.StringFlag{Name: "scalelite-secret", EnvVars: env("SCALELITE_SECRET"), Usage: "Scalelite's LOADBALANCER_SECRET (registrar scalelite)"},
-		&cli.StringFlag{Name: "scalelite-checksum", Value: string(bbb.SHA256), EnvVars: env("SCALELITE_CHECKSUM"), Usage: "checksum algorithm of calls to Scalelite: sha1, sha256 or sha512, as its LOADBALANCER_CHECKSUM_ALGORITHM allows (registrar scalelite)"},
-		&cli.StringFlag{Name: "bbb-url", EnvVars: env("BBB_URL"), Usage: "this node's BBB server URL, e.g. https://bbb1.example.com; default: from bbb-web.properties"},
-		&cli.StringFlag{Name: "bbb-secret", EnvVars: env("BBB_SECRET"), Usage: "this node's BBB API secret; default: from bbb-web.properties"},
-		&cli.StringFlag{Name: "properties-root", Value: "/", EnvVars: env("PROPERTIES_ROOT"), Usage: "root below which bbb-web.properties is read (for tests and containers)"},
-		&cli.StringFlag{Name: "public-ipv4", EnvVars: env("PUBLIC_IPV4"), Usage: "the node's public IPv4 address (default: EC2 metadata with --ec2, else the interfaces)"},
-		&cli.StringFlag{Name: "public-ipv6", EnvVars: env("PUBLIC_IPV6"), Usage: "the node's public IPv6 address (default: EC2 metadata with --ec2, else the interfaces)"},
-		&cli.StringSliceFlag{Name: "tag", EnvVars: env("TAG"), Usage: "server tag for meta_server-tag (repeatable)"},
-		&cli.Float64Flag{Name: "load-multiplier", Value: 1, EnvVars: env("LOAD_MULTIPLIER"), Usage: "weight of this node's load at the balancer"},
-		&cli.StringFlag{Name: "host-root", Value: "/", EnvVars: env("HOST_ROOT"), Usage: "root of /proc and /sys to read host figures from"},
-		&cli.StringFlag{Name: "recordings-dir", Value: host.DefaultDiskPath, EnvVars: env("RECORDINGS_DIR"), Usage: "where recordings live (free space is reported)"},
-		&cli.BoolFlag{Name: "ec2", EnvVars: env("EC2"), Usage: "use EC2 instance metadata (instance ID, addresses, Auto Scaling lifecycle)"},
-		&cli.StringFlag{Name: "imds-endpoint", EnvVars: env("IMDS_ENDPOINT"), Usage: "EC2 instance metadata endpoint (default: the SDK's)"},
-		&cli.StringFlag{Name: "asg-lifecycle-hook", EnvVars: env("ASG_LIFECYCLE_HOOK"), Usage: "the Auto Scaling lifecycle hook to complete after a scale-in drain"},
-		&cli.StringFlag{Name: "asg-name", EnvVars: env("ASG_NAME"), Usage: "the Auto Scaling group (default: from instance metadata tags)"},
-		&cli.StringFlag{Name: "aws-endpoint", EnvVars: env("AWS_ENDPOINT"), Usage: "Auto Scaling API endpoint override (tests, VPC endpoints)"},
-		&cli.DurationFlag{Name: "asg-heartbeat", Value: agent.DefaultHeartbeatEvery, EnvVars: env("ASG_HEARTBEAT"), Usage: "how often a scale-in drain extends the lifecycle hook"},
-		&cli.BoolFlag{Name: "logind", Value: true, EnvVars: env("LOGIND"), Usage: "hold a logind delay lock so a shutdown waits for the drain"},
-		&cli.BoolFlag{Name: "drain-on-sigterm", EnvVars: env("DRAIN_ON_SIGTERM"), Usage: "drain on SIGTERM/SIGINT (hosts without logind); by default a signal stops the agent and the node stays registered, so a restart or a package upgrade never drains"},
-		&cli.StringFlag{Name: "metrics-listen", EnvVars: env("METRICS_LISTEN"), Usage: "serve Prometheus metrics on this (loopback) address, e.g. 127.0.0.1:9688"},
-		&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: env("LOG_LEVEL"), Usage: "debug, info, warn or error"},
+		&cli.StringFlag{Name: "node-name", Category: catNode, EnvVars: env("NODE_NAME"), Usage: "the node's name; {instance-id} is replaced by the EC2 instance ID; empty: generated once (bbb-xxxxxx) and kept in --state-dir"},
+		&cli.StringFlag{Name: "role", Category: catNode, Value: string(fleet.RoleBBB), EnvVars: env("ROLE"), Usage: "bbb (a BigBlueButton server) or turn (a TURN server)"},
+		&cli.StringFlag{Name: "state-dir", Category: catNode, Value: agent.DefaultStateDir, EnvVars: env("STATE_DIR"), Usage: "where the agent keeps its state (the generated node name)"},
+		&cli.StringFlag{Name: "admin-socket", Category: catNode, Value: agent.DefaultAdminSocket, EnvVars: env("ADMIN_SOCKET"), Usage: "the local admin API's unix socket"},
+		&cli.DurationFlag{Name: "report-interval", Category: catBalancer, Value: fleet.DefaultReportInterval, EnvVars: env("REPORT_INTERVAL"), Usage: "how often the node's load is reported"},
+		&cli.DurationFlag{Name: "drain-deadline", Category: catDrain, Value: agent.DefaultDrainDeadline, EnvVars: env("DRAIN_DEADLINE"), Usage: "how long a drain waits for meetings to end; then the node is deregistered anyway"},
+		&cli.StringFlag{Name: "registrar", Category: catBalancer, Value: "balancer", EnvVars: env("REGISTRAR"), Usage: "balancer (bbb-balancer) or scalelite"},
+		&cli.StringFlag{Name: "balancer-url", Category: catBalancer, EnvVars: env("BALANCER_URL"), Usage: "bbb-balancer's URL, e.g. https://lb.example.com"},
+		&cli.StringFlag{Name: "agent-token", Category: catBalancer, EnvVars: env("AGENT_TOKEN"), Usage: "the token bbb-balancer expects from agents"},
+		&cli.StringFlag{Name: "balancer-ca", Category: catBalancer, EnvVars: env("BALANCER_CA"), Usage: "PEM file of the CA that signed the balancer's (or Scalelite's) HTTPS certificate, trusted besides the system's"},
+		&cli.BoolFlag{Name: "takeover", Category: catBalancer, EnvVars: env("TAKEOVER"), Usage: "take over the node name from the node holding it at the balancer (allowed only after bbb-balancer servers allow-takeover NAME)"},
+		&cli.StringFlag{Name: "scalelite-url", Category: catBalancer, EnvVars: env("SCALELITE_URL"), Usage: "Scalelite's URL, e.g. https://sl.example.com (registrar scalelite)"},
+		&cli.StringFlag{Name: "scalelite-secret", Category: catBalancer, EnvVars: env("SCALELITE_SECRET"), Usage: "Scalelite's LOADBALANCER_SECRET (registrar scalelite)"},
+		&cli.StringFlag{Name: "scalelite-checksum", Category: catBalancer, Value: string(bbb.SHA256), EnvVars: env("SCALELITE_CHECKSUM"), Usage: "checksum algorithm of calls to Scalelite: sha1, sha256 or sha512, as its LOADBALANCER_CHECKSUM_ALGORITHM allows (registrar scalelite)"},
+		&cli.StringFlag{Name: "bbb-url", Category: catBBB, EnvVars: env("BBB_URL"), Usage: "this node's BBB server URL, e.g. https://bbb1.example.com; default: from bbb-web.properties"},
+		&cli.StringFlag{Name: "bbb-secret", Category: catBBB, EnvVars: env("BBB_SECRET"), Usage: "this node's BBB API secret; default: from bbb-web.properties"},
+		&cli.StringFlag{Name: "properties-root", Category: catBBB, Value: "/", EnvVars: env("PROPERTIES_ROOT"), Usage: "root below which bbb-web.properties is read (for tests and containers)"},
+		&cli.StringFlag{Name: "public-ipv4", Category: catNode, EnvVars: env("PUBLIC_IPV4"), Usage: "the node's public IPv4 address (default: EC2 metadata with --ec2, else the interfaces)"},
+		&cli.StringFlag{Name: "public-ipv6", Category: catNode, EnvVars: env("PUBLIC_IPV6"), Usage: "the node's public IPv6 address (default: EC2 metadata with --ec2, else the interfaces)"},
+		&cli.StringSliceFlag{Name: "tag", Category: catNode, EnvVars: env("TAG"), Usage: "server tag for meta_server-tag (repeatable)"},
+		&cli.Float64Flag{Name: "load-multiplier", Category: catNode, Value: 1, EnvVars: env("LOAD_MULTIPLIER"), Usage: "weight of this node's load at the balancer"},
+		&cli.StringFlag{Name: "host-root", Category: catNode, Hidden: true, Value: "/", EnvVars: env("HOST_ROOT"), Usage: "root of /proc and /sys to read host figures from"},
+		&cli.StringFlag{Name: "recordings-dir", Category: catRecordings, Value: host.DefaultDiskPath, EnvVars: env("RECORDINGS_DIR"), Usage: "where recordings live (free space is reported)"},
+		&cli.BoolFlag{Name: "ec2", Category: catEC2, EnvVars: env("EC2"), Usage: "use EC2 instance metadata (instance ID, addresses, Auto Scaling lifecycle)"},
+		&cli.StringFlag{Name: "imds-endpoint", Category: catEC2, Hidden: true, EnvVars: env("IMDS_ENDPOINT"), Usage: "EC2 instance metadata endpoint (default: the SDK's)"},
+		&cli.StringFlag{Name: "asg-lifecycle-hook", Category: catEC2, EnvVars: env("ASG_LIFECYCLE_HOOK"), Usage: "the Auto Scaling lifecycle hook to complete after a scale-in drain"},
+		&cli.StringFlag{Name: "asg-name", Category: catEC2, EnvVars: env("ASG_NAME"), Usage: "the Auto Scaling group (default: from instance metadata tags)"},
+		&cli.StringFlag{Name: "aws-endpoint", Category: catEC2, EnvVars: env("AWS_ENDPOINT"), Usage: "Auto Scaling API endpoint override (tests, VPC endpoints)"},
+		&cli.DurationFlag{Name: "asg-heartbeat", Category: catEC2, Value: agent.DefaultHeartbeatEvery, EnvVars: env("ASG_HEARTBEAT"), Usage: "how often a scale-in drain extends the lifecycle hook"},
+		&cli.BoolFlag{Name: "logind", Category: catDrain, Value: true, EnvVars: env("LOGIND"), Usage: "hold a logind delay lock so a shutdown waits for the drain"},
+		&cli.BoolFlag{Name: "drain-on-sigterm", Category: catDrain, EnvVars: env("DRAIN_ON_SIGTERM"), Usage: "drain on SIGTERM/SIGINT (hosts without logind); by default a signal stops the agent and the node stays registered, so a restart or a package upgrade never drains"},
+		&cli.StringFlag{Name: "metrics-listen", Category: catLogging, EnvVars: env("METRICS_LISTEN"), Usage: "serve Prometheus metrics on this (loopback) address, e.g. 127.0.0.1:9688"},
+		&cli.StringFlag{Name: "log-level", Category: catLogging, Value: "info", EnvVars: env("LOG_LEVEL"), Usage: "debug, info, warn or error"},
 	}, append(append(dnsFlags(), turnFlags()...), recordingsFlags()...)...)
 }
 

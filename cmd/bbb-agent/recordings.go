@@ -22,15 +22,19 @@ import (
 // the host's, it also names the volume whose free space is reported).
 func recordingsFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "recordings-storage", Value: "none", EnvVars: env("RECORDINGS_STORAGE"), Usage: "where finished recordings go: none (they stay on the node), spool:/DIR (Scalelite's <record_id>.tar) or s3://BUCKET/PREFIX"},
-		&cli.StringFlag{Name: "recordings-s3-endpoint", EnvVars: env("RECORDINGS_S3_ENDPOINT"), Usage: "an S3-compatible server's URL (path-style addressing); default: AWS"},
-		&cli.DurationFlag{Name: "recordings-delete-after", EnvVars: env("RECORDINGS_DELETE_AFTER"), Usage: "remove a recording's local copy this long after the storage confirmed it; 0: never"},
-		&cli.BoolFlag{Name: "drain-wait-recordings", Value: true, EnvVars: env("DRAIN_WAIT_RECORDINGS"), Usage: "a drain waits (within --drain-deadline) for BBB to finish processing recordings and for them to ship"},
+		&cli.StringFlag{Name: "recordings-storage", Category: catRecordings, Value: "none", EnvVars: env("RECORDINGS_STORAGE"), Usage: "where finished recordings go: none (they stay on the node), spool:/DIR (Scalelite's <record_id>.tar) or s3://BUCKET/PREFIX"},
+		&cli.StringFlag{Name: "recordings-s3-endpoint", Category: catRecordings, EnvVars: env("RECORDINGS_S3_ENDPOINT"), Usage: "an S3-compatible server's URL (path-style addressing); default: AWS"},
+		&cli.DurationFlag{Name: "recordings-delete-after", Category: catRecordings, EnvVars: env("RECORDINGS_DELETE_AFTER"), Usage: "remove a recording's local copy this long after the storage confirmed it; 0: never"},
+		&cli.BoolFlag{Name: "drain-wait-recordings", Category: catDrain, Value: true, EnvVars: env("DRAIN_WAIT_RECORDINGS"), Usage: "a drain waits (within --drain-deadline) for BBB to finish processing recordings and for them to ship"},
 	}
 }
 
-// openStorage opens --recordings-storage.
-func openStorage(ctx context.Context, c *cli.Context) (storage.Storage, error) {
+// recordingsConfig checks the recordings settings and opens
+// --recordings-storage (without contacting it).
+func recordingsConfig(ctx context.Context, c *cli.Context) (storage.Storage, error) {
+	if d := c.Duration("recordings-delete-after"); d < 0 {
+		return nil, settingError("recordings-delete-after", fmt.Errorf("%s is negative: give a duration, or 0 to keep local copies", d))
+	}
 	st, err := storage.Open(ctx, c.String("recordings-storage"), storage.Options{S3Endpoint: c.String("recordings-s3-endpoint")})
 	if err != nil {
 		return nil, settingError("recordings-storage", err)
@@ -57,13 +61,7 @@ func (s *shipper) run(ctx context.Context) error {
 // the state directory, the storage, and with registrar balancer the
 // balancer's recordings index.
 func wireRecordings(ctx context.Context, c *cli.Context, n *node, cfg *agent.Config, deps *agent.Deps, log *slog.Logger) (*shipper, error) {
-	if d := c.Duration("recordings-delete-after"); d < 0 {
-		return nil, settingError("recordings-delete-after", fmt.Errorf("%s is negative: give a duration, or 0 to keep local copies", d))
-	}
-	st, err := openStorage(ctx, c)
-	if err != nil {
-		return nil, err
-	}
+	st := n.storage
 	q, err := recordings.OpenQueue(ctx, c.String("state-dir"))
 	if err != nil {
 		return nil, fmt.Errorf("recordings queue in %s: %w", setting("state-dir"), err)
@@ -83,12 +81,7 @@ func wireRecordings(ctx context.Context, c *cli.Context, n *node, cfg *agent.Con
 
 // checkStorage is check's line for the recordings storage: a probe written
 // and deleted.
-func checkStorage(ctx context.Context, c *cli.Context, k *checker) {
-	st, err := openStorage(ctx, c)
-	if err != nil {
-		k.fail("recordings storage", err)
-		return
-	}
+func checkStorage(ctx context.Context, st storage.Storage, k *checker) {
 	if storage.IsNone(st) {
 		k.warn("recordings storage", "none: recordings stay on this node (give "+setting("recordings-storage")+" to ship them)")
 		return
@@ -160,7 +153,7 @@ func recordingsCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					fmt.Fprintf(c.App.Writer, "%s: %d formats queued to ship now (bbb-agent recordings list shows their progress)\n", rid, n)
+					fmt.Fprintf(c.App.Writer, "%s: %s queued to ship now (bbb-agent recordings list shows their progress)\n", rid, plural(n, "format"))
 					return nil
 				},
 			},
@@ -175,7 +168,7 @@ func recordingsCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					fmt.Fprintf(c.App.Writer, "%s: %d formats queued again\n", rid, n)
+					fmt.Fprintf(c.App.Writer, "%s: %s queued again\n", rid, plural(n, "format"))
 					return nil
 				},
 			},
@@ -186,7 +179,7 @@ func recordingsCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					fmt.Fprintf(c.App.Writer, "%d formats queued\n", n)
+					fmt.Fprintf(c.App.Writer, "%s queued\n", plural(n, "format"))
 					return nil
 				},
 			},
@@ -205,7 +198,7 @@ func printRecordings(w io.Writer, rows []recordings.Row) {
 	for _, r := range rows {
 		shipped := "-"
 		if !r.ShippedAt.IsZero() {
-			shipped = r.ShippedAt.Local().Format(time.DateTime)
+			shipped = localTime(r.ShippedAt)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.RecordID, r.Format, r.State, bytes(uint64(max(r.Size, 0))), r.Attempts, shipped, r.LastError)
 	}
@@ -223,13 +216,13 @@ func recordingsStatus(row func(k, v string), r *agent.RecordingsStatus) {
 			v += fmt.Sprintf(", %d not indexed yet", b.Unindexed)
 		}
 		row("recordings", v)
-		row("  shipped", fmt.Sprintf("%d formats, %s since start (%d failed attempts)", r.Shipped, bytes(r.BytesShipped), r.Failed))
+		row("  shipped", fmt.Sprintf("%s, %s since start (%s)", plural(int(r.Shipped), "format"), bytes(r.BytesShipped), plural(int(r.Failed), "failed attempt")))
 	}
 	if b.FreedBytes > 0 {
 		row("  freed", bytes(uint64(b.FreedBytes))+" of local copies deleted after shipping")
 	}
 	if b.LastFailure != "" {
-		row("  last failure", b.LastFailureAt.Local().Format(time.DateTime)+" "+b.LastFailure)
+		row("  last failure", localTime(b.LastFailureAt)+" "+b.LastFailure)
 	}
 	if r.Error != "" {
 		row("  error", r.Error)

@@ -280,7 +280,7 @@ func TestRecordingsShipToS3(t *testing.T) {
 		}
 	}
 	a.waitRecordingState(t, ids[:2], recordings.StateIndexed, 20*time.Second)
-	if r := a.admin(t, "recordings", "backfill"); r.Code != 0 || !strings.Contains(r.Stdout, "1 formats queued") {
+	if r := a.admin(t, "recordings", "backfill"); r.Code != 0 || !strings.Contains(r.Stdout, "1 format queued") {
 		t.Fatalf("recordings backfill: %s", r)
 	}
 	rows := a.waitRecordingState(t, ids, recordings.StateIndexed, 20*time.Second)
@@ -508,11 +508,11 @@ func TestCheckRecordingsStorage(t *testing.T) {
 		{"s3", []string{"--recordings-storage", "s3://" + recBucket + "/" + recPrefix, "--recordings-s3-endpoint", srv.Endpoint}, "✔ recordings storage: s3://", 0},
 		{"s3 without the bucket", []string{"--recordings-storage", "s3://no-such-bucket/x", "--recordings-s3-endpoint", srv.Endpoint}, "✘ recordings storage: s3://no-such-bucket", 1},
 		{"spool not a directory", []string{"--recordings-storage", "spool:" + notADir}, "✘ recordings storage: spool:", 1},
-		{"storage URL wrong", []string{"--recordings-storage", "ftp://x"}, "✘ recordings storage: --recordings-storage", 1},
+		{"storage URL wrong", []string{"--recordings-storage", "ftp://x"}, "✘ configuration: --recordings-storage", 1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := check(t, env, tt.args...)
-			if r.Code != tt.code || !strings.Contains(r.Stdout, "\n"+tt.want) {
+			if r.Code != tt.code || !strings.Contains("\n"+r.Stdout, "\n"+tt.want) {
 				t.Errorf("check %v: want exit %d and a line %q: %s", tt.args, tt.code, tt.want, r)
 			}
 		})

@@ -22,13 +22,15 @@ import (
 	"github.com/bbb-agent/bbb-agent/agent/host"
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/fleet"
+	"github.com/bbb-agent/bbb-agent/recordings/storage"
 	"github.com/bbb-agent/bbb-agent/registrar"
 	"github.com/bbb-agent/bbb-agent/systemd"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sync/errgroup"
 )
 
-// node is what the command resolves before the agent can start.
+// node is what the command resolves before the agent can start: every
+// setting of `bbb-agent run`, checked (resolve).
 type node struct {
 	name      string
 	role      fleet.Role
@@ -38,84 +40,144 @@ type node struct {
 	reg       registrar.Registrar
 	metadata  *ec2.Metadata
 	explicit  agent.Addresses // --public-ipv4 and --public-ipv6
+	logLevel  slog.Level
+	// dns is nil with --dns-provider none.
+	dns  *dnsSettings
+	turn turnSettings
+	// storage is where a BBB node's recordings go (storage.None: they
+	// stay); nil with role turn.
+	storage storage.Storage
+	// metricsAddr is --metrics-listen, a loopback address, or "".
+	metricsAddr string
 }
 
-func newLogger(c *cli.Context) (*slog.Logger, error) {
+// logLevel reads --log-level.
+func logLevel(c *cli.Context) (slog.Level, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-		return nil, settingError("log-level", fmt.Errorf("%q: want debug, info, warn or error", c.String("log-level")))
+		return level, settingError("log-level", fmt.Errorf("%q: want debug, info, warn or error", c.String("log-level")))
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})), nil
+	return level, nil
 }
 
-// resolve reads the configuration into a node: name, role, BBB API and registrar.
+func newLogger(level slog.Level) *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// resolve checks every setting of `bbb-agent run` and reads them into a
+// node: the one validation of run, check and dns, so that check passes
+// exactly the configurations run starts with. It reads local files
+// (bbb-web.properties, --balancer-ca, the generated node name) and, with
+// --ec2 and {instance-id} in the node name, the instance metadata; it
+// contacts nothing else, binds nothing and starts nothing. The error names
+// every setting that is wrong (errors.Join), each with where to set it.
 func resolve(ctx context.Context, c *cli.Context) (*node, error) {
-	if err := validateTimings(c); err != nil {
-		return nil, err
-	}
 	n := &node{}
-	role, err := fleet.ParseRole(c.String("role"))
-	if err != nil {
-		return nil, settingError("role", err)
+	var errs []error
+	check := func(err error) bool {
+		if err != nil {
+			errs = append(errs, splitErrors(err)...) // one problem a line
+		}
+		return err == nil
 	}
-	n.role = role
-	if n.explicit, err = explicitAddresses(c); err != nil {
-		return nil, err
+	var err error
+	n.logLevel, err = logLevel(c)
+	check(err)
+	check(validateTimings(c))
+	if d := c.Float64("load-multiplier"); !(d > 0 && d <= maxLoadMultiplier) {
+		check(settingError("load-multiplier", fmt.Errorf("%g: want more than 0 and at most %d (the default 1 weighs the node's load as it is)", d, maxLoadMultiplier)))
 	}
+	n.role, err = fleet.ParseRole(c.String("role"))
+	roleOK := check(settingError("role", err))
+	n.explicit, err = explicitAddresses(c)
+	check(err)
+	ec2OK := true
 	if c.Bool("ec2") {
-		if n.metadata, err = ec2.NewMetadata(c.String("imds-endpoint")); err != nil {
-			return nil, fmt.Errorf("EC2 metadata: %w", err)
+		n.metadata, err = ec2.NewMetadata(c.String("imds-endpoint"))
+		ec2OK = check(settingError("imds-endpoint", err))
+	} else if c.String("asg-lifecycle-hook") != "" {
+		check(settingError("asg-lifecycle-hook", errors.New("the lifecycle hook needs the instance metadata: give --ec2 too")))
+	}
+	if ec2OK {
+		var instanceID func(context.Context) (string, error)
+		if n.metadata != nil {
+			instanceID = n.metadata.InstanceID
+		}
+		n.name, err = agent.NodeName(ctx, c.String("node-name"), c.String("state-dir"), instanceID)
+		check(err)
+	}
+	if roleOK && n.role == fleet.RoleBBB {
+		check(resolveBBB(c, n))
+	}
+	n.reg, err = newRegistrar(c)
+	check(err)
+	n.dns, err = dnsConfig(c)
+	check(err)
+	if roleOK {
+		n.turn, err = turnConfig(c, n.role)
+		check(err)
+	}
+	if roleOK && n.role == fleet.RoleBBB {
+		n.storage, err = recordingsConfig(ctx, c)
+		check(err)
+	}
+	n.metricsAddr, err = metricsAddress(c.String("metrics-listen"))
+	check(err)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return n, nil
+}
+
+// resolveBBB reads the node's BBB API: the flags, else bbb-web.properties.
+func resolveBBB(c *cli.Context, n *node) error {
+	n.serverURL, n.secret = c.String("bbb-url"), c.String("bbb-secret")
+	if n.serverURL == "" || n.secret == "" {
+		props, err := bbb.ReadServerConfig(c.String("properties-root"))
+		if err != nil {
+			return fmt.Errorf("BBB API: give %s and %s, or fix bbb-web.properties: %w", setting("bbb-url"), setting("bbb-secret"), err)
+		}
+		if n.serverURL == "" {
+			n.serverURL = props.ServerURL
+		}
+		if n.secret == "" {
+			n.secret = props.Secret
 		}
 	}
-	var instanceID func(context.Context) (string, error)
-	if n.metadata != nil {
-		instanceID = n.metadata.InstanceID
+	var err error
+	if n.bbb, err = bbb.NewClient(n.serverURL, n.secret, bbb.WithHTTPClient(&http.Client{Timeout: 10 * time.Second})); err != nil {
+		return fmt.Errorf("BBB API: %w", err)
 	}
-	if n.name, err = agent.NodeName(ctx, c.String("node-name"), c.String("state-dir"), instanceID); err != nil {
-		return nil, err
-	}
-	if role == fleet.RoleBBB {
-		n.serverURL, n.secret = c.String("bbb-url"), c.String("bbb-secret")
-		if n.serverURL == "" || n.secret == "" {
-			props, err := bbb.ReadServerConfig(c.String("properties-root"))
-			if err != nil {
-				return nil, fmt.Errorf("BBB API: give %s and %s, or fix bbb-web.properties: %w", setting("bbb-url"), setting("bbb-secret"), err)
-			}
-			if n.serverURL == "" {
-				n.serverURL = props.ServerURL
-			}
-			if n.secret == "" {
-				n.secret = props.Secret
-			}
-		}
-		if n.bbb, err = bbb.NewClient(n.serverURL, n.secret, bbb.WithHTTPClient(&http.Client{Timeout: 10 * time.Second})); err != nil {
-			return nil, fmt.Errorf("BBB API: %w", err)
-		}
-	}
+	return nil
+}
+
+// newRegistrar builds the registrar --registrar names; it contacts nothing.
+func newRegistrar(c *cli.Context) (registrar.Registrar, error) {
 	regClient, err := registrarClient(c.String("balancer-ca"))
 	if err != nil {
 		return nil, err
 	}
+	var reg registrar.Registrar
 	switch c.String("registrar") {
 	case "balancer":
 		if c.String("balancer-url") == "" || c.String("agent-token") == "" {
 			return nil, errors.New("registrar balancer: give --balancer-url and --agent-token")
 		}
-		n.reg, err = registrar.NewBalancer(c.String("balancer-url"), c.String("agent-token"),
+		reg, err = registrar.NewBalancer(c.String("balancer-url"), c.String("agent-token"),
 			registrar.WithCredentialFile(filepath.Join(c.String("state-dir"), "node-credential")), registrar.WithTakeover(c.Bool("takeover")), registrar.WithHTTPClient(regClient))
 	case "scalelite":
 		if c.String("scalelite-url") == "" || c.String("scalelite-secret") == "" {
 			return nil, errors.New("registrar scalelite: give --scalelite-url and --scalelite-secret")
 		}
-		n.reg, err = registrar.NewScalelite(c.String("scalelite-url"), c.String("scalelite-secret"), registrar.WithHTTPClient(regClient),
+		reg, err = registrar.NewScalelite(c.String("scalelite-url"), c.String("scalelite-secret"), registrar.WithHTTPClient(regClient),
 			registrar.WithChecksumAlgorithm(bbb.Algorithm(c.String("scalelite-checksum"))))
 	default:
 		return nil, settingError("registrar", fmt.Errorf("%q: want balancer or scalelite", c.String("registrar")))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("registrar: %w", err)
+		return nil, err // the registrar's errors say "registrar: ..."
 	}
-	return n, nil
+	return reg, nil
 }
 
 // The shortest report interval and drain deadline accepted: a report every
@@ -126,8 +188,11 @@ const (
 	minDrainDeadline  = 10 * time.Second
 )
 
+// maxLoadMultiplier is the largest --load-multiplier the balancer takes.
+const maxLoadMultiplier = 100
+
 // validateTimings refuses report intervals and drain deadlines that cannot
-// work, naming the setting; check and run both go through it (resolve).
+// work, naming the setting.
 func validateTimings(c *cli.Context) error {
 	if d := c.Duration("report-interval"); d < minReportInterval {
 		return settingError("report-interval", fmt.Errorf("%v is too short: at least %v (the default is %v)", d, minReportInterval, fleet.DefaultReportInterval))
@@ -143,13 +208,13 @@ func run(c *cli.Context) error {
 	if _, err := loadConfigFile(c); err != nil {
 		return err
 	}
-	base, err := newLogger(c)
+	ctx, cancel := context.WithCancel(c.Context)
+	defer cancel()
+	n, err := resolve(ctx, c)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(c.Context)
-	defer cancel()
-	d, err := newDaemon(ctx, c, base)
+	d, err := newDaemon(ctx, c, n, newLogger(n.logLevel))
 	if err != nil {
 		return err
 	}
@@ -178,14 +243,10 @@ type daemon struct {
 	now func() time.Time
 }
 
-// newDaemon resolves the configuration into the agent and its dependencies and
+// newDaemon builds the agent of the resolved node and its dependencies and
 // binds the metrics address and the admin socket. Nothing runs yet, except
 // what ctx bounds (the logind delay lock).
-func newDaemon(ctx context.Context, c *cli.Context, base *slog.Logger) (d *daemon, err error) {
-	n, err := resolve(ctx, c)
-	if err != nil {
-		return nil, err
-	}
+func newDaemon(ctx context.Context, c *cli.Context, n *node, base *slog.Logger) (d *daemon, err error) {
 	// The agent puts the node on its lines; log is for the command's own.
 	log := base.With("node", n.name)
 
@@ -234,9 +295,7 @@ func newDaemon(ctx context.Context, c *cli.Context, base *slog.Logger) (d *daemo
 		deps.Addresses = func(ctx context.Context) (agent.Addresses, error) { return addresses(ctx, n) }
 		cfg.FQDN, cfg.DNSProvider, cfg.DNSWait = dnsm.FQDN, dnsm.Provider.Name(), dnsm.WaitTimeout
 	}
-	if err := wireTURN(c, n, &cfg, &deps, log); err != nil {
-		return nil, err
-	}
+	wireTURN(c, n, &cfg, &deps, log)
 	var ship *shipper
 	if n.role == fleet.RoleBBB {
 		if ship, err = wireRecordings(ctx, c, n, &cfg, &deps, log); err != nil {
@@ -254,8 +313,8 @@ func newDaemon(ctx context.Context, c *cli.Context, base *slog.Logger) (d *daemo
 	}
 	d = &daemon{log: log, node: n, agent: a, notifier: notifier, recordings: ship,
 		drainOnSignal: c.Bool("drain-on-sigterm"), now: time.Now}
-	if addr := c.String("metrics-listen"); addr != "" {
-		if d.metricsLn, err = listenMetrics(addr); err != nil {
+	if n.metricsAddr != "" {
+		if d.metricsLn, err = listenMetrics(n.metricsAddr); err != nil {
 			return nil, err
 		}
 		d.metrics = &http.Server{Handler: a.MetricsHandler(), ReadHeaderTimeout: 5 * time.Second}
@@ -479,15 +538,23 @@ func scaleIn(ctx context.Context, c *cli.Context, n *node, log *slog.Logger) (ag
 	return s, nil
 }
 
-// listenMetrics binds the metrics address, which must be a loopback one.
-func listenMetrics(addr string) (net.Listener, error) {
+// metricsAddress checks --metrics-listen: empty, or a loopback address.
+func metricsAddress(addr string) (string, error) {
+	if addr == "" {
+		return "", nil
+	}
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return nil, settingError("metrics-listen", fmt.Errorf("%q: %w", addr, err))
+		return "", settingError("metrics-listen", fmt.Errorf("%q: %w", addr, err))
 	}
 	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return nil, settingError("metrics-listen", fmt.Errorf("%q: use a loopback address (127.0.0.1:PORT); put a proxy in front to expose it", addr))
+		return "", settingError("metrics-listen", fmt.Errorf("%q: use a loopback address (127.0.0.1:PORT); put a proxy in front to expose it", addr))
 	}
+	return addr, nil
+}
+
+// listenMetrics binds the metrics address (checked by metricsAddress).
+func listenMetrics(addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, settingError("metrics-listen", err)

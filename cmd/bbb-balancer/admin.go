@@ -283,7 +283,12 @@ func serversCommand() *cli.Command {
 			},
 			{Name: "enable", Usage: "let the server take new meetings", ArgsUsage: "ID", Action: setState(fleet.Enabled)},
 			{Name: "cordon", Usage: "no new meetings; running ones go on (disabled once empty)", ArgsUsage: "ID", Action: setState(fleet.Cordoned)},
-			{Name: "disable", Usage: "take the server out of service", ArgsUsage: "ID", Action: setState(fleet.Disabled)},
+			{Name: "disable", Usage: "no new meetings until enabled again; running ones go on and stay joinable", ArgsUsage: "ID",
+				Description: "The server takes no new meetings until `servers enable ID`. Its running meetings keep running and stay joinable:\n" +
+					"joins, getMeetingInfo and end through the balancer still reach them, and a create of one of them goes to it.\n" +
+					"Unlike cordon, nothing drains: its agent, if it has one, keeps it in the fleet instead of leaving once it is\n" +
+					"empty. To end its meetings now: servers panic ID.",
+				Action: setState(fleet.Disabled)},
 			{
 				Name:      "panic",
 				Usage:     "disable the server and END EVERY MEETING on it",
@@ -315,8 +320,8 @@ func serversCommand() *cli.Command {
 					}
 					fmt.Fprintf(c.App.Writer, "ended %s on %s\n", plural(len(res.Ended), "meeting"), s.Hostname)
 					if len(res.Failed) > 0 {
-						return fmt.Errorf("%s is disabled, but %d meetings could not be ended: %s (run servers panic %s again)",
-							s.Hostname, len(res.Failed), strings.Join(res.Failed, ", "), id)
+						return fmt.Errorf("%s is disabled, but %s could not be ended: %s (run servers panic %s again)",
+							s.Hostname, plural(len(res.Failed), "meeting"), strings.Join(res.Failed, ", "), id)
 					}
 					return nil
 				}),

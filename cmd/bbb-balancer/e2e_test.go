@@ -342,6 +342,27 @@ func TestEndToEnd(t *testing.T) {
 		if got := where(t, "after-disable"); got != id1 {
 			t.Errorf("a create with sim 2 disabled went to %s", got)
 		}
+		// Its running meetings go on and stay joinable, as servers disable
+		// --help says.
+		on2 := sim2.meetings(t)
+		if len(on2) == 0 {
+			t.Fatal("sim 2 runs no meeting to join while it is disabled")
+		}
+		if info, err := lb.GetMeetingInfo(ctx, on2[0]); err != nil || info.MeetingID != on2[0] {
+			t.Errorf("getMeetingInfo of %s on disabled sim 2: %+v, %v", on2[0], info, err)
+		}
+		participants := func() int {
+			for _, m := range sim2.State(t).Meetings {
+				if m.MeetingID == on2[0] && !m.Ended {
+					return m.ParticipantCount
+				}
+			}
+			return -1
+		}
+		before := participants()
+		if _, err := lb.Join(ctx, bbb.JoinRequest{MeetingID: on2[0], FullName: "Late", Role: "VIEWER"}); err != nil || participants() != before+1 {
+			t.Errorf("join %s on disabled sim 2: %v; participants %d, were %d", on2[0], err, participants(), before)
+		}
 		e.ok("servers", "enable", id2)
 		for _, s := range e.status() {
 			if s.State != fleet.Enabled {

@@ -162,7 +162,7 @@ func printRecordingsStatus(w io.Writer, st adminapi.RecordingsStatus) {
 	if st.SpoolWaiting >= 0 {
 		spool = fmt.Sprintf("spool %d waiting, %d failed", st.SpoolWaiting, st.SpoolFailed)
 	}
-	fmt.Fprintf(w, "Recordings: %d (%s), %s, %d callbacks queued\n", st.Recordings, humanBytes(st.Bytes), spool, st.CallbacksQueued)
+	fmt.Fprintf(w, "Recordings: %d (%s), %s, %s queued\n", st.Recordings, humanBytes(st.Bytes), spool, plural(st.CallbacksQueued, "callback"))
 }
 
 // humanBytes writes n bytes in binary units.

@@ -62,7 +62,7 @@ func roomsCommand() *cli.Command {
 					fmt.Fprintln(tw, "ID\tNAME\tMEETING ID\tRECORD\tMAX\tWAIT FOR MODERATOR\tCREATED")
 					for _, r := range rooms {
 						fmt.Fprintf(tw, "%s\t%s\t%s\t%t\t%d\t%t\t%s\n", r.ID, r.Name, r.MeetingID, r.Record, r.MaxParticipants,
-							r.WaitForModerator, r.CreatedAt.Local().Format(time.DateTime))
+							r.WaitForModerator, localTime(r.CreatedAt))
 					}
 					return tw.Flush()
 				}),

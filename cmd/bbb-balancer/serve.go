@@ -24,50 +24,63 @@ import (
 
 func env(name string) []string { return []string{"BBB_BALANCER_" + name} }
 
+// The categories of serve's flags in --help; --config comes first, without
+// one.
+const (
+	catListen     = "Listeners and TLS"
+	catAuth       = "Secrets and tokens"
+	catDatabase   = "Database"
+	catAPI        = "BBB API"
+	catFleet      = "Fleet"
+	catDashboard  = "Dashboard"
+	catRecordings = "Recordings and playback"
+	catLogging    = "Logging"
+)
+
 func serveCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "serve",
 		Usage: "run the balancer: BBB API at /bigbluebutton/api/, agent API, admin API, /metrics, /healthz",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Value: DefaultConfigFile, EnvVars: env("CONFIG"), Usage: "YAML file of these settings (keys: the flag names); flags and environment win over it"},
-			&cli.StringFlag{Name: "listen", Value: balancer.DefaultListen, EnvVars: env("LISTEN"), Usage: "address to listen on"},
-			&cli.StringFlag{Name: "admin-listen", EnvVars: env("ADMIN_LISTEN"), Usage: "serve the admin API and /metrics (no token) on this address only, e.g. 127.0.0.1:8091 (a port alone means loopback); default: on --listen, /metrics with the admin token"},
-			&cli.StringFlag{Name: "tls-cert", EnvVars: env("TLS_CERT"), Usage: "PEM certificate chain for HTTPS on --listen, read again when it changes (certbot renewals)"},
-			&cli.StringFlag{Name: "tls-key", EnvVars: env("TLS_KEY"), Usage: "PEM private key of --tls-cert"},
-			&cli.StringSliceFlag{Name: "acme-domain", EnvVars: env("ACME_DOMAIN"), Usage: "get HTTPS certificates for this name over ACME (Let's Encrypt; repeat for several names)"},
-			&cli.StringFlag{Name: "acme-email", EnvVars: env("ACME_EMAIL"), Usage: "contact address of the ACME account"},
-			&cli.StringFlag{Name: "acme-ca", EnvVars: env("ACME_CA"), Usage: "ACME directory URL (default: Let's Encrypt production)"},
-			&cli.StringFlag{Name: "acme-cache", EnvVars: env("ACME_CACHE"), Usage: "directory keeping the ACME account key and certificates, e.g. /var/lib/bbb-balancer/acme"},
-			&cli.StringFlag{Name: "acme-http-listen", Value: ":80", EnvVars: env("ACME_HTTP_LISTEN"), Usage: "address answering ACME HTTP-01 challenges (and redirecting to HTTPS); empty: TLS-ALPN-01 on --listen only"},
-			&cli.StringSliceFlag{Name: "secret", EnvVars: env("SECRET"), Usage: "BBB API secret front-ends sign with (repeat to accept several)"},
-			&cli.StringFlag{Name: "agent-token", EnvVars: env("AGENT_TOKEN"), Usage: "token agents authenticate with"},
-			&cli.StringFlag{Name: "admin-token", EnvVars: env("ADMIN_TOKEN"), Usage: "token the admin API and CLI authenticate with"},
-			&cli.StringFlag{Name: "data-dir", Value: store.DefaultDataDir, EnvVars: env("DATA_DIR"), Usage: "directory of the embedded database"},
-			&cli.StringFlag{Name: "db", EnvVars: env("DB"), Usage: "postgres://... to share one database between replicas (instead of the embedded one)"},
-			&cli.StringFlag{Name: "checksum-algorithms", EnvVars: env("CHECKSUM_ALGORITHMS"), Usage: "accepted checksum algorithms, comma-separated (default: sha1,sha256,sha384,sha512)"},
-			&cli.StringFlag{Name: "node-checksum", Value: string(balancer.DefaultNodeAlgorithm), EnvVars: env("NODE_CHECKSUM"), Usage: "algorithm for calls to nodes (sha1 for BBB older than 2.4)"},
-			&cli.IntFlag{Name: "missed-reports", Value: balancer.DefaultMissedReports, EnvVars: env("MISSED_REPORTS"), Usage: "report intervals without a report before a node is offline"},
-			&cli.DurationFlag{Name: "poll-interval", Value: balancer.DefaultPollInterval, EnvVars: env("POLL_INTERVAL"), Usage: "how often operator-added nodes (no agent) are polled"},
-			&cli.DurationFlag{Name: "refresh-interval", Value: balancer.DefaultRefreshInterval, EnvVars: env("REFRESH_INTERVAL"), Usage: "how often the fleet is reloaded from the database (other replicas' changes)"},
-			&cli.DurationFlag{Name: "node-timeout", Value: balancer.DefaultNodeTimeout, EnvVars: env("NODE_TIMEOUT"), Usage: "time limit of one call to a node"},
-			&cli.DurationFlag{Name: "get-meetings-timeout", Value: balancer.DefaultGetMeetingsTimeout, EnvVars: env("GET_MEETINGS_TIMEOUT"), Usage: "time limit of each node's part of getMeetings"},
-			&cli.DurationFlag{Name: "get-meetings-max-age", Value: balancer.DefaultGetMeetingsMaxAge, EnvVars: env("GET_MEETINGS_MAX_AGE"), Usage: "how stale getMeetings may be (a node's answer is kept this long; a create or end through this replica shows at once); negative: ask every node on every call"},
-			&cli.Float64Flag{Name: "cpu-ceiling", Value: placement.DefaultPolicy().CPUCeiling, EnvVars: env("CPU_CEILING"), Usage: "CPU percent above which a node takes no new meetings while others can"},
-			&cli.Int64Flag{Name: "max-body-bytes", Value: balancer.DefaultMaxBodyBytes, EnvVars: env("MAX_BODY_BYTES"), Usage: "largest BBB API request body accepted"},
-			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: env("LOG_LEVEL"), Usage: "debug, info, warn or error"},
-			&cli.BoolFlag{Name: "dashboard", Value: true, EnvVars: env("DASHBOARD"), Usage: "serve the fleet page at /dashboard/ (--dashboard=false: off)"},
-			&cli.StringFlag{Name: "dashboard-users", EnvVars: env("DASHBOARD_USERS"), Usage: "file of dashboard users, name:bcrypt-hash:role (admin or readonly) per line; without it, log in with the admin token"},
-			&cli.StringFlag{Name: "recordings-storage", EnvVars: env("RECORDINGS_STORAGE"), Usage: "where recordings' files are: dir:/var/bigbluebutton or s3://BUCKET/PREFIX (default: index only)"},
-			&cli.StringFlag{Name: "recordings-s3-endpoint", EnvVars: env("RECORDINGS_S3_ENDPOINT"), Usage: "URL of an S3-compatible server (path-style addressing)"},
-			&cli.StringFlag{Name: "recordings-spool", EnvVars: env("RECORDINGS_SPOOL"), Usage: "directory of Scalelite-format <record_id>.tar files to import (needs dir: storage)"},
-			&cli.StringFlag{Name: "recordings-replica", EnvVars: env("RECORDINGS_REPLICA"), Usage: "this replica's name in the spool's work/ directory, stable across restarts (default: the host name)"},
-			&cli.DurationFlag{Name: "recordings-retention", EnvVars: env("RECORDINGS_RETENTION"), Usage: "delete recordings everywhere this long after they ended, e.g. 8760h (default: keep)"},
-			&cli.DurationFlag{Name: "recordings-spool-interval", Value: 10 * time.Second, EnvVars: env("RECORDINGS_SPOOL_INTERVAL"), Usage: "how often the spool is looked at for new tars"},
-			&cli.DurationFlag{Name: "recordings-callback-interval", Value: 10 * time.Second, EnvVars: env("RECORDINGS_CALLBACK_INTERVAL"), Usage: "how often due recording-ready callbacks are sent"},
-			&cli.DurationFlag{Name: "recordings-callback-backoff", Value: 30 * time.Second, EnvVars: env("RECORDINGS_CALLBACK_BACKOFF"), Usage: "wait after a recording-ready callback's first failed attempt, doubled per attempt up to 6h"},
-			&cli.BoolFlag{Name: "recordings-protected", EnvVars: env("RECORDINGS_PROTECTED"), Usage: "protect every new recording: playable only through getRecordings' one-use links (updateRecordings protect=true|false changes one)"},
-			&cli.StringFlag{Name: "playback-player-dir", EnvVars: env("PLAYBACK_PLAYER_DIR"), Usage: "serve bbb-playback's player from this directory at /playback/presentation/2.3/ (e.g. /var/bigbluebutton/playback/presentation/2.3)"},
-			&cli.StringFlag{Name: "playback-url", EnvVars: env("PLAYBACK_URL"), Usage: "scheme and host of playback links, e.g. https://rec.example.com (default: the API request's own)"},
+			&cli.StringFlag{Name: "listen", Category: catListen, Value: balancer.DefaultListen, EnvVars: env("LISTEN"), Usage: "address to listen on"},
+			&cli.StringFlag{Name: "admin-listen", Category: catListen, EnvVars: env("ADMIN_LISTEN"), Usage: "serve the admin API and /metrics (no token) on this address only, e.g. 127.0.0.1:8091 (a port alone means loopback); default: on --listen, /metrics with the admin token"},
+			&cli.StringFlag{Name: "tls-cert", Category: catListen, EnvVars: env("TLS_CERT"), Usage: "PEM certificate chain for HTTPS on --listen, read again when it changes (certbot renewals)"},
+			&cli.StringFlag{Name: "tls-key", Category: catListen, EnvVars: env("TLS_KEY"), Usage: "PEM private key of --tls-cert"},
+			&cli.StringSliceFlag{Name: "acme-domain", Category: catListen, EnvVars: env("ACME_DOMAIN"), Usage: "get HTTPS certificates for this name over ACME (Let's Encrypt; repeat for several names)"},
+			&cli.StringFlag{Name: "acme-email", Category: catListen, EnvVars: env("ACME_EMAIL"), Usage: "contact address of the ACME account"},
+			&cli.StringFlag{Name: "acme-ca", Category: catListen, EnvVars: env("ACME_CA"), Usage: "ACME directory URL (default: Let's Encrypt production)"},
+			&cli.StringFlag{Name: "acme-cache", Category: catListen, EnvVars: env("ACME_CACHE"), Usage: "directory keeping the ACME account key and certificates, e.g. /var/lib/bbb-balancer/acme"},
+			&cli.StringFlag{Name: "acme-http-listen", Category: catListen, Value: ":80", EnvVars: env("ACME_HTTP_LISTEN"), Usage: "address answering ACME HTTP-01 challenges (and redirecting to HTTPS); empty: TLS-ALPN-01 on --listen only"},
+			&cli.StringSliceFlag{Name: "secret", Category: catAuth, EnvVars: env("SECRET"), Usage: "BBB API secret front-ends sign with (repeat to accept several)"},
+			&cli.StringFlag{Name: "agent-token", Category: catAuth, EnvVars: env("AGENT_TOKEN"), Usage: "token agents authenticate with"},
+			&cli.StringFlag{Name: "admin-token", Category: catAuth, EnvVars: env("ADMIN_TOKEN"), Usage: "token the admin API and CLI authenticate with"},
+			&cli.StringFlag{Name: "data-dir", Category: catDatabase, Value: store.DefaultDataDir, EnvVars: env("DATA_DIR"), Usage: "directory of the embedded database"},
+			&cli.StringFlag{Name: "db", Category: catDatabase, EnvVars: env("DB"), Usage: "postgres://... to share one database between replicas (instead of the embedded one)"},
+			&cli.StringFlag{Name: "checksum-algorithms", Category: catAPI, EnvVars: env("CHECKSUM_ALGORITHMS"), Usage: "accepted checksum algorithms, comma-separated (default: sha1,sha256,sha384,sha512)"},
+			&cli.StringFlag{Name: "node-checksum", Category: catAPI, Value: string(balancer.DefaultNodeAlgorithm), EnvVars: env("NODE_CHECKSUM"), Usage: "algorithm for calls to nodes (sha1 for BBB older than 2.4)"},
+			&cli.IntFlag{Name: "missed-reports", Category: catFleet, Value: balancer.DefaultMissedReports, EnvVars: env("MISSED_REPORTS"), Usage: "report intervals without a report before a node is offline"},
+			&cli.DurationFlag{Name: "poll-interval", Category: catFleet, Value: balancer.DefaultPollInterval, EnvVars: env("POLL_INTERVAL"), Usage: "how often operator-added nodes (no agent) are polled"},
+			&cli.DurationFlag{Name: "refresh-interval", Category: catFleet, Value: balancer.DefaultRefreshInterval, EnvVars: env("REFRESH_INTERVAL"), Usage: "how often the fleet is reloaded from the database (other replicas' changes)"},
+			&cli.DurationFlag{Name: "node-timeout", Category: catFleet, Value: balancer.DefaultNodeTimeout, EnvVars: env("NODE_TIMEOUT"), Usage: "time limit of one call to a node"},
+			&cli.DurationFlag{Name: "get-meetings-timeout", Category: catAPI, Value: balancer.DefaultGetMeetingsTimeout, EnvVars: env("GET_MEETINGS_TIMEOUT"), Usage: "time limit of each node's part of getMeetings"},
+			&cli.DurationFlag{Name: "get-meetings-max-age", Category: catAPI, Value: balancer.DefaultGetMeetingsMaxAge, EnvVars: env("GET_MEETINGS_MAX_AGE"), Usage: "how stale getMeetings may be (a node's answer is kept this long; a create or end through this replica shows at once); negative: ask every node on every call"},
+			&cli.Float64Flag{Name: "cpu-ceiling", Category: catFleet, Value: placement.DefaultPolicy().CPUCeiling, EnvVars: env("CPU_CEILING"), Usage: "CPU percent above which a node takes no new meetings while others can"},
+			&cli.Int64Flag{Name: "max-body-bytes", Category: catAPI, Value: balancer.DefaultMaxBodyBytes, EnvVars: env("MAX_BODY_BYTES"), Usage: "largest BBB API request body accepted"},
+			&cli.StringFlag{Name: "log-level", Category: catLogging, Value: "info", EnvVars: env("LOG_LEVEL"), Usage: "debug, info, warn or error"},
+			&cli.BoolFlag{Name: "dashboard", Category: catDashboard, Value: true, EnvVars: env("DASHBOARD"), Usage: "serve the fleet page at /dashboard/ (--dashboard=false: off)"},
+			&cli.StringFlag{Name: "dashboard-users", Category: catDashboard, EnvVars: env("DASHBOARD_USERS"), Usage: "file of dashboard users, name:bcrypt-hash:role (admin or readonly) per line; without it, log in with the admin token"},
+			&cli.StringFlag{Name: "recordings-storage", Category: catRecordings, EnvVars: env("RECORDINGS_STORAGE"), Usage: "where recordings' files are: dir:/var/bigbluebutton or s3://BUCKET/PREFIX (default: index only)"},
+			&cli.StringFlag{Name: "recordings-s3-endpoint", Category: catRecordings, EnvVars: env("RECORDINGS_S3_ENDPOINT"), Usage: "URL of an S3-compatible server (path-style addressing)"},
+			&cli.StringFlag{Name: "recordings-spool", Category: catRecordings, EnvVars: env("RECORDINGS_SPOOL"), Usage: "directory of Scalelite-format <record_id>.tar files to import (needs dir: storage)"},
+			&cli.StringFlag{Name: "recordings-replica", Category: catRecordings, EnvVars: env("RECORDINGS_REPLICA"), Usage: "this replica's name in the spool's work/ directory, stable across restarts (default: the host name)"},
+			&cli.DurationFlag{Name: "recordings-retention", Category: catRecordings, EnvVars: env("RECORDINGS_RETENTION"), Usage: "delete recordings everywhere this long after they ended, e.g. 8760h (default: keep)"},
+			&cli.DurationFlag{Name: "recordings-spool-interval", Category: catRecordings, Value: 10 * time.Second, EnvVars: env("RECORDINGS_SPOOL_INTERVAL"), Usage: "how often the spool is looked at for new tars"},
+			&cli.DurationFlag{Name: "recordings-callback-interval", Category: catRecordings, Value: 10 * time.Second, EnvVars: env("RECORDINGS_CALLBACK_INTERVAL"), Usage: "how often due recording-ready callbacks are sent"},
+			&cli.DurationFlag{Name: "recordings-callback-backoff", Category: catRecordings, Value: 30 * time.Second, EnvVars: env("RECORDINGS_CALLBACK_BACKOFF"), Usage: "wait after a recording-ready callback's first failed attempt, doubled per attempt up to 6h"},
+			&cli.BoolFlag{Name: "recordings-protected", Category: catRecordings, EnvVars: env("RECORDINGS_PROTECTED"), Usage: "protect every new recording: playable only through getRecordings' one-use links (updateRecordings protect=true|false changes one)"},
+			&cli.StringFlag{Name: "playback-player-dir", Category: catRecordings, EnvVars: env("PLAYBACK_PLAYER_DIR"), Usage: "serve bbb-playback's player from this directory at /playback/presentation/2.3/ (e.g. /var/bigbluebutton/playback/presentation/2.3)"},
+			&cli.StringFlag{Name: "playback-url", Category: catRecordings, EnvVars: env("PLAYBACK_URL"), Usage: "scheme and host of playback links, e.g. https://rec.example.com (default: the API request's own)"},
 		},
 		Action: serve,
 	}
