@@ -94,10 +94,16 @@ type drainAct struct {
 	refused  string // the undrain's error must say this ("" : accepted)
 	logind   bool   // logind cancels the shutdown
 	register bool   // the node registers again (the balancer lost it)
+	gone     bool   // a report finds the node removed at the balancer
+	stop     bool   // the agent is stopped (SIGTERM: the host goes away)
+	msg      string // the drain's status message must say this
 	want     drainPhase
 }
 
 func tick(meetings int) drainAct { return drainAct{tick: true, meetings: meetings} }
+
+// bbbDown is a measurement after d on the clock, BBB not answering.
+func bbbDown(d time.Duration) drainAct { return drainAct{advance: d, tick: true, bbbDown: true} }
 func (x drainAct) then(p drainPhase) drainAct {
 	x.want = p
 	return x
@@ -138,10 +144,57 @@ func TestDrainPhases(t *testing.T) {
 		script: []drainAct{tick(0).then(drainWait), {tick: true, bbbDown: true, want: drainWait}, tick(0).then(drainWait), tick(0).then(drainDone)},
 		calls:  []string{"cordon", "deregister"}, why: "no meetings left", state: Drained, dnsGone: true, released: 1,
 	}, {
-		name: "deadline, then deregister anyway", source: SourceAdmin,
+		name: "BBB not answering within the grace: the wait goes on; an answer resets the timer", source: SourceAdmin,
+		script: []drainAct{tick(1).then(drainWait),
+			{advance: time.Minute, tick: true, bbbDown: true, msg: "BBB not answering for 0s: meetings unknown", want: drainWait},
+			{advance: 5 * time.Minute, tick: true, bbbDown: true, msg: "BBB not answering for 5m0s: meetings unknown", want: drainWait},
+			bbbDown(4*time.Minute + 59*time.Second).then(drainWait),
+			{tick: true, meetings: 1, msg: "draining: 1 meeting left", want: drainWait}, // BBB answers: the timer starts again
+			bbbDown(time.Minute).then(drainWait), bbbDown(9*time.Minute + 59*time.Second).then(drainWait),
+			bbbDown(time.Second).then(drainDone)},
+		calls: []string{"cordon", "deregister"}, why: "BBB not answering for 10m0s (longer than the grace 10m0s): meetings treated as none left",
+		state: Drained, dnsGone: true, released: 1,
+	}, {
+		name: "deadline with meetings running: leaving, released once, deregistered once they end", source: SourceAdmin,
 		script: []drainAct{tick(3).then(drainWait), {advance: deadline - time.Second, tick: true, meetings: 3, want: drainWait},
-			{advance: time.Second, tick: true, meetings: 3, want: drainDone}},
-		calls: []string{"cordon", "deregister"}, why: "deadline reached", state: Drained, dnsGone: true, released: 1,
+			{advance: time.Second, tick: true, meetings: 3, msg: "leaving: the deadline passed with 3 meetings running", want: drainLeaving},
+			{tick: true, meetings: 1, msg: "leaving: 1 meeting left, joinable", want: drainLeaving},
+			{undrain: true, refused: "past its deadline", want: drainLeaving},
+			tick(0).then(drainLeaving), tick(0).then(drainDone)},
+		calls: []string{"cordon", "deregister"}, why: "deadline reached; the meetings then ended", state: Drained, dnsGone: true, released: 1,
+	}, {
+		name: "scale-in deadline: the lifecycle action completes at the deadline, once", source: SourceScaleIn,
+		script: []drainAct{tick(1).then(drainWait), {advance: deadline, tick: true, meetings: 1, want: drainLeaving},
+			{advance: 2 * time.Minute, tick: true, meetings: 1, want: drainLeaving}, tick(0).then(drainLeaving), tick(0).then(drainDone)},
+		calls: []string{"cordon", "deregister"}, why: "deadline reached; the meetings then ended", state: Drained, dnsGone: true, released: 1,
+		completed: 1, beats: 2, // the first measurement's and the deadline's; none once completed
+	}, {
+		name: "leaving: a new registration cordons again, no second release", source: SourceAdmin,
+		script: []drainAct{tick(1).then(drainWait), {advance: deadline, tick: true, meetings: 1, want: drainLeaving},
+			{register: true, want: drainCordon}, tick(1).then(drainLeaving), tick(0).then(drainLeaving), tick(0).then(drainDone)},
+		calls: []string{"cordon", "register", "cordon", "deregister"}, why: "deadline reached; the meetings then ended", state: Drained, dnsGone: true, released: 1,
+	}, {
+		name: "leaving: the balancer removed the node", source: SourceAdmin,
+		script: []drainAct{tick(1).then(drainWait), {advance: deadline, tick: true, meetings: 1, want: drainLeaving},
+			{gone: true, want: drainLeaving}, tick(1).then(drainDone)},
+		calls: []string{"cordon"}, why: "deadline reached; the balancer removed the node", state: Drained, dnsGone: true, released: 1,
+	}, {
+		name: "leaving: the agent stops as the host goes away", source: SourceShutdown,
+		script: []drainAct{tick(2).then(drainWait), {advance: deadline, tick: true, meetings: 2, want: drainLeaving},
+			{stop: true, want: drainLeaving}},
+		calls: []string{"cordon", "deregister"}, state: Draining, dnsGone: true, released: 1,
+	}, {
+		name: "BBB not answering at the deadline: leaving until the grace runs out", source: SourceAdmin,
+		script: []drainAct{tick(1).then(drainWait), bbbDown(deadline - time.Minute).then(drainWait),
+			{advance: time.Minute, tick: true, bbbDown: true, msg: "leaving: the deadline passed while BBB does not answer", want: drainLeaving},
+			{advance: 8 * time.Minute, tick: true, bbbDown: true, msg: "leaving: BBB not answering for 9m0s: meetings unknown", want: drainLeaving},
+			bbbDown(time.Minute).then(drainDone)},
+		calls: []string{"cordon", "deregister"}, state: Drained, dnsGone: true, released: 1,
+		why: "deadline reached; BBB then not answering for 10m0s (longer than the grace 10m0s): meetings treated as none left",
+	}, {
+		name: "a drain by signal deregisters at its deadline: the host waits for the agent", source: SourceSignal,
+		script: []drainAct{tick(3).then(drainWait), {advance: deadline, tick: true, meetings: 3, want: drainDone}},
+		calls:  []string{"cordon", "deregister"}, why: "deadline reached", state: Drained, dnsGone: true, released: 1,
 	}, {
 		name: "undrain during the cordon", source: SourceAdmin, fail: map[string]bool{"cordon": true},
 		script: []drainAct{tick(2).then(drainCordon), {undrain: true, want: noDrain}},
@@ -235,8 +288,12 @@ func TestDrainPhases(t *testing.T) {
 			} else {
 				run(func() { a.startDrain(ctx, tt.source) })
 			}
+			known := 0 // the meetings BBB told last
 			for i, act := range tt.script {
 				clk.Advance(act.advance)
+				if act.tick && !act.bbbDown {
+					known = act.meetings
+				}
 				switch {
 				case act.tick && a.drain == nil: // tick moves only a drain under way
 				case act.tick:
@@ -255,6 +312,20 @@ func TestDrainPhases(t *testing.T) {
 					run(func() { a.shutdownEvent(ctx, false) })
 				case act.register:
 					run(func() { a.register(ctx) })
+				case act.gone:
+					a.registered = false // as report does on ErrNotRegistered
+				case act.stop:
+					run(func() { a.leaveOnStop(ctx) })
+				}
+				if act.msg != "" {
+					if st := a.Status(); st.Drain == nil || !strings.Contains(st.Drain.Message, act.msg) {
+						t.Fatalf("act %d: drain status %+v, want the message to say %q", i, st.Drain, act.msg)
+					}
+				}
+				if act.bbbDown {
+					if st := a.Status(); st.Drain != nil && st.Drain.Finished == "" && (st.Drain.MeetingsUnknownSince.IsZero() || st.Drain.MeetingsLeft != known) {
+						t.Fatalf("act %d: BBB down, drain status %+v: want meetings unknown since a time, the last count kept", i, st.Drain)
+					}
 				}
 				if got := phase(); got != act.want {
 					t.Fatalf("act %d: phase %q, want %q", i, got, act.want)

@@ -34,6 +34,8 @@ type Server struct {
 	rec          recordingsState
 	// fleetMeetings serves getMeetings (getmeetings.go).
 	fleetMeetings fleetMeetings
+	// leaving are the nodes past their drain deadline (leaving.go).
+	leaving leavingNodes
 }
 
 // New builds a replica on an open store and loads the registry.
@@ -154,6 +156,7 @@ func (s *Server) Run(ctx context.Context) error {
 			if err := s.reg.refresh(ctx); err != nil && !errors.Is(err, context.Canceled) {
 				s.log.Error("reloading the fleet from the database", "err", err)
 			}
+			s.sweepLeaving(ctx)
 		case <-poll.C:
 			s.pollAll(ctx)
 		}
