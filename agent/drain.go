@@ -339,6 +339,7 @@ func (a *Agent) waitStep(ctx context.Context, d *drainRun, m *measurement) drain
 				"the host is released; the node leaves the balancer once the meetings are known to have ended, unknown past the grace, or the host stops",
 				"unknown_for", s.unknownFor.Round(time.Second).String(), "deadline", d.deadline)
 		}
+		a.leave(ctx, d, s)
 		return drainLeaving
 	case !m.now.Before(d.deadline):
 		a.log.Warn("drain deadline reached with meetings or recordings left: deregistering anyway; they end when the host goes away",
@@ -358,23 +359,34 @@ func (a *Agent) waitStep(ctx context.Context, d *drainRun, m *measurement) drain
 	return drainWait
 }
 
-// leavingStep lets the host go when the drain enters leaving, then waits for
-// the meetings to end (or the balancer to remove the node) while the node
-// stays registered, cordoned and reporting.
-func (a *Agent) leavingStep(ctx context.Context, d *drainRun, m *measurement) drainPhase {
+// leave enters leaving: the host is let go (once: a resumed leaving drain
+// had done it), and the status says why the node stays.
+func (a *Agent) leave(ctx context.Context, d *drainRun, s meetings) {
 	if !d.released {
 		a.releaseHost(ctx, d)
-		d.released, d.emptyTicks = true, 0
+		d.released = true
 		a.saveDrain(d)
-		msg := fmt.Sprintf("leaving: the deadline passed with %s running; they stay joinable, the node leaves the balancer once they end or the host stops",
-			meetingCount(d.known))
-		if !d.unknownSince.IsZero() {
-			msg = "leaving: the deadline passed while BBB does not answer; the node leaves the balancer once the meetings are known to have ended or the host stops"
-		}
-		a.updateDrain(func(st *DrainStatus) { st.Message = msg })
-		a.notify(func(n Notifier) error { return n.Status(msg) })
-		return drainLeaving
 	}
+	d.emptyTicks = 0
+	a.leavingStatus(s)
+}
+
+// leavingStatus says, in the status and to systemd, why a leaving node
+// stays: "leaving: past the deadline with 1 meeting running, joinable; ...".
+func (a *Agent) leavingStatus(s meetings) {
+	msg := fmt.Sprintf("leaving: past the deadline with %s running, joinable; the node leaves the balancer once they end or the host stops",
+		meetingCount(s.left))
+	if !s.known {
+		msg = "leaving: past the deadline; " + s.unknownMessage() + "; the node leaves the balancer once they are known to have ended, unknown past the grace, or the host stops"
+	}
+	a.updateDrain(func(st *DrainStatus) { st.Message = msg })
+	a.notify(func(n Notifier) error { return n.Status(msg) })
+}
+
+// leavingStep waits, after the deadline, for the meetings to end (or the
+// balancer to remove the node) while the node stays registered, cordoned
+// and reporting.
+func (a *Agent) leavingStep(ctx context.Context, d *drainRun, m *measurement) drainPhase {
 	if m == nil {
 		return drainLeaving
 	}
@@ -401,12 +413,7 @@ func (a *Agent) leavingStep(ctx context.Context, d *drainRun, m *measurement) dr
 		d.why = "deadline reached; the meetings then ended"
 		return drainDeregister
 	}
-	msg := fmt.Sprintf("leaving: %s left, joinable; the node leaves the balancer once they end or the host stops", meetingCount(s.left))
-	if !s.known {
-		msg = "leaving: " + s.unknownMessage()
-	}
-	a.updateDrain(func(st *DrainStatus) { st.Message = msg })
-	a.notify(func(n Notifier) error { return n.Status(msg) })
+	a.leavingStatus(s)
 	if s.empty {
 		a.nextTry = m.now.Add(a.cfg.ReportInterval / 2) // confirm soon
 	}
@@ -503,7 +510,7 @@ func (a *Agent) releaseStep(ctx context.Context, d *drainRun) drainPhase {
 	if !d.released {
 		a.releaseHost(ctx, d)
 	}
-	a.updateDrain(func(st *DrainStatus) { st.Finished, st.Message = d.why, "" })
+	a.updateDrain(func(st *DrainStatus) { st.Finished, st.Message, st.Error = d.why, "", errString(d.err) })
 	a.notify(func(n Notifier) error { return n.Status("drained: " + d.why) })
 	a.setState(Drained)
 	return drainDone

@@ -61,6 +61,9 @@ type DrainStatus struct {
 	// for 5m0s: meetings unknown").
 	Message  string `json:"message,omitempty"`
 	Finished string `json:"finished,omitempty"`
+	// Error is what kept a finished drain from finishing cleanly (the
+	// deregistration or the DNS removal failed).
+	Error string `json:"error,omitempty"`
 }
 
 // setDrainStatus replaces the drain's status (nil: no drain) and wakes the

@@ -40,7 +40,7 @@ func newApp() *cli.App {
 			{Name: "check", Usage: "preflight checks: configuration, BBB, balancer, logind, EC2 metadata", Flags: runFlags(), Action: check},
 			dnsCommand(),
 			statusCommand(),
-			{Name: "drain", Usage: "drain the node: no new meetings, wait for the running ones, then leave the fleet", Action: drain},
+			drainCommand(),
 			{Name: "undrain", Usage: "cancel a drain that has not finished", Action: undrain},
 			{Name: "rotate-credential", Usage: "replace the node's own credential at the balancer and in the state directory", Action: rotateCredential},
 			recordingsCommand(),

@@ -135,6 +135,9 @@ func validateTimings(c *cli.Context) error {
 	if d := c.Duration("drain-deadline"); d < minDrainDeadline {
 		return settingError("drain-deadline", fmt.Errorf("%v is too short: at least %v (the default is %v)", d, minDrainDeadline, agent.DefaultDrainDeadline))
 	}
+	if d := c.Duration("drain-unknown-grace"); d < minDrainDeadline {
+		return settingError("drain-unknown-grace", fmt.Errorf("%v is too short: at least %v (the default is %v)", d, minDrainDeadline, agent.DefaultDrainUnknownGrace))
+	}
 	return nil
 }
 
@@ -223,7 +226,7 @@ func newDaemon(ctx context.Context, c *cli.Context, base *slog.Logger) (d *daemo
 	cfg := agent.Config{
 		Addresses: addrs, Node: n.name, Role: n.role, ServerURL: n.serverURL, Secret: n.secret, Tags: c.StringSlice("tag"),
 		LoadMultiplier: c.Float64("load-multiplier"), ReportInterval: c.Duration("report-interval"),
-		DrainDeadline: c.Duration("drain-deadline"), StateDir: c.String("state-dir"), HeartbeatEvery: c.Duration("asg-heartbeat"), Logger: base,
+		DrainDeadline: c.Duration("drain-deadline"), DrainUnknownGrace: c.Duration("drain-unknown-grace"), StateDir: c.String("state-dir"), HeartbeatEvery: c.Duration("asg-heartbeat"), Logger: base,
 	}
 	dnsm, err := dnsManager(ctx, c, n)
 	if err != nil {
