@@ -53,6 +53,15 @@ const (
 	drainDone drainPhase = "done"
 )
 
+// phaseMessages are the status messages of the phases that do one thing and
+// go on; the others say what they wait for.
+var phaseMessages = map[drainPhase]string{
+	drainDeregister: "deregistering at the balancer",
+	drainRemoveDNS:  "removing the DNS records",
+	drainRelease:    "letting the host go",
+	drainDone:       "",
+}
+
 // drainRun is one drain, from its trigger to drainDone; Agent.drain is nil
 // when no drain runs. Only the loop touches it.
 type drainRun struct {
@@ -196,7 +205,12 @@ func (a *Agent) advanceDrain(ctx context.Context, m *measurement) {
 		if next == drainDone {
 			a.forgetDrain()
 		}
-		a.updateDrain(func(s *DrainStatus) { s.Phase = string(next) })
+		a.updateDrain(func(s *DrainStatus) {
+			s.Phase = string(next)
+			if msg, ok := phaseMessages[next]; ok {
+				s.Message = msg
+			}
+		})
 	}
 }
 
@@ -369,6 +383,9 @@ func (a *Agent) leave(ctx context.Context, d *drainRun, s meetings) {
 	}
 	d.emptyTicks = 0
 	a.leavingStatus(s)
+	// Report now, saying leaving: the balancer then removes the node once
+	// it goes offline, even if the host goes away before the next interval.
+	a.nextTry = a.cfg.Clock.Now()
 }
 
 // leavingStatus says, in the status and to systemd, why a leaving node

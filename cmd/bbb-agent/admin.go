@@ -181,13 +181,10 @@ func drainOutcome(w io.Writer, st agent.Status) error {
 			"it stays registered so they stay joinable, and leaves the balancer once they end or the host stops\n",
 			st.Node, formatTime(d.Deadline), meetingCount(d.MeetingsLeft))
 		return nil
-	case d.Phase == "done" && d.Error != "":
+	case d.Finished != "" && d.Error != "":
 		return fmt.Errorf("%s is drained (%s), but: %s", st.Node, d.Finished, d.Error)
-	case d.Phase == "done":
-		fmt.Fprintf(w, "%s is drained: %s\n", st.Node, d.Finished)
-		return nil
 	case d.Finished != "":
-		fmt.Fprintf(w, "%s: %s\n", st.Node, d.Finished)
+		fmt.Fprintf(w, "%s is drained: %s\n", st.Node, d.Finished)
 		return nil
 	}
 	return fmt.Errorf("the agent stopped before the drain finished (phase %s, %s left): it resumes the drain when it runs again", d.Phase, meetingCount(d.MeetingsLeft))
