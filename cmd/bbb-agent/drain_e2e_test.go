@@ -126,7 +126,8 @@ func TestDrainDeadlineKeepsMeetingJoinable(t *testing.T) {
 }
 
 // TestDrainWaitInterrupted: Ctrl-C stops `drain --wait` with a non-zero exit
-// and a message that the drain goes on, and it does.
+// and a message that the drain goes on, and it does; a second `drain --wait`
+// follows it to its end and exits 0 once the node is drained.
 func TestDrainWaitInterrupted(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t)
@@ -154,5 +155,17 @@ func TestDrainWaitInterrupted(t *testing.T) {
 	}
 	if r := a.admin(t, "drain", "--deadline", "2000-01-01T00:00:00Z"); r.Code == 0 || !strings.Contains(r.Stderr, "is not in the future") {
 		t.Errorf("drain --deadline in the past: %s", r)
+	}
+
+	w = testenv.Start(t, testenv.Cmd{Name: "bbb-agent drain --wait (again)", Path: a.bin, Env: testenv.CleanEnv(),
+		Args: []string{"--admin-socket", a.socket, "drain", "--wait", "--deadline", "1h"}, Ready: progressLine})
+	if err := f.front().End(t.Context(), "seminar", ""); err != nil {
+		t.Fatalf("end through the balancer: %v", err)
+	}
+	if code := w.Wait(t, 4*interval+slack); code != 0 || !strings.Contains(w.Output(), "bbb-interrupted is drained: no meetings") {
+		t.Fatalf("drain --wait until drained: exit %d\n%s", code, w.Output())
+	}
+	if code := a.Wait(t, slack); code != 0 {
+		t.Fatalf("the drained agent exited %d", code)
 	}
 }
