@@ -246,6 +246,9 @@ func (a *Agent) cordonStep(ctx context.Context, d *drainRun, m *measurement) dra
 	cancel()
 	if err == nil {
 		d.cordoned, d.cordonFailed, d.emptyTicks = true, false, 0
+		a.mu.Lock()
+		a.status.DesiredState = fleet.Cordoned
+		a.mu.Unlock()
 		a.log.Info("cordoned at the balancer: no new meetings")
 		return drainWait
 	}
@@ -414,6 +417,16 @@ func (a *Agent) leavingStep(ctx context.Context, d *drainRun, m *measurement) dr
 		d.gone = true
 		d.why = "deadline reached; the balancer removed the node"
 		return drainDeregister
+	}
+	a.mu.RLock()
+	desired := a.status.DesiredState
+	a.mu.RUnlock()
+	if desired == fleet.Enabled {
+		// An operator enabled the node at the balancer, but its host was
+		// released: it must not take new meetings.
+		a.log.Warn("leaving: the balancer has the node enabled again, but its host was released at the drain deadline: cordoning it again")
+		d.cordoned = false
+		return drainCordon
 	}
 	s := a.observe(d, m)
 	if s.empty {

@@ -99,6 +99,7 @@ type drainAct struct {
 	logind   bool   // logind cancels the shutdown
 	register bool   // the node registers again (the balancer lost it)
 	gone     bool   // a report finds the node removed at the balancer
+	enabled  bool   // a report finds the node enabled at the balancer
 	stop     bool   // the agent is stopped (SIGTERM: the host goes away)
 	msg      string // the drain's status message must say this
 	want     drainPhase
@@ -177,6 +178,11 @@ func TestDrainPhases(t *testing.T) {
 		script: []drainAct{tick(1).then(drainWait), {advance: deadline, tick: true, meetings: 1, want: drainLeaving},
 			{register: true, want: drainCordon}, tick(1).then(drainLeaving), tick(0).then(drainLeaving), tick(0).then(drainDone)},
 		calls: []string{"cordon", "register", "cordon", "deregister"}, why: "deadline reached; the meetings then ended", state: Drained, dnsGone: true, released: 1,
+	}, {
+		name: "leaving: enabled again at the balancer, cordoned again", source: SourceAdmin,
+		script: []drainAct{tick(1).then(drainWait), {advance: deadline, tick: true, meetings: 1, want: drainLeaving},
+			{enabled: true, want: drainLeaving}, tick(1).then(drainLeaving), tick(0).then(drainLeaving), tick(0).then(drainDone)},
+		calls: []string{"cordon", "cordon", "deregister"}, why: "deadline reached; the meetings then ended", state: Drained, dnsGone: true, released: 1,
 	}, {
 		name: "leaving: the balancer removed the node", source: SourceAdmin,
 		script: []drainAct{tick(1).then(drainWait), {advance: deadline, tick: true, meetings: 1, want: drainLeaving},
@@ -318,6 +324,10 @@ func TestDrainPhases(t *testing.T) {
 					run(func() { a.register(ctx) })
 				case act.gone:
 					a.registered = false // as report does on ErrNotRegistered
+				case act.enabled:
+					a.mu.Lock()
+					a.status.DesiredState = fleet.Enabled // as report does with the balancer's answer
+					a.mu.Unlock()
 				case act.stop:
 					run(func() { a.leaveOnStop(ctx) })
 				}
@@ -523,5 +533,52 @@ func TestLeavingDrainResumes(t *testing.T) {
 	}
 	if guard.released != 1 || scale.completed != 0 {
 		t.Fatalf("at the end: logind released %d, lifecycle completed %d: the host was let go twice", guard.released, scale.completed)
+	}
+}
+
+// TestDrainDeadlineChange: `bbb-agent drain --deadline` starts a drain with
+// its own deadline, or moves the deadline of a drain that still waits (kept
+// in drain.json); a deadline in the past, or a drain past its wait, refuse.
+func TestDrainDeadlineChange(t *testing.T) {
+	clk := testenv.NewClock()
+	c, err := bbb.NewClient("http://127.0.0.1:9", "never-called")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	a, err := New(Config{Node: "bbb1", ReportInterval: 5 * time.Second, DrainDeadline: time.Hour, StateDir: dir, Clock: clk,
+		Logger: slog.New(slog.DiscardHandler)}, Deps{Registrar: &fakeRegistrar{}, BBB: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	a.registered, a.everRegistered = true, true
+	a.setState(Ready)
+	now := clk.Now()
+	if err := a.drainCommand(ctx, drainRequest{source: SourceAdmin, deadlineIn: 30 * time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	if st := a.Status(); st.Drain == nil || !st.Drain.Deadline.Equal(now.Add(30*time.Minute)) {
+		t.Fatalf("drain with its own deadline: %+v", st.Drain)
+	}
+	at := now.Add(10 * time.Minute)
+	if err := a.drainCommand(ctx, drainRequest{source: SourceAdmin, deadline: at}); err != nil {
+		t.Fatal(err)
+	}
+	saved, err := a.loadDrain()
+	if st := a.Status(); err != nil || st.Drain == nil || !st.Drain.Deadline.Equal(at) || saved == nil || !saved.Deadline.Equal(at) {
+		t.Fatalf("moved deadline: status %+v, drain.json %+v %v", st.Drain, saved, err)
+	}
+	if err := a.drainCommand(ctx, drainRequest{source: SourceAdmin, deadline: now.Add(-time.Minute)}); err == nil || !strings.Contains(err.Error(), "not in the future") {
+		t.Fatalf("a deadline in the past: %v", err)
+	}
+	clk.Advance(10 * time.Minute)
+	m := measurement{now: clk.Now(), load: fleet.Load{Meetings: 1}, afterCordon: true}
+	a.advanceDrain(ctx, &m)
+	if a.drain.phase != drainLeaving {
+		t.Fatalf("phase %s at the moved deadline, want leaving", a.drain.phase)
+	}
+	if err := a.drainCommand(ctx, drainRequest{source: SourceAdmin, deadlineIn: time.Hour}); err == nil || !strings.Contains(err.Error(), "can no longer change") {
+		t.Fatalf("a new deadline while leaving: %v", err)
 	}
 }
