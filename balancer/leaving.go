@@ -70,7 +70,7 @@ func (s *Server) leavingReport(ctx context.Context, n records.Node, req agentapi
 
 // sweepLeaving removes the leaving nodes that went offline (missed
 // reports): their host is gone, and with it their meetings. It runs after
-// every registry refresh.
+// every registry refresh that reached the database.
 func (s *Server) sweepLeaving(ctx context.Context) {
 	for id, name := range s.leaving.snapshot() {
 		n, online, ok := s.reg.node(id)

@@ -155,8 +155,9 @@ func (s *Server) Run(ctx context.Context) error {
 		case <-refresh.C:
 			if err := s.reg.refresh(ctx); err != nil && !errors.Is(err, context.Canceled) {
 				s.log.Error("reloading the fleet from the database", "err", err)
+			} else if err == nil {
+				s.sweepLeaving(ctx)
 			}
-			s.sweepLeaving(ctx)
 		case <-poll.C:
 			s.pollAll(ctx)
 		}
