@@ -69,6 +69,9 @@ func drain(c *cli.Context) error {
 	if !c.Bool("wait") {
 		return nil
 	}
+	if d := st.Drain; d != nil && (d.Finished != "" || d.Phase == "leaving" || d.Phase == "done") {
+		return drainOutcome(c.App.Writer, st) // over already (never registered: nothing to wait for)
+	}
 	return waitDrain(c, cl)
 }
 
