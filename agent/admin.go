@@ -18,10 +18,14 @@ import (
 
 // Paths of the admin API on the unix socket.
 const (
-	adminStatus  = "/v1/status"
-	adminDrain   = "/v1/drain"
-	adminUndrain = "/v1/undrain"
-	adminRotate  = "/v1/rotate-credential"
+	adminStatus = "/v1/status"
+	adminDrain  = "/v1/drain"
+	// adminDrainWait streams the drain's status, one JSON Status a line,
+	// whenever it changes, until the drain is done, leaving or cancelled,
+	// or the agent stops.
+	adminDrainWait = "/v1/drain/wait"
+	adminUndrain   = "/v1/undrain"
+	adminRotate    = "/v1/rotate-credential"
 )
 
 type adminError struct {
@@ -42,11 +46,29 @@ func (a *Agent) ServeAdmin(ctx context.Context, ln net.Listener) error {
 		writeAdmin(w, http.StatusOK, a.Status())
 	})
 	mux.HandleFunc("POST "+adminDrain, func(w http.ResponseWriter, r *http.Request) {
-		if err := a.Drain(r.Context(), SourceAdmin); err != nil {
+		var req DrainRequest
+		if r.ContentLength != 0 {
+			if err := decodeAdmin(r, &req); err != nil {
+				writeAdmin(w, http.StatusBadRequest, adminError{err.Error()})
+				return
+			}
+		}
+		var err error
+		if req.Deadline.IsZero() && req.DeadlineInSeconds == 0 {
+			err = a.Drain(r.Context(), SourceAdmin)
+		} else if req.DeadlineInSeconds < 0 {
+			err = fmt.Errorf("deadline_in_seconds %v is negative: give a duration from now", req.DeadlineInSeconds)
+		} else {
+			err = a.DrainUntil(r.Context(), SourceAdmin, req.Deadline, time.Duration(req.DeadlineInSeconds*float64(time.Second)))
+		}
+		if err != nil {
 			writeAdmin(w, http.StatusConflict, adminError{err.Error()})
 			return
 		}
 		writeAdmin(w, http.StatusOK, a.liveDrainStatus(r.Context()))
+	})
+	mux.HandleFunc("GET "+adminDrainWait, func(w http.ResponseWriter, r *http.Request) {
+		a.serveDrainWait(ctx, w, r)
 	})
 	mux.HandleFunc("POST "+adminUndrain, func(w http.ResponseWriter, r *http.Request) {
 		if err := a.Undrain(r.Context()); err != nil {
@@ -64,13 +86,20 @@ func (a *Agent) ServeAdmin(ctx context.Context, ln net.Listener) error {
 	})
 	a.recordingsHandlers(mux)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	shutdownDone := make(chan struct{})
 	go func() {
+		defer close(shutdownDone)
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
 	err := srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		// Serve returns as soon as the shutdown starts; wait for it to
+		// finish, so a drain watcher gets its last line before the exit.
+		<-shutdownDone
+	}
 	if al, ok := ln.(*adminListener); ok {
 		al.removeSocket()
 	}
@@ -155,6 +184,65 @@ func (c *AdminClient) Status(ctx context.Context) (Status, error) {
 // Drain asks the agent to drain.
 func (c *AdminClient) Drain(ctx context.Context) (Status, error) {
 	return c.do(ctx, http.MethodPost, adminDrain)
+}
+
+// DrainRequest is the body of a drain with its own deadline: an absolute
+// time, or seconds from now (the agent's now).
+type DrainRequest struct {
+	Deadline          time.Time `json:"deadline,omitzero"`
+	DeadlineInSeconds float64   `json:"deadline_in_seconds,omitempty"`
+}
+
+// DrainWith asks the agent to drain with this drain's own deadline (a
+// drain under way that still waits gets the new deadline).
+func (c *AdminClient) DrainWith(ctx context.Context, req DrainRequest) (Status, error) {
+	var s Status
+	err := c.call(ctx, http.MethodPost, adminDrain, req, &s)
+	return s, err
+}
+
+// WaitDrain follows the drain: progress gets the status at the start and at
+// every change, until the drain is done (drained), leaving or cancelled, or
+// the agent stops; it returns the last status. It waits as long as the drain
+// does: bound it with ctx.
+func (c *AdminClient) WaitDrain(ctx context.Context, progress func(Status)) (Status, error) {
+	var last Status
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://bbb-agent"+adminDrainWait, nil)
+	if err != nil {
+		return last, err
+	}
+	stream := &http.Client{Transport: c.http.Transport} // no timeout: a drain takes its time
+	resp, err := stream.Do(req)
+	if err != nil {
+		return last, fmt.Errorf("no bbb-agent answers on %s (is it running? is --admin-socket right? are you root?): %w", c.path, unwrapURL(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		var e adminError
+		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+			return last, errors.New(e.Error)
+		}
+		return last, fmt.Errorf("bbb-agent answered HTTP %s", resp.Status)
+	}
+	dec := json.NewDecoder(resp.Body)
+	seen := false
+	for {
+		var st Status
+		if err := dec.Decode(&st); err != nil {
+			if ctx.Err() != nil {
+				return last, ctx.Err()
+			}
+			if errors.Is(err, io.EOF) && seen {
+				return last, nil
+			}
+			return last, fmt.Errorf("the drain's progress from bbb-agent ended: %w", unwrapURL(err))
+		}
+		last, seen = st, true
+		if progress != nil {
+			progress(st)
+		}
+	}
 }
 
 // Undrain asks the agent to cancel its drain.
@@ -271,4 +359,66 @@ func (a *Agent) RotateCredential(ctx context.Context) error {
 	}
 	a.log.Info("node credential rotated")
 	return nil
+}
+
+// drainWaitKeepAlive is how often a drain watcher gets the status when
+// nothing changes (the meetings' figures, the report age).
+const drainWaitKeepAlive = 30 * time.Second
+
+// serveDrainWait streams the drain's status: a line now, one at every change
+// and one every drainWaitKeepAlive, the last when the drain is done,
+// leaving or cancelled, or when the agent stops (serveCtx ends).
+func (a *Agent) serveDrainWait(serveCtx context.Context, w http.ResponseWriter, r *http.Request) {
+	changed := a.drainChanged()
+	st := a.Status()
+	if st.Drain == nil {
+		writeAdmin(w, http.StatusConflict, adminError{"the node is not draining: start a drain first (bbb-agent drain)"})
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	enc := json.NewEncoder(w)
+	flusher, _ := w.(http.Flusher)
+	keepAlive := time.NewTicker(drainWaitKeepAlive)
+	defer keepAlive.Stop()
+	for {
+		if err := enc.Encode(st); err != nil {
+			return // the watcher went away
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+		if drainWaitOver(st) {
+			return
+		}
+		stopping := false
+		select {
+		case <-changed:
+		case <-keepAlive.C:
+		case <-r.Context().Done():
+			return
+		case <-serveCtx.Done():
+			stopping = true
+		}
+		changed = a.drainChanged()
+		st = a.Status()
+		if stopping {
+			st.State = Stopped // the agent's run has ended
+			_ = enc.Encode(st)
+			return
+		}
+	}
+}
+
+// drainWaitOver says whether a drain watcher has seen the end of what it
+// waits for: the drain done, leaving, cancelled, or the agent stopped.
+func drainWaitOver(st Status) bool {
+	if st.Drain == nil || st.State == Stopped || st.State == Drained {
+		return true
+	}
+	switch drainPhase(st.Drain.Phase) {
+	case drainDone, drainLeaving:
+		return true
+	}
+	return st.Drain.Finished != ""
 }

@@ -33,8 +33,12 @@ type Config struct {
 	Addresses      Addresses
 	ReportInterval time.Duration
 	// DrainDeadline bounds the wait for meetings to end; at the deadline the
-	// agent deregisters anyway and the meetings still running end with the host.
+	// host is released, and a node whose meetings still run stays registered
+	// and cordoned until they end or the host stops (drainLeaving).
 	DrainDeadline time.Duration
+	// DrainUnknownGrace is how long a drain takes a BBB that does not answer
+	// for meetings unknown (it waits); longer, they count as none left.
+	DrainUnknownGrace time.Duration
 	// StateDir keeps a drain under way across a restart ("" : not kept).
 	StateDir string
 	// HeartbeatEvery is how often a scale-in drain extends the lifecycle hook.
@@ -136,6 +140,9 @@ type Agent struct {
 
 	mu     sync.RWMutex
 	status Status
+	// drainWake is closed at the next change of the drain's status (admin
+	// socket watchers, drain --wait); nil until someone waits.
+	drainWake chan struct{}
 
 	// Loop-owned.
 	registered     bool
@@ -164,9 +171,9 @@ type Agent struct {
 }
 
 type command struct {
-	drain  bool
-	source DrainSource
-	reply  chan error
+	drain bool
+	req   drainRequest
+	reply chan error
 }
 
 // New returns an agent; Run starts it.
@@ -188,6 +195,9 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 	}
 	if cfg.DrainDeadline <= 0 {
 		cfg.DrainDeadline = DefaultDrainDeadline
+	}
+	if cfg.DrainUnknownGrace <= 0 {
+		cfg.DrainUnknownGrace = DefaultDrainUnknownGrace
 	}
 	if cfg.HeartbeatEvery <= 0 {
 		cfg.HeartbeatEvery = DefaultHeartbeatEvery

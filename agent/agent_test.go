@@ -97,7 +97,7 @@ func TestDrainWaitsForMeetings(t *testing.T) {
 			if running, err := f.client.IsMeetingRunning(ctx, "lecture"); err != nil || !running {
 				t.Fatalf("the drain touched the meeting: running=%v %v", running, err)
 			}
-			if !slices.Contains(n.notes.all(), "STOPPING=1") || !slices.Contains(n.notes.all(), "STATUS=draining: 1 meetings left") {
+			if !slices.Contains(n.notes.all(), "STOPPING=1") || !slices.Contains(n.notes.all(), "STATUS=draining: 1 meeting left") {
 				t.Fatalf("sd_notify during drain: %v", n.notes)
 			}
 			if err := f.client.End(ctx, "lecture", ""); err != nil {

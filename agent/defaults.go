@@ -8,6 +8,9 @@ import "time"
 const (
 	// DefaultDrainDeadline bounds a drain's wait for the meetings to end.
 	DefaultDrainDeadline = 90 * time.Minute
+	// DefaultDrainUnknownGrace is how long a drain waits on a BBB that does
+	// not answer before it counts the node's meetings as none left.
+	DefaultDrainUnknownGrace = 10 * time.Minute
 	// DefaultHeartbeatEvery is how often a scale-in drain extends the
 	// Auto Scaling lifecycle hook.
 	DefaultHeartbeatEvery = time.Minute

@@ -23,6 +23,10 @@ type savedDrain struct {
 	Source    DrainSource `json:"source"`
 	StartedAt time.Time   `json:"started_at"`
 	Deadline  time.Time   `json:"deadline"`
+	// Leaving: the deadline passed with meetings running and the host was
+	// released (drainLeaving); a resumed drain leaves again without
+	// releasing twice.
+	Leaving bool `json:"leaving,omitempty"`
 }
 
 // saveDrain records d; a failure is logged, the drain goes on.
@@ -30,7 +34,7 @@ func (a *Agent) saveDrain(d *drainRun) {
 	if a.cfg.StateDir == "" {
 		return
 	}
-	b, err := json.Marshal(savedDrain{Source: d.source, StartedAt: d.start, Deadline: d.deadline})
+	b, err := json.Marshal(savedDrain{Source: d.source, StartedAt: d.start, Deadline: d.deadline, Leaving: d.released})
 	if err == nil {
 		err = fsutil.WriteFile(filepath.Join(a.cfg.StateDir, drainFile), append(b, '\n'), 0o600)
 	}
@@ -76,6 +80,13 @@ func (a *Agent) resumeDrain(ctx context.Context) {
 		return
 	}
 	a.pendingDrain = nil
-	a.log.Info("resuming the drain an earlier run left unfinished", "source", s.Source, "started_at", s.StartedAt, "deadline", s.Deadline)
-	a.startDrainFrom(ctx, s.Source, s.StartedAt, s.Deadline)
+	a.log.Info("resuming the drain an earlier run left unfinished", "source", s.Source, "started_at", s.StartedAt, "deadline", s.Deadline, "leaving", s.Leaving)
+	if s.Leaving && a.deps.Shutdown != nil {
+		// This run took logind's delay lock at its start; the drain had
+		// released the host already.
+		if err := a.deps.Shutdown.Release(); err != nil {
+			a.log.Warn("releasing the shutdown delay lock", "err", err)
+		}
+	}
+	a.startDrainRun(ctx, &drainRun{source: s.Source, start: s.StartedAt, deadline: s.Deadline, phase: drainCordon, released: s.Leaving})
 }

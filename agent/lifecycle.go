@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -55,7 +56,16 @@ func (src DrainSource) undoable() error {
 
 // Drain starts a drain (idempotent: a drain under way goes on).
 func (a *Agent) Drain(ctx context.Context, src DrainSource) error {
-	return a.send(ctx, command{drain: true, source: src})
+	return a.send(ctx, command{drain: true, req: drainRequest{source: src}})
+}
+
+// DrainUntil starts a drain whose deadline is deadline, or in from now (the
+// one given); a drain under way gets that deadline while it still waits.
+func (a *Agent) DrainUntil(ctx context.Context, src DrainSource, deadline time.Time, in time.Duration) error {
+	if deadline.IsZero() && in <= 0 {
+		return errors.New("no deadline: give a duration from now or a time")
+	}
+	return a.send(ctx, command{drain: true, req: drainRequest{source: src, deadline: deadline, deadlineIn: in}})
 }
 
 // Undrain cancels a drain that has not started deregistering, if its
@@ -110,12 +120,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			a.leaveOnStop(ctx)
 			a.setState(Stopped)
 			return ctx.Err()
 		case c := <-a.cmds:
 			if c.drain {
-				a.startDrain(ctx, c.source)
-				c.reply <- nil
+				c.reply <- a.drainCommand(ctx, c.req)
 			} else {
 				c.reply <- a.undrain(ctx)
 			}

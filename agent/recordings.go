@@ -106,9 +106,9 @@ func (a *Agent) recordingsLeft(m *measurement) (processing, shipping int, wait b
 // "draining: 0 meetings, 2 recordings processing, 1 shipping".
 func drainMessage(meetings, processing, shipping int, withRecordings bool) string {
 	if !withRecordings {
-		return fmt.Sprintf("draining: %d meetings left", meetings)
+		return fmt.Sprintf("draining: %s left", meetingCount(meetings))
 	}
-	return fmt.Sprintf("draining: %d meetings, %d recordings processing, %d shipping", meetings, processing, shipping)
+	return fmt.Sprintf("draining: %s, %d recordings processing, %d shipping", meetingCount(meetings), processing, shipping)
 }
 
 // recordingRequest names one recording (and optionally a format) on the

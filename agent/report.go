@@ -152,7 +152,7 @@ func (a *Agent) report(ctx context.Context, load fleet.Load, ids []string) {
 	a.seq++
 	cctx, cancel := context.WithTimeout(ctx, max(a.cfg.ReportInterval, 2*time.Second))
 	defer cancel()
-	reply, err := a.deps.Registrar.Report(cctx, registrar.Report{Seq: a.seq, Load: load, MeetingIDs: ids})
+	reply, err := a.deps.Registrar.Report(cctx, registrar.Report{Seq: a.seq, Load: load, MeetingIDs: ids, Leaving: a.leaving()})
 	if errors.Is(err, registrar.ErrNotRegistered) {
 		a.log.Warn("the balancer does not know this node any more: registering again")
 		a.registered = false

@@ -47,13 +47,62 @@ type Status struct {
 // DrainStatus describes a drain under way (or finished).
 type DrainStatus struct {
 	Source DrainSource `json:"source"`
-	// Phase is where the drain is: cordon, wait, deregister, remove-dns,
-	// release, done.
-	Phase        string    `json:"phase"`
-	StartedAt    time.Time `json:"started_at"`
-	Deadline     time.Time `json:"deadline"`
-	MeetingsLeft int       `json:"meetings_left"`
-	Finished     string    `json:"finished,omitempty"`
+	// Phase is where the drain is: cordon, wait, leaving (past the
+	// deadline with meetings running: released, still registered),
+	// deregister, remove-dns, release, done.
+	Phase     string    `json:"phase"`
+	StartedAt time.Time `json:"started_at"`
+	Deadline  time.Time `json:"deadline"`
+	// MeetingsLeft is BBB's count; while BBB does not answer, the last count
+	// it told, and MeetingsUnknownSince says since when it does not.
+	MeetingsLeft         int       `json:"meetings_left"`
+	MeetingsUnknownSince time.Time `json:"meetings_unknown_since,omitzero"`
+	// Message says what the drain waits for, in words ("BBB not answering
+	// for 5m0s: meetings unknown").
+	Message  string `json:"message,omitempty"`
+	Finished string `json:"finished,omitempty"`
+	// Error is what kept a finished drain from finishing cleanly (the
+	// deregistration or the DNS removal failed).
+	Error string `json:"error,omitempty"`
+}
+
+// setDrainStatus replaces the drain's status (nil: no drain) and wakes the
+// admin socket's drain watchers.
+func (a *Agent) setDrainStatus(d *DrainStatus) {
+	a.mu.Lock()
+	a.status.Drain = d
+	a.drainChangedLocked()
+	a.mu.Unlock()
+}
+
+// updateDrain changes the drain's status, if there is one, and wakes the
+// watchers.
+func (a *Agent) updateDrain(f func(*DrainStatus)) {
+	a.mu.Lock()
+	if a.status.Drain != nil {
+		f(a.status.Drain)
+		a.drainChangedLocked()
+	}
+	a.mu.Unlock()
+}
+
+// drainChangedLocked wakes whoever waits on drainChanged; a.mu is held.
+func (a *Agent) drainChangedLocked() {
+	if a.drainWake != nil {
+		close(a.drainWake)
+		a.drainWake = nil
+	}
+}
+
+// drainChanged is closed at the next change of the drain's status (or of
+// the lifecycle state: stopped).
+func (a *Agent) drainChanged() <-chan struct{} {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.drainWake == nil {
+		a.drainWake = make(chan struct{})
+	}
+	return a.drainWake
 }
 
 // Status returns a snapshot of the agent's status.

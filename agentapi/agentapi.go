@@ -86,6 +86,14 @@ type ReportRequest struct {
 	// MeetingIDs, when not nil, is the full set of meetings running on the
 	// node; the balancer forgets placements on the node that are not in it.
 	MeetingIDs []string `json:"meeting_ids,omitempty"`
+	// Leaving says the node's drain passed its deadline with meetings still
+	// running: the host may go away at any moment, and the node stays
+	// registered and cordoned only so that its meetings stay joinable. The
+	// balancer removes a leaving node once it reports no meetings (with
+	// BBB answering) or goes offline (missed reports), without waiting for
+	// its agent to deregister. Agents that predate it never send it; a
+	// balancer that predates it ignores it (the agent still deregisters).
+	Leaving bool `json:"leaving,omitempty"`
 }
 
 // ReportResponse carries what the balancer wants the node to know.

@@ -526,6 +526,11 @@ func (s *Server) agentReport(w http.ResponseWriter, r *http.Request, c caller) {
 	case req.MeetingIDs != nil:
 		s.pruneAsync(n.ID, req.MeetingIDs, placedBefore)
 	}
+	if s.leavingReport(r.Context(), n, req) {
+		// Removed: the agent's next call finds the node gone, and it ends its drain.
+		writeJSON(w, http.StatusOK, agentapi.ReportResponse{State: fleet.Disabled, TURNServers: s.turnServers()})
+		return
+	}
 	if n.State == fleet.Cordoned && req.Load.Meetings == 0 {
 		s.disableIfEmpty(n)
 		n, _, _ = s.reg.node(n.ID)

@@ -34,6 +34,8 @@ type Server struct {
 	rec          recordingsState
 	// fleetMeetings serves getMeetings (getmeetings.go).
 	fleetMeetings fleetMeetings
+	// leaving are the nodes past their drain deadline (leaving.go).
+	leaving leavingNodes
 }
 
 // New builds a replica on an open store and loads the registry.
@@ -153,6 +155,8 @@ func (s *Server) Run(ctx context.Context) error {
 		case <-refresh.C:
 			if err := s.reg.refresh(ctx); err != nil && !errors.Is(err, context.Canceled) {
 				s.log.Error("reloading the fleet from the database", "err", err)
+			} else if err == nil {
+				s.sweepLeaving(ctx)
 			}
 		case <-poll.C:
 			s.pollAll(ctx)

@@ -191,7 +191,7 @@ func (b *Balancer) Report(ctx context.Context, r Report) (Reply, error) {
 		return Reply{}, err
 	}
 	var resp agentapi.ReportResponse
-	req := agentapi.ReportRequest{Node: node, Seq: r.Seq, Run: b.run, Load: r.Load, MeetingIDs: r.MeetingIDs}
+	req := agentapi.ReportRequest{Node: node, Seq: r.Seq, Run: b.run, Load: r.Load, MeetingIDs: r.MeetingIDs, Leaving: r.Leaving}
 	if err := b.call(ctx, agentapi.PathReport, req, &resp); err != nil {
 		return Reply{}, err
 	}

@@ -28,6 +28,9 @@ type Report struct {
 	Load fleet.Load
 	// MeetingIDs is the full set of running meetings, or nil to leave it out.
 	MeetingIDs []string
+	// Leaving: the node's drain passed its deadline with meetings running;
+	// it stays registered for them (agentapi.ReportRequest.Leaving).
+	Leaving bool
 }
 
 // Reply is what the balancer wants the node to know after a report.

@@ -838,6 +838,8 @@ tag: [north, big]
 			{"--report-interval", "-5s", "report_interval"},
 			{"--drain-deadline", "0s", "drain_deadline"},
 			{"--drain-deadline", "-1m", "drain_deadline"},
+			{"--drain-unknown-grace", "1s", "drain_unknown_grace"},
+			{"--drain-unknown-grace", "0s", "drain_unknown_grace"},
 		} {
 			for _, cmd := range []string{"run", "check"} {
 				r := testenv.Run(t, nil, b.Agent, cmd, "--config", write("empty.yaml", "{}\n"), tt.flag, tt.value)

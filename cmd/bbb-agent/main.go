@@ -43,7 +43,7 @@ func newApp() *cli.App {
 			{Name: "check", Usage: "preflight checks: configuration, BBB, balancer, logind, EC2 metadata", Flags: runFlags(), Action: check},
 			dnsCommand(),
 			statusCommand(),
-			{Name: "drain", Usage: "drain the node: no new meetings, wait for the running ones, then leave the fleet", Action: drain},
+			drainCommand(),
 			{Name: "undrain", Usage: "cancel a drain that has not finished", Action: undrain},
 			{Name: "rotate-credential", Usage: "replace the node's own credential at the balancer and in the state directory", Action: rotateCredential},
 			recordingsCommand(),
@@ -77,5 +77,10 @@ func usageError(command string, flags []cli.Flag) cli.OnUsageErrorFunc {
 
 // localTime is how the command prints a time for a person: local, with the
 // zone, so that it names one instant also when read on another machine or
-// beside a log in UTC.
-func localTime(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05 MST") }
+// beside a log in UTC. The zero time (none set) is "-".
+func localTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format("2006-01-02 15:04:05 MST")
+}

@@ -200,6 +200,9 @@ func validateTimings(c *cli.Context) error {
 	if d := c.Duration("drain-deadline"); d < minDrainDeadline {
 		return settingError("drain-deadline", fmt.Errorf("%v is too short: at least %v (the default is %v)", d, minDrainDeadline, agent.DefaultDrainDeadline))
 	}
+	if d := c.Duration("drain-unknown-grace"); d < minDrainDeadline {
+		return settingError("drain-unknown-grace", fmt.Errorf("%v is too short: at least %v (the default is %v)", d, minDrainDeadline, agent.DefaultDrainUnknownGrace))
+	}
 	return nil
 }
 
@@ -284,7 +287,7 @@ func newDaemon(ctx context.Context, c *cli.Context, n *node, base *slog.Logger) 
 	cfg := agent.Config{
 		Addresses: addrs, Node: n.name, Role: n.role, ServerURL: n.serverURL, Secret: n.secret, Tags: c.StringSlice("tag"),
 		LoadMultiplier: c.Float64("load-multiplier"), ReportInterval: c.Duration("report-interval"),
-		DrainDeadline: c.Duration("drain-deadline"), StateDir: c.String("state-dir"), HeartbeatEvery: c.Duration("asg-heartbeat"), Logger: base,
+		DrainDeadline: c.Duration("drain-deadline"), DrainUnknownGrace: c.Duration("drain-unknown-grace"), StateDir: c.String("state-dir"), HeartbeatEvery: c.Duration("asg-heartbeat"), Logger: base,
 	}
 	dnsm, err := dnsManager(ctx, c, n)
 	if err != nil {
@@ -418,7 +421,11 @@ func (d *daemon) handleSignals(ctx context.Context, sigs <-chan os.Signal, cance
 		now := d.now()
 		switch {
 		case !d.drainOnSignal:
-			d.log.Info("signal: stopping; the node stays registered (a restart or an upgrade does not drain: use bbb-agent drain, or a shutdown drains through logind)", "signal", sig)
+			if st := d.agent.Status(); st.Drain != nil && st.Drain.Phase == "leaving" {
+				d.log.Info("signal: stopping; the drain's deadline has passed and the host is going away, so the node is deregistered on the way out", "signal", sig)
+			} else {
+				d.log.Info("signal: stopping; the node stays registered (a restart or an upgrade does not drain: use bbb-agent drain, or a shutdown drains through logind)", "signal", sig)
+			}
 			stopped.Store(true)
 			cancel()
 			return nil
