@@ -45,7 +45,7 @@ func TestSubcommandHelp(t *testing.T) {
 		flags []string
 	}{
 		{[]string{"status", "--help"}, []string{"--json", "--help"}},
-		{[]string{"drain", "--help"}, []string{"--help"}},
+		{[]string{"drain", "--help"}, []string{"--wait", "--deadline", "--help"}},
 		{[]string{"undrain", "--help"}, []string{"--help"}},
 		{[]string{"recordings", "list", "--help"}, []string{"--json", "--help"}},
 		{[]string{"recordings", "notify", "--help"}, []string{"--record-id", "--format", "--help"}},
