@@ -176,7 +176,13 @@ func TestTURNBlackholesKeepReporting(t *testing.T) {
 		}}
 	n := newNode(t, "bbb1")
 	n.start(t, f, Config{ReportInterval: ival}, Deps{TURN: mgr})
-	testenv.Eventually(t, 2*time.Second, "bbb1 online", func() bool { s, ok := f.server("bbb1"); return ok && s.Online })
+	// Online at the balancer can come from the registration alone: wait for
+	// the agent's own first report too, so that "no report yet" is not read
+	// as a stall below.
+	testenv.Eventually(t, 2*time.Second, "bbb1 online and reporting", func() bool {
+		s, ok := f.server("bbb1")
+		return ok && s.Online && n.agent.Status().LastReportAgeSeconds != nil
+	})
 
 	// stillReporting fails the test the moment the node looks dead.
 	stillReporting := func() {
@@ -184,7 +190,9 @@ func TestTURNBlackholesKeepReporting(t *testing.T) {
 		if s, ok := f.server("bbb1"); !ok || !s.Online {
 			t.Fatalf("bbb1 went offline at the balancer while its TURN servers were dead: %+v", s)
 		}
-		if age := n.agent.Status().LastReportAgeSeconds; age == nil || *age > (3*ival).Seconds() {
+		if age := n.agent.Status().LastReportAgeSeconds; age == nil {
+			t.Fatalf("the agent lost its last report")
+		} else if *age > (3 * ival).Seconds() {
 			t.Fatalf("the report loop stalled: last report %v s ago", *age)
 		}
 	}
