@@ -17,6 +17,7 @@ import (
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/bbb/sim"
 	"github.com/bbb-agent/bbb-agent/fleet"
+	"github.com/bbb-agent/bbb-agent/internal/testenv"
 	"github.com/bbb-agent/bbb-agent/registrar"
 )
 
@@ -129,6 +130,30 @@ func (n *node) start(t *testing.T, f *fleetEnv, cfg Config, deps Deps) {
 }
 
 // exited waits for the agent's Run to return.
+// waitReporting waits until the node is online at the balancer and its agent
+// has made a report of its own (the registration alone shows it online).
+func (n *node) waitReporting(t *testing.T, f *fleetEnv, within time.Duration) {
+	t.Helper()
+	testenv.Eventually(t, within, n.name+" online and reporting", func() bool {
+		s, ok := f.server(n.name)
+		return ok && s.Online && n.agent.Status().LastReportAgeSeconds != nil
+	})
+}
+
+// stillReporting fails the test the moment the node looks dead at the
+// balancer or its report loop has not reported for three intervals.
+func (n *node) stillReporting(t *testing.T, f *fleetEnv, ival time.Duration, while string) {
+	t.Helper()
+	if s, ok := f.server(n.name); !ok || !s.Online {
+		t.Fatalf("%s went offline at the balancer while %s: %+v", n.name, while, s)
+	}
+	if age := n.agent.Status().LastReportAgeSeconds; age == nil {
+		t.Fatalf("%s's agent lost its last report while %s", n.name, while)
+	} else if *age > (3 * ival).Seconds() {
+		t.Fatalf("the report loop stalled while %s: last report %v s ago", while, *age)
+	}
+}
+
 func (n *node) exited(t *testing.T, within time.Duration) error {
 	t.Helper()
 	select {

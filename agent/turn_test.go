@@ -176,26 +176,8 @@ func TestTURNBlackholesKeepReporting(t *testing.T) {
 		}}
 	n := newNode(t, "bbb1")
 	n.start(t, f, Config{ReportInterval: ival}, Deps{TURN: mgr})
-	// Online at the balancer can come from the registration alone: wait for
-	// the agent's own first report too, so that "no report yet" is not read
-	// as a stall below.
-	testenv.Eventually(t, 2*time.Second, "bbb1 online and reporting", func() bool {
-		s, ok := f.server("bbb1")
-		return ok && s.Online && n.agent.Status().LastReportAgeSeconds != nil
-	})
-
-	// stillReporting fails the test the moment the node looks dead.
-	stillReporting := func() {
-		t.Helper()
-		if s, ok := f.server("bbb1"); !ok || !s.Online {
-			t.Fatalf("bbb1 went offline at the balancer while its TURN servers were dead: %+v", s)
-		}
-		if age := n.agent.Status().LastReportAgeSeconds; age == nil {
-			t.Fatalf("the agent lost its last report")
-		} else if *age > (3 * ival).Seconds() {
-			t.Fatalf("the report loop stalled: last report %v s ago", *age)
-		}
-	}
+	n.waitReporting(t, f, 2*time.Second)
+	stillReporting := func() { t.Helper(); n.stillReporting(t, f, ival, "its TURN servers were dead") }
 	testenv.Eventually(t, 15*time.Second, "every blackholed server probed and failed", func() bool {
 		stillReporting()
 		st := n.agent.Status().TURN
