@@ -11,5 +11,8 @@
 // queue when shipped), never written twice at the destination for the same
 // content (the back-ends skip what is already there), and never deleted
 // locally before the destination confirmed it (the delete reads the
-// confirmation from the queue, written after the back-end returned).
+// confirmation from the queue, written after the back-end returned). A
+// rebuild shipped again replaces the earlier build at the destination:
+// its files that the new build no longer has are removed only once the
+// new build is complete there (s3: after its manifest).
 package recordings

@@ -436,7 +436,7 @@ func (s *Shipper) ship(ctx context.Context, r Row) {
 	s.shipped.Add(1)
 	s.bytes.Add(uint64(receipt.Size))
 	s.cfg.Logger.Info("recordings: shipped", "record_id", r.RecordID, "format", r.Format, "to", receipt.Location,
-		"bytes", receipt.Size, "written", receipt.Written)
+		"bytes", receipt.Size, "written", receipt.Written, "removed", receipt.Removed)
 	if s.cfg.Indexer != nil {
 		r.State, r.ShippedAt, r.Location, r.SHA256, r.Dir = StateShipped, now.UTC(), receipt.Location, receipt.SHA256, dir
 		s.indexWith(ctx, r, md)

@@ -15,7 +15,8 @@ import (
 // Dir copies recordings into a tree laid out as BBB's own:
 // <root>/published/<format>/<record_id>/... (what bbb-balancer serves
 // playback from). A format appears whole or not at all: it is copied
-// into a temporary directory beside its place, fsynced, and renamed.
+// into a temporary directory beside its place, fsynced, and renamed (or
+// exchanged with an earlier build's copy, which then goes).
 type Dir struct {
 	root string
 }
@@ -79,24 +80,37 @@ func (d *Dir) Ship(ctx context.Context, sh Shipment) (Receipt, error) {
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return Receipt{}, fmt.Errorf("dir: %w", err)
 	}
-	// Swap: the old copy (if any) out of the way, the new one in.
-	old := ""
-	if _, err := os.Stat(dst); err == nil {
-		old = tmp + ".old"
-		if err := os.Rename(dst, old); err != nil {
-			return Receipt{}, fmt.Errorf("dir: %w", err)
-		}
-	}
-	if err := os.Rename(tmp, dst); err != nil {
+	if err := swapIn(tmp, dst); err != nil {
 		return Receipt{}, fmt.Errorf("dir: %w", err)
 	}
 	if err := fsutil.SyncDir(parent); err != nil {
 		return Receipt{}, fmt.Errorf("dir: %w", err)
 	}
-	if old != "" {
-		os.RemoveAll(old)
-	}
 	return Receipt{Location: dst, Size: size, SHA256: hex.EncodeToString(h.Sum(nil)), Written: len(files)}, nil
+}
+
+// swapIn puts the complete copy tmp at dst. An earlier build at dst (a
+// rebuild shipped again) is exchanged with it in one step, so playback
+// never finds dst missing, even across a crash; it then lies at tmp, which
+// the caller removes (or the next ship, as a leftover). Where the file
+// system cannot exchange, the old copy is renamed aside first: a crash
+// between the two renames leaves dst missing until the next ship.
+func swapIn(tmp, dst string) error {
+	if _, err := os.Stat(dst); err != nil {
+		return os.Rename(tmp, dst)
+	}
+	if exchange(tmp, dst) == nil {
+		return nil
+	}
+	old := tmp + ".old"
+	if err := os.Rename(dst, old); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return err
+	}
+	os.RemoveAll(old)
+	return nil
 }
 
 // copyFile copies one file, fsynced, and returns its SHA-256.

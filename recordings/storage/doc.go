@@ -11,7 +11,9 @@
 //   - s3://bucket/prefix: every file to <prefix>/<format>/<record_id>/<path>
 //     with a SHA-256 checksum, then <prefix>/<format>/<record_id>/manifest.json
 //     last, as the commit marker. An object whose SHA-256 already matches is
-//     not written again.
+//     not written again. Once the manifest is in place, the objects under
+//     the prefix it does not list (an earlier build's) are deleted; a crash
+//     before that leaves only unlisted extras, removed by the next ship.
 //
 // Ship returns only once the destination has confirmed every byte; it
 // streams files and never holds one in memory.

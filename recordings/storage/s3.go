@@ -13,6 +13,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -109,7 +110,8 @@ func (s *S3) FormatPrefix(recordID, format string) string {
 }
 
 // Ship uploads every file of the format not already there with the same
-// SHA-256, then the manifest.
+// SHA-256, then the manifest, then deletes the objects under the format's
+// prefix that the manifest does not list (files of an earlier build).
 func (s *S3) Ship(ctx context.Context, sh Shipment) (Receipt, error) {
 	if err := validID(sh.RecordID); err != nil {
 		return Receipt{}, err
@@ -162,8 +164,69 @@ func (s *S3) Ship(ctx context.Context, sh Shipment) (Receipt, error) {
 		}
 		r.Written++
 	}
+	// Only now that the manifest in place lists this build: objects of an
+	// earlier build (a rebuild dropped or renamed files) go. A crash or an
+	// error before this point leaves extras no manifest lists, harmless to
+	// playback; the next ship of the recording removes them.
+	removed, err := s.removeUnlisted(ctx, pre, m)
+	if err != nil {
+		return Receipt{}, err
+	}
+	r.Removed = removed
 	r.Location, r.Size, r.SHA256 = "s3://"+s.bucket+"/"+pre, m.Size, hexSum
 	return r, nil
+}
+
+// removeUnlisted deletes the objects under pre (a format's prefix, ending
+// in "/", so that abc-1/ never lists abc-10/) that are neither in m nor the
+// manifest itself, and returns how many it deleted. Call it only once the
+// manifest holding m is in place.
+func (s *S3) removeUnlisted(ctx context.Context, pre string, m Manifest) (int, error) {
+	if !strings.HasSuffix(pre, "/") {
+		return 0, fmt.Errorf("s3: refusing to clean up under %q: a prefix without a trailing / also matches other recordings", pre)
+	}
+	if len(m.Files) == 0 {
+		// Nothing playable was shipped (a format emptied under us): keep
+		// what is there rather than clean up to nothing.
+		return 0, nil
+	}
+	keep := make(map[string]bool, len(m.Files)+1)
+	keep[pre+ManifestName] = true
+	for _, f := range m.Files {
+		keep[pre+f.Path] = true
+	}
+	removed := 0
+	pages := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: aws.String(s.bucket), Prefix: aws.String(pre)})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return removed, fmt.Errorf("s3: list %s/%s to remove the files of an earlier build (does the role allow s3:ListBucket?): %w", s.bucket, pre, err)
+		}
+		var stale []types.ObjectIdentifier
+		for _, o := range page.Contents {
+			key := aws.ToString(o.Key)
+			if len(key) <= len(pre) || !strings.HasPrefix(key, pre) || keep[key] {
+				continue
+			}
+			stale = append(stale, types.ObjectIdentifier{Key: aws.String(key)})
+		}
+		if len(stale) == 0 {
+			continue
+		}
+		// A listing page holds at most 1000 keys, DeleteObjects' limit.
+		out, err := s.client.DeleteObjects(ctx, &s3.DeleteObjectsInput{Bucket: aws.String(s.bucket),
+			Delete: &types.Delete{Objects: stale, Quiet: aws.Bool(true)}})
+		if err != nil {
+			return removed, fmt.Errorf("s3: delete %d objects of an earlier build under %s/%s (does the role allow s3:DeleteObject?): %w", len(stale), s.bucket, pre, err)
+		}
+		if len(out.Errors) > 0 {
+			e := out.Errors[0]
+			return removed, fmt.Errorf("s3: delete %s/%s, a file of an earlier build (%d of %d deletes failed; does the role allow s3:DeleteObject?): %s: %s",
+				s.bucket, aws.ToString(e.Key), len(out.Errors), len(stale), aws.ToString(e.Code), aws.ToString(e.Message))
+		}
+		removed += len(stale)
+	}
+	return removed, nil
 }
 
 // putFile uploads one file unless the object already has its SHA-256.

@@ -44,6 +44,10 @@ type Receipt struct {
 	// Written counts the files or objects actually written; 0 when the
 	// destination already had every byte.
 	Written int
+	// Removed counts the objects of an earlier build (a rebuild with
+	// another file set) deleted from the destination (s3; dir and spool
+	// replace a recording whole).
+	Removed int
 }
 
 // Storage is a destination for recordings.
