@@ -136,6 +136,8 @@ type Agent struct {
 
 	mu     sync.RWMutex
 	status Status
+	// bbbPolls keeps the report cycle's getMeetings for the exporter-compatible metrics.
+	bbbPolls bbbPolls
 
 	// Loop-owned.
 	registered     bool

@@ -105,7 +105,9 @@ func (a *Agent) measure(ctx context.Context) (fleet.Load, []string, error) {
 		}
 	}
 	load.BBBVersion = a.bbbVersion
+	start := a.cfg.Clock.Now()
 	meetings, err := a.deps.BBB.GetMeetings(cctx)
+	a.bbbPolls.record(meetings, err, a.cfg.Clock.Now().Sub(start))
 	a.checksumRefused(err)
 	if err != nil {
 		return load, nil, err
