@@ -3,6 +3,7 @@ package agent
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http/httptest"
@@ -13,6 +14,7 @@ import (
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/bbb/sim"
 	"github.com/bbb-agent/bbb-agent/internal/testenv"
+	"github.com/bbb-agent/bbb-agent/recordings"
 )
 
 // scrape reads a metrics handler's samples: "name{labels}" -> value text.
@@ -132,6 +134,23 @@ func TestExporterMetrics(t *testing.T) {
 		`bbb_agent_participants`: 11,
 	}
 	checkSamples(t, got, want)
+	// Every series the exporter's own Grafana dashboards (all servers, server
+	// instance) query, but the recordings counts: bbb_recordings_processing
+	// needs the recordings shipper (TestExporterRecordings), the other four
+	// the agent does not have (README.md says so).
+	names := map[string]bool{}
+	for k := range got {
+		names[strings.FieldsFunc(k, func(r rune) bool { return r == '{' })[0]] = true
+	}
+	for _, n := range []string{"bbb_exporter", "bbb_api_up", "bbb_meetings_participants", "bbb_meetings_listeners",
+		"bbb_meetings_voice_participants", "bbb_meetings_video_participants", "bbb_meetings_participant_clients",
+		"bbb_meetings_participants_origin", "bbb_room_participants_gcount", "bbb_room_participants_bucket",
+		"bbb_room_listeners_bucket", "bbb_room_voice_participants_bucket", "bbb_room_video_participants_bucket",
+		"bbb_unique_meetings_total", "bbb_unique_breakout_rooms_total", "bbb_api_latency_bucket"} {
+		if !names[n] {
+			t.Errorf("%s missing: the exporter's dashboards query it", n)
+		}
+	}
 
 	// BBB stops answering: api down, the meeting figures unknown (absent,
 	// not zero), the counters kept.
@@ -167,6 +186,27 @@ func TestExporterMetrics(t *testing.T) {
 		`bbb_meetings{node="bbb1"}`:              4,
 		`bbb_unique_meetings_total{node="bbb1"}`: 4,
 	})
+}
+
+// TestExporterRecordings: bbb_recordings_processing is the recordings
+// backlog's processing count, and absent while the backlog cannot be read.
+func TestExporterRecordings(t *testing.T) {
+	rec := &fakeRecordings{backlog: recordings.Backlog{Processing: 2, Queued: 1}}
+	c, err := bbb.NewClient("http://127.0.0.1:9", "never-answers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(Config{Node: "bbb1", Logger: slog.New(slog.DiscardHandler)}, Deps{Registrar: &fakeRegistrar{}, BBB: c, Recordings: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.measureRecordings(context.Background())
+	checkSamples(t, scrape(t, a), map[string]float64{`bbb_recordings_processing{node="bbb1"}`: 2})
+	rec.set(recordings.Backlog{}, errors.New("queue locked"))
+	a.measureRecordings(context.Background())
+	if v, ok := scrape(t, a)[`bbb_recordings_processing{node="bbb1"}`]; ok {
+		t.Errorf("bbb_recordings_processing = %s while the backlog cannot be read; want it absent", v)
+	}
 }
 
 // checkSamples compares scraped samples with wanted values.
