@@ -143,6 +143,8 @@ type Agent struct {
 	// drainWake is closed at the next change of the drain's status (admin
 	// socket watchers, drain --wait); nil until someone waits.
 	drainWake chan struct{}
+	// bbbPolls keeps the report cycle's getMeetings for the exporter-compatible metrics.
+	bbbPolls bbbPolls
 
 	// Loop-owned.
 	registered     bool

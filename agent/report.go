@@ -105,10 +105,12 @@ func (a *Agent) measure(ctx context.Context) (fleet.Load, []string, error) {
 		}
 	}
 	load.BBBVersion = a.bbbVersion
+	start := a.cfg.Clock.Now()
 	meetings, err := a.deps.BBB.GetMeetings(cctx)
 	if err != nil && ctx.Err() != nil {
 		return load, nil, err // stopping: not BBB's fault
 	}
+	a.bbbPolls.record(meetings, err, a.cfg.Clock.Now().Sub(start))
 	load.BBBError = fleet.BBBReason(err, timeout)
 	a.bbbHealth(load.BBBError)
 	if err != nil {

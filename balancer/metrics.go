@@ -1,6 +1,8 @@
 package balancer
 
 import (
+	"cmp"
+
 	"github.com/bbb-agent/bbb-agent/balancer/placement"
 	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/prometheus/client_golang/prometheus"
@@ -65,16 +67,56 @@ var (
 	descNodeParticipants = prometheus.NewDesc("bbb_balancer_node_participants", "Participants reported by a node.", []string{"node"}, nil)
 	descNodeVideo        = prometheus.NewDesc("bbb_balancer_node_video_streams", "Video streams reported by a node.", []string{"node"}, nil)
 	descNodeCPU          = prometheus.NewDesc("bbb_balancer_node_cpu_percent", "CPU use reported by a node.", []string{"node"}, nil)
+	descNodeVoice        = prometheus.NewDesc("bbb_balancer_node_voice_participants", "Participants in the voice conference (listen-only included) reported by a node.", []string{"node"}, nil)
+	descNodeListeners    = prometheus.NewDesc("bbb_balancer_node_listeners", "Listen-only participants reported by a node.", []string{"node"}, nil)
+
+	// Fleet totals: the sums of the online nodes' last reports (an offline
+	// node's figures are stale and count nowhere).
+	descMeetings     = prometheus.NewDesc("bbb_balancer_meetings", "Meetings on the online nodes.", nil, nil)
+	descParticipants = prometheus.NewDesc("bbb_balancer_participants", "Participants on the online nodes.", nil, nil)
+	descVoice        = prometheus.NewDesc("bbb_balancer_voice_participants", "Voice participants (listen-only included) on the online nodes.", nil, nil)
+	descVideo        = prometheus.NewDesc("bbb_balancer_video_streams", "Video streams on the online nodes.", nil, nil)
+	descListeners    = prometheus.NewDesc("bbb_balancer_listeners", "Listen-only participants on the online nodes.", nil, nil)
+	descNodes        = prometheus.NewDesc("bbb_balancer_nodes", "Nodes by role, admin state and liveness.", []string{"role", "state", "liveness"}, nil)
 )
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descNodeLoad, descNodeState, descNodeOnline, descNodeMeetings, descNodeParticipants, descNodeVideo, descNodeCPU} {
+	for _, d := range []*prometheus.Desc{descNodeLoad, descNodeState, descNodeOnline, descNodeMeetings, descNodeParticipants, descNodeVideo, descNodeCPU,
+		descNodeVoice, descNodeListeners, descMeetings, descParticipants, descVoice, descVideo, descListeners, descNodes} {
 		ch <- d
 	}
 }
 
+// nodeCount is one bbb_balancer_nodes series.
+type nodeCount struct {
+	role     fleet.Role
+	state    fleet.AdminState
+	liveness fleet.Liveness
+}
+
 func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
+	var total fleet.Load
+	counts := map[nodeCount]int{}
+	for _, role := range []fleet.Role{fleet.RoleBBB, fleet.RoleTURN} {
+		for _, st := range []fleet.AdminState{fleet.Enabled, fleet.Cordoned, fleet.Disabled} {
+			for _, l := range []fleet.Liveness{fleet.Online, fleet.Offline} {
+				counts[nodeCount{role, st, l}] = 0
+			}
+		}
+	}
 	for _, n := range c.nodes() {
+		liveness := fleet.Offline
+		if n.Online {
+			liveness = fleet.Online
+			total.Meetings += n.Load.Meetings
+			total.Participants += n.Load.Participants
+			total.Voice += n.Load.Voice
+			total.Video += n.Load.Video
+			total.Listeners += n.Load.Listeners
+		}
+		counts[nodeCount{cmp.Or(n.Role, fleet.RoleBBB), n.State, liveness}]++
+		ch <- prometheus.MustNewConstMetric(descNodeVoice, prometheus.GaugeValue, float64(n.Load.Voice), n.Name)
+		ch <- prometheus.MustNewConstMetric(descNodeListeners, prometheus.GaugeValue, float64(n.Load.Listeners), n.Name)
 		ch <- prometheus.MustNewConstMetric(descNodeLoad, prometheus.GaugeValue, c.policy.Load(n.Node, n.Reserved), n.Name)
 		for _, st := range []fleet.AdminState{fleet.Enabled, fleet.Cordoned, fleet.Disabled} {
 			v := 0.0
@@ -92,5 +134,14 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descNodeParticipants, prometheus.GaugeValue, float64(n.Load.Participants), n.Name)
 		ch <- prometheus.MustNewConstMetric(descNodeVideo, prometheus.GaugeValue, float64(n.Load.Video), n.Name)
 		ch <- prometheus.MustNewConstMetric(descNodeCPU, prometheus.GaugeValue, n.Load.CPUPercent, n.Name)
+	}
+	for _, t := range []struct {
+		d *prometheus.Desc
+		v int
+	}{{descMeetings, total.Meetings}, {descParticipants, total.Participants}, {descVoice, total.Voice}, {descVideo, total.Video}, {descListeners, total.Listeners}} {
+		ch <- prometheus.MustNewConstMetric(t.d, prometheus.GaugeValue, float64(t.v))
+	}
+	for k, v := range counts {
+		ch <- prometheus.MustNewConstMetric(descNodes, prometheus.GaugeValue, float64(v), string(k.role), string(k.state), string(k.liveness))
 	}
 }

@@ -103,6 +103,9 @@ func (s *Server) initRecordings(ctx context.Context) error {
 
 // registerRecordingMetrics adds the recordings' metrics to the registry.
 func (s *Server) registerRecordingMetrics() {
+	for _, result := range []string{"delivered", "retry", "gone"} {
+		s.rec.callbacks.WithLabelValues(result) // 0 from the start, not absent
+	}
 	s.metrics.reg.MustRegister(s.rec.callbacks)
 }
 

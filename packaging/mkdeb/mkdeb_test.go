@@ -229,6 +229,7 @@ func TestPackages(t *testing.T) {
 			"./lib/systemd/system/bbb-balancer.service":          "-rw-r--r-- root/root",
 			"./usr/share/bbb-balancer/balancer.env":              "-rw-r--r-- root/root",
 			"./usr/share/doc/bbb-balancer/examples/balancer.env": "-rw-r--r-- root/root",
+			"./usr/share/bbb-balancer/grafana/bbb-fleet.json":    "-rw-r--r-- root/root",
 			"./etc/bbb-balancer/":                                "drwxr-xr-x root/root",
 		},
 	}

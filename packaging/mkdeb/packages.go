@@ -60,6 +60,7 @@ func packages() []pkg {
 			{src: "systemd/bbb-balancer.service", dst: "/lib/systemd/system/bbb-balancer.service", mode: 0o644},
 			{src: "debian/balancer.env", dst: "/usr/share/bbb-balancer/balancer.env", mode: 0o644},
 			{src: "debian/balancer.env", dst: "/usr/share/doc/bbb-balancer/examples/balancer.env", mode: 0o644},
+			{src: "grafana/bbb-fleet.json", dst: "/usr/share/bbb-balancer/grafana/bbb-fleet.json", mode: 0o644},
 			{src: "debian/bbb-balancer.lintian-overrides", dst: "/usr/share/lintian/overrides/bbb-balancer", mode: 0o644},
 			{dst: "/etc/bbb-balancer", typ: files.TypeDir, mode: 0o755},
 		},
