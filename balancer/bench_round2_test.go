@@ -109,9 +109,10 @@ func minimalJoinHandler(secret string) http.Handler {
 
 // BenchmarkJoinRatio: join req/s of the minimal in-process handler, of the
 // balancer on SQLite and on PostgreSQL (the meeting -> node cache, no
-// database read per join), and their ratios, in one run: three alternating
-// rounds of one window each, the median of each kept, so that the load of
-// the machine weighs on all three alike.
+// database read per join), and their ratios, in one run: five alternating
+// rounds of a 1 s window each (the order rotating), the median of each kept,
+// so that the load of the machine weighs on all three alike. Every round's
+// figures are logged.
 func BenchmarkJoinRatio(b *testing.B) {
 	joinURLs := func(c *bbb.Client) func(i int) string {
 		urls := make([]string, 4096)
@@ -140,16 +141,22 @@ func BenchmarkJoinRatio(b *testing.B) {
 		names = append(names, be.name)
 		targets = append(targets, joinURLs(c))
 	}
-	const rounds = 3
+	const rounds = 5
 	rps := make([][]float64, len(targets))
 	b.ResetTimer()
-	for range rounds {
-		for i, url := range targets {
-			r, _ := measureWindow(b, benchWindow/2, benchClients, url, http.StatusFound)
+	for round := range rounds {
+		// Each round starts with the next target, so that none is always
+		// measured first (after the idle setup) or after the same other.
+		for j := range targets {
+			i := (round + j) % len(targets)
+			r, _ := measureWindow(b, time.Second, benchClients, targets[i], http.StatusFound)
 			rps[i] = append(rps[i], r)
 		}
 	}
 	b.StopTimer()
+	for i := range rps {
+		b.Logf("%s join req/s by round: %.0f", names[i], rps[i])
+	}
 	median := make([]float64, len(rps))
 	for i := range rps {
 		slices.Sort(rps[i])
@@ -158,6 +165,11 @@ func BenchmarkJoinRatio(b *testing.B) {
 	}
 	for i := 1; i < len(names); i++ {
 		b.ReportMetric(median[i]/median[0], names[i]+"/minimal")
+		perRound := make([]float64, rounds)
+		for r := range rounds {
+			perRound[r] = rps[i][r] / rps[0][r]
+		}
+		b.Logf("%s/minimal by round: %.2f", names[i], perRound)
 	}
 }
 
