@@ -159,8 +159,8 @@ func BenchmarkJoinRatio(b *testing.B) {
 	}
 	median := make([]float64, len(rps))
 	for i := range rps {
-		slices.Sort(rps[i])
-		median[i] = rps[i][rounds/2]
+		sorted := slices.Sorted(slices.Values(rps[i]))
+		median[i] = sorted[rounds/2]
 		b.ReportMetric(median[i], names[i]+"-req/s")
 	}
 	for i := 1; i < len(names); i++ {
