@@ -51,6 +51,19 @@ type keptAnswer struct {
 	parts   []*nodeAnswer
 	body    []byte
 	outcome string // SUCCESS or FAILED, for the metrics
+	// While another caller builds the next answer, this one still serves
+	// the calls for the same nodes with no drop since (gens) as long as its
+	// oldest part is within the bound.
+	nodeIDs []string
+	gens    []uint64
+	oldest  time.Time
+}
+
+// servesFor says whether k may answer a call for these nodes and their
+// current generations at now.
+func (k *keptAnswer) servesFor(ids []string, gens []uint64, now time.Time, maxAge time.Duration) bool {
+	return k != nil && slices.Equal(k.nodeIDs, ids) && slices.Equal(k.gens, gens) &&
+		now.Sub(k.oldest) < maxAge && !now.Before(k.oldest)
 }
 
 // nodeAnswer is one node's getMeetings answer at a time; failed means the
@@ -103,9 +116,12 @@ func (s *Server) fleetMeetingsAnswer(ctx context.Context, nodes []records.Node) 
 	f := &s.fleetMeetings
 	maxAge := s.cfg.GetMeetingsMaxAge
 	parts := make([]*nodeAnswer, len(nodes))
+	ids := make([]string, len(nodes))
+	gens := make([]uint64, len(nodes))
 	var wg sync.WaitGroup
 	for i, n := range nodes {
 		a, gen, ageing := f.part(n.ID, s.cfg.Clock(), maxAge)
+		ids[i], gens[i] = n.ID, gen
 		// Shared by every waiting call: no one caller's cancel ends it.
 		ask := func() (any, error) {
 			at := s.cfg.Clock()
@@ -136,12 +152,26 @@ func (s *Server) fleetMeetingsAnswer(ctx context.Context, nodes []records.Node) 
 	if k := f.kept(parts); k != nil {
 		return k
 	}
-	f.build.Lock()
+	if !f.build.TryLock() {
+		// Another caller builds: its predecessor may still serve.
+		f.mu.Lock()
+		last := f.last
+		f.mu.Unlock()
+		if last.servesFor(ids, gens, s.cfg.Clock(), maxAge) {
+			return last
+		}
+		f.build.Lock()
+	}
 	defer f.build.Unlock()
 	if k := f.kept(parts); k != nil { // built by the caller before
 		return k
 	}
-	k := &keptAnswer{parts: parts, outcome: bbb.ReturnSuccess}
+	k := &keptAnswer{parts: parts, outcome: bbb.ReturnSuccess, nodeIDs: ids, gens: gens}
+	for i, a := range parts {
+		if i == 0 || a.at.Before(k.oldest) {
+			k.oldest = a.at
+		}
+	}
 	resp := bbb.GetMeetingsResponse{ReturnCode: bbb.ReturnSuccess}
 	n := 0
 	for _, a := range parts {
