@@ -9,8 +9,6 @@ import (
 	"net/url"
 	"os"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -198,19 +196,4 @@ func BenchmarkGetMeetingsKept(b *testing.B) {
 }
 
 // rssMiB is this process's resident set size in MiB (Linux).
-func rssMiB(b *testing.B) float64 {
-	data, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		b.Logf("no RSS: %v", err)
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")))
-			if err == nil {
-				return float64(kb) / 1024
-			}
-		}
-	}
-	return 0
-}
+func rssMiB(b *testing.B) float64 { return procRSS(b, os.Getpid()) }
