@@ -30,7 +30,8 @@ lint:
 # that the ratios hold on a loaded machine: BenchmarkJoinRatio (join req/s of
 # the in-process minimal handler, SQLite and PostgreSQL, and the ratios),
 # BenchmarkGetMeetingsKept (kept vs live req/s and p99), BenchmarkCreate,
-# BenchmarkReportIngestion (CPU at 10,000 nodes) and BenchmarkMemory (10,000
+# BenchmarkReportIngestion (CPU at 10,000 nodes), BenchmarkMemory and
+# BenchmarkMemoryProcess (a real bbb-balancer's RSS; 10,000
 # nodes, 100,000 meetings). Only those: make bench BENCH='JoinRatio|GetMeetingsKept|Create|ReportIngestion|Memory' PKGS=./balancer
 BENCH ?= .
 bench:
