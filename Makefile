@@ -25,8 +25,17 @@ lint:
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
+# Every benchmark, one package at a time (go test runs benchmark binaries
+# serially). The balancer's performance figures, each measured in one run so
+# that the ratios hold on a loaded machine: BenchmarkJoinRatio (join req/s of
+# the in-process minimal handler, SQLite and PostgreSQL, and the ratios),
+# BenchmarkGetMeetingsKept (kept vs live req/s and p99), BenchmarkCreate,
+# BenchmarkReportIngestion (CPU at 10,000 nodes), BenchmarkMemory and
+# BenchmarkMemoryProcess (a real bbb-balancer's RSS; 10,000
+# nodes, 100,000 meetings). Only those: make bench BENCH='JoinRatio|GetMeetingsKept|Create|ReportIngestion|Memory' PKGS=./balancer
+BENCH ?= .
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m $(PKGS)
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count=1 -timeout 30m $(PKGS)
 
 # A longer fuzzing run of every fuzz target (the seed corpora run in `make test`).
 fuzz:

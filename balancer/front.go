@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -426,7 +427,12 @@ func (s *Server) getMeetings(ctx context.Context, w *resultRecorder) {
 	}
 	if s.cfg.GetMeetingsMaxAge > 0 {
 		// From each node's answer kept for the bound (getmeetings.go).
-		writeRaw(w, s.fleetMeetingsAnswer(ctx, nodes))
+		k := s.fleetMeetingsAnswer(ctx, nodes)
+		w.outcome = k.outcome
+		w.Header().Set("Content-Type", "text/xml;charset=utf-8")
+		w.Header().Set("Content-Length", strconv.Itoa(len(k.body)))
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(k.body)
 		return
 	}
 	// GetMeetingsMaxAge < 0: every call asks every node.

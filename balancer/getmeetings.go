@@ -24,7 +24,8 @@ import (
 //   - the nodes asked are the online BBB nodes of the registry at each call,
 //     so a node going offline drops out at once; a node that does not answer
 //     is left out (for the bound) and never fails the call;
-//   - the assembled XML is kept while every node's part is the same.
+//   - the assembled XML is encoded once, by one caller, and served as it is
+//     to every call while every node's part is the same.
 //
 // getMeetingInfo and isMeetingRunning stay live: they are forwarded to the
 // meeting's node on every call.
@@ -36,9 +37,33 @@ type fleetMeetings struct {
 	// gens counts the drops of each node's answer: a request started before a
 	// drop neither serves the calls after it nor is kept.
 	gens map[string]uint64
-	// last is the previous assembled answer and the parts it was built from.
-	lastParts []*nodeAnswer
-	lastBody  []byte
+	// last is the assembled answer and the parts it was built from: every
+	// call whose parts are the same is served these bytes as they are.
+	last *keptAnswer
+
+	// build lets one caller at a time assemble an answer: the callers that
+	// wait behind it find it built.
+	build sync.Mutex
+}
+
+// keptAnswer is an encoded getMeetings answer and what it was built from.
+type keptAnswer struct {
+	parts   []*nodeAnswer
+	body    []byte
+	outcome string // SUCCESS or FAILED, for the metrics
+	// While another caller builds the next answer, this one still serves
+	// the calls for the same nodes with no drop since (gens) as long as its
+	// oldest part is within the bound.
+	nodeIDs []string
+	gens    []uint64
+	oldest  time.Time
+}
+
+// servesFor says whether k may answer a call for these nodes and their
+// current generations at now.
+func (k *keptAnswer) servesFor(ids []string, gens []uint64, now time.Time, maxAge time.Duration) bool {
+	return k != nil && slices.Equal(k.nodeIDs, ids) && slices.Equal(k.gens, gens) &&
+		now.Sub(k.oldest) < maxAge && !now.Before(k.oldest)
 }
 
 // nodeAnswer is one node's getMeetings answer at a time; failed means the
@@ -85,14 +110,18 @@ func (f *fleetMeetings) keep(nodeID string, gen uint64, a *nodeAnswer) {
 	f.nodes[nodeID] = a
 }
 
-// answer returns getMeetings' XML for the nodes.
-func (s *Server) fleetMeetingsAnswer(ctx context.Context, nodes []records.Node) []byte {
+// fleetMeetingsAnswer returns getMeetings' answer for the nodes: parsed
+// and encoded once per change of a node's part, not per call.
+func (s *Server) fleetMeetingsAnswer(ctx context.Context, nodes []records.Node) *keptAnswer {
 	f := &s.fleetMeetings
 	maxAge := s.cfg.GetMeetingsMaxAge
 	parts := make([]*nodeAnswer, len(nodes))
+	ids := make([]string, len(nodes))
+	gens := make([]uint64, len(nodes))
 	var wg sync.WaitGroup
 	for i, n := range nodes {
 		a, gen, ageing := f.part(n.ID, s.cfg.Clock(), maxAge)
+		ids[i], gens[i] = n.ID, gen
 		// Shared by every waiting call: no one caller's cancel ends it.
 		ask := func() (any, error) {
 			at := s.cfg.Clock()
@@ -120,14 +149,35 @@ func (s *Server) fleetMeetingsAnswer(ctx context.Context, nodes []records.Node) 
 		}()
 	}
 	wg.Wait()
-	f.mu.Lock()
-	if f.lastBody != nil && slices.Equal(f.lastParts, parts) {
-		body := f.lastBody
-		f.mu.Unlock()
-		return body
+	if k := f.kept(parts); k != nil {
+		return k
 	}
-	f.mu.Unlock()
+	if !f.build.TryLock() {
+		// Another caller builds: its predecessor may still serve.
+		f.mu.Lock()
+		last := f.last
+		f.mu.Unlock()
+		if last.servesFor(ids, gens, s.cfg.Clock(), maxAge) {
+			return last
+		}
+		f.build.Lock()
+	}
+	defer f.build.Unlock()
+	if k := f.kept(parts); k != nil { // built by the caller before
+		return k
+	}
+	k := &keptAnswer{parts: parts, outcome: bbb.ReturnSuccess, nodeIDs: ids, gens: gens}
+	for i, a := range parts {
+		if i == 0 || a.at.Before(k.oldest) {
+			k.oldest = a.at
+		}
+	}
 	resp := bbb.GetMeetingsResponse{ReturnCode: bbb.ReturnSuccess}
+	n := 0
+	for _, a := range parts {
+		n += len(a.meetings)
+	}
+	resp.Meetings = make([]bbb.Meeting, 0, n)
 	for _, a := range parts {
 		resp.Meetings = append(resp.Meetings, a.meetings...)
 	}
@@ -137,10 +187,21 @@ func (s *Server) fleetMeetingsAnswer(ctx context.Context, nodes []records.Node) 
 	body, err := bbb.MarshalResponse(resp)
 	if err != nil {
 		body, _ = bbb.MarshalResponse(bbb.FailedResponse(bbb.NewError(bbb.KeyInternalError, "The response could not be encoded.")))
-		return body
+		return &keptAnswer{body: body, outcome: bbb.ReturnFailed} // not kept
 	}
+	k.body = body
 	f.mu.Lock()
-	f.lastParts, f.lastBody = parts, body
+	f.last = k
 	f.mu.Unlock()
-	return body
+	return k
+}
+
+// kept returns the assembled answer if it was built from these parts.
+func (f *fleetMeetings) kept(parts []*nodeAnswer) *keptAnswer {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.last != nil && slices.Equal(f.last.parts, parts) {
+		return f.last
+	}
+	return nil
 }

@@ -123,14 +123,6 @@ func parseDSN(dsn string) (dialect, target string, err error) {
 	return sqliteDialect, path, nil
 }
 
-func openPostgres(dsn string) *Store {
-	db, _ := sql.Open("pgx", dsn) // cannot fail: the driver is registered and connects lazily
-	db.SetMaxOpenConns(postgresMaxConns)
-	db.SetMaxIdleConns(postgresMaxConns)
-	db.SetConnMaxIdleTime(5 * time.Minute)
-	return &Store{dialect: postgresDialect, db: db, rdb: db}
-}
-
 func openSQLite(ctx context.Context, path string) (*Store, error) {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o750); err != nil {

@@ -1,0 +1,220 @@
+package balancer
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime"
+	rtmetrics "runtime/metrics"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bbb-agent/bbb-agent/agentapi"
+	"github.com/bbb-agent/bbb-agent/balancer/records"
+	"github.com/bbb-agent/bbb-agent/balancer/store"
+	"github.com/bbb-agent/bbb-agent/bbb"
+	"github.com/bbb-agent/bbb-agent/fleet"
+	"github.com/bbb-agent/bbb-agent/internal/testenv"
+)
+
+const (
+	memNodes    = 10_000
+	memMeetings = 100_000
+)
+
+// goMemory is the Go heap's live objects after a full collection and all
+// memory the Go runtime holds from the OS (heap, stacks, metadata), in MiB.
+func goMemory() (liveHeap, runtimeTotal float64) {
+	runtime.GC()
+	s := []rtmetrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/total:bytes"}}
+	rtmetrics.Read(s)
+	return float64(s[0].Value.Uint64()) / (1 << 20), float64(s[1].Value.Uint64()) / (1 << 20)
+}
+
+// BenchmarkMemory: one replica (SQLite) holding 10,000 online nodes in its
+// registry and 100,000 meetings in its meeting -> node cache, filled the
+// way production fills it (the nodes' reports through the agent API, a
+// join of every meeting through the BBB API front). It reports, in MiB:
+// the Go heap the replica adds (live objects after a collection, minus the
+// same figure before the replica was built), the Go runtime's total
+// memory, and the benchmark process's RSS; the process holds nothing else
+// of size (no simulators, no load generator: joins go to the handler in
+// process, every node's URL is a placeholder).
+func BenchmarkMemory(b *testing.B) {
+	baseHeap, _ := goMemory()
+	e := newEnv(b, benchBackends[0].dsn(b), testenv.NewClock())
+	e.srv.cfg.Clock = time.Now
+	ctx := b.Context()
+	names, _ := seedFleet(b, e.store, 5*time.Second)
+	if err := e.srv.Refresh(ctx); err != nil {
+		b.Fatal(err)
+	}
+	// The reports last: the nodes stay online (three missed reports) while
+	// the joins run.
+	reportFleet(b, e.http.URL, names)
+	joinFleet(b, e.srv.Handler(), e.client)
+	if n := len(e.srv.reg.meetings.nodes); n != memMeetings {
+		b.Fatalf("the meeting cache holds %d meetings, want %d", n, memMeetings)
+	}
+	heap, total := goMemory()
+	b.ReportMetric(heap-baseHeap, "replica-heap-MiB")
+	b.ReportMetric(total, "go-runtime-MiB")
+	b.ReportMetric(rssMiB(b), "process-rss-MiB")
+	runtime.KeepAlive(e)
+}
+
+// seedFleet writes memNodes nodes (reporting every interval) and memMeetings
+// placements spread over them straight into the store.
+func seedFleet(b *testing.B, st *store.Store, interval time.Duration) (names, ids []string) {
+	ctx := b.Context()
+	names = make([]string, memNodes)
+	ids = make([]string, memNodes)
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := w; i < memNodes; i += 8 {
+				names[i] = fmt.Sprintf("fleet%05d", i)
+				n, err := st.UpsertNode(ctx, records.Node{Name: names[i], URL: fmt.Sprintf("https://%s.invalid/bigbluebutton/api/", names[i]),
+					Secret: "node-secret-" + names[i], ReportInterval: interval, CreatedAt: time.Now()})
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				ids[i] = n.ID
+			}
+		})
+	}
+	wg.Wait()
+	if b.Failed() {
+		b.FailNow()
+	}
+	for w := range 8 {
+		wg.Go(func() {
+			for i := w; i < memMeetings; i += 8 {
+				m := records.Meeting{MeetingID: fmt.Sprintf("meeting-%06d", i), NodeID: ids[i%memNodes], PlacedAt: time.Now()}
+				if _, _, err := st.ClaimMeeting(ctx, m); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if b.Failed() {
+		b.FailNow()
+	}
+	return names, ids
+}
+
+// reportFleet sends one report of every node to the balancer at url.
+func reportFleet(b *testing.B, url string, names []string) {
+	client := benchHTTPClient(8)
+	defer client.CloseIdleConnections()
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := w; i < len(names); i += 8 {
+				body, _ := json.Marshal(agentapi.ReportRequest{Node: names[i], Seq: 1, Load: fleet.Load{BBBHealthy: true, Meetings: memMeetings / memNodes}})
+				if err := postAgent(b.Context(), client, url+agentapi.PathReport, body); err != nil {
+					b.Errorf("report %s: %v", names[i], err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if b.Failed() {
+		b.FailNow()
+	}
+}
+
+// joinFleet joins every seeded meeting once through h, which wants 302.
+func joinFleet(b *testing.B, h http.Handler, c *bbb.Client) {
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := w; i < memMeetings; i += 8 {
+				req := httptest.NewRequest(http.MethodGet, c.JoinURL(bbb.JoinRequest{MeetingID: fmt.Sprintf("meeting-%06d", i), FullName: "x", Role: bbb.RoleViewer}), nil)
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				if rec.Code != http.StatusFound {
+					b.Errorf("join meeting-%06d: HTTP %d: %s", i, rec.Code, rec.Body)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if b.Failed() {
+		b.FailNow()
+	}
+}
+
+// httpHandler sends each request to a server over the network.
+type httpHandler struct{ c *http.Client }
+
+func (h httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	resp, err := h.c.Get(r.URL.String())
+	if err != nil {
+		w.WriteHeader(599)
+		_, _ = w.Write([]byte(err.Error()))
+		return
+	}
+	w.WriteHeader(resp.StatusCode)
+	_, _ = io.Copy(w, resp.Body)
+	resp.Body.Close()
+}
+
+// BenchmarkMemoryProcess: the RSS of a real bbb-balancer serve process
+// (SQLite) holding 10,000 online nodes and 100,000 cached meetings: the
+// fleet seeded into its database before it starts, then every node's report
+// through its agent API and a join of every meeting through its BBB API.
+// Read from /proc/PID/status after the joins, and at its start (the nodes
+// loaded, nothing reported or joined yet).
+func BenchmarkMemoryProcess(b *testing.B) {
+	dir := b.TempDir()
+	st, err := store.OpenDataDir(b.Context(), dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	names, _ := seedFleet(b, st, time.Minute) // online throughout the joins
+	st.Close()
+	p := testenv.StartBalancer(b, testenv.BalancerOpts{Secret: lbSecret, AgentToken: agentToken, AdminToken: adminToken, DataDir: dir})
+	url := strings.TrimSuffix(p.Ready, "/")
+	atStart := procRSS(b, p.Pid()) // the fleet loaded, nothing reported or joined
+	reportFleet(b, url, names)
+	c, err := bbb.NewClient(url, lbSecret)
+	if err != nil {
+		b.Fatal(err)
+	}
+	hc := benchHTTPClient(8)
+	defer hc.CloseIdleConnections()
+	joinFleet(b, httpHandler{hc}, c)
+	b.ReportMetric(procRSS(b, p.Pid()), "bbb-balancer-rss-MiB")
+	b.ReportMetric(atStart, "rss-at-start-MiB")
+}
+
+// procRSS is a process's resident set size in MiB (Linux).
+func procRSS(b *testing.B, pid int) float64 {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Skipf("no /proc: %v", err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")))
+			if err != nil {
+				b.Fatal(err)
+			}
+			return float64(kb) / 1024
+		}
+	}
+	b.Fatalf("no VmRSS in /proc/%d/status", pid)
+	return 0
+}

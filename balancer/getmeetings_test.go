@@ -1,0 +1,82 @@
+package balancer
+
+import (
+	"testing"
+	"time"
+
+	"github.com/bbb-agent/bbb-agent/bbb"
+	"github.com/bbb-agent/bbb-agent/internal/testenv"
+)
+
+// TestGetMeetingsKeptAnswer: with the answers kept for an hour, a meeting
+// ended on its node behind the balancer's back stays listed until the bound
+// and not after it; a create and an end through the balancer and a node
+// going offline show in the next answer at once.
+func TestGetMeetingsKeptAnswer(t *testing.T) {
+	clk := testenv.NewClock()
+	e := newEnv(t, backends[0].dsn(t), clk)
+	e.addNodes(2)
+	cx := ctxT(t)
+	const bound = time.Hour
+	e.srv.cfg.GetMeetingsMaxAge = bound
+	for _, id := range []string{"k-0", "k-1", "k-2", "k-3"} {
+		if _, err := e.client.Create(cx, bbb.CreateRequest{MeetingID: id, Name: "Kept"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list := func() map[string]bool {
+		t.Helper()
+		ms, err := e.client.GetMeetings(cx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return meetingIDs(ms)
+	}
+	if got := list(); len(got) != 4 {
+		t.Fatalf("getMeetings lists %v, want k-0..k-3", got)
+	}
+
+	// Ended on the node itself: kept for the bound, gone after it.
+	on := e.node(e.nodeOf("k-0")[0])
+	direct, err := bbb.NewClient(on.http.URL, on.secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := direct.End(cx, "k-0", ""); err != nil {
+		t.Fatal(err)
+	}
+	if !list()["k-0"] {
+		t.Fatal("getMeetings asked the node again within the bound: the answer is not kept")
+	}
+	clk.Advance(bound)
+	e.reportAll()
+	if list()["k-0"] {
+		t.Fatalf("getMeetings lists k-0 %v after its end on the node, past the bound", bound)
+	}
+
+	// Through the balancer: at once.
+	if _, err := e.client.Create(cx, bbb.CreateRequest{MeetingID: "k-new", Name: "Kept"}); err != nil {
+		t.Fatal(err)
+	}
+	if !list()["k-new"] {
+		t.Fatal("getMeetings does not list k-new just after its create through the balancer")
+	}
+	if err := e.client.End(cx, "k-1", ""); err != nil {
+		t.Fatal(err)
+	}
+	if list()["k-1"] {
+		t.Fatal("getMeetings lists k-1 just after its end through the balancer")
+	}
+
+	// A node going offline: at once, inside the bound.
+	before := list()
+	down := e.node(e.nodeOf("k-2")[0])
+	e.takeOffline(down)
+	after := list()
+	for id := range before {
+		gone := e.nodeOf(id)[0] == down.name
+		if after[id] == gone {
+			t.Fatalf("after %s went offline getMeetings lists %v (before: %v)", down.name, after, before)
+		}
+	}
+}
