@@ -1,14 +1,22 @@
 package main
 
 import (
+	"context"
 	"encoding/xml"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/bbb-agent/bbb-agent/balancer"
+	"github.com/bbb-agent/bbb-agent/balancer/adminapi"
 	"github.com/bbb-agent/bbb-agent/balancer/balancertest"
+	"github.com/bbb-agent/bbb-agent/bbb/sim"
+	"github.com/bbb-agent/bbb-agent/fleet"
+	"github.com/bbb-agent/bbb-agent/internal/testenv"
 )
 
 // conformanceAnswer is the part of every BBB API answer a third-party client
@@ -21,6 +29,115 @@ type conformanceAnswer struct {
 	Running    string    `xml:"running"`
 	Meetings   *struct{} `xml:"meetings"`
 	Recordings *struct{} `xml:"recordings"`
+	MeetingID  string    `xml:"meetingID"`
+	URL        string    `xml:"url"`
+}
+
+// conformanceGet fetches one API URL and checks what every BBB answer has:
+// HTTP 200, an XML content type and a <response> root.
+func conformanceGet(t *testing.T, req *http.Request) (conformanceAnswer, string) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("status %d, BBB answers 200 with the error in the XML; body %s", resp.StatusCode, body)
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/xml") && !strings.HasPrefix(ct, "application/xml") {
+		t.Errorf("Content-Type %q, want text/xml", ct)
+	}
+	var a conformanceAnswer
+	if err := xml.Unmarshal(body, &a); err != nil {
+		t.Fatalf("answer is not a <response>: %v; body %s", err, body)
+	}
+	return a, string(body)
+}
+
+// TestConformanceMeeting checks the meeting calls that need a BBB server
+// behind the balancer (a bbb/sim) against BBB's API reference
+// (https://docs.bigbluebutton.org/development/api/): create by GET and by
+// POST with a pre-upload XML body, a second create with the same ID
+// (duplicateWarning), join with redirect=false, join of an unknown meeting.
+func TestConformanceMeeting(t *testing.T) {
+	lb := balancertest.Start(t, balancertest.Options{Run: true, Config: balancer.Config{PollInterval: 100 * time.Millisecond}})
+	const simSecret = "conformance-sim-secret-0123456789"
+	node := httptest.NewServer(sim.New(sim.Config{Secret: simSecret, Seed: 1}))
+	t.Cleanup(node.Close)
+	ctx := context.Background()
+	srv, err := lb.Admin.AddServer(ctx, adminapi.AddServerRequest{URL: node.URL, Secret: simSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lb.Admin.SetState(ctx, srv.ID, adminapi.SetStateRequest{State: fleet.Enabled}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, "the sim polled and online", func() bool {
+		s, err := lb.Admin.Server(ctx, srv.ID)
+		return err == nil && s.Online
+	})
+	get := func(call string, q url.Values) *http.Request {
+		req, err := http.NewRequest(http.MethodGet, lb.Client.URL(call, q), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return req
+	}
+	create := url.Values{"meetingID": {"conf-1"}, "name": {"Conformance"}, "moderatorPW": {"mp"}, "attendeePW": {"ap"}, "meta_bbb-origin": {"greenlight"}}
+	t.Run("create GET", func(t *testing.T) {
+		a, body := conformanceGet(t, get("create", create))
+		if a.ReturnCode != "SUCCESS" || a.MeetingID != "conf-1" {
+			t.Errorf("create answered %s", body)
+		}
+	})
+	t.Run("create again duplicateWarning", func(t *testing.T) {
+		a, body := conformanceGet(t, get("create", create))
+		if a.ReturnCode != "SUCCESS" || a.MessageKey != "duplicateWarning" {
+			t.Errorf("second create answered %s, want SUCCESS duplicateWarning", body)
+		}
+	})
+	t.Run("create POST with pre-upload body", func(t *testing.T) {
+		q := url.Values{"meetingID": {"conf-2"}, "name": {"Conformance 2"}}
+		body := `<?xml version="1.0" encoding="UTF-8"?><modules><module name="presentation"><document url="https://example.org/a.pdf" filename="a.pdf"/></module></modules>`
+		req, err := http.NewRequest(http.MethodPost, lb.Client.URL("create", q), strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/xml")
+		a, got := conformanceGet(t, req)
+		if a.ReturnCode != "SUCCESS" || a.MeetingID != "conf-2" {
+			t.Errorf("POST create answered %s", got)
+		}
+	})
+	t.Run("join redirect=false", func(t *testing.T) {
+		a, body := conformanceGet(t, get("join", url.Values{"meetingID": {"conf-1"}, "fullName": {"Ann"}, "role": {"MODERATOR"}, "redirect": {"false"}}))
+		if a.ReturnCode != "SUCCESS" || a.URL == "" {
+			t.Errorf("join redirect=false answered %s, want SUCCESS with <url>", body)
+		}
+	})
+	t.Run("join unknown meeting", func(t *testing.T) {
+		a, body := conformanceGet(t, get("join", url.Values{"meetingID": {"nope"}, "fullName": {"Ann"}, "role": {"MODERATOR"}, "redirect": {"false"}}))
+		if a.ReturnCode != "FAILED" || a.MessageKey != "invalidMeetingIdentifier" {
+			t.Errorf("join of an unknown meeting answered %s, want FAILED invalidMeetingIdentifier", body)
+		}
+	})
+	t.Run("isMeetingRunning", func(t *testing.T) {
+		a, body := conformanceGet(t, get("isMeetingRunning", url.Values{"meetingID": {"conf-1"}}))
+		if a.ReturnCode != "SUCCESS" || a.Running == "" {
+			t.Errorf("isMeetingRunning answered %s", body)
+		}
+	})
+	t.Run("end", func(t *testing.T) {
+		a, body := conformanceGet(t, get("end", url.Values{"meetingID": {"conf-1"}}))
+		if a.ReturnCode != "SUCCESS" || a.MessageKey != "sentEndMeetingRequest" {
+			t.Errorf("end answered %s, want SUCCESS sentEndMeetingRequest", body)
+		}
+	})
 }
 
 // TestConformanceErrors checks the balancer's answers to the calls no BBB
