@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -130,6 +131,45 @@ func TestConformanceMeeting(t *testing.T) {
 		a, body := conformanceGet(t, get("isMeetingRunning", url.Values{"meetingID": {"conf-1"}}))
 		if a.ReturnCode != "SUCCESS" || a.Running == "" {
 			t.Errorf("isMeetingRunning answered %s", body)
+		}
+	})
+	t.Run("create same ID other passwords idNotUnique", func(t *testing.T) {
+		q := url.Values{"meetingID": {"conf-1"}, "name": {"Conformance"}, "moderatorPW": {"other"}, "attendeePW": {"ap"}}
+		a, body := conformanceGet(t, get("create", q))
+		if a.ReturnCode != "FAILED" || a.MessageKey != "idNotUnique" {
+			t.Errorf("create of a running meetingID with other passwords answered %s, want FAILED idNotUnique", body)
+		}
+	})
+	for _, id := range []string{"x", strings.Repeat("m", 257), "a,b"} {
+		t.Run("create invalid meetingID "+id[:1]+"/"+strconv.Itoa(len(id)), func(t *testing.T) {
+			a, body := conformanceGet(t, get("create", url.Values{"meetingID": {id}, "name": {"Conformance"}}))
+			if a.ReturnCode != "FAILED" || a.MessageKey == "" {
+				t.Errorf("create with meetingID of %d characters %q answered %s, want FAILED (meetingID is 2..256 characters, no commas)", len(id), id[:1], body)
+			}
+		})
+	}
+	t.Run("getMeetings lists the meetings", func(t *testing.T) {
+		_, body := conformanceGet(t, get("getMeetings", nil))
+		var m struct {
+			ReturnCode string   `xml:"returncode"`
+			IDs        []string `xml:"meetings>meeting>meetingID"`
+		}
+		if err := xml.Unmarshal([]byte(body), &m); err != nil || m.ReturnCode != "SUCCESS" || len(m.IDs) != 2 {
+			t.Errorf("getMeetings answered %s, want SUCCESS with conf-1 and conf-2 (%v)", body, err)
+		}
+	})
+	t.Run("getMeetingInfo", func(t *testing.T) {
+		a, body := conformanceGet(t, get("getMeetingInfo", url.Values{"meetingID": {"conf-1"}}))
+		if a.ReturnCode != "SUCCESS" || a.MeetingID != "conf-1" || !strings.Contains(body, "<bbb-origin>greenlight</bbb-origin>") {
+			t.Errorf("getMeetingInfo answered %s, want SUCCESS with the metadata", body)
+		}
+	})
+	t.Run("getRecordings paging and filters", func(t *testing.T) {
+		for _, q := range []url.Values{{"offset": {"0"}, "limit": {"10"}}, {"state": {"published,unpublished"}}, {"meta_bbb-origin": {"greenlight"}}, {"meetingID": {"conf-1,conf-2"}}} {
+			a, body := conformanceGet(t, get("getRecordings", q))
+			if a.ReturnCode != "SUCCESS" || a.Recordings == nil {
+				t.Errorf("getRecordings?%s answered %s, want SUCCESS with <recordings>", q.Encode(), body)
+			}
 		}
 	})
 	t.Run("end", func(t *testing.T) {
