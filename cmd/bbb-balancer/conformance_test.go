@@ -172,6 +172,27 @@ func TestConformanceMeeting(t *testing.T) {
 			}
 		}
 	})
+	t.Run("insertDocument POST", func(t *testing.T) {
+		body := `<?xml version="1.0" encoding="UTF-8"?><modules><module name="presentation"><document url="https://example.org/b.pdf" filename="b.pdf"/></module></modules>`
+		req, err := http.NewRequest(http.MethodPost, lb.Client.URL("insertDocument", url.Values{"meetingID": {"conf-2"}}), strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/xml")
+		a, got := conformanceGet(t, req)
+		if a.ReturnCode != "SUCCESS" {
+			t.Errorf("insertDocument answered %s, want SUCCESS", got)
+		}
+	})
+	t.Run("join POST refused", func(t *testing.T) {
+		req, err := http.NewRequest(http.MethodPost, lb.Client.URL("join", url.Values{"meetingID": {"conf-1"}, "fullName": {"Ann"}, "role": {"MODERATOR"}, "redirect": {"false"}}), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a, body := conformanceGet(t, req); a.ReturnCode != "FAILED" {
+			t.Errorf("join by POST answered %s, want FAILED (BBB 2.7.8+ accepts join by GET only)", body)
+		}
+	})
 	t.Run("end", func(t *testing.T) {
 		a, body := conformanceGet(t, get("end", url.Values{"meetingID": {"conf-1"}}))
 		if a.ReturnCode != "SUCCESS" || a.MessageKey != "sentEndMeetingRequest" {
