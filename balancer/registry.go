@@ -37,6 +37,9 @@ type registry struct {
 	// cursor is where the next refresh reads the store's node changes
 	// from (store.NodeChanges).
 	cursor int64
+	// longest is the longest report interval in the fleet at the last
+	// refresh (see refresh's placedAfter).
+	longest time.Duration
 	// meetings caches meetingID -> node ID; refresh keeps it current.
 	meetings *meetingCache
 }
@@ -147,12 +150,21 @@ func (r *registry) refresh(ctx context.Context) error {
 	if r.gen%fullRefreshEvery == 0 {
 		cursor = 0
 	}
+	// Only online nodes take meetings, and an online node reported within
+	// MissedReports of its interval: placements older than that are
+	// behind every online node's report and reserve nothing, so the
+	// store reads only the newer ones. (An offline node's Reserved then
+	// counts only those; its next report resets it anyway.)
+	var placedAfter time.Time
+	if r.longest > 0 {
+		placedAfter = r.cfg.Clock().Add(-time.Duration(r.cfg.MissedReports) * r.longest)
+	}
 	r.mu.RUnlock()
 	ch, err := r.store.NodeChanges(ctx, cursor)
 	if err != nil {
 		return err
 	}
-	placed, err := r.store.PlacedSince(ctx)
+	placed, err := r.store.PlacedSince(ctx, placedAfter)
 	if err != nil {
 		return err
 	}
@@ -182,11 +194,13 @@ func (r *registry) refresh(ctx context.Context) error {
 		r.index(e, n)
 		e.node, e.gen = n, r.gen
 	}
+	r.longest = 0
 	for id, e := range r.byID {
 		if ch.Full && e.gen != r.gen {
 			r.drop(id)
 			continue
 		}
+		r.longest = max(r.longest, e.node.ReportInterval)
 		reserved := placed[id]
 		if e.node.LastReportAt.After(e.stored) {
 			// Placements after our newer report are what is still
@@ -256,6 +270,7 @@ func (r *registry) put(n records.Node) {
 	if n.LastReportAt.After(e.stored) {
 		e.stored = n.LastReportAt
 	}
+	r.longest = max(r.longest, n.ReportInterval)
 	if e.node.LastReportAt.After(n.LastReportAt) {
 		n.LastReportAt, n.LastSeq, n.Load = e.node.LastReportAt, e.node.LastSeq, e.node.Load
 	}

@@ -39,8 +39,8 @@ func (s *Store) changeMark() string {
 type NodeChanges struct {
 	// Full says Nodes is the whole fleet: a node not in it is gone.
 	Full bool
-	// Nodes are the nodes written at or after the cursor (every node when
-	// Full), ordered by name.
+	// Nodes are the nodes written at or after the cursor (every node, ordered
+	// by name, when Full).
 	Nodes []records.Node
 	// Deleted are the IDs of the nodes deleted at or after the cursor
 	// (none when Full). A node may be in both if it was deleted and then
@@ -102,7 +102,7 @@ func (s *Store) changeCursor(ctx context.Context) (int64, error) {
 
 // nodesChanged reads the nodes whose marker is at or above cursor.
 func (s *Store) nodesChanged(ctx context.Context, cursor int64) ([]records.Node, error) {
-	rows, err := s.query(ctx, s.rdb, `SELECT `+nodeColumns+` FROM nodes WHERE changed >= ? ORDER BY name`, cursor)
+	rows, err := s.query(ctx, s.rdb, `SELECT `+nodeColumns+` FROM nodes WHERE changed >= ?`, cursor)
 	if err != nil {
 		return nil, err
 	}
