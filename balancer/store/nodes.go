@@ -175,15 +175,18 @@ func (s *Store) writeNode(ctx context.Context, n records.Node, onConflict string
 	}
 	url := sql.NullString{String: n.URL, Valid: n.URL != ""}
 
-	row := s.queryRow(ctx, s.db, `INSERT INTO nodes (`+nodeColumns+`, changed)
+	for attempt := 1; ; attempt++ {
+		row := s.queryRow(ctx, s.db, `INSERT INTO nodes (`+nodeColumns+`, changed)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, `+s.changeMark()+`)
 		`+onConflict+`
 		RETURNING `+nodeColumns,
-		n.ID, n.Name, url, n.Secret, n.Role, string(tags), n.LoadMultiplier, n.State, n.Source, n.AgentVersion,
-		n.ReportInterval.Milliseconds(), millis(n.CreatedAt), millis(n.LastReportAt), n.LastSeq, string(load), string(uris),
-		n.CredentialHash)
-	got, err := scanNode(row)
-	if err != nil {
+			n.ID, n.Name, url, n.Secret, n.Role, string(tags), n.LoadMultiplier, n.State, n.Source, n.AgentVersion,
+			n.ReportInterval.Milliseconds(), millis(n.CreatedAt), millis(n.LastReportAt), n.LastSeq, string(load), string(uris),
+			n.CredentialHash)
+		got, err := scanNode(row)
+		if err == nil {
+			return got, nil
+		}
 		// A unique URL index violation is told apart from other failures by
 		// looking for the URL's owner, which has committed by now.
 		if other, ok := s.urlOwner(ctx, n.URL, n.Name); ok {
@@ -193,9 +196,22 @@ func (s *Store) writeNode(ctx context.Context, n records.Node, onConflict string
 		if errors.Is(err, sql.ErrNoRows) {
 			return records.Node{}, err
 		}
+		// On PostgreSQL a concurrent insert of the same name and URL can
+		// fail this one on the URL's unique index rather than turn it into
+		// the name's ON CONFLICT branch (only the name's index is checked
+		// speculatively). The node is there now: the same statement again
+		// finds it.
+		if attempt < 3 && s.nodeNamed(ctx, n.Name, n.URL) {
+			continue
+		}
 		return records.Node{}, fmt.Errorf("store: upsert node %q: %w", n.Name, err)
 	}
-	return got, nil
+}
+
+// nodeNamed says whether a node has the name and the URL ("" for none).
+func (s *Store) nodeNamed(ctx context.Context, name, url string) bool {
+	var one int
+	return s.queryRow(ctx, s.db, `SELECT 1 FROM nodes WHERE name = ? AND COALESCE(url, '') = ?`, name, url).Scan(&one) == nil
 }
 
 // SetNodeCredential replaces the node's credential hash (a takeover, a
