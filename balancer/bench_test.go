@@ -155,13 +155,18 @@ func (l *latencies) report(b *testing.B, prefix string, elapsed time.Duration) {
 	if len(l.all) == 0 {
 		return
 	}
-	slices.Sort(l.all)
-	pct := func(p float64) float64 {
-		return float64(l.all[min(len(l.all)-1, int(p*float64(len(l.all))))].Microseconds()) / 1000
-	}
 	b.ReportMetric(float64(len(l.all))/elapsed.Seconds(), prefix+"req/s")
-	b.ReportMetric(pct(0.50), prefix+"p50-ms")
-	b.ReportMetric(pct(0.99), prefix+"p99-ms")
+	b.ReportMetric(l.pct(0.50), prefix+"p50-ms")
+	b.ReportMetric(l.pct(0.99), prefix+"p99-ms")
+}
+
+// pct is the p quantile in ms, 0 without requests.
+func (l *latencies) pct(p float64) float64 {
+	if len(l.all) == 0 {
+		return 0
+	}
+	slices.Sort(l.all)
+	return float64(l.all[min(len(l.all)-1, int(p*float64(len(l.all))))].Microseconds()) / 1000
 }
 
 // hammer sends the URLs with benchClients concurrent clients, checks each
@@ -320,14 +325,23 @@ func ingest(b *testing.B, e *env, names []string) {
 	full := l.run(b, ingestWindow, true)
 
 	baseCores := base.cpu.Seconds() / base.elapsed.Seconds()
+	fullCores := full.cpu.Seconds() / full.elapsed.Seconds()
 	b.ReportMetric(float64(full.reports)/full.elapsed.Seconds(), "reports/s")
-	b.ReportMetric(full.cpu.Seconds()/full.elapsed.Seconds(), "cpu-cores")
+	b.ReportMetric(fullCores, "cpu-cores")
 	b.ReportMetric(baseCores, "joins-only-cores")
+	// What the reports add: the balancer's handling, flushes and refreshes,
+	// and the load generator's own side of 2,000 requests a second.
+	b.ReportMetric(fullCores-baseCores, "ingest-cores")
 	if full.reports > 0 {
 		added := full.cpu.Seconds() - baseCores*full.elapsed.Seconds()
 		b.ReportMetric(added*1e6/float64(full.reports), "cpu-µs/report")
 	}
 	full.lat.report(b, "join-", full.elapsed)
+	// The BBB API's p99 under the reports against the joins alone.
+	if idle := base.lat.pct(0.99); idle > 0 {
+		b.ReportMetric(idle, "join-idle-p99-ms")
+		b.ReportMetric(full.lat.pct(0.99)/idle, "join-p99-vs-idle")
+	}
 }
 
 // loadGen sends reports of the fleet's nodes in turn and joins for random

@@ -34,6 +34,12 @@ type registry struct {
 	turn    map[string]*entry
 	pending map[string]records.Report
 	gen     uint64 // counts refreshes
+	// cursor is where the next refresh reads the store's node changes
+	// from (store.NodeChanges).
+	cursor int64
+	// longest is the longest report interval in the fleet at the last
+	// refresh (see refresh's placedAfter).
+	longest time.Duration
 	// meetings caches meetingID -> node ID; refresh keeps it current.
 	meetings *meetingCache
 }
@@ -42,8 +48,10 @@ type entry struct {
 	node records.Node
 	// reserved counts meetings placed on the node that no report reflects yet.
 	reserved int
-	// gen is the refresh that last found the node in the store.
-	gen uint64
+	// gen is the refresh that last read the node from the store, and
+	// stored the report time it read.
+	gen    uint64
+	stored time.Time
 	// run and seq are the agent run and the highest seq this replica has
 	// accepted from it: within a run, seq never goes backwards.
 	run    string
@@ -123,56 +131,106 @@ var errUnknownNode = errors.New("unknown node")
 // from the same agent run.
 var errSeqBackwards = errors.New("seq went backwards")
 
-// refresh reloads nodes and reservations from the store. Local reports newer
-// than the stored ones (not flushed yet) are kept. Entries are updated in
-// place: a fleet of thousands is reloaded every second.
+// fullRefreshEvery is how often refresh reads the whole fleet rather than
+// what changed: a backstop that also drops nodes whose tombstone it never
+// saw (a replica that slept past tombstoneTTL).
+const fullRefreshEvery = 30
+
+// refresh brings in what the store has that this replica does not: the
+// nodes changed since the last refresh (store.NodeChanges), the whole
+// fleet every fullRefreshEvery refreshes, and the reservations. Local
+// reports newer than the stored ones (not flushed yet) are kept. Entries
+// are updated in place: refreshes run every second.
 func (r *registry) refresh(ctx context.Context) error {
 	if err := r.meetings.refresh(ctx, r.cfg.Clock(), r.placedSince); err != nil {
 		return err
 	}
-	nodes, err := r.store.Nodes(ctx)
+	r.mu.RLock()
+	cursor := r.cursor
+	if r.gen%fullRefreshEvery == 0 {
+		cursor = 0
+	}
+	// Only online nodes take meetings, and an online node reported within
+	// MissedReports of its interval: placements older than that are
+	// behind every online node's report and reserve nothing, so the
+	// store reads only the newer ones. (An offline node's Reserved then
+	// counts only those; its next report resets it anyway.)
+	var placedAfter time.Time
+	if r.longest > 0 {
+		placedAfter = r.cfg.Clock().Add(-time.Duration(r.cfg.MissedReports) * r.longest)
+	}
+	r.mu.RUnlock()
+	ch, err := r.store.NodeChanges(ctx, cursor)
 	if err != nil {
 		return err
 	}
-	placed, err := r.store.PlacedSince(ctx)
+	placed, err := r.store.PlacedSince(ctx, placedAfter)
 	if err != nil {
 		return err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.gen++
-	byName := make(map[string]string, len(nodes))
-	byCred := make(map[string]string)
-	turn := make(map[string]*entry)
-	for _, n := range nodes {
+	r.cursor = ch.Next
+	if ch.Full {
+		r.byName = make(map[string]string, len(ch.Nodes))
+		r.byCred = make(map[string]string)
+		r.turn = make(map[string]*entry)
+	}
+	for _, id := range ch.Deleted {
+		r.drop(id)
+	}
+	for _, n := range ch.Nodes {
 		n = r.withDefaults(n)
-		reserved := placed[n.ID]
 		e, ok := r.byID[n.ID]
 		if !ok {
 			e = &entry{}
 			r.byID[n.ID] = e
-		} else if e.node.LastReportAt.After(n.LastReportAt) {
+		}
+		e.stored = n.LastReportAt
+		if e.node.LastReportAt.After(n.LastReportAt) {
 			n.LastReportAt, n.LastSeq, n.Load = e.node.LastReportAt, e.node.LastSeq, e.node.Load
-			// Placements after our newer report are what is still reserved;
-			// the store counted against its older one, so keep the smaller.
+		}
+		r.index(e, n)
+		e.node, e.gen = n, r.gen
+	}
+	r.longest = 0
+	for id, e := range r.byID {
+		if ch.Full && e.gen != r.gen {
+			r.drop(id)
+			continue
+		}
+		r.longest = max(r.longest, e.node.ReportInterval)
+		reserved := placed[id]
+		if e.node.LastReportAt.After(e.stored) {
+			// Placements after our newer report are what is still
+			// reserved; the store counted against its older one, so keep
+			// the smaller.
 			reserved = min(reserved, e.reserved)
 		}
-		e.node, e.reserved, e.gen = n, reserved, r.gen
-		byName[n.Name] = n.ID
-		if n.CredentialHash != "" {
-			byCred[n.CredentialHash] = n.ID
-		}
-		if n.Role == fleet.RoleTURN {
-			turn[n.ID] = e
-		}
+		e.reserved = reserved
 	}
-	for id, e := range r.byID {
-		if e.gen != r.gen {
-			delete(r.byID, id)
-		}
-	}
-	r.byName, r.byCred, r.turn = byName, byCred, turn
 	return nil
+}
+
+// index files the entry under n's name, credential and role, dropping what
+// it was filed under before. r.mu is held.
+func (r *registry) index(e *entry, n records.Node) {
+	if e.node.Name != "" && e.node.Name != n.Name && r.byName[e.node.Name] == n.ID {
+		delete(r.byName, e.node.Name)
+	}
+	if e.node.CredentialHash != "" && e.node.CredentialHash != n.CredentialHash && r.byCred[e.node.CredentialHash] == n.ID {
+		delete(r.byCred, e.node.CredentialHash)
+	}
+	r.byName[n.Name] = n.ID
+	if n.CredentialHash != "" {
+		r.byCred[n.CredentialHash] = n.ID
+	}
+	if n.Role == fleet.RoleTURN {
+		r.turn[n.ID] = e
+	} else {
+		delete(r.turn, n.ID)
+	}
 }
 
 // placedSince reads the placements made since a time, by meeting ID.
@@ -209,33 +267,32 @@ func (r *registry) put(n records.Node) {
 		e = &entry{}
 		r.byID[n.ID] = e
 	}
+	if n.LastReportAt.After(e.stored) {
+		e.stored = n.LastReportAt
+	}
+	r.longest = max(r.longest, n.ReportInterval)
 	if e.node.LastReportAt.After(n.LastReportAt) {
 		n.LastReportAt, n.LastSeq, n.Load = e.node.LastReportAt, e.node.LastSeq, e.node.Load
 	}
-	if e.node.Name != "" && e.node.Name != n.Name {
-		delete(r.byName, e.node.Name)
-	}
-	if e.node.CredentialHash != "" && e.node.CredentialHash != n.CredentialHash {
-		delete(r.byCred, e.node.CredentialHash)
-	}
+	r.index(e, n)
 	e.node = n
-	r.byName[n.Name] = n.ID
-	if n.CredentialHash != "" {
-		r.byCred[n.CredentialHash] = n.ID
-	}
-	if n.Role == fleet.RoleTURN {
-		r.turn[n.ID] = e
-	} else {
-		delete(r.turn, n.ID)
-	}
 }
 
 func (r *registry) remove(id string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.drop(id)
+}
+
+// drop forgets the node. r.mu is held.
+func (r *registry) drop(id string) {
 	if e, ok := r.byID[id]; ok {
-		delete(r.byName, e.node.Name)
-		delete(r.byCred, e.node.CredentialHash)
+		if r.byName[e.node.Name] == id {
+			delete(r.byName, e.node.Name)
+		}
+		if r.byCred[e.node.CredentialHash] == id {
+			delete(r.byCred, e.node.CredentialHash)
+		}
 		delete(r.byID, id)
 		delete(r.turn, id)
 		delete(r.pending, id)

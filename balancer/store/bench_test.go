@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/json"
 	"fmt"
 	"sync"
 	"testing"
@@ -81,6 +82,68 @@ func BenchmarkClaimMeeting(b *testing.B) {
 			if _, won, err := s.ClaimMeeting(b.Context(), m); err != nil || !won {
 				b.Fatalf("claim %s: won %v, %v", m.MeetingID, won, err)
 			}
+		}
+	})
+}
+
+// BenchmarkRefreshReads is what a replica's registry reads each second with
+// 100,000 meetings placed: the nodes changed by one flush of 2,000 reports
+// (NodeChanges from a cursor), or the whole fleet, and the reservations
+// (PlacedSince).
+func BenchmarkRefreshReads(b *testing.B) {
+	forEachBenchBackend(b, func(b *testing.B, s *Store, nodes []records.Node) {
+		ctx := b.Context()
+		const meetings = 100_000
+		type row struct {
+			M string `json:"m"`
+			N string `json:"n"`
+		}
+		for start := 0; start < meetings; start += 10_000 {
+			rows := make([]row, 0, 10_000)
+			for i := start; i < start+10_000; i++ {
+				rows = append(rows, row{M: fmt.Sprint("meeting-", i), N: nodes[i%benchFleet].ID})
+			}
+			batch, _ := json.Marshal(rows)
+			if _, err := s.exec(ctx, s.db, `INSERT INTO meetings (meeting_id, node_id, placed_at)
+				SELECT CAST(value ->> 'm' AS TEXT), CAST(value ->> 'n' AS TEXT), 1 FROM `+s.jsonElements(false), string(batch)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		batch := make([]records.Report, benchBatch)
+		seq := int64(0)
+		flush := func() {
+			seq++
+			for i := range batch {
+				batch[i] = records.Report{NodeID: nodes[(int(seq)*benchBatch+i)%benchFleet].ID, Seq: seq,
+					ReceivedAt: t0.Add(time.Duration(seq) * time.Second), Load: fleet.Load{Meetings: 10, BBBHealthy: true}}
+			}
+			if err := s.RecordReports(ctx, batch); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for _, mode := range []string{"changes", "whole-fleet", "placed-since"} {
+			b.Run(mode, func(b *testing.B) {
+				ch, err := s.NodeChanges(ctx, 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for b.Loop() {
+					b.StopTimer()
+					flush()
+					b.StartTimer()
+					switch mode {
+					case "changes":
+						ch, err = s.NodeChanges(ctx, ch.Next)
+					case "whole-fleet":
+						_, err = s.Nodes(ctx)
+					default:
+						_, err = s.PlacedSince(ctx, t0.Add(time.Duration(seq-3)*time.Second))
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
 		}
 	})
 }

@@ -255,19 +255,21 @@ func TestPlacedSince(t *testing.T) {
 			name    string
 			reports []records.Report
 			want    map[string]int
+			since   time.Time
 		}{
-			{"no reports yet: all", nil, map[string]int{n1.ID: 3, n2.ID: 3}},
+			{"no reports yet: all", nil, map[string]int{n1.ID: 3, n2.ID: 3}, time.Time{}},
 			{"report after the first two", []records.Report{{NodeID: n1.ID, ReceivedAt: t0.Add(2 * time.Second)}},
-				map[string]int{n1.ID: 1, n2.ID: 3}},
+				map[string]int{n1.ID: 1, n2.ID: 3}, time.Time{}},
+			{"bounded: placed after the second", nil, map[string]int{n1.ID: 1, n2.ID: 1}, t0.Add(2 * time.Second)},
 			{"reports after all", []records.Report{{NodeID: n1.ID, ReceivedAt: t0.Add(time.Minute)}, {NodeID: n2.ID, ReceivedAt: t0.Add(time.Minute)},
-				{NodeID: n3.ID, ReceivedAt: t0.Add(time.Minute)}}, map[string]int{}},
+				{NodeID: n3.ID, ReceivedAt: t0.Add(time.Minute)}}, map[string]int{}, time.Time{}},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				if err := s.RecordReports(ctx, tt.reports); err != nil {
 					t.Fatal(err)
 				}
-				got, err := s.PlacedSince(ctx)
+				got, err := s.PlacedSince(ctx, tt.since)
 				if err != nil || !reflect.DeepEqual(got, tt.want) {
 					t.Errorf("PlacedSince = %v, %v; want %v", got, err, tt.want)
 				}

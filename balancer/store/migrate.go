@@ -123,6 +123,47 @@ var migrations = [][]string{
 	// 7: the replicas' meeting -> node caches read the placements made
 	// since their last refresh (MeetingsPlacedSince).
 	{`CREATE INDEX meetings_placed ON meetings (placed_at)`},
+	// 8: the replicas' registries read only the nodes changed since their
+	// last refresh (NodesChangedSince): every write of a node row sets its
+	// change marker (changeMark), a deletion leaves a tombstone. The
+	// dialects' halves are in dialectMigrations.
+	{
+		`ALTER TABLE nodes ADD COLUMN changed BIGINT NOT NULL DEFAULT 0`,
+		`CREATE INDEX nodes_changed ON nodes (changed)`,
+		`CREATE TABLE node_tombstones (
+			id         TEXT PRIMARY KEY,
+			changed    BIGINT NOT NULL,
+			deleted_at BIGINT NOT NULL -- Unix ms
+		)`,
+		`CREATE INDEX node_tombstones_changed ON node_tombstones (changed)`,
+	},
+}
+
+// dialectMigrations are the statements of a version that differ between the
+// dialects, by version and dialect; they run after that version's
+// migrations entry.
+var dialectMigrations = map[int]map[string][]string{
+	8: {
+		// SQLite: the marker is a counter one row holds; a statement's
+		// rows all take its value + 1 (changeMark), and the triggers move
+		// it on. SQLite has one writer at a time, so markers commit in
+		// order.
+		sqliteDialect: {
+			`CREATE TABLE node_changes (id BIGINT PRIMARY KEY, last BIGINT NOT NULL)`,
+			`INSERT INTO node_changes (id, last) VALUES (1, 0)`,
+			`CREATE TRIGGER node_changes_insert AFTER INSERT ON nodes BEGIN
+				UPDATE node_changes SET last = NEW.changed WHERE id = 1 AND last < NEW.changed;
+			END`,
+			`CREATE TRIGGER node_changes_update AFTER UPDATE OF changed ON nodes BEGIN
+				UPDATE node_changes SET last = NEW.changed WHERE id = 1 AND last < NEW.changed;
+			END`,
+			`CREATE TRIGGER node_changes_tombstone AFTER INSERT ON node_tombstones BEGIN
+				UPDATE node_changes SET last = NEW.changed WHERE id = 1 AND last < NEW.changed;
+			END`,
+		},
+		// PostgreSQL: the marker is the writing transaction's ID
+		// (changeMark), which needs nothing more.
+	},
 }
 
 // migrateLockKey is the PostgreSQL advisory lock that serializes the
@@ -169,6 +210,11 @@ func (s *Store) migrateTx(ctx context.Context) error {
 		for _, stmt := range migrations[v-1] {
 			if _, err := tx.ExecContext(ctx, stmt); err != nil {
 				return fmt.Errorf("version %d: %w", v, err)
+			}
+		}
+		for _, stmt := range dialectMigrations[v][s.dialect] {
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("version %d (%s): %w", v, s.dialect, err)
 			}
 		}
 		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`),

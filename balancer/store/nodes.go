@@ -124,7 +124,8 @@ func (s *Store) UpsertNode(ctx context.Context, n records.Node) (records.Node, e
 			url = excluded.url, secret = excluded.secret, role = excluded.role, tags = excluded.tags,
 			turn_uris = excluded.turn_uris,
 			load_multiplier = excluded.load_multiplier, source = excluded.source,
-			agent_version = excluded.agent_version, report_interval_ms = excluded.report_interval_ms`)
+			agent_version = excluded.agent_version, report_interval_ms = excluded.report_interval_ms,
+			changed = excluded.changed`)
 }
 
 // CreateNode inserts the node as UpsertNode does, but only if no node has
@@ -174,15 +175,18 @@ func (s *Store) writeNode(ctx context.Context, n records.Node, onConflict string
 	}
 	url := sql.NullString{String: n.URL, Valid: n.URL != ""}
 
-	row := s.queryRow(ctx, s.db, `INSERT INTO nodes (`+nodeColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
+	for attempt := 1; ; attempt++ {
+		row := s.queryRow(ctx, s.db, `INSERT INTO nodes (`+nodeColumns+`, changed)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, `+s.changeMark()+`)
 		`+onConflict+`
 		RETURNING `+nodeColumns,
-		n.ID, n.Name, url, n.Secret, n.Role, string(tags), n.LoadMultiplier, n.State, n.Source, n.AgentVersion,
-		n.ReportInterval.Milliseconds(), millis(n.CreatedAt), millis(n.LastReportAt), n.LastSeq, string(load), string(uris),
-		n.CredentialHash)
-	got, err := scanNode(row)
-	if err != nil {
+			n.ID, n.Name, url, n.Secret, n.Role, string(tags), n.LoadMultiplier, n.State, n.Source, n.AgentVersion,
+			n.ReportInterval.Milliseconds(), millis(n.CreatedAt), millis(n.LastReportAt), n.LastSeq, string(load), string(uris),
+			n.CredentialHash)
+		got, err := scanNode(row)
+		if err == nil {
+			return got, nil
+		}
 		// A unique URL index violation is told apart from other failures by
 		// looking for the URL's owner, which has committed by now.
 		if other, ok := s.urlOwner(ctx, n.URL, n.Name); ok {
@@ -192,15 +196,28 @@ func (s *Store) writeNode(ctx context.Context, n records.Node, onConflict string
 		if errors.Is(err, sql.ErrNoRows) {
 			return records.Node{}, err
 		}
+		// On PostgreSQL a concurrent insert of the same name and URL can
+		// fail this one on the URL's unique index rather than turn it into
+		// the name's ON CONFLICT branch (only the name's index is checked
+		// speculatively). The node is there now: the same statement again
+		// finds it.
+		if attempt < 3 && s.nodeNamed(ctx, n.Name, n.URL) {
+			continue
+		}
 		return records.Node{}, fmt.Errorf("store: upsert node %q: %w", n.Name, err)
 	}
-	return got, nil
+}
+
+// nodeNamed says whether a node has the name and the URL ("" for none).
+func (s *Store) nodeNamed(ctx context.Context, name, url string) bool {
+	var one int
+	return s.queryRow(ctx, s.db, `SELECT 1 FROM nodes WHERE name = ? AND COALESCE(url, '') = ?`, name, url).Scan(&one) == nil
 }
 
 // SetNodeCredential replaces the node's credential hash (a takeover, a
 // migration, a rotation) and withdraws any leave to take it over.
 func (s *Store) SetNodeCredential(ctx context.Context, id, hash string) (records.Node, error) {
-	n, err := scanNode(s.queryRow(ctx, s.db, `UPDATE nodes SET credential_hash = ?, takeover_allowed = 0 WHERE id = ? RETURNING `+nodeColumns, hash, id))
+	n, err := scanNode(s.queryRow(ctx, s.db, `UPDATE nodes SET credential_hash = ?, takeover_allowed = 0, changed = `+s.changeMark()+` WHERE id = ? RETURNING `+nodeColumns, hash, id))
 	if err != nil {
 		return records.Node{}, fmt.Errorf("store: set node %q credential: %w", id, notFound(err))
 	}
@@ -210,7 +227,7 @@ func (s *Store) SetNodeCredential(ctx context.Context, id, hash string) (records
 // AllowTakeover lets the next registration with takeover of the node's name
 // replace its identity (bbb-balancer servers allow-takeover).
 func (s *Store) AllowTakeover(ctx context.Context, id string) (records.Node, error) {
-	n, err := scanNode(s.queryRow(ctx, s.db, `UPDATE nodes SET takeover_allowed = 1 WHERE id = ? RETURNING `+nodeColumns, id))
+	n, err := scanNode(s.queryRow(ctx, s.db, `UPDATE nodes SET takeover_allowed = 1, changed = `+s.changeMark()+` WHERE id = ? RETURNING `+nodeColumns, id))
 	if err != nil {
 		return records.Node{}, fmt.Errorf("store: allow takeover of node %q: %w", id, notFound(err))
 	}
@@ -307,7 +324,7 @@ func (s *Store) RenameNode(ctx context.Context, id, name string) error {
 	if name == "" {
 		return fmt.Errorf("store: rename node %q: empty name", id)
 	}
-	res, err := s.exec(ctx, s.db, `UPDATE nodes SET name = ? WHERE id = ?`, name, id)
+	res, err := s.exec(ctx, s.db, `UPDATE nodes SET name = ?, changed = `+s.changeMark()+` WHERE id = ?`, name, id)
 	if err != nil {
 		// As in UpsertNode: a unique name violation shows as the name's owner.
 		var owner string
@@ -327,7 +344,7 @@ func (s *Store) SetNodeState(ctx context.Context, id string, st fleet.AdminState
 	if err := validState(st); err != nil {
 		return records.Node{}, fmt.Errorf("store: set node %q state: %w", id, err)
 	}
-	n, err := scanNode(s.queryRow(ctx, s.db, `UPDATE nodes SET state = ? WHERE id = ? RETURNING `+nodeColumns, st, id))
+	n, err := scanNode(s.queryRow(ctx, s.db, `UPDATE nodes SET state = ?, changed = `+s.changeMark()+` WHERE id = ? RETURNING `+nodeColumns, st, id))
 	if err != nil {
 		return records.Node{}, fmt.Errorf("store: set node %q state %s: %w", id, st, notFound(err))
 	}
@@ -340,7 +357,7 @@ func (s *Store) SetNodeStateIf(ctx context.Context, id string, from, to fleet.Ad
 	if err := validState(to); err != nil {
 		return false, fmt.Errorf("store: set node %q state: %w", id, err)
 	}
-	res, err := s.exec(ctx, s.db, `UPDATE nodes SET state = ? WHERE id = ? AND state = ?`, to, id, from)
+	res, err := s.exec(ctx, s.db, `UPDATE nodes SET state = ?, changed = `+s.changeMark()+` WHERE id = ? AND state = ?`, to, id, from)
 	if err != nil {
 		return false, fmt.Errorf("store: set node %q state %s if %s: %w", id, to, from, err)
 	}
@@ -359,19 +376,40 @@ func (s *Store) nodeExists(ctx context.Context, id string) error {
 	return notFound(s.queryRow(ctx, s.db, `SELECT 1 FROM nodes WHERE id = ?`, id).Scan(&one))
 }
 
-// DeleteNode deletes the node and its meeting placements.
+// DeleteNode deletes the node and its meeting placements, and leaves a
+// tombstone that tells the other replicas (NodeChanges).
 func (s *Store) DeleteNode(ctx context.Context, id string) error {
-	res, err := s.exec(ctx, s.db, `DELETE FROM nodes WHERE id = ?`, id)
-	if err == nil {
-		var n int64
-		if n, err = res.RowsAffected(); err == nil && n == 0 {
-			err = ErrNotFound
-		}
-	}
-	if err != nil {
+	if err := s.deleteNode(ctx, id); err != nil {
 		return fmt.Errorf("store: delete node %q: %w", id, err)
 	}
 	return nil
+}
+
+func (s *Store) deleteNode(ctx context.Context, id string) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, s.q(`DELETE FROM nodes WHERE id = ?`), id)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return cmp.Or(err, ErrNotFound)
+	}
+	now := time.Now()
+	_, err = tx.ExecContext(ctx, s.q(`INSERT INTO node_tombstones (id, changed, deleted_at) VALUES (?, `+s.changeMark()+`, ?)
+		ON CONFLICT (id) DO UPDATE SET changed = excluded.changed, deleted_at = excluded.deleted_at`), id, millis(now))
+	if err != nil {
+		return err
+	}
+	// A replica that has not looked for longer reads the whole fleet anyway
+	// (its backstop refresh).
+	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM node_tombstones WHERE deleted_at < ?`), millis(now.Add(-tombstoneTTL))); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 // reportRow is one report as RecordReports sends it to the database.
@@ -412,7 +450,8 @@ func (s *Store) RecordReports(ctx context.Context, reports []records.Report) err
 				CAST(value ->> 'seq' AS BIGINT) AS seq, CAST(value -> 'load' AS TEXT) AS load_json
 			FROM `+s.jsonElements(false)+`
 		)
-		UPDATE nodes SET last_report_at = r.received_at, last_seq = r.seq, load_json = r.load_json
+		UPDATE nodes SET last_report_at = r.received_at, last_seq = r.seq, load_json = r.load_json,
+			changed = `+s.changeMark()+`
 		FROM r WHERE nodes.id = r.id AND nodes.last_report_at < r.received_at`, string(batch))
 	if err != nil {
 		return fmt.Errorf("store: record %d reports: %w", len(reports), err)
@@ -427,8 +466,8 @@ func (s *Store) RecordPoll(ctx context.Context, id string, at time.Time, load fl
 	if err != nil {
 		return fmt.Errorf("store: record poll of node %q: %w", id, err)
 	}
-	res, err := s.exec(ctx, s.db, `UPDATE nodes SET last_report_at = ?, last_seq = last_seq + 1, load_json = ?
-		WHERE id = ? AND last_report_at < ?`, millis(at), string(b), id, millis(at))
+	res, err := s.exec(ctx, s.db, `UPDATE nodes SET last_report_at = ?, last_seq = last_seq + 1, load_json = ?,
+		changed = `+s.changeMark()+` WHERE id = ? AND last_report_at < ?`, millis(at), string(b), id, millis(at))
 	if err == nil {
 		var n int64
 		if n, err = res.RowsAffected(); err == nil && n == 0 {

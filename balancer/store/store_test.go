@@ -308,7 +308,7 @@ func TestConcurrentUse(t *testing.T) {
 						_, err = st.Nodes(ctx)
 					}
 					if err == nil {
-						_, err = st.PlacedSince(ctx)
+						_, err = st.PlacedSince(ctx, time.Time{})
 					}
 					if err == nil && r%10 == 9 {
 						err = st.DeleteMeeting(ctx, m.MeetingID, node.ID)

@@ -1,0 +1,148 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/bbb-agent/bbb-agent/balancer/records"
+)
+
+// tombstoneTTL is how long a deleted node's tombstone is kept: far longer
+// than a replica goes between refreshes; one that slept longer finds the
+// deletion in its next whole-fleet read.
+const tombstoneTTL = 24 * time.Hour
+
+// changeMark is the SQL expression every write of a node row (and a
+// tombstone) sets its changed column to, so that NodeChanges finds it.
+//
+// On PostgreSQL it is the writing transaction's ID (64 bits, never wraps).
+// Transactions do not commit in the order of their IDs: one with a lower ID
+// may commit after one with a higher ID was read. NodeChanges copes by
+// starting its next read at the oldest transaction still running when this
+// read began (see changeCursor), never at the highest marker it saw.
+//
+// On SQLite it is one more than the node_changes counter, which triggers
+// move on (migration 8). SQLite has one writer at a time and a statement
+// reads the counter while holding the write lock, so markers commit in
+// order.
+func (s *Store) changeMark() string {
+	if s.dialect == postgresDialect {
+		return `CAST(CAST(pg_current_xact_id() AS TEXT) AS BIGINT)`
+	}
+	return `(SELECT last + 1 FROM node_changes WHERE id = 1)`
+}
+
+// NodeChanges is what NodeChanges found.
+type NodeChanges struct {
+	// Full says Nodes is the whole fleet: a node not in it is gone.
+	Full bool
+	// Nodes are the nodes written at or after the cursor (every node, ordered
+	// by name, when Full).
+	Nodes []records.Node
+	// Deleted are the IDs of the nodes deleted at or after the cursor
+	// (none when Full). A node may be in both if it was deleted and then
+	// written again with the same ID: it exists.
+	Deleted []string
+	// Next is the cursor for the next call.
+	Next int64
+}
+
+// NodeChanges lists the nodes written and deleted at or after cursor, a
+// Next of an earlier call; a cursor <= 0 reads the whole fleet. Every write
+// committed since the call that returned cursor is in it; some writes
+// already read may be again (a replica applies a node's row as it stands,
+// so reading it twice is harmless).
+func (s *Store) NodeChanges(ctx context.Context, cursor int64) (NodeChanges, error) {
+	next, err := s.changeCursor(ctx)
+	if err != nil {
+		return NodeChanges{}, fmt.Errorf("store: node changes: %w", err)
+	}
+	if cursor <= 0 {
+		nodes, err := s.Nodes(ctx)
+		if err != nil {
+			return NodeChanges{}, err
+		}
+		return NodeChanges{Full: true, Nodes: nodes, Next: next}, nil
+	}
+	// Tombstones first: a node deleted between the two reads is then
+	// still among the nodes or in the next call's tombstones, never only
+	// in this call's nodes.
+	deleted, err := s.tombstones(ctx, cursor)
+	if err != nil {
+		return NodeChanges{}, fmt.Errorf("store: node changes: %w", err)
+	}
+	nodes, err := s.nodesChanged(ctx, cursor)
+	if err != nil {
+		return NodeChanges{}, fmt.Errorf("store: node changes: %w", err)
+	}
+	return NodeChanges{Nodes: nodes, Deleted: deleted, Next: next}, nil
+}
+
+// changeCursor is the lowest marker a write not committed yet (or not
+// started) can take: read before the rows, so every row with a lower marker
+// is committed by then and in the read.
+//
+// On PostgreSQL it is the oldest transaction ID still running (pg_snapshot_xmin:
+// every transaction below it has ended). A later transaction gets a higher ID,
+// so whatever commits after this moment has a marker at or above it.
+func (s *Store) changeCursor(ctx context.Context) (int64, error) {
+	query := `SELECT last + 1 FROM node_changes WHERE id = 1`
+	if s.dialect == postgresDialect {
+		query = `SELECT CAST(CAST(pg_snapshot_xmin(pg_current_snapshot()) AS TEXT) AS BIGINT)`
+	}
+	var next int64
+	if err := s.queryRow(ctx, s.rdb, query).Scan(&next); err != nil {
+		return 0, err
+	}
+	return next, nil
+}
+
+// nodesChanged reads the nodes whose marker is at or above cursor.
+func (s *Store) nodesChanged(ctx context.Context, cursor int64) ([]records.Node, error) {
+	rows, err := s.query(ctx, s.rdb, `SELECT `+nodeColumns+` FROM nodes WHERE changed >= ?`, cursor)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var (
+		nodes            []records.Node
+		tags, load, uris sql.RawBytes
+	)
+	for rows.Next() {
+		n, err := scanNodeColumns(rows, &tags, &load, &uris)
+		if err == nil {
+			err = decodeLists(tags, uris, &n)
+		}
+		if err == nil {
+			if err = json.Unmarshal(load, &n.Load); err != nil {
+				err = fmt.Errorf("load: %w", err)
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		nodes = append(nodes, n)
+	}
+	return nodes, rows.Err()
+}
+
+// tombstones reads the IDs of the nodes deleted at or after cursor.
+func (s *Store) tombstones(ctx context.Context, cursor int64) ([]string, error) {
+	rows, err := s.query(ctx, s.rdb, `SELECT id FROM node_tombstones WHERE changed >= ?`, cursor)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
