@@ -296,13 +296,7 @@ func (s *Server) placed(m records.Meeting, picked records.Node, result string) (
 }
 
 func (s *Server) pick(tags placement.TagRequest, excluded map[string]bool) (placement.Decision, *bbb.APIError) {
-	cands := s.reg.candidates()
-	for i := range cands {
-		if excluded[cands[i].Node.ID] {
-			cands[i].Online = false
-		}
-	}
-	d, err := s.cfg.Policy.Pick(cands, tags)
+	d, err := s.reg.pick(s.cfg.Policy, tags, excluded)
 	switch {
 	case errors.Is(err, placement.ErrTagUnavailable):
 		s.metrics.placements.WithLabelValues("failed").Inc()

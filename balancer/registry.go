@@ -491,18 +491,20 @@ func (r *registry) reserve(id string) {
 	}
 }
 
-// candidates lists every node for placement, with liveness and reservations.
-func (r *registry) candidates() []placement.Candidate {
+// pick runs the placement policy over the fleet in place, under the read
+// lock: no copy of the fleet per create, only the chosen node is copied. A
+// node that refused the balancer's checksum, or is excluded, takes no new
+// meetings.
+func (r *registry) pick(p placement.Policy, req placement.TagRequest, excluded map[string]bool) (placement.Decision, error) {
 	now := r.cfg.Clock()
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	out := make([]placement.Candidate, 0, len(r.byID))
-	for _, e := range r.byID {
-		// A node that refused the balancer's checksum takes no new meetings.
-		online := e.unhealthy == "" && e.online(now, r.cfg.MissedReports)
-		out = append(out, placement.Candidate{Node: e.node, Online: online, Reserved: e.reserved})
+	k := p.Picker(req)
+	for id, e := range r.byID {
+		online := e.unhealthy == "" && !excluded[id] && e.online(now, r.cfg.MissedReports)
+		k.Add(&e.node, online, e.reserved)
 	}
-	return out
+	return k.Decision()
 }
 
 // turnServers lists the online, enabled and healthy TURN nodes, sorted by name.

@@ -162,51 +162,75 @@ func (a *rank) less(b *rank) bool {
 // cands. The caller records the placement by incrementing the chosen
 // candidate's Reserved until the node's next report.
 func (p Policy) Pick(cands []Candidate, req TagRequest) (Decision, error) {
-	noneListed := slices.Contains(req.Tags, NoneTag)
-	best := -1
-	var br rank
+	k := p.Picker(req)
 	for i := range cands {
-		c := &cands[i]
-		n := &c.Node
-		if n.Role != fleet.RoleBBB || n.State != fleet.Enabled || !c.Online {
-			continue
-		}
-		fallback := false
-		switch {
-		case len(req.Tags) == 0:
-			if tagged(n.Tags) {
-				continue
-			}
-		case !matches(n.Tags, req.Tags, noneListed):
-			if req.Required || tagged(n.Tags) {
-				continue
-			}
-			fallback = true
-		}
-		r := rank{
-			unhealthy: !n.Load.BBBHealthy,
-			over:      p.CPUCeiling > 0 && n.Load.CPUPercent > p.CPUCeiling,
-			fallback:  fallback,
-			load:      p.load(n, c.Reserved),
-			reserved:  max(c.Reserved, 0),
-			name:      n.Name,
-			id:        n.ID,
-		}
-		if best < 0 || r.less(&br) {
-			best, br = i, r
-		}
+		k.Add(&cands[i].Node, cands[i].Online, cands[i].Reserved)
 	}
-	if best < 0 {
-		if req.Required && len(req.Tags) > 0 {
+	return k.Decision()
+}
+
+// Picker is Pick one candidate at a time, each read in place: a caller
+// holding thousands of nodes copies none of them for a create. Add every
+// candidate, then call Decision (which copies the chosen node) while the
+// added nodes are still unchanged.
+type Picker struct {
+	p          Policy
+	req        TagRequest
+	noneListed bool
+	best       *records.Node
+	br         rank
+}
+
+// Picker starts a placement for req.
+func (p Policy) Picker(req TagRequest) Picker {
+	return Picker{p: p, req: req, noneListed: slices.Contains(req.Tags, NoneTag)}
+}
+
+// Add considers a node; online and reserved are a Candidate's Online and
+// Reserved.
+func (k *Picker) Add(n *records.Node, online bool, reserved int) {
+	if n.Role != fleet.RoleBBB || n.State != fleet.Enabled || !online {
+		return
+	}
+	fallback := false
+	switch {
+	case len(k.req.Tags) == 0:
+		if tagged(n.Tags) {
+			return
+		}
+	case !matches(n.Tags, k.req.Tags, k.noneListed):
+		if k.req.Required || tagged(n.Tags) {
+			return
+		}
+		fallback = true
+	}
+	r := rank{
+		unhealthy: !n.Load.BBBHealthy,
+		over:      k.p.CPUCeiling > 0 && n.Load.CPUPercent > k.p.CPUCeiling,
+		fallback:  fallback,
+		load:      k.p.load(n, reserved),
+		reserved:  max(reserved, 0),
+		name:      n.Name,
+		id:        n.ID,
+	}
+	if k.best == nil || r.less(&k.br) {
+		k.best, k.br = n, r
+	}
+}
+
+// Decision is the placement among the nodes added.
+func (k *Picker) Decision() (Decision, error) {
+	if k.best == nil {
+		if k.req.Required && len(k.req.Tags) > 0 {
 			return Decision{}, ErrTagUnavailable
 		}
 		return Decision{}, ErrNoNode
 	}
 	return Decision{
-		Node:        cands[best].Node,
-		Load:        br.load,
-		OverCeiling: br.over,
-		Unhealthy:   br.unhealthy,
-		Fallback:    br.fallback,
+		Node:        *k.best,
+		Load:        k.br.load,
+		OverCeiling: k.br.over,
+		Unhealthy:   k.br.unhealthy,
+		Fallback:    k.br.fallback,
 	}, nil
 }
