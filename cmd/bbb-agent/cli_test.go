@@ -9,31 +9,12 @@ import (
 	"time"
 
 	"github.com/bbb-agent/bbb-agent/internal/testenv"
-	"github.com/urfave/cli/v2"
 )
 
-// runCLI runs the CLI in-process; an error that would exit the process is
-// returned instead.
+// runCLI runs the command in-process (testenv.RunCLI).
 func runCLI(t *testing.T, args ...string) (stdout string, err error) {
 	t.Helper()
-	app := newApp()
-	var out, errOut strings.Builder
-	app.Writer, app.ErrWriter = &out, &errOut
-	app.ExitErrHandler = func(*cli.Context, error) {}
-	err = app.Run(append([]string{"bbb-agent"}, args...))
-	return out.String(), err
-}
-
-// flagsIn lists the flags a help text shows ("--name" at the start of a line).
-func flagsIn(help string) []string {
-	var flags []string
-	for _, l := range strings.Split(help, "\n") {
-		l = strings.TrimSpace(l)
-		if strings.HasPrefix(l, "--") {
-			flags = append(flags, strings.TrimRight(strings.Fields(l)[0], ","))
-		}
-	}
-	return flags
+	return testenv.RunCLI(t, newApp(), append([]string{"bbb-agent"}, args...)...)
 }
 
 // TestSubcommandHelp: a subcommand's help shows its own flags only (not the
@@ -54,7 +35,7 @@ func TestSubcommandHelp(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%v: %v", tc.args, err)
 		}
-		if got := flagsIn(out); !slices.Equal(got, tc.flags) {
+		if got := testenv.HelpFlags(out); !slices.Equal(got, tc.flags) {
 			t.Errorf("the help of %v shows the flags %v, want %v:\n%s", tc.args, got, tc.flags, out)
 		}
 	}
@@ -68,7 +49,7 @@ func TestSubcommandHelp(t *testing.T) {
 			t.Errorf("run's help has no category %s:\n%s", category, out)
 		}
 	}
-	flags := flagsIn(out)
+	flags := testenv.HelpFlags(out)
 	for _, want := range []string{"--config", "--balancer-url", "--dns-zone", "--turn-uri", "--recordings-storage", "--drain-deadline", "--log-level"} {
 		if !slices.Contains(flags, want) {
 			t.Errorf("run's help does not show %s", want)

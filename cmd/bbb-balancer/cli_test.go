@@ -11,31 +11,13 @@ import (
 
 	"github.com/bbb-agent/bbb-agent/balancer/adminapi"
 	"github.com/bbb-agent/bbb-agent/fleet"
-	"github.com/urfave/cli/v2"
+	"github.com/bbb-agent/bbb-agent/internal/testenv"
 )
 
-// runCLI runs the CLI in-process; an error that would exit the process is
-// returned instead.
+// runCLI runs the command in-process (testenv.RunCLI).
 func runCLI(t *testing.T, args ...string) (stdout string, err error) {
 	t.Helper()
-	app := newApp()
-	var out, errOut bytes.Buffer
-	app.Writer, app.ErrWriter = &out, &errOut
-	app.ExitErrHandler = func(*cli.Context, error) {}
-	err = app.Run(append([]string{"bbb-balancer"}, args...))
-	return out.String(), err
-}
-
-// flagsIn lists the flags a help text shows ("--name" at the start of a line).
-func flagsIn(help string) []string {
-	var flags []string
-	for _, l := range strings.Split(help, "\n") {
-		l = strings.TrimSpace(l)
-		if strings.HasPrefix(l, "--") {
-			flags = append(flags, strings.TrimRight(strings.Fields(l)[0], ","))
-		}
-	}
-	return flags
+	return testenv.RunCLI(t, newApp(), append([]string{"bbb-balancer"}, args...)...)
 }
 
 // TestSubcommandHelp: a subcommand's help shows its own flags only (not
@@ -62,7 +44,7 @@ func TestSubcommandHelp(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%v: %v", tc.args, err)
 			}
-			got := flagsIn(out)
+			got := testenv.HelpFlags(out)
 			for _, global := range []string{"--url", "--admin-token"} {
 				if tc.args[0] != "serve" && strings.Contains(strings.Join(got, " "), global) {
 					t.Errorf("the help of %v shows the global %s:\n%s", tc.args, global, out)
