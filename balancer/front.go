@@ -117,7 +117,7 @@ func (s *Server) handleAPI(w *resultRecorder, r *http.Request, call string) {
 	case bbb.CallGetRecordings, bbb.CallPublishRecordings, bbb.CallUpdateRecordings, bbb.CallDeleteRecordings:
 		s.recordingCall(ctx, w, r, req)
 	case bbb.CallGetRecordingTextTracks, bbb.CallPutRecordingTextTrack:
-		writeFailed(w, bbb.NewError(bbb.KeyNotFound, "We could not find recordings"))
+		s.textTracks(ctx, w, req)
 	}
 }
 
