@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -97,7 +98,11 @@ func seedFleet(b *testing.B, st *store.Store, interval time.Duration) (names, id
 	for w := range 8 {
 		wg.Go(func() {
 			for i := w; i < memMeetings; i += 8 {
-				m := records.Meeting{MeetingID: fmt.Sprintf("meeting-%06d", i), NodeID: ids[i%memNodes], PlacedAt: time.Now()}
+				// Placed over the last hours, as a day's meetings are: not
+				// all inside the last few report intervals, which would make
+				// every refresh re-read them all as pending reservations.
+				at := time.Now().Add(-time.Hour - time.Duration(i)*100*time.Millisecond)
+				m := records.Meeting{MeetingID: fmt.Sprintf("meeting-%06d", i), NodeID: ids[i%memNodes], PlacedAt: at}
 				if _, _, err := st.ClaimMeeting(ctx, m); err != nil {
 					b.Error(err)
 					return
@@ -198,6 +203,77 @@ func BenchmarkMemoryProcess(b *testing.B) {
 	joinFleet(b, httpHandler{hc}, c)
 	b.ReportMetric(procRSS(b, p.Pid()), "bbb-balancer-rss-MiB")
 	b.ReportMetric(atStart, "rss-at-start-MiB")
+
+	// The ingestion cost of the balancer process alone (the load
+	// generator's CPU is not in it): every node reports every 5 s, paced,
+	// for one window, with nothing else asked of it.
+	// First a quiet window: what the process spends with nothing asked.
+	cpu0, t0 := procCPU(b, p.Pid()), time.Now()
+	time.Sleep(3 * time.Second) // a measuring window, not a wait for a result
+	b.ReportMetric((procCPU(b, p.Pid())-cpu0).Seconds()/time.Since(t0).Seconds(), "bbb-balancer-idle-cores")
+	cpu0, t0 = procCPU(b, p.Pid()), time.Now()
+	sent := paceReports(b, url, names, ingestInterval, ingestWindow)
+	cores := (procCPU(b, p.Pid()) - cpu0).Seconds() / time.Since(t0).Seconds()
+	b.ReportMetric(cores, "bbb-balancer-ingest-cores")
+	b.ReportMetric(float64(sent)/time.Since(t0).Seconds(), "reports/s")
+}
+
+// paceReports sends every node's report once per interval, spread evenly,
+// for the window, from a few connections; it returns how many it sent.
+func paceReports(b *testing.B, url string, names []string, interval, window time.Duration) int {
+	client := benchHTTPClient(8)
+	defer client.CloseIdleConnections()
+	const workers = 8
+	each := interval * workers / time.Duration(len(names)) // one worker's gap between reports
+	deadline := time.Now().Add(window)
+	var (
+		wg   sync.WaitGroup
+		sent atomic.Int64
+	)
+	for w := range workers {
+		wg.Go(func() {
+			next := time.Now().Add(time.Duration(w) * each / workers)
+			for seq, i := int64(2), w; time.Now().Before(deadline); i += workers {
+				if i >= len(names) {
+					i, seq = w, seq+1
+				}
+				time.Sleep(time.Until(next)) // pacing the load, not waiting for a result
+				next = next.Add(each)
+				body, _ := json.Marshal(agentapi.ReportRequest{Node: names[i], Seq: seq, Load: fleet.Load{BBBHealthy: true, Meetings: memMeetings / memNodes}})
+				if err := postAgent(b.Context(), client, url+agentapi.PathReport, body); err != nil {
+					b.Errorf("report %s: %v", names[i], err)
+					return
+				}
+				sent.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if b.Failed() {
+		b.FailNow()
+	}
+	return int(sent.Load())
+}
+
+// procCPU is a process's user plus system CPU time (Linux, from
+// /proc/PID/stat in clock ticks of 1/100 s).
+func procCPU(b *testing.B, pid int) time.Duration {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Skipf("no /proc: %v", err)
+	}
+	// The command name in parentheses may hold spaces: fields count from
+	// the last ')'. utime and stime are fields 14 and 15.
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	if len(f) < 13 {
+		b.Fatalf("/proc/%d/stat: too few fields", pid)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		b.Fatalf("/proc/%d/stat: utime %q stime %q", pid, f[11], f[12])
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 // procRSS is a process's resident set size in MiB (Linux).
