@@ -49,13 +49,14 @@ var callMethods = map[string]string{
 	bbb.CallGetMeetingInfo: "GET POST", bbb.CallGetMeetings: "GET POST", bbb.CallGetRecordings: "GET POST",
 	bbb.CallUpdateRecordings: "GET POST", bbb.CallJoin: "GET", bbb.CallPublishRecordings: "GET",
 	bbb.CallDeleteRecordings: "GET", bbb.CallInsertDocument: "POST", bbb.CallPutRecordingTextTrack: "POST",
-	bbb.CallGetRecordingTextTracks: "GET",
+	bbb.CallGetRecordingTextTracks: "GET", bbb.CallSendChatMessage: "GET POST",
 }
 
 // meetingCalls name one meeting by meetingID.
 var meetingCalls = map[string]bool{
 	bbb.CallCreate: true, bbb.CallJoin: true, bbb.CallEnd: true,
 	bbb.CallIsMeetingRunning: true, bbb.CallGetMeetingInfo: true, bbb.CallInsertDocument: true,
+	bbb.CallSendChatMessage: true,
 }
 
 // Bounds of a BBB API query: BBB's own web server refuses far less; longer
@@ -112,7 +113,7 @@ func (s *Server) handleAPI(w *resultRecorder, r *http.Request, call string) {
 		s.join(ctx, w, r, req)
 	case bbb.CallGetMeetings:
 		s.getMeetings(ctx, w)
-	case bbb.CallEnd, bbb.CallIsMeetingRunning, bbb.CallGetMeetingInfo, bbb.CallInsertDocument:
+	case bbb.CallEnd, bbb.CallIsMeetingRunning, bbb.CallGetMeetingInfo, bbb.CallInsertDocument, bbb.CallSendChatMessage:
 		s.forwardMeetingCall(ctx, w, req)
 	case bbb.CallGetRecordings, bbb.CallPublishRecordings, bbb.CallUpdateRecordings, bbb.CallDeleteRecordings:
 		s.recordingCall(ctx, w, r, req)

@@ -19,6 +19,7 @@ const (
 	KeyMissingParam             = "missingParam"
 	KeyValidationError          = "validationError"
 	KeyNotFound                 = "notFound"
+	KeyMeetingNotFound          = "meetingNotFound" // sendChatMessage's notFound (BBB 3.0)
 	KeyInvalidPassword          = "invalidPassword"
 	KeyIDNotUnique              = "idNotUnique"
 	KeyDuplicateWarning         = "duplicateWarning"

@@ -19,6 +19,7 @@ const (
 	CallGetMeetingInfo         = "getMeetingInfo"
 	CallGetMeetings            = "getMeetings"
 	CallInsertDocument         = "insertDocument"
+	CallSendChatMessage        = "sendChatMessage" // BBB 3.0
 	CallGetRecordings          = "getRecordings"
 	CallPublishRecordings      = "publishRecordings"
 	CallUpdateRecordings       = "updateRecordings"

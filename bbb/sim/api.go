@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/bbb-agent/bbb-agent/bbb"
 )
@@ -318,6 +319,38 @@ func (s *Server) getMeetings(q *apiRequest) {
 	buf := s.encode(resp)
 	s.mu.RUnlock()
 	send(q.w, buf)
+}
+
+// sendChatMessage posts a message to a running meeting's public chat (BBB
+// 3.0): message of 1 to 500 characters, userName of at most 255; an unknown
+// or ended meeting is meetingNotFound; success carries no messageKey.
+func (s *Server) sendChatMessage(q *apiRequest) {
+	id, apiErr := meetingIDParam(q)
+	if apiErr != nil {
+		s.fail(q.w, apiErr)
+		return
+	}
+	msg := q.get("message")
+	if n := utf8.RuneCountInString(msg); n < 1 || n > 500 {
+		s.fail(q.w, bbb.NewError(bbb.KeyValidationError, "The message must be between 1 and 500 characters."))
+		return
+	}
+	if utf8.RuneCountInString(q.get("userName")) > 255 {
+		s.fail(q.w, bbb.NewError(bbb.KeyValidationError, "The userName must be at most 255 characters."))
+		return
+	}
+	s.mu.Lock()
+	m := s.meetings[id]
+	found := m != nil && !m.ended
+	if found {
+		m.chatMessages++
+	}
+	s.mu.Unlock()
+	if !found {
+		s.fail(q.w, bbb.NewError(bbb.KeyMeetingNotFound, "A meeting with that ID does not exist or has ended."))
+		return
+	}
+	s.respond(q.w, bbb.Envelope{ReturnCode: bbb.ReturnSuccess})
 }
 
 func (s *Server) insertDocument(q *apiRequest) {

@@ -35,6 +35,9 @@ func TestConformanceErrorAnswers(t *testing.T) {
 		{"bad checksum", ts.URL + "/bigbluebutton/api/getMeetings?checksum=0000000000000000000000000000000000000000", "FAILED", "checksumError"},
 		{"create without meetingID", c.URL("create", url.Values{"name": {"x"}}), "FAILED", "missingParamMeetingID"},
 		{"isMeetingRunning unknown", c.URL("isMeetingRunning", url.Values{"meetingID": {"nope"}}), "SUCCESS", ""},
+		{"sendChatMessage unknown", c.URL("sendChatMessage", url.Values{"meetingID": {"nope"}, "message": {"hi"}}), "FAILED", "meetingNotFound"},
+		{"sendChatMessage without meetingID", c.URL("sendChatMessage", url.Values{"message": {"hi"}}), "FAILED", "missingParamMeetingID"},
+		{"sendChatMessage too long", c.URL("sendChatMessage", url.Values{"meetingID": {"nope"}, "message": {strings.Repeat("x", 501)}}), "FAILED", "validationError"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

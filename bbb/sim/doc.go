@@ -6,7 +6,7 @@
 // # The BBB API
 //
 // A Server serves /bigbluebutton/api/ (create, join, end, isMeetingRunning,
-// getMeetingInfo, getMeetings, insertDocument, getRecordings,
+// getMeetingInfo, getMeetings, insertDocument, sendChatMessage, getRecordings,
 // publishRecordings, updateRecordings, deleteRecordings) and the unsigned
 // root /bigbluebutton/api. Meetings live in memory. Every error is a FAILED
 // envelope with HTTP 200; unknown calls and wrong HTTP methods answer

@@ -17,13 +17,14 @@ const noParent = "bbb-none"
 
 // meeting is one incarnation of a meeting. Every field is guarded by Server.mu.
 type meeting struct {
-	info      bbb.Meeting // counts kept current by recount
-	host      string      // Host of the create request, for playback links
-	ended     bool
-	users     int      // distinct users who ever joined
-	breakouts []string // internal IDs of every breakout room it ever had
-	documents int      // presentations received by create and insertDocument
-	nextName  int      // numbers synthetic attendees' names
+	info         bbb.Meeting // counts kept current by recount
+	host         string      // Host of the create request, for playback links
+	ended        bool
+	users        int      // distinct users who ever joined
+	breakouts    []string // internal IDs of every breakout room it ever had
+	documents    int      // presentations received by create and insertDocument
+	chatMessages int      // public chat messages sent with sendChatMessage
+	nextName     int      // numbers synthetic attendees' names
 }
 
 // createParams are a new meeting's settings, from a create call or the control API.

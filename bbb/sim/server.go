@@ -163,7 +163,7 @@ type endpoint struct {
 }
 
 // numEndpoints is len(endpoints), spelled out because Server's counters need it.
-const numEndpoints = 11
+const numEndpoints = 12
 
 // endpoints are the calls the simulator serves. The methods follow bbb-web.
 var endpoints = [numEndpoints]endpoint{
@@ -174,6 +174,7 @@ var endpoints = [numEndpoints]endpoint{
 	{name: bbb.CallGetMeetingInfo, get: true, post: true, handle: (*Server).getMeetingInfo},
 	{name: bbb.CallGetMeetings, get: true, post: true, handle: (*Server).getMeetings},
 	{name: bbb.CallInsertDocument, post: true, body: true, handle: (*Server).insertDocument},
+	{name: bbb.CallSendChatMessage, get: true, post: true, handle: (*Server).sendChatMessage},
 	{name: bbb.CallGetRecordings, get: true, post: true, handle: (*Server).getRecordings},
 	{name: bbb.CallPublishRecordings, get: true, handle: (*Server).publishRecordings},
 	{name: bbb.CallUpdateRecordings, get: true, post: true, handle: (*Server).updateRecordings},

@@ -184,6 +184,16 @@ func TestConformanceMeeting(t *testing.T) {
 			t.Errorf("insertDocument answered %s, want SUCCESS", got)
 		}
 	})
+	t.Run("sendChatMessage (BBB 3.0) reaches the meeting's node", func(t *testing.T) {
+		a, body := conformanceGet(t, get("sendChatMessage", url.Values{"meetingID": {"conf-2"}, "message": {"hello"}, "userName": {"Bot"}}))
+		if a.ReturnCode != "SUCCESS" {
+			t.Errorf("sendChatMessage answered %s, want SUCCESS", body)
+		}
+		a, body = conformanceGet(t, get("sendChatMessage", url.Values{"meetingID": {"conf-2"}, "message": {""}}))
+		if a.ReturnCode != "FAILED" || a.MessageKey != "validationError" {
+			t.Errorf("sendChatMessage without a message answered %s, want FAILED validationError", body)
+		}
+	})
 	t.Run("join POST refused", func(t *testing.T) {
 		req, err := http.NewRequest(http.MethodPost, lb.Client.URL("join", url.Values{"meetingID": {"conf-1"}, "fullName": {"Ann"}, "role": {"MODERATOR"}, "redirect": {"false"}}), nil)
 		if err != nil {
