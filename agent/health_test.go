@@ -1,13 +1,11 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,24 +15,6 @@ import (
 	"github.com/bbb-agent/bbb-agent/internal/testenv"
 	"github.com/bbb-agent/bbb-agent/registrar"
 )
-
-// syncBuffer is a log destination the test reads while the agent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestBBBFailureReason: when the node's BBB fails, the agent sends why with
 // its reports (the balancer shows it) and logs it once, not per report; when
@@ -54,7 +34,7 @@ func TestBBBFailureReason(t *testing.T) {
 	}))
 	t.Cleanup(counted.Close)
 	c, _ := bbb.NewClient(counted.URL, n.secret)
-	var logs syncBuffer
+	var logs testenv.Buffer
 	a, err := New(Config{Node: n.name, ServerURL: counted.URL, Secret: n.secret, ReportInterval: interval,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))}, Deps{Registrar: reg, BBB: c})
 	if err != nil {

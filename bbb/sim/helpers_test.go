@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,24 +18,6 @@ import (
 
 // testSecret is the secret of the BBB API documentation's checksum example.
 const testSecret = "639259d4-9dd8-4b25-bf01-95f9567eaf4b"
-
-// lockedBuffer collects the server's logs.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // env is a simulator behind a real HTTP server, with a fake clock.
 type env struct {
@@ -51,7 +32,7 @@ type env struct {
 func newEnv(t *testing.T, opts ...func(*Config)) *env {
 	t.Helper()
 	clock := testenv.NewClockAt(time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC))
-	logs := &lockedBuffer{}
+	logs := &testenv.Buffer{}
 	cfg := Config{
 		Secret:            testSecret,
 		Clock:             clock.Now,

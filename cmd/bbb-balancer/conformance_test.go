@@ -237,25 +237,11 @@ func TestConformanceErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, err := http.Get(tc.url)
+			req, err := http.NewRequest(http.MethodGet, tc.url, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer resp.Body.Close()
-			body, err := io.ReadAll(resp.Body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if resp.StatusCode != http.StatusOK {
-				t.Errorf("status %d, BBB answers 200 with the error in the XML; body %s", resp.StatusCode, body)
-			}
-			if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/xml") && !strings.HasPrefix(ct, "application/xml") {
-				t.Errorf("Content-Type %q, want text/xml", ct)
-			}
-			var a conformanceAnswer
-			if err := xml.Unmarshal(body, &a); err != nil {
-				t.Fatalf("answer is not a <response>: %v; body %s", err, body)
-			}
+			a, body := conformanceGet(t, req)
 			if a.ReturnCode != tc.returnCode || a.MessageKey != tc.key {
 				t.Errorf("returncode %q messageKey %q, want %q %q; body %s", a.ReturnCode, a.MessageKey, tc.returnCode, tc.key, body)
 			}

@@ -1,7 +1,6 @@
 package boottest
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -78,7 +76,7 @@ type container struct {
 	machineID string // its own, so its journal is apart from the host's
 
 	cmd    *exec.Cmd
-	out    lockedBuffer // systemd-nspawn's output: the container's console
+	out    testenv.Buffer // systemd-nspawn's output: the container's console
 	exited chan struct{}
 	err    error // cmd.Wait's, once exited is closed
 	leader int   // the container's PID 1, as the host numbers it
@@ -385,22 +383,4 @@ func (c *container) journal(unit string) string {
 		c.t.Fatalf("journalctl of the container's %s: %v\n%s", unit, err, out)
 	}
 	return string(out)
-}
-
-// lockedBuffer is a bytes.Buffer that two goroutines can share.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
