@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -14,6 +15,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/bbb-agent/bbb-agent/agentapi"
@@ -523,7 +525,7 @@ func (s *Server) agentReport(w http.ResponseWriter, r *http.Request, c caller) {
 	switch {
 	case req.MeetingIDs != nil && n.State == fleet.Cordoned:
 		s.prune(r.Context(), n.ID, req.MeetingIDs, placedBefore) // before the emptiness check below
-	case req.MeetingIDs != nil:
+	case req.MeetingIDs != nil && s.reg.shouldPrune(n.ID, req.MeetingIDs):
 		s.pruneAsync(n.ID, req.MeetingIDs, placedBefore)
 	}
 	if s.leavingReport(r.Context(), n, req) {
@@ -640,8 +642,20 @@ func (s *Server) adminAllowTakeover(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) decodeAgentJSON(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, agentapi.MaxBodyBytes))
-	err := dec.Decode(v)
+	// Read whole into a buffer kept between requests, then decoded: every
+	// agent reports every few seconds, and a decoder per request would
+	// grow a buffer of its own each time.
+	buf := agentBodies.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= agentBodyKeep {
+			buf.Reset()
+			agentBodies.Put(buf)
+		}
+	}()
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, agentapi.MaxBodyBytes))
+	if err == nil {
+		err = json.Unmarshal(buf.Bytes(), v)
+	}
 	if err == nil {
 		return true
 	}
@@ -653,6 +667,12 @@ func (s *Server) decodeAgentJSON(w http.ResponseWriter, r *http.Request, v any) 
 	s.agentBadRequest(w, field, "request body is not the expected JSON: "+err.Error())
 	return false
 }
+
+// agentBodies holds the buffers decodeAgentJSON reads bodies into; one that
+// grew past agentBodyKeep (a large request) is left to the collector.
+var agentBodies = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+const agentBodyKeep = 64 << 10
 
 // agentBadRequest refuses a request that says something impossible, naming
 // the field, and counts it.

@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/bbb-agent/bbb-agent/agentapi"
 	"github.com/bbb-agent/bbb-agent/balancer/records"
+	"github.com/bbb-agent/bbb-agent/balancer/store"
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/bbb/sim"
 	"github.com/bbb-agent/bbb-agent/fleet"
@@ -122,6 +124,67 @@ func TestReportPrunesEndedMeetings(t *testing.T) {
 		}
 		if _, err := e.store.Meeting(cx, "ends-alone"); err == nil {
 			t.Fatal("ended meeting still placed")
+		}
+	})
+}
+
+// TestReportPrunesOnChange: agents send their meetings with every report;
+// the placements are pruned (a database write) when that set changes, and
+// at least every pruneEvery while it does not, never on every report.
+func TestReportPrunesOnChange(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, dsn string) {
+		clk := testenv.NewClock()
+		e := newEnv(t, dsn, clk)
+		e.addNodes(1)
+		cx := ctxT(t)
+		nd := e.nodes[0]
+		for _, id := range []string{"keep-me", "ends-alone"} {
+			if _, err := e.client.Create(cx, bbb.CreateRequest{MeetingID: id, Name: "x"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		node, err := e.store.NodeByName(cx, nd.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		report := func(ids ...string) {
+			t.Helper()
+			clk.Advance(10 * time.Second)
+			e.agentCall(agentapi.PathReport, agentapi.ReportRequest{Node: nd.name, Load: fleet.Load{Meetings: len(ids)}, MeetingIDs: ids}, nil, http.StatusOK)
+			e.srv.bg.Wait()
+		}
+		placed := func(id string) bool {
+			t.Helper()
+			_, err := e.store.Meeting(cx, id)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				t.Fatal(err)
+			}
+			return err == nil
+		}
+		report("keep-me", "ends-alone")
+		// A placement whose create never reached the node.
+		if _, _, err := e.store.ClaimMeeting(cx, records.Meeting{MeetingID: "ghost", NodeID: node.ID, PlacedAt: clk.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		report("keep-me", "ends-alone")
+		if !placed("ghost") {
+			t.Fatal("the same meeting set pruned again at once: every report would write to the database")
+		}
+		report("keep-me") // ends-alone ended: the set changed
+		if placed("ends-alone") || placed("ghost") || !placed("keep-me") {
+			t.Fatalf("after the set changed: ends-alone %v ghost %v keep-me %v; want only keep-me placed", placed("ends-alone"), placed("ghost"), placed("keep-me"))
+		}
+		if _, _, err := e.store.ClaimMeeting(cx, records.Meeting{MeetingID: "ghost2", NodeID: node.ID, PlacedAt: clk.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		report("keep-me")
+		if !placed("ghost2") {
+			t.Fatal("the same meeting set pruned again at once")
+		}
+		clk.Advance(pruneEvery)
+		report("keep-me")
+		if placed("ghost2") || !placed("keep-me") {
+			t.Fatalf("after pruneEvery with the same set: ghost2 %v keep-me %v; want only keep-me placed", placed("ghost2"), placed("keep-me"))
 		}
 	})
 }

@@ -1,7 +1,6 @@
 package balancer
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,7 +19,6 @@ import (
 	"github.com/bbb-agent/bbb-agent/balancer/records"
 	"github.com/bbb-agent/bbb-agent/balancer/store"
 	"github.com/bbb-agent/bbb-agent/bbb"
-	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/bbb-agent/bbb-agent/internal/testenv"
 )
 
@@ -82,7 +80,8 @@ func seedFleet(b *testing.B, st *store.Store, interval time.Duration) (names, id
 			for i := w; i < memNodes; i += 8 {
 				names[i] = fmt.Sprintf("fleet%05d", i)
 				n, err := st.UpsertNode(ctx, records.Node{Name: names[i], URL: fmt.Sprintf("https://%s.invalid/bigbluebutton/api/", names[i]),
-					Secret: "node-secret-" + names[i], ReportInterval: interval, CreatedAt: time.Now()})
+					Secret: "node-secret-" + names[i], ReportInterval: interval, CreatedAt: time.Now(),
+					CredentialHash: credentialHash(benchCredential(names[i]))})
 				if err != nil {
 					b.Error(err)
 					return
@@ -117,6 +116,16 @@ func seedFleet(b *testing.B, st *store.Store, interval time.Duration) (names, id
 	return names, ids
 }
 
+// nodeMeetings are the seeded meetings of the i-th node (seedFleet places
+// meeting j on node j % memNodes), as its agent reports them running.
+func nodeMeetings(i int) []string {
+	var ids []string
+	for j := i; j < memMeetings; j += memNodes {
+		ids = append(ids, fmt.Sprintf("meeting-%06d", j))
+	}
+	return ids
+}
+
 // reportFleet sends one report of every node to the balancer at url.
 func reportFleet(b *testing.B, url string, names []string) {
 	client := benchHTTPClient(8)
@@ -125,8 +134,8 @@ func reportFleet(b *testing.B, url string, names []string) {
 	for w := range 8 {
 		wg.Go(func() {
 			for i := w; i < len(names); i += 8 {
-				body, _ := json.Marshal(agentapi.ReportRequest{Node: names[i], Seq: 1, Load: fleet.Load{BBBHealthy: true, Meetings: memMeetings / memNodes}})
-				if err := postAgent(b.Context(), client, url+agentapi.PathReport, body); err != nil {
+				body := agentReportBody(names[i], 1, nodeMeetings(i))
+				if err := postAgentAs(b.Context(), client, url+agentapi.PathReport, benchCredential(names[i]), body); err != nil {
 					b.Errorf("report %s: %v", names[i], err)
 					return
 				}
@@ -225,6 +234,10 @@ func paceReports(b *testing.B, url string, names []string, interval, window time
 	defer client.CloseIdleConnections()
 	const workers = 8
 	each := interval * workers / time.Duration(len(names)) // one worker's gap between reports
+	meetings := make([][]string, len(names))
+	for i := range names {
+		meetings[i] = nodeMeetings(i)
+	}
 	deadline := time.Now().Add(window)
 	var (
 		wg   sync.WaitGroup
@@ -239,8 +252,8 @@ func paceReports(b *testing.B, url string, names []string, interval, window time
 				}
 				time.Sleep(time.Until(next)) // pacing the load, not waiting for a result
 				next = next.Add(each)
-				body, _ := json.Marshal(agentapi.ReportRequest{Node: names[i], Seq: seq, Load: fleet.Load{BBBHealthy: true, Meetings: memMeetings / memNodes}})
-				if err := postAgent(b.Context(), client, url+agentapi.PathReport, body); err != nil {
+				body := agentReportBody(names[i], seq, meetings[i])
+				if err := postAgentAs(b.Context(), client, url+agentapi.PathReport, benchCredential(names[i]), body); err != nil {
 					b.Errorf("report %s: %v", names[i], err)
 					return
 				}

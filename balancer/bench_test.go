@@ -98,13 +98,39 @@ func benchHTTPClient(conns int) *http.Client {
 	}
 }
 
-// postAgent sends an agent API request and wants 200.
+// postAgent sends an agent API request with the agent token and wants 200.
 func postAgent(ctx context.Context, c *http.Client, url string, body []byte) error {
+	return postAgentAs(ctx, c, url, agentToken, body)
+}
+
+// benchCredential is the node credential a benchmark's seeded node has (its
+// hash is stored as a registration would store it): the benchmarks report
+// as today's agents do, with their node's own credential.
+func benchCredential(name string) string {
+	return "bench-credential-" + name + "-0123456789abcdefghijklmnop"
+}
+
+// agentReportBody is a report as a bbb-agent sends it: its run ID, the
+// whole load with figures that move from report to report, and the
+// meetings running on the node.
+func agentReportBody(name string, seq int64, meetings []string) []byte {
+	v := float64(seq%17) / 17
+	load := fleet.Load{CPUPercent: 20 + 40*v, CPUCores: 16, Load1: 2 + 3*v, Load5: 2.5 + v, Load15: 2.4, MemTotalBytes: 64 << 30,
+		MemUsedBytes: 20<<30 + uint64(v*(1<<30)), NetRxBytesPerSec: 4e6 + 1e6*v, NetTxBytesPerSec: 9e6 + 2e6*v, DiskFreeBytes: 80 << 30,
+		Meetings: len(meetings), Participants: 15 * len(meetings), Voice: 5 * len(meetings), Video: 3 * len(meetings),
+		Listeners: 10 * len(meetings), LargestMeeting: 30, BBBHealthy: true, BBBVersion: "3.0.4"}
+	body, _ := json.Marshal(agentapi.ReportRequest{Node: name, Seq: seq, Run: "run-" + name, Load: load, MeetingIDs: meetings})
+	return body
+}
+
+// postAgentAs sends an agent API request with a bearer token (the agent
+// token or a node credential) and wants 200.
+func postAgentAs(ctx context.Context, c *http.Client, url, token string, body []byte) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+agentToken)
+	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.Do(req)
 	if err != nil {
@@ -244,8 +270,8 @@ const (
 	ingestNodes    = 10_000
 	ingestTURN     = 4 // of the nodes
 	ingestInterval = 5 * time.Second
-	ingestWindow   = 8 * time.Second // measured wall time
-	ingestJoinRate = 2_000           // joins/s of the concurrent BBB API load
+	ingestWindow   = 15 * time.Second // measured wall time
+	ingestJoinRate = 2_000            // joins/s of the concurrent BBB API load
 	ingestTick     = 10 * time.Millisecond
 )
 
@@ -270,7 +296,8 @@ func BenchmarkReportIngestion(b *testing.B) {
 					for i := w; i < ingestNodes; i += 8 {
 						names[i] = fmt.Sprintf("fleet%05d", i)
 						n := records.Node{Name: names[i], URL: fmt.Sprintf("https://%s.invalid/bigbluebutton/api/", names[i]),
-							Secret: "node-secret", ReportInterval: ingestInterval, CreatedAt: time.Now()}
+							Secret: "node-secret", ReportInterval: ingestInterval, CreatedAt: time.Now(),
+							CredentialHash: credentialHash(benchCredential(names[i]))}
 						if i%(ingestNodes/ingestTURN) == 0 {
 							n.Role, n.URL, n.Secret = fleet.RoleTURN, "", ""
 						}
@@ -349,6 +376,7 @@ func ingest(b *testing.B, e *env, names []string) {
 type loadGen struct {
 	e               *env
 	names, joinURLs []string
+	meetings        [][]string // by node, as names
 	reports, joins  *http.Client
 	nextReport      int
 	nextJoin        int
@@ -366,9 +394,16 @@ type window struct {
 func (l *loadGen) run(b *testing.B, d time.Duration, reports bool) *window {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	load := fleet.Load{CPUPercent: 42.5, CPUCores: 16, Load1: 3.1, Load5: 2.9, Load15: 2.5, MemTotalBytes: 64 << 30,
-		MemUsedBytes: 20 << 30, Meetings: 12, Participants: 180, Voice: 60, Video: 40, Listeners: 120,
-		LargestMeeting: 50, BBBHealthy: true, BBBVersion: "3.0.4"}
+	if l.meetings == nil {
+		// Each node runs 12 meetings (the balancer placed none of them:
+		// they are the set every report carries).
+		l.meetings = make([][]string, len(l.names))
+		for i, name := range l.names {
+			for m := range 12 {
+				l.meetings[i] = append(l.meetings[i], fmt.Sprintf("%s-meeting-%02d", name, m))
+			}
+		}
+	}
 	reportQ := make(chan int, ingestNodes/int(ingestInterval.Seconds()))
 	joinQ := make(chan int, ingestJoinRate)
 	var (
@@ -379,8 +414,9 @@ func (l *loadGen) run(b *testing.B, d time.Duration, reports bool) *window {
 	for range 32 {
 		wg.Go(func() {
 			for i := range reportQ {
-				body, _ := json.Marshal(agentapi.ReportRequest{Node: l.names[i%len(l.names)], Seq: int64(i/len(l.names) + 1), Load: load})
-				if err := postAgent(ctx, l.reports, l.e.http.URL+agentapi.PathReport, body); err != nil {
+				name := l.names[i%len(l.names)]
+				body := agentReportBody(name, int64(i/len(l.names)+1), l.meetings[i%len(l.names)])
+				if err := postAgentAs(ctx, l.reports, l.e.http.URL+agentapi.PathReport, benchCredential(name), body); err != nil {
 					if ctx.Err() == nil {
 						failed.Add(1)
 					}

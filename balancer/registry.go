@@ -37,6 +37,9 @@ type registry struct {
 	// cursor is where the next refresh reads the store's node changes
 	// from (store.NodeChanges).
 	cursor int64
+	// own are the markers of this replica's flushed reports at or after
+	// the cursor: the refresh leaves those rows out (it holds the reports).
+	own []int64
 	// longest is the longest report interval in the fleet at the last
 	// refresh (see refresh's placedAfter).
 	longest time.Duration
@@ -71,6 +74,10 @@ type entry struct {
 	// seen when this replica first looked: the log says each change once.
 	logged string
 	seen   time.Time
+	// pruned is a hash of the meeting set the last pruning of the node's
+	// placements went by, and prunedAt when it ran (shouldPrune).
+	pruned   uint64
+	prunedAt time.Time
 }
 
 // online says whether the node is online now.
@@ -146,7 +153,7 @@ func (r *registry) refresh(ctx context.Context) error {
 		return err
 	}
 	r.mu.RLock()
-	cursor := r.cursor
+	cursor, own := r.cursor, slices.Clone(r.own)
 	if r.gen%fullRefreshEvery == 0 {
 		cursor = 0
 	}
@@ -160,7 +167,7 @@ func (r *registry) refresh(ctx context.Context) error {
 		placedAfter = r.cfg.Clock().Add(-time.Duration(r.cfg.MissedReports) * r.longest)
 	}
 	r.mu.RUnlock()
-	ch, err := r.store.NodeChanges(ctx, cursor)
+	ch, err := r.store.NodeChanges(ctx, cursor, own...)
 	if err != nil {
 		return err
 	}
@@ -172,6 +179,7 @@ func (r *registry) refresh(ctx context.Context) error {
 	defer r.mu.Unlock()
 	r.gen++
 	r.cursor = ch.Next
+	r.own = slices.DeleteFunc(r.own, func(m int64) bool { return m < ch.Next })
 	if ch.Full {
 		r.byName = make(map[string]string, len(ch.Nodes))
 		r.byCred = make(map[string]string)
@@ -383,6 +391,47 @@ func (r *registry) report(name, run string, seq int64, load fleet.Load) (records
 	return e.node, nil
 }
 
+// pruneEvery is how often a node's placements are pruned while the set of
+// meetings it reports stays the same: a placement whose create never
+// reached the node (the only kind an unchanged set can leave behind) goes
+// within it.
+const pruneEvery = time.Minute
+
+// shouldPrune says whether a report's running meetings call for pruning
+// the node's placements (store.PruneMeetings, a database write): when the
+// set changed since the last pruning, or pruneEvery has passed. Agents send
+// their meetings with every report, and most reports repeat the last set.
+// A yes counts as the pruning done.
+func (r *registry) shouldPrune(id string, running []string) bool {
+	// The sum of the IDs' hashes: the set's, whatever order it came in.
+	var sum uint64
+	for _, m := range running {
+		sum += fnv64a(m)
+	}
+	now := r.cfg.Clock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.byID[id]
+	if !ok {
+		return true
+	}
+	if e.pruned == sum && now.Sub(e.prunedAt) < pruneEvery {
+		return false
+	}
+	e.pruned, e.prunedAt = sum, now
+	return true
+}
+
+// fnv64a is the 64-bit FNV-1a hash of s.
+func fnv64a(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
 // polled applies the result of polling an operator-added node. An answer
 // to a getMeetings signed with the node's secret also shows that the node
 // accepts the balancer's checksum again.
@@ -468,16 +517,27 @@ func (r *registry) flush(ctx context.Context) error {
 	}
 	r.pending = make(map[string]records.Report, len(batch))
 	r.mu.Unlock()
-	if err := r.store.RecordReports(ctx, batch); err != nil {
+	mark, err := r.store.RecordReports(ctx, batch)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
 		// Put them back unless something newer arrived meanwhile.
-		r.mu.Lock()
 		for _, rep := range batch {
 			if _, newer := r.pending[rep.NodeID]; !newer {
 				r.pending[rep.NodeID] = rep
 			}
 		}
-		r.mu.Unlock()
 		return err
+	}
+	// The store holds these reports now (or newer ones, whose rows the
+	// next refresh reads): what its placement counts go by.
+	for _, rep := range batch {
+		if e, ok := r.byID[rep.NodeID]; ok && rep.ReceivedAt.After(e.stored) {
+			e.stored = rep.ReceivedAt
+		}
+	}
+	if mark >= r.cursor {
+		r.own = append(r.own, mark)
 	}
 	return nil
 }
@@ -545,6 +605,19 @@ func (r *registry) view(id string) (nodeView, bool) {
 }
 
 // snapshot lists the nodes, sorted by name.
+// polledNodes lists the operator-added nodes, which the balancer polls.
+func (r *registry) polledNodes() []records.Node {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out []records.Node
+	for _, e := range r.byID {
+		if e.node.Source == records.SourcePoll {
+			out = append(out, e.node)
+		}
+	}
+	return out
+}
+
 func (r *registry) snapshot() []nodeView {
 	now := r.cfg.Clock()
 	r.mu.RLock()

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/bbb-agent/bbb-agent/balancer/records"
 	"github.com/bbb-agent/bbb-agent/balancer/store"
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -182,14 +181,8 @@ func (s *Server) Refresh(ctx context.Context) error { return s.reg.refresh(ctx) 
 
 func (s *Server) pollAll(ctx context.Context) {
 	var wg sync.WaitGroup
-	for _, n := range s.reg.snapshot() {
-		if n.Source == records.SourcePoll {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				s.pollNode(ctx, n.Node)
-			}()
-		}
+	for _, n := range s.reg.polledNodes() {
+		wg.Go(func() { s.pollNode(ctx, n) })
 	}
 	wg.Wait()
 }

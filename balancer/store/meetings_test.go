@@ -266,7 +266,7 @@ func TestPlacedSince(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				if err := s.RecordReports(ctx, tt.reports); err != nil {
+				if _, err := s.RecordReports(ctx, tt.reports); err != nil {
 					t.Fatal(err)
 				}
 				got, err := s.PlacedSince(ctx, tt.since)

@@ -137,6 +137,14 @@ var migrations = [][]string{
 		)`,
 		`CREATE INDEX node_tombstones_changed ON node_tombstones (changed)`,
 	},
+	// 9: a report (or poll) marks its row in a column of its own, reported,
+	// with the same markers: a replica's refresh then leaves out the rows
+	// whose last write was one of its own flushes (NodeChanges' skip),
+	// while a change of anything else (changed) is always read.
+	{
+		`ALTER TABLE nodes ADD COLUMN reported BIGINT NOT NULL DEFAULT 0`,
+		`CREATE INDEX nodes_reported ON nodes (reported)`,
+	},
 }
 
 // dialectMigrations are the statements of a version that differ between the
@@ -163,6 +171,13 @@ var dialectMigrations = map[int]map[string][]string{
 		},
 		// PostgreSQL: the marker is the writing transaction's ID
 		// (changeMark), which needs nothing more.
+	},
+	9: {
+		sqliteDialect: {
+			`CREATE TRIGGER node_changes_report AFTER UPDATE OF reported ON nodes BEGIN
+				UPDATE node_changes SET last = NEW.reported WHERE id = 1 AND last < NEW.reported;
+			END`,
+		},
 	},
 }
 

@@ -2,9 +2,9 @@ package store
 
 import (
 	"context"
-	"database/sql"
-	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/bbb-agent/bbb-agent/balancer/records"
@@ -50,12 +50,22 @@ type NodeChanges struct {
 	Next int64
 }
 
+// maxSkip bounds NodeChanges' skip list: a replica whose refreshes fall
+// behind its flushes reads its own reports again rather than send a long
+// list.
+const maxSkip = 16
+
 // NodeChanges lists the nodes written and deleted at or after cursor, a
 // Next of an earlier call; a cursor <= 0 reads the whole fleet. Every write
 // committed since the call that returned cursor is in it; some writes
 // already read may be again (a replica applies a node's row as it stands,
 // so reading it twice is harmless).
-func (s *Store) NodeChanges(ctx context.Context, cursor int64) (NodeChanges, error) {
+//
+// skip are markers RecordReports returned to this replica: a row whose
+// newest write since cursor is only such a report is left out, as the
+// replica holds that report (or a newer one) already. A row another writer
+// changed since cursor, its reports or anything else, is read.
+func (s *Store) NodeChanges(ctx context.Context, cursor int64, skip ...int64) (NodeChanges, error) {
 	next, err := s.changeCursor(ctx)
 	if err != nil {
 		return NodeChanges{}, fmt.Errorf("store: node changes: %w", err)
@@ -74,7 +84,7 @@ func (s *Store) NodeChanges(ctx context.Context, cursor int64) (NodeChanges, err
 	if err != nil {
 		return NodeChanges{}, fmt.Errorf("store: node changes: %w", err)
 	}
-	nodes, err := s.nodesChanged(ctx, cursor)
+	nodes, err := s.nodesChanged(ctx, cursor, skip)
 	if err != nil {
 		return NodeChanges{}, fmt.Errorf("store: node changes: %w", err)
 	}
@@ -100,33 +110,27 @@ func (s *Store) changeCursor(ctx context.Context) (int64, error) {
 	return next, nil
 }
 
-// nodesChanged reads the nodes whose marker is at or above cursor.
-func (s *Store) nodesChanged(ctx context.Context, cursor int64) ([]records.Node, error) {
-	rows, err := s.query(ctx, s.rdb, `SELECT `+nodeColumns+` FROM nodes WHERE changed >= ?`, cursor)
+// nodesChanged reads the nodes whose change or report marker is at or above
+// cursor, but for reports with a marker in skip.
+func (s *Store) nodesChanged(ctx context.Context, cursor int64, skip []int64) ([]records.Node, error) {
+	skip = slices.DeleteFunc(slices.Clone(skip), func(m int64) bool { return m < cursor })
+	if len(skip) > maxSkip {
+		skip = nil
+	}
+	reported := `reported >= ?`
+	args := []any{cursor, cursor}
+	if len(skip) > 0 {
+		reported += ` AND reported NOT IN (?` + strings.Repeat(`, ?`, len(skip)-1) + `)`
+		for _, m := range skip {
+			args = append(args, m)
+		}
+	}
+	query := `SELECT ` + nodeColumns + ` FROM nodes WHERE changed >= ? OR (` + reported + `)`
+	rows, err := s.query(ctx, s.rdb, query, args...)
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var (
-		nodes            []records.Node
-		tags, load, uris sql.RawBytes
-	)
-	for rows.Next() {
-		n, err := scanNodeColumns(rows, &tags, &load, &uris)
-		if err == nil {
-			err = decodeLists(tags, uris, &n)
-		}
-		if err == nil {
-			if err = json.Unmarshal(load, &n.Load); err != nil {
-				err = fmt.Errorf("load: %w", err)
-			}
-		}
-		if err != nil {
-			return nil, err
-		}
-		nodes = append(nodes, n)
-	}
-	return nodes, rows.Err()
+	return scanNodes(rows)
 }
 
 // tombstones reads the IDs of the nodes deleted at or after cursor.

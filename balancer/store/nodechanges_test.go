@@ -76,7 +76,7 @@ func TestNodeChanges(t *testing.T) {
 		}
 		read("state if", []string{"c"})
 		at := t0.Add(time.Minute)
-		if err := w.RecordReports(ctx, []records.Report{{NodeID: a.ID, Seq: 7, ReceivedAt: at, Load: fleet.Load{Meetings: 7, BBBHealthy: true}}}); err != nil {
+		if _, err := w.RecordReports(ctx, []records.Report{{NodeID: a.ID, Seq: 7, ReceivedAt: at, Load: fleet.Load{Meetings: 7, BBBHealthy: true}}}); err != nil {
 			t.Fatal(err)
 		}
 		if got := read("report", []string{"a"}); !got["a"].LastReportAt.Equal(at) || got["a"].Load.Meetings != 7 {
@@ -180,4 +180,70 @@ func TestNodeChangesOutOfOrderCommit(t *testing.T) {
 	if !found {
 		t.Fatalf("the change committed late (marker %d, after a read that saw %d) is never read", slowMark, fastMark)
 	}
+}
+
+// TestNodeChangesSkipsOwnReports: a replica's refresh leaves out the rows
+// whose newest write since its cursor is one of its own flushed reports,
+// and reads every row another writer touched since, whether before or
+// after its own report: a state change by another replica is never hidden
+// by this replica's report on the same node.
+func TestNodeChangesSkipsOwnReports(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store, b backend) {
+		ctx := t.Context()
+		w := b.open(t) // the other replica
+		a, c, d := addNode(t, w, "a"), addNode(t, w, "c"), addNode(t, w, "d")
+		full, err := s.NodeChanges(ctx, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cursor := full.Next
+		report := func(st *Store, id string, at time.Time) int64 {
+			t.Helper()
+			mark, err := st.RecordReports(ctx, []records.Report{{NodeID: id, Seq: 1, ReceivedAt: at, Load: fleet.Load{Meetings: 1, BBBHealthy: true}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return mark
+		}
+		// c: changed by the other replica first, then reported here.
+		if _, err := w.SetNodeState(ctx, c.ID, fleet.Cordoned); err != nil {
+			t.Fatal(err)
+		}
+		own := []int64{report(s, a.ID, t0.Add(time.Minute)), report(s, c.ID, t0.Add(time.Minute))}
+		// d: reported here, then cordoned by the other replica.
+		own = append(own, report(s, d.ID, t0.Add(time.Minute)))
+		if _, err := w.SetNodeState(ctx, d.ID, fleet.Cordoned); err != nil {
+			t.Fatal(err)
+		}
+		ch, err := s.NodeChanges(ctx, cursor, own...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]records.Node{}
+		for _, n := range ch.Nodes {
+			got[n.Name] = n
+		}
+		if got["c"].State != fleet.Cordoned || got["d"].State != fleet.Cordoned {
+			t.Errorf("another replica's changes: c %q, d %q; want both read, cordoned (read %v)", got["c"].State, got["d"].State, slices.Collect(maps.Keys(got)))
+		}
+		if _, ok := got["a"]; ok {
+			t.Errorf("a's only change since the cursor is this replica's own report: read anyway")
+		}
+		// Without the skip, the own report is read like any other write.
+		if ch, err = s.NodeChanges(ctx, cursor); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(ch.Nodes, func(n records.Node) bool { return n.Name == "a" }) {
+			t.Errorf("no skip: a's report is not among the changes")
+		}
+		// A newer report through the other replica is read, own marker or not.
+		cursor = ch.Next
+		report(w, a.ID, t0.Add(2*time.Minute))
+		if ch, err = s.NodeChanges(ctx, cursor, own...); err != nil {
+			t.Fatal(err)
+		}
+		if i := slices.IndexFunc(ch.Nodes, func(n records.Node) bool { return n.Name == "a" }); i < 0 || !ch.Nodes[i].LastReportAt.Equal(t0.Add(2*time.Minute)) {
+			t.Errorf("the other replica's newer report of a is not read")
+		}
+	})
 }

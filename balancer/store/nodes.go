@@ -81,17 +81,6 @@ func decodeStrings(raw []byte) ([]string, error) {
 	return out, nil
 }
 
-// loadMemo holds each node's load as Nodes last decoded it, by node ID.
-// Nodes lists the whole fleet every second for the balancer's registry;
-// with the memo it decodes only the loads stored since its last call, where
-// decoding every one of them would cost most of its time.
-type loadMemo map[string]*decodedLoad
-
-type decodedLoad struct {
-	json string // the load_json column
-	load fleet.Load
-}
-
 // newID makes a node ID: 16 random bytes in hex.
 func newID() string {
 	b := make([]byte, 16)
@@ -280,13 +269,18 @@ func (s *Store) Nodes(ctx context.Context) ([]records.Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: list nodes: %w", err)
 	}
+	nodes, err := scanNodes(rows)
+	if err != nil {
+		return nil, fmt.Errorf("store: list nodes: %w", err)
+	}
+	return nodes, nil
+}
+
+// scanNodes reads rows of nodeColumns, and closes them.
+func scanNodes(rows *sql.Rows) ([]records.Node, error) {
 	defer rows.Close()
-	s.loadsMu.Lock()
-	memo := s.loads
-	s.loadsMu.Unlock()
-	next := make(loadMemo, len(memo))
 	var (
-		nodes            = make([]records.Node, 0, len(memo))
+		nodes            []records.Node
 		tags, load, uris sql.RawBytes
 	)
 	for rows.Next() {
@@ -294,27 +288,17 @@ func (s *Store) Nodes(ctx context.Context) ([]records.Node, error) {
 		if err == nil {
 			err = decodeLists(tags, uris, &n)
 		}
-		d := memo[n.ID]
-		if err == nil && (d == nil || d.json != string(load)) {
-			d = &decodedLoad{json: string(load)}
-			if err = json.Unmarshal(load, &d.load); err != nil {
+		if err == nil {
+			if err = json.Unmarshal(load, &n.Load); err != nil {
 				err = fmt.Errorf("load: %w", err)
 			}
 		}
 		if err != nil {
-			return nil, fmt.Errorf("store: list nodes: %w", err)
+			return nil, err
 		}
-		n.Load = d.load
-		next[n.ID] = d
 		nodes = append(nodes, n)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: list nodes: %w", err)
-	}
-	s.loadsMu.Lock()
-	s.loads = next
-	s.loadsMu.Unlock()
-	return nodes, nil
+	return nodes, rows.Err()
 }
 
 // RenameNode gives the node a new name, keeping everything else (an agent
@@ -420,13 +404,18 @@ type reportRow struct {
 	Load   fleet.Load `json:"load"`
 }
 
-// RecordReports stores a batch of reports in one statement. A report applies
+// RecordReports stores a batch of reports in one transaction and returns
+// the change marker its rows took (NodeChanges' skip). A report applies
 // only if it was received after the node's stored one, so a late batch never
 // overwrites a newer report; of several reports for one node in the batch,
 // the newest counts. Reports for unknown nodes are ignored.
-func (s *Store) RecordReports(ctx context.Context, reports []records.Report) error {
+//
+// Only the report's columns are written, and its marker goes to reported,
+// never to changed: a change another replica made to the node stays marked
+// as that replica's.
+func (s *Store) RecordReports(ctx context.Context, reports []records.Report) (int64, error) {
 	if len(reports) == 0 {
-		return nil
+		return 0, nil
 	}
 	rows := make([]reportRow, 0, len(reports))
 	index := make(map[string]int, len(reports)) // node ID -> its row
@@ -441,22 +430,84 @@ func (s *Store) RecordReports(ctx context.Context, reports []records.Report) err
 			rows[i] = row
 		}
 	}
+	var (
+		mark int64
+		err  error
+	)
+	if s.dialect == postgresDialect {
+		mark, err = s.recordReportsPostgres(ctx, rows)
+	} else {
+		mark, err = s.recordReportsSQLite(ctx, rows)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: record %d reports: %w", len(reports), err)
+	}
+	return mark, nil
+}
+
+// recordReportsPostgres sends the batch as one JSON parameter: one round
+// trip whatever its size. The marker is the transaction's ID.
+func (s *Store) recordReportsPostgres(ctx context.Context, rows []reportRow) (int64, error) {
 	batch, err := json.Marshal(rows)
 	if err != nil {
-		return fmt.Errorf("store: record %d reports: %w", len(reports), err)
+		return 0, err
 	}
-	_, err = s.exec(ctx, s.db, `WITH r AS (
+	var mark int64
+	err = s.queryRow(ctx, s.db, `WITH r AS (
 			SELECT CAST(value ->> 'id' AS TEXT) AS id, CAST(value ->> 'at' AS BIGINT) AS received_at,
 				CAST(value ->> 'seq' AS BIGINT) AS seq, CAST(value -> 'load' AS TEXT) AS load_json
 			FROM `+s.jsonElements(false)+`
+		), u AS (
+			UPDATE nodes SET last_report_at = r.received_at, last_seq = r.seq, load_json = r.load_json,
+				reported = `+s.changeMark()+`
+			FROM r WHERE nodes.id = r.id AND nodes.last_report_at < r.received_at
+			RETURNING 1
 		)
-		UPDATE nodes SET last_report_at = r.received_at, last_seq = r.seq, load_json = r.load_json,
-			changed = `+s.changeMark()+`
-		FROM r WHERE nodes.id = r.id AND nodes.last_report_at < r.received_at`, string(batch))
-	if err != nil {
-		return fmt.Errorf("store: record %d reports: %w", len(reports), err)
+		SELECT `+s.changeMark(), string(batch)).Scan(&mark)
+	return mark, err
+}
+
+// recordReportsSQLite writes the rows with one prepared statement in one
+// transaction (SQLite runs in this process: binding values costs less than
+// parsing a JSON batch), all under one marker taken from the counter.
+func (s *Store) recordReportsSQLite(ctx context.Context, rows []reportRow) (int64, error) {
+	const update = `UPDATE nodes SET last_report_at = ?, last_seq = ?, load_json = ?, reported = ?
+		WHERE id = ? AND last_report_at < ?`
+	st := s.stmt(ctx, s.db, update)
+	if st == nil {
+		var err error
+		if st, err = s.db.PrepareContext(ctx, update); err != nil {
+			return 0, err
+		}
+		defer st.Close()
 	}
-	return nil
+	tx, err := s.db.BeginTx(ctx, nil) // BEGIN IMMEDIATE
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	var mark int64
+	if err := tx.QueryRowContext(ctx, `UPDATE node_changes SET last = last + 1 WHERE id = 1 RETURNING last`).Scan(&mark); err != nil {
+		return 0, err
+	}
+	txSt := tx.StmtContext(ctx, st)
+	// Each row's statement is short: a context that cannot end spares the
+	// driver a goroutine per statement to watch it; ctx is checked between
+	// rows instead.
+	rowCtx := context.WithoutCancel(ctx)
+	var load []byte
+	for i, r := range rows {
+		if i%256 == 0 && ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		if load, err = json.Marshal(r.Load); err != nil {
+			return 0, err
+		}
+		if _, err := txSt.ExecContext(rowCtx, r.At, r.Seq, string(load), mark, r.NodeID, r.At); err != nil {
+			return 0, err
+		}
+	}
+	return mark, tx.Commit()
 }
 
 // RecordPoll stores the load a poll of an operator-added node found at at,
@@ -467,7 +518,7 @@ func (s *Store) RecordPoll(ctx context.Context, id string, at time.Time, load fl
 		return fmt.Errorf("store: record poll of node %q: %w", id, err)
 	}
 	res, err := s.exec(ctx, s.db, `UPDATE nodes SET last_report_at = ?, last_seq = last_seq + 1, load_json = ?,
-		changed = `+s.changeMark()+` WHERE id = ? AND last_report_at < ?`, millis(at), string(b), id, millis(at))
+		reported = `+s.changeMark()+` WHERE id = ? AND last_report_at < ?`, millis(at), string(b), id, millis(at))
 	if err == nil {
 		var n int64
 		if n, err = res.RowsAffected(); err == nil && n == 0 {

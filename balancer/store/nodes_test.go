@@ -42,7 +42,7 @@ func TestUpsertNode(t *testing.T) {
 			t.Fatal(err)
 		}
 		report := records.Report{NodeID: first.ID, Seq: 3, ReceivedAt: t0.Add(time.Minute), Load: fleet.Load{Meetings: 2, BBBHealthy: true}}
-		if err := s.RecordReports(ctx, []records.Report{report}); err != nil {
+		if _, err := s.RecordReports(ctx, []records.Report{report}); err != nil {
 			t.Fatal(err)
 		}
 		update := records.Node{
@@ -324,7 +324,7 @@ func TestRecordReports(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				if err := s.RecordReports(ctx, tt.batch); err != nil {
+				if _, err := s.RecordReports(ctx, tt.batch); err != nil {
 					t.Fatal(err)
 				}
 				for _, x := range []struct {

@@ -37,6 +37,15 @@ const (
 const (
 	sqliteFile        = "balancer.db" // under the data directory
 	sqliteBusyTimeout = 5 * time.Second
+	// sqliteWriterCacheKiB is the writing connection's page cache (SQLite's
+	// default is 2,000 KiB): 10,000 nodes' rows and indexes fit.
+	sqliteWriterCacheKiB = 8 << 10
+	// sqliteReaderCacheKiB is each reading connection's page cache; the
+	// readers' queries are short, and the OS caches the file.
+	sqliteReaderCacheKiB = 512
+	// sqliteCheckpointPages is the WAL's size, in pages, that starts a
+	// checkpoint (SQLite's default is 1,000 pages).
+	sqliteCheckpointPages = 10_000
 )
 
 // postgresMaxConns bounds one replica's connections; several replicas share
@@ -56,9 +65,6 @@ type Store struct {
 	rdb *sql.DB
 	// stmts holds SQLite's prepared statements by stmtKey (see queryRow).
 	stmts sync.Map
-	// loads is Nodes' memo of decoded loads.
-	loadsMu sync.Mutex
-	loads   loadMemo
 }
 
 // stmtKey names a prepared statement: its pool and its query.
@@ -141,7 +147,15 @@ func openSQLite(ctx context.Context, path string) (*Store, error) {
 	// Write transactions take the write lock at BEGIN: a transaction that
 	// read first and then asks for the lock could fail at once with
 	// SQLITE_BUSY, busy timeout or not.
-	db, _ := sql.Open("sqlite", path+params+"&_journal_mode=WAL&_txlock=immediate") // lazy, as above
+	//
+	// The writer's page cache holds the nodes table whole: a flush of a
+	// second's reports rewrites rows all over it. The WAL is checkpointed
+	// into the database every sqliteCheckpointPages pages rather than
+	// SQLite's 1,000: a flush alone writes about that many, and a page
+	// rewritten every second is then copied into the file once per several
+	// flushes, not after each one.
+	db, _ := sql.Open("sqlite", path+params+"&_journal_mode=WAL&_txlock=immediate"+
+		"&_pragma=cache_size(-"+strconv.Itoa(sqliteWriterCacheKiB)+")&_pragma=wal_autocheckpoint("+strconv.Itoa(sqliteCheckpointPages)+")") // lazy, as above
 	db.SetMaxOpenConns(1)
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxLifetime(0)
@@ -152,7 +166,7 @@ func openSQLite(ctx context.Context, path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	rdb, _ := sql.Open("sqlite", path+params+"&_query_only=1")
+	rdb, _ := sql.Open("sqlite", path+params+"&_query_only=1&_pragma=cache_size(-"+strconv.Itoa(sqliteReaderCacheKiB)+")")
 	readers := max(4, runtime.GOMAXPROCS(0))
 	rdb.SetMaxOpenConns(readers)
 	rdb.SetMaxIdleConns(readers)

@@ -242,7 +242,7 @@ func TestReopenPersists(t *testing.T) {
 		if _, err := s.SetNodeState(ctx, n.ID, fleet.Cordoned); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.RecordReports(ctx, []records.Report{{NodeID: n.ID, Seq: 7, ReceivedAt: t0.Add(time.Second), Load: fleet.Load{Meetings: 3}}}); err != nil {
+		if _, err := s.RecordReports(ctx, []records.Report{{NodeID: n.ID, Seq: 7, ReceivedAt: t0.Add(time.Second), Load: fleet.Load{Meetings: 3}}}); err != nil {
 			t.Fatal(err)
 		}
 		if _, _, err := s.ClaimMeeting(ctx, records.Meeting{MeetingID: "m1", NodeID: n.ID, PlacedAt: t0}); err != nil {
@@ -302,7 +302,7 @@ func TestConcurrentUse(t *testing.T) {
 						for i, n := range nodes {
 							batch = append(batch, records.Report{NodeID: n.ID, Seq: int64(r), ReceivedAt: at, Load: fleet.Load{Meetings: i}})
 						}
-						err = st.RecordReports(ctx, batch)
+						_, err = st.RecordReports(ctx, batch)
 					}
 					if err == nil {
 						_, err = st.Nodes(ctx)
