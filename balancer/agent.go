@@ -654,7 +654,11 @@ func (s *Server) decodeAgentJSON(w http.ResponseWriter, r *http.Request, v any) 
 	}()
 	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, agentapi.MaxBodyBytes))
 	if err == nil {
-		err = json.Unmarshal(buf.Bytes(), v)
+		if report, ok := v.(*agentapi.ReportRequest); ok {
+			err = agentapi.DecodeReport(buf.Bytes(), report) // json.Unmarshal's answer, faster
+		} else {
+			err = json.Unmarshal(buf.Bytes(), v)
+		}
 	}
 	if err == nil {
 		return true

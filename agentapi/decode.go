@@ -1,0 +1,294 @@
+package agentapi
+
+import (
+	"encoding/json"
+	"strconv"
+
+	"github.com/bbb-agent/bbb-agent/fleet"
+)
+
+// DecodeReport decodes a report body exactly as json.Unmarshal does, and
+// faster: every node reports every few seconds, and a balancer of 10,000
+// nodes decodes 2,000 reports a second. A body in the form bbb-agent sends
+// (the field names as written, strings without escapes, plain numbers) is
+// read by a scanner made for this one type; anything else, and every error,
+// goes to json.Unmarshal, whose answer and error messages are the rule.
+func DecodeReport(data []byte, r *ReportRequest) error {
+	var fast ReportRequest
+	if d := (reportScanner{b: data}); d.report(&fast) {
+		*r = fast
+		return nil
+	}
+	*r = ReportRequest{}
+	return json.Unmarshal(data, r)
+}
+
+// reportScanner reads the subset of JSON that DecodeReport takes on its
+// fast path. Each method says false when the input leaves that subset.
+type reportScanner struct {
+	b []byte
+	i int
+}
+
+func (d *reportScanner) space() {
+	for d.i < len(d.b) {
+		switch d.b[d.i] {
+		case ' ', '\t', '\n', '\r':
+			d.i++
+		default:
+			return
+		}
+	}
+}
+
+// consume skips white space and then c.
+func (d *reportScanner) consume(c byte) bool {
+	d.space()
+	if d.i < len(d.b) && d.b[d.i] == c {
+		d.i++
+		return true
+	}
+	return false
+}
+
+// peek skips white space and says whether c comes next.
+func (d *reportScanner) peek(c byte) bool {
+	d.space()
+	return d.i < len(d.b) && d.b[d.i] == c
+}
+
+// str reads a string of printable ASCII without escapes (the bytes, not a
+// copy).
+func (d *reportScanner) str() ([]byte, bool) {
+	if !d.consume('"') {
+		return nil, false
+	}
+	start := d.i
+	for ; d.i < len(d.b); d.i++ {
+		switch c := d.b[d.i]; {
+		case c == '"':
+			d.i++
+			return d.b[start : d.i-1], true
+		case c == '\\' || c < 0x20 || c >= 0x7f:
+			return nil, false
+		}
+	}
+	return nil, false
+}
+
+// number reads a JSON number's text.
+func (d *reportScanner) number() ([]byte, bool) {
+	d.space()
+	start := d.i
+	if d.i < len(d.b) && d.b[d.i] == '-' {
+		d.i++
+	}
+	switch {
+	case d.i < len(d.b) && d.b[d.i] == '0':
+		d.i++
+	case d.i < len(d.b) && d.b[d.i] >= '1' && d.b[d.i] <= '9':
+		d.digits()
+	default:
+		return nil, false
+	}
+	if d.i < len(d.b) && d.b[d.i] == '.' {
+		d.i++
+		if !d.digits() {
+			return nil, false
+		}
+	}
+	if d.i < len(d.b) && (d.b[d.i] == 'e' || d.b[d.i] == 'E') {
+		d.i++
+		if d.i < len(d.b) && (d.b[d.i] == '+' || d.b[d.i] == '-') {
+			d.i++
+		}
+		if !d.digits() {
+			return nil, false
+		}
+	}
+	return d.b[start:d.i], true
+}
+
+// digits reads one or more decimal digits.
+func (d *reportScanner) digits() bool {
+	start := d.i
+	for d.i < len(d.b) && d.b[d.i] >= '0' && d.b[d.i] <= '9' {
+		d.i++
+	}
+	return d.i > start
+}
+
+func (d *reportScanner) int64() (int64, bool) {
+	t, ok := d.number()
+	if !ok {
+		return 0, false
+	}
+	v, err := strconv.ParseInt(string(t), 10, 64) // a fraction or exponent fails: json.Unmarshal explains
+	return v, err == nil
+}
+
+func (d *reportScanner) int() (int, bool) {
+	v, ok := d.int64()
+	return int(v), ok && int64(int(v)) == v
+}
+
+func (d *reportScanner) uint64() (uint64, bool) {
+	t, ok := d.number()
+	if !ok {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(string(t), 10, 64)
+	return v, err == nil
+}
+
+func (d *reportScanner) float64() (float64, bool) {
+	t, ok := d.number()
+	if !ok {
+		return 0, false
+	}
+	v, err := strconv.ParseFloat(string(t), 64)
+	return v, err == nil
+}
+
+func (d *reportScanner) bool() (bool, bool) {
+	d.space()
+	switch {
+	case len(d.b)-d.i >= 4 && string(d.b[d.i:d.i+4]) == "true":
+		d.i += 4
+		return true, true
+	case len(d.b)-d.i >= 5 && string(d.b[d.i:d.i+5]) == "false":
+		d.i += 5
+		return false, true
+	}
+	return false, false
+}
+
+// object reads an object, calling field for each member with the scanner
+// at its value; field says false for a name it does not take.
+func (d *reportScanner) object(field func(name []byte) bool) bool {
+	if !d.consume('{') {
+		return false
+	}
+	if d.consume('}') {
+		return true
+	}
+	for {
+		name, ok := d.str()
+		if !ok || !d.consume(':') || !field(name) {
+			return false
+		}
+		if d.consume('}') {
+			return true
+		}
+		if !d.consume(',') {
+			return false
+		}
+	}
+}
+
+func (d *reportScanner) report(r *ReportRequest) bool {
+	ok := d.object(func(name []byte) bool {
+		var ok bool
+		switch string(name) {
+		case "node":
+			var s []byte
+			s, ok = d.str()
+			r.Node = string(s)
+		case "seq":
+			r.Seq, ok = d.int64()
+		case "run":
+			var s []byte
+			s, ok = d.str()
+			r.Run = string(s)
+		case "load":
+			ok = d.load(&r.Load)
+		case "meeting_ids":
+			r.MeetingIDs, ok = d.strings()
+		case "leaving":
+			r.Leaving, ok = d.bool()
+		}
+		return ok
+	})
+	d.space()
+	return ok && d.i == len(d.b)
+}
+
+// strings reads an array of strings: never nil, as json.Unmarshal
+// gives [] (MeetingIDs' nil means "not sent").
+func (d *reportScanner) strings() ([]string, bool) {
+	if !d.consume('[') {
+		return nil, false
+	}
+	out := []string{}
+	if d.consume(']') {
+		return out, true
+	}
+	for {
+		s, ok := d.str()
+		if !ok {
+			return nil, false
+		}
+		out = append(out, string(s))
+		if d.consume(']') {
+			return out, true
+		}
+		if !d.consume(',') {
+			return nil, false
+		}
+	}
+}
+
+func (d *reportScanner) load(l *fleet.Load) bool {
+	return d.object(func(name []byte) bool {
+		var ok bool
+		switch string(name) {
+		case "cpu_percent":
+			l.CPUPercent, ok = d.float64()
+		case "cpu_cores":
+			l.CPUCores, ok = d.int()
+		case "load1":
+			l.Load1, ok = d.float64()
+		case "load5":
+			l.Load5, ok = d.float64()
+		case "load15":
+			l.Load15, ok = d.float64()
+		case "mem_total_bytes":
+			l.MemTotalBytes, ok = d.uint64()
+		case "mem_used_bytes":
+			l.MemUsedBytes, ok = d.uint64()
+		case "net_rx_bps":
+			l.NetRxBytesPerSec, ok = d.float64()
+		case "net_tx_bps":
+			l.NetTxBytesPerSec, ok = d.float64()
+		case "disk_free_bytes":
+			l.DiskFreeBytes, ok = d.uint64()
+		case "meetings":
+			l.Meetings, ok = d.int()
+		case "participants":
+			l.Participants, ok = d.int()
+		case "voice":
+			l.Voice, ok = d.int()
+		case "video":
+			l.Video, ok = d.int()
+		case "listeners":
+			l.Listeners, ok = d.int()
+		case "largest_meeting":
+			l.LargestMeeting, ok = d.int()
+		case "recording_backlog":
+			l.RecordingBacklog, ok = d.int()
+		case "bbb_healthy":
+			l.BBBHealthy, ok = d.bool()
+		case "bbb_error":
+			var s []byte
+			s, ok = d.str()
+			l.BBBError = string(s)
+		case "turn_healthy":
+			l.TURNHealthy, ok = d.bool()
+		case "bbb_version":
+			var s []byte
+			s, ok = d.str()
+			l.BBBVersion = string(s)
+		}
+		return ok
+	})
+}
