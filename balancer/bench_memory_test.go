@@ -3,6 +3,7 @@ package balancer
 import (
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -191,6 +192,10 @@ func (h httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // through its agent API and a join of every meeting through its BBB API.
 // Read from /proc/PID/status after the joins, and at its start (the nodes
 // loaded, nothing reported or joined yet).
+//
+// Then the process's own CPU (from /proc/PID/stat, so the load generator
+// is not in it) idle and while the fleet reports every 5 s, and the p99 of
+// joins at a steady rate alone and while the fleet reports.
 func BenchmarkMemoryProcess(b *testing.B) {
 	dir := b.TempDir()
 	st, err := store.OpenDataDir(b.Context(), dir)
@@ -222,18 +227,76 @@ func BenchmarkMemoryProcess(b *testing.B) {
 	b.ReportMetric((procCPU(b, p.Pid())-cpu0).Seconds()/time.Since(t0).Seconds(), "bbb-balancer-idle-cores")
 	cpu0, t0 = procCPU(b, p.Pid()), time.Now()
 	sys0 := procSysCPU(b, p.Pid())
-	sent := paceReports(b, url, names, ingestInterval, ingestWindow)
+	sent := paceReports(b, url, names, ingestInterval, ingestWindow, 2)
 	cores := (procCPU(b, p.Pid()) - cpu0).Seconds() / time.Since(t0).Seconds()
 	b.ReportMetric(cores, "bbb-balancer-ingest-cores")
 	// The kernel's part (system time): on loopback, each response's write
 	// also runs the receiving side's TCP path.
 	b.ReportMetric((procSysCPU(b, p.Pid())-sys0).Seconds()/time.Since(t0).Seconds(), "of-which-kernel-cores")
 	b.ReportMetric(float64(sent)/time.Since(t0).Seconds(), "reports/s")
+
+	// The BBB API's latency, joins at a steady rate, alone and then while
+	// the fleet reports.
+	rng := rand.New(rand.NewPCG(5, 6))
+	joinURLs := make([]string, 4096)
+	for i := range joinURLs {
+		joinURLs[i] = c.JoinURL(bbb.JoinRequest{MeetingID: fmt.Sprintf("meeting-%06d", rng.IntN(memMeetings)), FullName: "x", Role: bbb.RoleViewer})
+	}
+	idle := paceJoins(b, hc, joinURLs, processJoinRate, processJoinWindow)
+	var under *latencies
+	var wg sync.WaitGroup
+	wg.Go(func() { paceReports(b, url, names, ingestInterval, processJoinWindow, 1000) })
+	wg.Go(func() { under = paceJoins(b, hc, joinURLs, processJoinRate, processJoinWindow) })
+	wg.Wait()
+	b.ReportMetric(idle.pct(0.99), "join-idle-p99-ms")
+	b.ReportMetric(under.pct(0.99), "join-ingest-p99-ms")
+	b.ReportMetric(under.pct(0.99)/idle.pct(0.99), "join-p99-ingest/idle")
+}
+
+// The join load of BenchmarkMemoryProcess's latency windows.
+const (
+	processJoinRate   = 500 // joins/s
+	processJoinWindow = 8 * time.Second
+)
+
+// paceJoins sends joins (each wants 302) at rate a second, spread evenly,
+// for the window, and returns their latencies.
+func paceJoins(b *testing.B, c *http.Client, urls []string, rate int, window time.Duration) *latencies {
+	const workers = 8
+	each := time.Second * workers / time.Duration(rate)
+	deadline := time.Now().Add(window)
+	var (
+		wg  sync.WaitGroup
+		lat latencies
+	)
+	for w := range workers {
+		wg.Go(func() {
+			var mine []time.Duration
+			defer func() { lat.add(mine) }()
+			next := time.Now().Add(time.Duration(w) * each / workers)
+			for i := w; time.Now().Before(deadline); i += workers {
+				time.Sleep(time.Until(next)) // pacing the load, not waiting for a result
+				next = next.Add(each)
+				t0 := time.Now()
+				if err := getOK(c, urls[i%len(urls)], http.StatusFound); err != nil {
+					b.Errorf("join: %v", err)
+					return
+				}
+				mine = append(mine, time.Since(t0))
+			}
+		})
+	}
+	wg.Wait()
+	if b.Failed() {
+		b.FailNow()
+	}
+	return &lat
 }
 
 // paceReports sends every node's report once per interval, spread evenly,
-// for the window, from a few connections; it returns how many it sent.
-func paceReports(b *testing.B, url string, names []string, interval, window time.Duration) int {
+// for the window, from a few connections, with seq from firstSeq on; it
+// returns how many it sent.
+func paceReports(b *testing.B, url string, names []string, interval, window time.Duration, firstSeq int64) int {
 	client := benchHTTPClient(8)
 	defer client.CloseIdleConnections()
 	const workers = 8
@@ -250,7 +313,7 @@ func paceReports(b *testing.B, url string, names []string, interval, window time
 	for w := range workers {
 		wg.Go(func() {
 			next := time.Now().Add(time.Duration(w) * each / workers)
-			for seq, i := int64(2), w; time.Now().Before(deadline); i += workers {
+			for seq, i := firstSeq, w; time.Now().Before(deadline); i += workers {
 				if i >= len(names) {
 					i, seq = w, seq+1
 				}

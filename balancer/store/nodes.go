@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/bbb-agent/bbb-agent/balancer/records"
@@ -467,6 +468,10 @@ func (s *Store) recordReportsPostgres(ctx context.Context, rows []reportRow) (in
 	return mark, err
 }
 
+// flushYieldRows is how many rows recordReportsSQLite writes between
+// letting other goroutines run (about half a millisecond of work).
+const flushYieldRows = 64
+
 // recordReportsSQLite writes the rows with one prepared statement in one
 // transaction (SQLite runs in this process: binding values costs less than
 // parsing a JSON batch), all under one marker taken from the counter.
@@ -497,8 +502,14 @@ func (s *Store) recordReportsSQLite(ctx context.Context, rows []reportRow) (int6
 	rowCtx := context.WithoutCancel(ctx)
 	var load []byte
 	for i, r := range rows {
-		if i%256 == 0 && ctx.Err() != nil {
-			return 0, ctx.Err()
+		if i%flushYieldRows == 0 && i > 0 {
+			if ctx.Err() != nil {
+				return 0, ctx.Err()
+			}
+			// SQLite runs in this process: a flush of thousands of rows
+			// is tens of milliseconds of CPU in one goroutine. Requests
+			// waiting for this thread run now, not after its time slice.
+			runtime.Gosched()
 		}
 		if load, err = json.Marshal(r.Load); err != nil {
 			return 0, err
