@@ -391,20 +391,3 @@ func (s *Server) disableIfEmpty(n records.Node) {
 	}
 }
 
-// prune forgets placements on a node that it no longer runs, leaving those
-// placed after placedBefore (their create may still be on its way).
-func (s *Server) prune(ctx context.Context, nodeID string, running []string, placedBefore time.Time) {
-	if n, err := s.store.PruneMeetings(ctx, nodeID, running, placedBefore); err != nil {
-		s.log.Warn("pruning ended meetings", "node", nodeID, "err", err)
-	} else if n > 0 {
-		s.log.Debug("pruned ended meetings", "node", nodeID, "count", n)
-	}
-}
-
-func (s *Server) pruneAsync(nodeID string, running []string, placedBefore time.Time) {
-	s.bg.Go(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s.prune(ctx, nodeID, running, placedBefore)
-	})
-}

@@ -35,6 +35,8 @@ type Server struct {
 	fleetMeetings fleetMeetings
 	// leaving are the nodes past their drain deadline (leaving.go).
 	leaving leavingNodes
+	// prunes are the placements waiting to be pruned (prune.go).
+	prunes pruneQueue
 }
 
 // New builds a replica on an open store and loads the registry.
