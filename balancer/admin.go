@@ -390,4 +390,3 @@ func (s *Server) disableIfEmpty(n records.Node) {
 		s.log.Info("cordoned node has no meetings left: disabled", "node", n.Name)
 	}
 }
-
