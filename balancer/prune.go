@@ -65,10 +65,22 @@ func (s *Server) drainPrunes() {
 			return
 		}
 		q.mu.Unlock()
+		done := 0
 		for id, p := range batch {
+			done++
 			ctx, cancel := context.WithTimeout(context.Background(), pruneTimeout)
-			s.prune(ctx, id, p.running, p.placedBefore)
+			n, err := s.store.PruneMeetings(ctx, id, p.running, p.placedBefore)
 			cancel()
+			if err != nil {
+				// The database is failing: the rest of this batch would
+				// wait pruneTimeout each (a shutdown too). Their nodes'
+				// next reports ask again within pruneEvery.
+				s.log.Warn("pruning ended meetings failed; the other nodes' prunings wait for their next reports", "node", id, "err", err, "skipped", len(batch)-done)
+				break
+			}
+			if n > 0 {
+				s.log.Debug("pruned ended meetings", "node", id, "count", n)
+			}
 		}
 	}
 }
