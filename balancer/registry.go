@@ -424,6 +424,9 @@ func (r *registry) shouldPrune(id string, running []string) bool {
 	return true
 }
 
+// maxOwnMarks bounds registry.own (store.NodeChanges takes at most 16).
+const maxOwnMarks = 16
+
 // fnv64a is the 64-bit FNV-1a hash of s.
 func fnv64a(s string) uint64 {
 	h := uint64(14695981039346656037)
@@ -517,7 +520,7 @@ func (r *registry) flush(ctx context.Context) error {
 	for _, rep := range r.pending {
 		batch = append(batch, rep)
 	}
-	r.pending = make(map[string]records.Report, len(batch))
+	clear(r.pending) // its storage serves the next second's reports
 	r.mu.Unlock()
 	mark, err := r.store.RecordReports(ctx, batch)
 	r.mu.Lock()
@@ -539,7 +542,9 @@ func (r *registry) flush(ctx context.Context) error {
 		}
 	}
 	if mark >= r.cursor {
-		r.own = append(r.own, mark)
+		// Bounded while refreshes fail: a marker dropped only means its
+		// rows are read again.
+		r.own = append(r.own[max(0, len(r.own)-maxOwnMarks+1):], mark)
 	}
 	return nil
 }
