@@ -76,6 +76,12 @@ func (d *reportScanner) str() ([]byte, bool) {
 	return nil, false
 }
 
+// text reads a string (a copy).
+func (d *reportScanner) text() (string, bool) {
+	s, ok := d.str()
+	return string(s), ok
+}
+
 // number reads a JSON number's text.
 func (d *reportScanner) number() ([]byte, bool) {
 	d.space()
@@ -191,15 +197,11 @@ func (d *reportScanner) report(r *ReportRequest) bool {
 		var ok bool
 		switch string(name) {
 		case "node":
-			var s []byte
-			s, ok = d.str()
-			r.Node = string(s)
+			r.Node, ok = d.text()
 		case "seq":
 			r.Seq, ok = d.int64()
 		case "run":
-			var s []byte
-			s, ok = d.str()
-			r.Run = string(s)
+			r.Run, ok = d.text()
 		case "load":
 			ok = d.load(&r.Load)
 		case "meeting_ids":
@@ -224,11 +226,11 @@ func (d *reportScanner) strings() ([]string, bool) {
 		return out, true
 	}
 	for {
-		s, ok := d.str()
+		s, ok := d.text()
 		if !ok {
 			return nil, false
 		}
-		out = append(out, string(s))
+		out = append(out, s)
 		if d.consume(']') {
 			return out, true
 		}
@@ -279,15 +281,11 @@ func (d *reportScanner) load(l *fleet.Load) bool {
 		case "bbb_healthy":
 			l.BBBHealthy, ok = d.bool()
 		case "bbb_error":
-			var s []byte
-			s, ok = d.str()
-			l.BBBError = string(s)
+			l.BBBError, ok = d.text()
 		case "turn_healthy":
 			l.TURNHealthy, ok = d.bool()
 		case "bbb_version":
-			var s []byte
-			s, ok = d.str()
-			l.BBBVersion = string(s)
+			l.BBBVersion, ok = d.text()
 		}
 		return ok
 	})
