@@ -26,13 +26,18 @@ type pruneRequest struct {
 }
 
 // prune forgets placements on a node that it no longer runs, leaving those
-// placed after placedBefore (their create may still be on its way).
-func (s *Server) prune(ctx context.Context, nodeID string, running []string, placedBefore time.Time) {
-	if n, err := s.store.PruneMeetings(ctx, nodeID, running, placedBefore); err != nil {
+// placed after placedBefore (their create may still be on its way). A
+// failure is logged, and returned for the queue.
+func (s *Server) prune(ctx context.Context, nodeID string, running []string, placedBefore time.Time) error {
+	n, err := s.store.PruneMeetings(ctx, nodeID, running, placedBefore)
+	if err != nil {
 		s.log.Warn("pruning ended meetings", "node", nodeID, "err", err)
-	} else if n > 0 {
+		return err
+	}
+	if n > 0 {
 		s.log.Debug("pruned ended meetings", "node", nodeID, "count", n)
 	}
+	return nil
 }
 
 // pruneAsync queues a pruning of the node's placements; a newer one for the
@@ -69,17 +74,14 @@ func (s *Server) drainPrunes() {
 		for id, p := range batch {
 			done++
 			ctx, cancel := context.WithTimeout(context.Background(), pruneTimeout)
-			n, err := s.store.PruneMeetings(ctx, id, p.running, p.placedBefore)
+			err := s.prune(ctx, id, p.running, p.placedBefore)
 			cancel()
 			if err != nil {
 				// The database is failing: the rest of this batch would
 				// wait pruneTimeout each (a shutdown too). Their nodes'
 				// next reports ask again within pruneEvery.
-				s.log.Warn("pruning ended meetings failed; the other nodes' prunings wait for their next reports", "node", id, "err", err, "skipped", len(batch)-done)
+				s.log.Warn("the other nodes' prunings wait for their next reports", "skipped", len(batch)-done)
 				break
-			}
-			if n > 0 {
-				s.log.Debug("pruned ended meetings", "node", id, "count", n)
 			}
 		}
 	}
