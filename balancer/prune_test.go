@@ -57,7 +57,24 @@ func TestPruneQueue(t *testing.T) {
 // them): the first failure drops the rest until their nodes ask again.
 func TestPruneQueueDatabaseDown(t *testing.T) {
 	dsn := backends[0].dsn(t)
-	e := newEnv(t, dsn, testenv.NewClock())
+	clk := testenv.NewClock()
+	e := newEnv(t, dsn, clk)
+	// Every node has an ended meeting to prune: a pruning with nothing to
+	// delete only reads, which a writer's lock does not hold up.
+	e.addNodes(20)
+	cx := ctxT(t)
+	ids := make([]string, len(e.nodes))
+	for i, n := range e.nodes {
+		node, err := e.store.NodeByName(cx, n.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = node.ID
+		if _, _, err := e.store.ClaimMeeting(cx, records.Meeting{MeetingID: fmt.Sprint("ended-", i), NodeID: node.ID, PlacedAt: clk.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.Advance(time.Minute)
 	// Another process's write transaction holds SQLite's lock: each
 	// pruning waits the busy timeout (5 s), then fails.
 	other, err := sql.Open("sqlite", strings.TrimPrefix(dsn, "sqlite:"))
@@ -74,8 +91,8 @@ func TestPruneQueueDatabaseDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.ExecContext(context.Background(), "ROLLBACK")
-	for i := range 20 {
-		e.srv.pruneAsync(fmt.Sprintf("node-%04d", i), nil, time.Now())
+	for _, id := range ids {
+		e.srv.pruneAsync(id, nil, clk.Now())
 	}
 	done := make(chan struct{})
 	go func() { e.srv.bg.Wait(); close(done) }()

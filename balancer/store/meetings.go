@@ -117,14 +117,24 @@ func (s *Store) DeleteMeeting(ctx context.Context, meetingID, nodeID string) err
 // whose meeting is not in keep (the meetings a poll or report found running),
 // and returns how many it deleted. Newer placements stay: the node may not
 // have seen their create yet.
+//
+// Most prunings find nothing to delete (a node's reports repeat its set), so
+// the placements are read first, on a reading connection, and only the stale
+// ones are deleted: no write transaction when there are none. The delete
+// repeats the node and age conditions, so a placement made between the read
+// and the delete (a meeting re-placed on this or another node) stays.
 func (s *Store) PruneMeetings(ctx context.Context, nodeID string, keep []string, placedBefore time.Time) (int, error) {
-	ids, err := json.Marshal(append([]string{}, keep...)) // [] rather than null
+	stale, err := s.stalePlacements(ctx, nodeID, keep, placedBefore)
+	if err != nil || len(stale) == 0 {
+		return 0, err
+	}
+	ids, err := json.Marshal(stale)
 	if err != nil {
 		return 0, fmt.Errorf("store: prune meetings on node %q: %w", nodeID, err)
 	}
 	res, err := s.exec(ctx, s.db, `DELETE FROM meetings
 		WHERE node_id = ? AND placed_at < ?
-		AND meeting_id NOT IN (SELECT value FROM `+s.jsonElements(true)+`)`, nodeID, millis(placedBefore), string(ids))
+		AND meeting_id IN (SELECT value FROM `+s.jsonElements(true)+`)`, nodeID, millis(placedBefore), string(ids))
 	var n int64
 	if err == nil {
 		n, err = res.RowsAffected()
@@ -133,6 +143,41 @@ func (s *Store) PruneMeetings(ctx context.Context, nodeID string, keep []string,
 		return 0, fmt.Errorf("store: prune meetings on node %q: %w", nodeID, err)
 	}
 	return int(n), nil
+}
+
+// stalePlacements are the meetings placed on nodeID before placedBefore
+// that are not in keep.
+func (s *Store) stalePlacements(ctx context.Context, nodeID string, keep []string, placedBefore time.Time) ([]string, error) {
+	rows, err := s.query(ctx, s.rdb, `SELECT meeting_id FROM meetings WHERE node_id = ? AND placed_at < ?`, nodeID, millis(placedBefore))
+	if err != nil {
+		return nil, fmt.Errorf("store: prune meetings on node %q: %w", nodeID, err)
+	}
+	defer rows.Close()
+	var placed []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("store: prune meetings on node %q: %w", nodeID, err)
+		}
+		placed = append(placed, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: prune meetings on node %q: %w", nodeID, err)
+	}
+	if len(placed) == 0 {
+		return nil, nil
+	}
+	running := make(map[string]struct{}, len(keep))
+	for _, id := range keep {
+		running[id] = struct{}{}
+	}
+	var stale []string
+	for _, id := range placed {
+		if _, ok := running[id]; !ok {
+			stale = append(stale, id)
+		}
+	}
+	return stale, nil
 }
 
 // NodeMeetings counts the placements on a node.

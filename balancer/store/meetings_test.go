@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"reflect"
@@ -189,6 +190,35 @@ func TestDeleteMeeting(t *testing.T) {
 			})
 		}
 	})
+}
+
+// TestPruneMeetingsNothingStale: a pruning that finds every placement still
+// running (most do: a node's reports repeat its set) writes nothing, so it
+// neither waits for nor takes SQLite's one write lock.
+func TestPruneMeetingsNothingStale(t *testing.T) {
+	b := backend{dsn: backends[0].dsn(t)}
+	s := b.open(t)
+	n := addNode(t, s, "bbb1")
+	for _, id := range []string{"m1", "m2"} {
+		if _, _, err := s.ClaimMeeting(t.Context(), records.Meeting{MeetingID: id, NodeID: n.ID, PlacedAt: t0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Another process holds the write lock.
+	conn, err := b.open(t).db.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(t.Context(), "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.ExecContext(context.Background(), "ROLLBACK")
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second) // under the 5 s busy timeout
+	defer cancel()
+	if got, err := s.PruneMeetings(ctx, n.ID, []string{"m2", "m1", "m3"}, t0.Add(time.Hour)); got != 0 || err != nil {
+		t.Errorf("PruneMeetings with nothing stale, the write lock held elsewhere = %d, %v; want 0, nil", got, err)
+	}
 }
 
 func TestPruneMeetings(t *testing.T) {
