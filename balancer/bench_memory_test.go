@@ -195,8 +195,10 @@ func (h httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // loaded, nothing reported or joined yet).
 //
 // Then the process's own CPU (from /proc/PID/stat, so the load generator
-// is not in it) idle and while the fleet reports every 5 s, and the p99 of
-// joins at a steady rate alone and while the fleet reports.
+// is not in it) idle and while the fleet reports every 5 s, beside the
+// floor: a minimal net/http process receiving the same reports. Then the
+// p99 of joins at a steady rate alone and while the fleet reports, and at
+// last the RSS with each agent's connection open.
 func BenchmarkMemoryProcess(b *testing.B) {
 	dir := b.TempDir()
 	st, err := store.OpenDataDir(b.Context(), dir)
@@ -235,6 +237,16 @@ func BenchmarkMemoryProcess(b *testing.B) {
 	// also runs the receiving side's TCP path.
 	b.ReportMetric((procSysCPU(b, p.Pid())-sys0).Seconds()/time.Since(t0).Seconds(), "of-which-kernel-cores")
 	b.ReportMetric(float64(sent)/time.Since(t0).Seconds(), "reports/s")
+	// The floor: the same reports, paced the same way, to a process that
+	// only serves them with net/http (reads each body, answers a fixed
+	// report response). What is above it is the balancer's own work.
+	floor := startMinimalReports(b, false)
+	cpu0, t0 = procCPU(b, floor.Pid()), time.Now()
+	paceReports(b, floor.Ready, names, ingestInterval, ingestWindow, 2)
+	floorCores := (procCPU(b, floor.Pid()) - cpu0).Seconds() / time.Since(t0).Seconds()
+	floor.Kill()
+	b.ReportMetric(floorCores, "net/http-floor-cores")
+	b.ReportMetric(cores-floorCores, "above-floor-cores")
 
 	// The BBB API's latency, joins at a steady rate, alone and then while
 	// the fleet reports, in alternating windows (this machine's own noise
@@ -263,6 +275,14 @@ func BenchmarkMemoryProcess(b *testing.B) {
 	b.ReportMetric(under.pct(0.99), "join-ingest-p99-ms")
 	b.ReportMetric(under.pct(0.99)/idle.pct(0.99), "join-p99-ingest/idle")
 	b.Logf("join p99 under ingestion / idle, by round: %v", rounds)
+
+	// The figures above come through a few shared connections. In a fleet
+	// each agent holds a connection of its own open between reports: the
+	// RSS with all 10,000 of them open (HTTP/1.1, as bbb-agent speaks to its
+	// balancer; BenchmarkReportTransport has the cost of one).
+	closeAll := holdAgentConns(b, url, names, 1_000_000, false) // past every seq sent above
+	b.ReportMetric(procRSS(b, p.Pid()), "rss-with-10k-agent-conns-MiB")
+	closeAll()
 }
 
 // The join load of BenchmarkMemoryProcess's latency windows.
@@ -312,6 +332,11 @@ func paceJoins(b *testing.B, c *http.Client, urls []string, rate int, window tim
 func paceReports(b *testing.B, url string, names []string, interval, window time.Duration, firstSeq int64) int {
 	client := benchHTTPClient(8)
 	defer client.CloseIdleConnections()
+	return paceReportsOver(b, client, url, names, interval, window, firstSeq)
+}
+
+// paceReportsOver is paceReports through client.
+func paceReportsOver(b *testing.B, client *http.Client, url string, names []string, interval, window time.Duration, firstSeq int64) int {
 	const workers = 8
 	each := interval * workers / time.Duration(len(names)) // one worker's gap between reports
 	meetings := make([][]string, len(names))

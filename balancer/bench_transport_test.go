@@ -1,0 +1,154 @@
+package balancer
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"regexp"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bbb-agent/bbb-agent/agentapi"
+	"github.com/bbb-agent/bbb-agent/internal/testenv"
+)
+
+// minimalReportsEnv, set to a listen address, makes this test binary serve
+// agent reports minimally instead of running tests (TestMain);
+// minimalReportsH2Env, set too, adds unencrypted HTTP/2.
+const (
+	minimalReportsEnv   = "BBB_BENCH_MINIMAL_REPORTS"
+	minimalReportsH2Env = "BBB_BENCH_MINIMAL_REPORTS_H2"
+)
+
+// serveMinimalReports is the floor of report ingestion: net/http serving
+// the agent API's report path, each body read whole, a fixed report
+// response sent; no decoding, no registry, no database.
+func serveMinimalReports(addr string) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	answer := []byte(`{"state":"active","turn_servers":[]}` + "\n")
+	bufs := sync.Pool{New: func() any { return new(bytes.Buffer) }}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+agentapi.PathReport, func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "" {
+			http.Error(w, "no credential", http.StatusUnauthorized)
+			return
+		}
+		buf := bufs.Get().(*bytes.Buffer)
+		buf.Reset()
+		_, err := buf.ReadFrom(r.Body)
+		bufs.Put(buf)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(answer)
+	})
+	srv := &http.Server{Handler: mux, Protocols: benchProtocols(os.Getenv(minimalReportsH2Env) != "")}
+	srv.Protocols.SetHTTP1(true)
+	fmt.Printf("listening on http://%s\n", ln.Addr())
+	fmt.Fprintln(os.Stderr, srv.Serve(ln))
+	os.Exit(1)
+}
+
+// startMinimalReports starts this test binary as serveMinimalReports on
+// loopback, answering HTTP/1.1, and unencrypted HTTP/2 with h2; its Ready
+// is its URL.
+func startMinimalReports(b *testing.B, h2 bool) *testenv.Proc {
+	env := testenv.CleanEnv(minimalReportsEnv + "=127.0.0.1:0")
+	if h2 {
+		env = append(env, minimalReportsH2Env+"=1")
+	}
+	return testenv.Start(b, testenv.Cmd{Name: "minimal report server", Path: os.Args[0], Env: env,
+		Ready: regexp.MustCompile(`^listening on (http://\S+)$`)})
+}
+
+// benchProtocols is HTTP/1.1 alone, or unencrypted HTTP/2 alone with h2.
+func benchProtocols(h2 bool) *http.Protocols {
+	p := new(http.Protocols)
+	if h2 {
+		p.SetUnencryptedHTTP2(true)
+	} else {
+		p.SetHTTP1(true)
+	}
+	return p
+}
+
+// holdAgentConns sends every node's report (with seq) once, each node
+// through a connection of its own (HTTP/2 with h2) as each agent has, and
+// leaves them open, as agents do between reports. The returned func closes
+// them.
+func holdAgentConns(b *testing.B, url string, names []string, seq int64, h2 bool) (closeAll func()) {
+	clients := make([]*http.Client, len(names))
+	closeAll = func() {
+		for _, c := range clients {
+			if c != nil {
+				c.CloseIdleConnections()
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Go(func() {
+			for i := w; i < len(names); i += 16 {
+				c := benchHTTPClient(1)
+				c.Transport.(*http.Transport).Protocols = benchProtocols(h2)
+				clients[i] = c
+				body := agentReportBody(names[i], seq, nodeMeetings(i))
+				if err := postAgentAs(b.Context(), c, url+agentapi.PathReport, benchCredential(names[i]), body); err != nil {
+					b.Errorf("report %s: %v", names[i], err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if b.Failed() {
+		closeAll()
+		b.FailNow()
+	}
+	return closeAll
+}
+
+// transportWindow is how long BenchmarkReportTransport paces reports.
+const transportWindow = 10 * time.Second
+
+// BenchmarkReportTransport: what an agent's choice of HTTP version costs a
+// server of the reports alone (the minimal report server, so nothing of the
+// balancer's own work is in it): its CPU at 10,000 nodes reporting every
+// 5 s, and its memory per agent connection held open between reports, over
+// HTTP/1.1 and over HTTP/2 (unencrypted here; agents of an HTTPS balancer
+// would negotiate HTTP/2 unless told not to, and TLS adds its own costs to
+// both). bbb-agent speaks HTTP/1.1 to its balancer for these figures.
+func BenchmarkReportTransport(b *testing.B) {
+	names := make([]string, memNodes)
+	for i := range names {
+		names[i] = fmt.Sprintf("fleet%05d", i)
+	}
+	cores := map[bool]float64{}
+	for _, h2 := range []bool{false, true} {
+		proto := map[bool]string{false: "http1", true: "http2"}[h2]
+		srv := startMinimalReports(b, h2)
+		client := benchHTTPClient(8)
+		client.Transport.(*http.Transport).Protocols = benchProtocols(h2)
+		cpu0, t0 := procCPU(b, srv.Pid()), time.Now()
+		paceReportsOver(b, client, srv.Ready, names, ingestInterval, transportWindow, 1)
+		cores[h2] = (procCPU(b, srv.Pid()) - cpu0).Seconds() / time.Since(t0).Seconds()
+		client.CloseIdleConnections()
+		b.ReportMetric(cores[h2], proto+"-cores")
+
+		rss0 := procRSS(b, srv.Pid())
+		closeAll := holdAgentConns(b, srv.Ready, names, 1, h2)
+		b.ReportMetric((procRSS(b, srv.Pid())-rss0)*1024/float64(len(names)), proto+"-KiB/conn")
+		closeAll()
+		srv.Kill()
+	}
+	b.ReportMetric(cores[true]/cores[false], "http2/http1-cores")
+}
