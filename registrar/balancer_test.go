@@ -7,7 +7,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -379,4 +382,59 @@ func ExampleBalancer() {
 	}
 	fmt.Println(b.Kind())
 	// Output: balancer
+}
+
+// TestBalancerSpeaksHTTP1: an agent's calls reach an HTTPS balancer that
+// offers HTTP/2 over HTTP/1.1 (NewTransport, the default client's); the
+// default transport, the control, would have negotiated HTTP/2.
+func TestBalancerSpeaksHTTP1(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		transport *http.Transport
+		want      string
+	}{
+		{"NewTransport", NewTransport(), "HTTP/1.1"},
+		{"http.DefaultTransport (control)", http.DefaultTransport.(*http.Transport).Clone(), "HTTP/2.0"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newLB(t)
+			target, err := url.Parse(l.url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var mu sync.Mutex
+			protos := map[string]int{}
+			front := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				protos[r.Proto]++
+				mu.Unlock()
+				httputil.NewSingleHostReverseProxy(target).ServeHTTP(w, r)
+			}))
+			front.EnableHTTP2 = true
+			front.StartTLS()
+			t.Cleanup(front.Close)
+			tt.transport.TLSClientConfig = front.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
+			defer tt.transport.CloseIdleConnections()
+
+			r, err := NewBalancer(front.URL, agentToken, WithHTTPClient(&http.Client{Transport: tt.transport}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			if _, err := r.Register(ctx, l.registration("bbb1")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.Report(ctx, Report{Seq: 1, Load: fleet.Load{BBBHealthy: true}}); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(protos) != 1 || protos[tt.want] != 2 {
+				t.Errorf("requests by protocol %v; want 2 of %s", protos, tt.want)
+			}
+		})
+	}
+	if o, err := buildOptions(nil); err != nil || o.client.Transport.(*http.Transport).Protocols.HTTP2() {
+		t.Errorf("the default client's transport speaks HTTP/2 (%v)", err)
+	}
 }

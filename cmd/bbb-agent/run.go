@@ -597,7 +597,7 @@ func registrarClient(caFile string) (*http.Client, error) {
 	if !pool.AppendCertsFromPEM(pem) {
 		return nil, settingError("balancer-ca", fmt.Errorf("%s holds no PEM certificate", caFile))
 	}
-	t := http.DefaultTransport.(*http.Transport).Clone()
+	t := registrar.NewTransport() // HTTP/1.1, as without the CA
 	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	// Like the registrar's default client, it does not follow redirects.
 	return &http.Client{Transport: t, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}, nil
