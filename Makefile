@@ -31,8 +31,10 @@ lint:
 # the in-process minimal handler, SQLite and PostgreSQL, and the ratios),
 # BenchmarkGetMeetingsKept (kept vs live req/s and p99), BenchmarkCreate,
 # BenchmarkReportIngestion (CPU at 10,000 nodes), BenchmarkMemory and
-# BenchmarkMemoryProcess (a real bbb-balancer's RSS; 10,000
-# nodes, 100,000 meetings). Only those: make bench BENCH='JoinRatio|GetMeetingsKept|Create|ReportIngestion|Memory' PKGS=./balancer
+# BenchmarkMemoryProcess (a real bbb-balancer's RSS and CPU beside net/http's
+# floor; 10,000 nodes, 100,000 meetings), BenchmarkReportTransport (HTTP/1.1
+# against HTTP/2 for agents). Only those:
+# make bench BENCH='JoinRatio|GetMeetingsKept|Create|ReportIngestion|Memory|ReportTransport' PKGS=./balancer
 BENCH ?= .
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count=1 -timeout 30m $(PKGS)
