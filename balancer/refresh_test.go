@@ -115,3 +115,57 @@ func TestIncrementalRefresh(t *testing.T) {
 		}
 	})
 }
+
+// TestFlushFailureKeepsReports: a flush the database refuses keeps its
+// reports for the next flush, which writes each node's newest report (one
+// that arrived in between wins).
+func TestFlushFailureKeepsReports(t *testing.T) {
+	dsn := backends[0].dsn(t)
+	clk := testenv.NewClock()
+	e := newEnv(t, dsn, clk)
+	e.addNodes(3)
+	cx := ctxT(t)
+	if err := e.srv.Flush(cx); err != nil {
+		t.Fatal(err)
+	}
+	// Another process holds SQLite's write lock.
+	other, err := sql.Open("sqlite", strings.TrimPrefix(dsn, "sqlite:"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	conn, err := other.Conn(cx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(cx, "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Second)
+	for _, nd := range e.nodes {
+		e.report(nd, fleet.Load{BBBHealthy: true, Meetings: 1})
+	}
+	short, cancel := context.WithTimeout(cx, 300*time.Millisecond)
+	defer cancel()
+	if err := e.srv.Flush(short); err == nil {
+		t.Fatal("a flush succeeded with the write lock held by another process")
+	}
+	if _, err := conn.ExecContext(cx, "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Second)
+	e.report(e.nodes[1], fleet.Load{BBBHealthy: true, Meetings: 2}) // newer, in between
+	if err := e.srv.Flush(cx); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []int{1, 2, 1} {
+		n, err := e.store.NodeByName(cx, e.nodes[i].name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.Load.Meetings != want {
+			t.Errorf("%s stored with %d meetings, want %d", n.Name, n.Load.Meetings, want)
+		}
+	}
+}

@@ -31,8 +31,11 @@ type registry struct {
 	byCred map[string]string
 	// turn holds the TURN nodes, a handful among thousands of BBB nodes:
 	// every report's answer lists them.
-	turn    map[string]*entry
-	pending map[string]records.Report
+	turn map[string]*entry
+	// pending are the entries holding a report the store has not yet
+	// (entry.pending set): the report is the entry's own newest, so 10,000
+	// nodes queue 8 bytes each, not a copy of each report.
+	pending []*entry
 	gen     uint64 // counts refreshes
 	// cursor is where the next refresh reads the store's node changes
 	// from (store.NodeChanges).
@@ -78,6 +81,8 @@ type entry struct {
 	// placements went by, and prunedAt when it ran (shouldPrune).
 	pruned   uint64
 	prunedAt time.Time
+	// pending: the node's report waits in registry.pending for the store.
+	pending bool
 }
 
 // online says whether the node is online now.
@@ -128,7 +133,7 @@ func (e *entry) reason(now time.Time, missed int) string {
 
 func newRegistry(st *store.Store, cfg *Config) *registry {
 	return &registry{store: st, cfg: cfg, byID: map[string]*entry{}, byName: map[string]string{}, byCred: map[string]string{}, turn: map[string]*entry{},
-		pending: map[string]records.Report{}, meetings: newMeetingCache()}
+		meetings: newMeetingCache()}
 }
 
 // errUnknownNode means no node has that name (or ID).
@@ -305,7 +310,7 @@ func (r *registry) drop(id string) {
 		}
 		delete(r.byID, id)
 		delete(r.turn, id)
-		delete(r.pending, id)
+		e.pending = false // and flush skips it, no longer in byID
 	}
 }
 
@@ -389,7 +394,7 @@ func (r *registry) report(name, run string, seq int64, load fleet.Load) (records
 	}
 	e.node.LastReportAt, e.node.LastSeq, e.node.Load = now, seq, load
 	e.reserved = 0
-	r.pending[id] = records.Report{NodeID: id, Seq: seq, ReceivedAt: now, Load: load}
+	r.queue(e)
 	return e.node, nil
 }
 
@@ -517,19 +522,27 @@ func (r *registry) flush(ctx context.Context) error {
 		return nil
 	}
 	batch := make([]records.Report, 0, len(r.pending))
-	for _, rep := range r.pending {
-		batch = append(batch, rep)
+	for _, e := range r.pending {
+		if e.pending && r.byID[e.node.ID] == e { // not dropped meanwhile
+			batch = append(batch, records.Report{NodeID: e.node.ID, Seq: e.node.LastSeq, ReceivedAt: e.node.LastReportAt, Load: e.node.Load})
+		}
+		e.pending = false
 	}
 	clear(r.pending) // its storage serves the next second's reports
+	r.pending = r.pending[:0]
 	r.mu.Unlock()
+	if len(batch) == 0 {
+		return nil
+	}
 	mark, err := r.store.RecordReports(ctx, batch)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err != nil {
-		// Put them back unless something newer arrived meanwhile.
+		// Queue them again; an entry holds its newest report, whether
+		// this one or one that arrived meanwhile.
 		for _, rep := range batch {
-			if _, newer := r.pending[rep.NodeID]; !newer {
-				r.pending[rep.NodeID] = rep
+			if e, ok := r.byID[rep.NodeID]; ok {
+				r.queue(e)
 			}
 		}
 		return err
@@ -547,6 +560,14 @@ func (r *registry) flush(ctx context.Context) error {
 		r.own = append(r.own[max(0, len(r.own)-maxOwnMarks+1):], mark)
 	}
 	return nil
+}
+
+// queue marks the entry's report for the next flush. r.mu is held.
+func (r *registry) queue(e *entry) {
+	if !e.pending {
+		e.pending = true
+		r.pending = append(r.pending, e)
+	}
 }
 
 // reserve notes a meeting placed on the node.
