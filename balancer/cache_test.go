@@ -1,6 +1,8 @@
 package balancer
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -196,4 +198,55 @@ func TestJoinWithoutDatabase(t *testing.T) {
 			t.Fatal("a create without the database succeeded")
 		}
 	})
+}
+
+// TestMeetingCacheUnit: the cache's own rules, by meeting ID whatever its
+// length: forget drops a meeting only from the node it names, refresh
+// moves cached meetings and adds none, and the cache stays bounded.
+func TestMeetingCacheUnit(t *testing.T) {
+	c := newMeetingCache()
+	long := strings.Repeat("moodle-course-42-instance-7-", 4)
+	c.put("m1", "node-a")
+	c.put(long, "node-b")
+	c.put(long+"x", "node-c")
+	for id, want := range map[string]string{"m1": "node-a", long: "node-b", long + "x": "node-c"} {
+		if got, ok := c.get(id); !ok || got != want {
+			t.Errorf("get(%.20q) = %q, %v; want %q", id, got, ok, want)
+		}
+	}
+	if _, ok := c.get("m2"); ok {
+		t.Error("get of a meeting never put found one")
+	}
+	c.forget("m1", "node-other")
+	if got, _ := c.get("m1"); got != "node-a" {
+		t.Errorf("forget naming another node dropped m1 (now %q)", got)
+	}
+	c.forget("m1", "node-a")
+	if _, ok := c.get("m1"); ok {
+		t.Error("forget on its node left m1 cached")
+	}
+
+	now := time.Now()
+	if err := c.refresh(context.Background(), now, nil); err != nil { // the first one sets the bound
+		t.Fatal(err)
+	}
+	read := func(context.Context, time.Time) (map[string]string, error) {
+		return map[string]string{long: "node-moved", "new": "node-a"}, nil
+	}
+	if err := c.refresh(context.Background(), now.Add(time.Second), read); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := c.get(long); got != "node-moved" {
+		t.Errorf("after a refresh the moved meeting is on %q, want node-moved", got)
+	}
+	if _, ok := c.get("new"); ok {
+		t.Error("a refresh cached a meeting this replica never asked for")
+	}
+
+	for i := range maxCachedMeetings + 10 {
+		c.put(fmt.Sprint("bulk-", i), "node-a")
+	}
+	if n := len(c.nodes); n > maxCachedMeetings {
+		t.Errorf("%d meetings cached, over the bound %d", n, maxCachedMeetings)
+	}
 }

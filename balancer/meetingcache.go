@@ -2,7 +2,7 @@ package balancer
 
 import (
 	"context"
-	"strings"
+	"hash/maphash"
 	"sync"
 	"time"
 	"unique"
@@ -32,20 +32,34 @@ const maxCachedMeetings = 200_000
 // the meeting does not exist, as it would have without the cache.
 type meetingCache struct {
 	mu sync.RWMutex
-	// nodes holds each node ID once (a handle of 8 bytes a meeting, not a
-	// string copy of its own: 100,000 meetings on 10,000 nodes).
-	nodes map[string]unique.Handle[string]
+	// nodes maps each meeting's key to its node. A node ID is held once (a
+	// handle of 8 bytes a meeting, not a string of its own: 100,000
+	// meetings on 10,000 nodes), and a meeting ID not at all (meetingKey).
+	nodes map[meetingKey]unique.Handle[string]
 	// since is the placed_at bound of the next refresh's query.
 	since time.Time
+	seeds [2]maphash.Seed
 }
 
+// meetingKey stands for a meeting ID in the cache: 128 bits of two hashes
+// under seeds of this process's own, 16 bytes whatever the ID's length
+// (Greenlight's and Moodle's are 40 to 60 characters). Two IDs of 100,000
+// share a key with a probability of about 10^-29, and nobody outside can
+// aim at one: the seeds are random.
+type meetingKey [2]uint64
+
 func newMeetingCache() *meetingCache {
-	return &meetingCache{nodes: map[string]unique.Handle[string]{}}
+	return &meetingCache{nodes: map[meetingKey]unique.Handle[string]{}, seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}}
+}
+
+func (c *meetingCache) key(meetingID string) meetingKey {
+	return meetingKey{maphash.String(c.seeds[0], meetingID), maphash.String(c.seeds[1], meetingID)}
 }
 
 func (c *meetingCache) get(meetingID string) (string, bool) {
+	k := c.key(meetingID)
 	c.mu.RLock()
-	id, ok := c.nodes[meetingID]
+	id, ok := c.nodes[k]
 	c.mu.RUnlock()
 	if !ok {
 		return "", false
@@ -54,25 +68,25 @@ func (c *meetingCache) get(meetingID string) (string, bool) {
 }
 
 func (c *meetingCache) put(meetingID, nodeID string) {
+	k, node := c.key(meetingID), unique.Make(nodeID)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.nodes[meetingID]; !ok && len(c.nodes) >= maxCachedMeetings {
+	if _, ok := c.nodes[k]; !ok && len(c.nodes) >= maxCachedMeetings {
 		for k := range c.nodes {
 			delete(c.nodes, k)
 			break
 		}
 	}
-	// A meeting ID parsed from a query shares the whole query's memory
-	// (a create's can be kilobytes): the cache keeps a copy of its own.
-	c.nodes[strings.Clone(meetingID)] = unique.Make(nodeID)
+	c.nodes[k] = node
 }
 
 // forget drops a meeting when this replica deleted its placement on nodeID.
 func (c *meetingCache) forget(meetingID, nodeID string) {
+	k := c.key(meetingID)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if id, ok := c.nodes[meetingID]; ok && id.Value() == nodeID {
-		delete(c.nodes, meetingID)
+	if id, ok := c.nodes[k]; ok && id.Value() == nodeID {
+		delete(c.nodes, k)
 	}
 }
 
@@ -98,8 +112,9 @@ func (c *meetingCache) refresh(ctx context.Context, now time.Time, read func(con
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for m, node := range placed {
-		if _, ok := c.nodes[m]; ok {
-			c.nodes[m] = unique.Make(node)
+		k := c.key(m)
+		if _, ok := c.nodes[k]; ok {
+			c.nodes[k] = unique.Make(node)
 		}
 	}
 	c.since = now
