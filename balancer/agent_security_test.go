@@ -1,8 +1,6 @@
 package balancer
 
 import (
-	"context"
-	"database/sql"
 	"fmt"
 	"io"
 	"log/slog"
@@ -282,19 +280,7 @@ func TestHealthzFailsWhenTheDatabaseTakesNoWrites(t *testing.T) {
 		t.Fatalf("healthz: %d", code)
 	}
 	// Another process holds the write lock: reads go on, writes cannot.
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	conn, err := db.Conn(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.ExecContext(t.Context(), "BEGIN IMMEDIATE"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.ExecContext(context.Background(), "ROLLBACK"); conn.Close() })
+	lockSQLite(t, path)
 	if code, body := e.do(http.MethodGet, "/healthz", "", nil); code != http.StatusServiceUnavailable {
 		t.Errorf("healthz while the database takes no writes: %d %s, want 503", code, body)
 	}

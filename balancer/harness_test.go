@@ -3,6 +3,7 @@ package balancer
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -204,6 +206,40 @@ func (e *env) nodeOf(meetingID string) []string {
 		}
 	}
 	return on
+}
+
+// lockSQLite has another process's write transaction hold the SQLite
+// database at path (a file path, no "sqlite:"): reads go on, writes wait the
+// busy timeout and fail. The returned func ends the transaction; the test's
+// cleanup does too.
+func lockSQLite(t *testing.T, path string) (unlock func()) {
+	t.Helper()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := db.Conn(t.Context())
+	if err != nil {
+		db.Close()
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(t.Context(), "BEGIN IMMEDIATE"); err != nil {
+		conn.Close()
+		db.Close()
+		t.Fatal(err)
+	}
+	var once sync.Once
+	unlock = func() {
+		once.Do(func() {
+			if _, err := conn.ExecContext(context.Background(), "ROLLBACK"); err != nil {
+				t.Errorf("ending the other process's transaction: %v", err)
+			}
+			conn.Close()
+			db.Close()
+		})
+	}
+	t.Cleanup(unlock)
+	return unlock
 }
 
 func ctxT(t *testing.T) context.Context {

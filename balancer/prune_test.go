@@ -1,8 +1,6 @@
 package balancer
 
 import (
-	"context"
-	"database/sql"
 	"fmt"
 	"runtime"
 	"strings"
@@ -77,20 +75,7 @@ func TestPruneQueueDatabaseDown(t *testing.T) {
 	clk.Advance(time.Minute)
 	// Another process's write transaction holds SQLite's lock: each
 	// pruning waits the busy timeout (5 s), then fails.
-	other, err := sql.Open("sqlite", strings.TrimPrefix(dsn, "sqlite:"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	conn, err := other.Conn(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(t.Context(), "BEGIN IMMEDIATE"); err != nil {
-		t.Fatal(err)
-	}
-	defer conn.ExecContext(context.Background(), "ROLLBACK")
+	lockSQLite(t, strings.TrimPrefix(dsn, "sqlite:"))
 	for _, id := range ids {
 		e.srv.pruneAsync(id, nil, clk.Now())
 	}

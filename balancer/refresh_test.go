@@ -129,19 +129,7 @@ func TestFlushFailureKeepsReports(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Another process holds SQLite's write lock.
-	other, err := sql.Open("sqlite", strings.TrimPrefix(dsn, "sqlite:"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	conn, err := other.Conn(cx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(cx, "BEGIN IMMEDIATE"); err != nil {
-		t.Fatal(err)
-	}
+	unlock := lockSQLite(t, strings.TrimPrefix(dsn, "sqlite:"))
 	clk.Advance(time.Second)
 	for _, nd := range e.nodes {
 		e.report(nd, fleet.Load{BBBHealthy: true, Meetings: 1})
@@ -151,9 +139,7 @@ func TestFlushFailureKeepsReports(t *testing.T) {
 	if err := e.srv.Flush(short); err == nil {
 		t.Fatal("a flush succeeded with the write lock held by another process")
 	}
-	if _, err := conn.ExecContext(cx, "ROLLBACK"); err != nil {
-		t.Fatal(err)
-	}
+	unlock()
 	clk.Advance(time.Second)
 	e.report(e.nodes[1], fleet.Load{BBBHealthy: true, Meetings: 2}) // newer, in between
 	if err := e.srv.Flush(cx); err != nil {
