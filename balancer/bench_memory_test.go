@@ -244,37 +244,26 @@ func BenchmarkMemoryProcess(b *testing.B) {
 	cpu0, t0 = procCPU(b, floor.Pid()), time.Now()
 	paceReports(b, floor.Ready, names, ingestInterval, ingestWindow, 2)
 	floorCores := (procCPU(b, floor.Pid()) - cpu0).Seconds() / time.Since(t0).Seconds()
-	floor.Kill()
 	b.ReportMetric(floorCores, "net/http-floor-cores")
 	b.ReportMetric(cores-floorCores, "above-floor-cores")
 
 	// The BBB API's latency, joins at a steady rate, alone and then while
 	// the fleet reports, in alternating windows (this machine's own noise
 	// moves a single window's p99 by half): the p99 of all joins of each
-	// kind, and each round's ratio.
-	rng := rand.New(rand.NewPCG(5, 6))
-	joinURLs := make([]string, 4096)
-	for i := range joinURLs {
-		joinURLs[i] = c.JoinURL(bbb.JoinRequest{MeetingID: fmt.Sprintf("meeting-%06d", rng.IntN(memMeetings)), FullName: "x", Role: bbb.RoleViewer})
-	}
-	var idle, under latencies
-	rounds := make([]float64, 0, processJoinRounds)
+	// kind, and each round's ratio. The floor process takes its turn in
+	// each round (a join there only checks the checksum and answers 302):
+	// what the machine alone does to the ratio.
+	bal, flo := newLatencyRun(url), newLatencyRun(floor.Ready)
 	for round := range processJoinRounds {
-		quiet := paceJoins(b, hc, joinURLs, processJoinRate, processJoinWindow)
-		var busy *latencies
-		var wg sync.WaitGroup
-		wg.Go(func() { paceReports(b, url, names, ingestInterval, processJoinWindow, int64(1000*(round+1))) })
-		wg.Go(func() { busy = paceJoins(b, hc, joinURLs, processJoinRate, processJoinWindow) })
-		wg.Wait()
-		time.Sleep(ingestSettle) // not a wait for a result: keeps the last flush out of the next quiet window
-		rounds = append(rounds, math.Round(100*busy.pct(0.99)/quiet.pct(0.99))/100)
-		idle.add(quiet.all)
-		under.add(busy.all)
+		bal.round(b, hc, names, int64(1000*(round+1)))
+		flo.round(b, hc, names, int64(1000*(round+1)))
 	}
-	b.ReportMetric(idle.pct(0.99), "join-idle-p99-ms")
-	b.ReportMetric(under.pct(0.99), "join-ingest-p99-ms")
-	b.ReportMetric(under.pct(0.99)/idle.pct(0.99), "join-p99-ingest/idle")
-	b.Logf("join p99 under ingestion / idle, by round: %v", rounds)
+	floor.Kill()
+	b.ReportMetric(bal.idle.pct(0.99), "join-idle-p99-ms")
+	b.ReportMetric(bal.under.pct(0.99), "join-ingest-p99-ms")
+	b.ReportMetric(bal.under.pct(0.99)/bal.idle.pct(0.99), "join-p99-ingest/idle")
+	b.ReportMetric(flo.under.pct(0.99)/flo.idle.pct(0.99), "floor-join-p99-ingest/idle")
+	b.Logf("join p99 under ingestion / idle, by round: %v; the floor's: %v", bal.ratios, flo.ratios)
 
 	// The figures above come through a few shared connections. In a fleet
 	// each agent holds a connection of its own open between reports: the
@@ -283,6 +272,44 @@ func BenchmarkMemoryProcess(b *testing.B) {
 	closeAll := holdAgentConns(b, url, names, 1_000_000, false) // past every seq sent above
 	b.ReportMetric(procRSS(b, p.Pid()), "rss-with-10k-agent-conns-MiB")
 	closeAll()
+}
+
+// latencyRun is BenchmarkMemoryProcess's join latency rounds against one
+// server: its join URLs, and the latencies and ratios so far.
+type latencyRun struct {
+	url         string
+	joinURLs    []string
+	idle, under latencies
+	ratios      []float64
+}
+
+func newLatencyRun(url string) *latencyRun {
+	c, err := bbb.NewClient(url, lbSecret)
+	if err != nil {
+		panic(err) // the URL came from a ready line
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	joinURLs := make([]string, 4096)
+	for i := range joinURLs {
+		joinURLs[i] = c.JoinURL(bbb.JoinRequest{MeetingID: fmt.Sprintf("meeting-%06d", rng.IntN(memMeetings)), FullName: "x", Role: bbb.RoleViewer})
+	}
+	return &latencyRun{url: url, joinURLs: joinURLs}
+}
+
+// round paces joins for one window alone, then one while the fleet
+// reports (seq from firstSeq), then pauses so that the last flush stays
+// out of the next quiet window.
+func (l *latencyRun) round(b *testing.B, hc *http.Client, names []string, firstSeq int64) {
+	quiet := paceJoins(b, hc, l.joinURLs, processJoinRate, processJoinWindow)
+	var busy *latencies
+	var wg sync.WaitGroup
+	wg.Go(func() { paceReports(b, l.url, names, ingestInterval, processJoinWindow, firstSeq) })
+	wg.Go(func() { busy = paceJoins(b, hc, l.joinURLs, processJoinRate, processJoinWindow) })
+	wg.Wait()
+	time.Sleep(ingestSettle) // not a wait for a result
+	l.ratios = append(l.ratios, math.Round(100*busy.pct(0.99)/quiet.pct(0.99))/100)
+	l.idle.add(quiet.all)
+	l.under.add(busy.all)
 }
 
 // The join load of BenchmarkMemoryProcess's latency windows.

@@ -25,7 +25,8 @@ const (
 
 // serveMinimalReports is the floor of report ingestion: net/http serving
 // the agent API's report path, each body read whole, a fixed report
-// response sent; no decoding, no registry, no database.
+// response sent; no decoding, no registry, no database. It answers joins
+// with minimalJoinHandler.
 func serveMinimalReports(addr string) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -51,6 +52,8 @@ func serveMinimalReports(addr string) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(answer)
 	})
+	// And joins, as minimally: BenchmarkMemoryProcess's latency floor.
+	mux.Handle("GET /bigbluebutton/api/join", minimalJoinHandler(lbSecret))
 	srv := &http.Server{Handler: mux, Protocols: benchProtocols(os.Getenv(minimalReportsH2Env) != "")}
 	srv.Protocols.SetHTTP1(true)
 	fmt.Printf("listening on http://%s\n", ln.Addr())
