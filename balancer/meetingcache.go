@@ -38,6 +38,7 @@ type meetingCache struct {
 	nodes map[meetingKey]unique.Handle[string]
 	// since is the placed_at bound of the next refresh's query.
 	since time.Time
+	// seeds are meetingKey's two hashes' own.
 	seeds [2]maphash.Seed
 }
 

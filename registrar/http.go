@@ -69,7 +69,7 @@ func WithTakeover(takeover bool) Option { return func(o *options) { o.takeover =
 // settings (proxies from the environment, dial, TLS handshake and idle
 // timeouts), speaking HTTP/1.1 alone. An agent sends one small request every
 // few seconds over a connection it keeps open: HTTP/2 multiplexes nothing
-// for it, yet a server spends 1.5 to 2 times the CPU on each report, and
+// for it, yet a server spends 1.5 to 2.3 times the CPU on each report, and
 // holds 29 KiB for each open connection instead of 19 KiB
 // (balancer.BenchmarkReportTransport). An HTTPS server would negotiate
 // HTTP/2 with the default transport.
