@@ -17,6 +17,7 @@ import (
 	"github.com/bbb-agent/bbb-agent/bbb/sim"
 	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/bbb-agent/bbb-agent/internal/testenv"
+	"github.com/bbb-agent/bbb-agent/registrar"
 )
 
 // TestAgentsJoinTheFleet: two agents are online and enabled within two
@@ -149,6 +150,56 @@ func TestOperatorCordonDrains(t *testing.T) {
 	if err := n.exited(t, 2*interval+time.Second); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestOperatorEnableBeforeTheDrainCordons: an operator cordons the node at
+// the balancer and enables it again at once. The drain that the cordon
+// started is cancelled; no cordon of the agent's own lands after the enable
+// and cordons the node for good (its Cordon calls wait here until the enable
+// is in).
+func TestOperatorEnableBeforeTheDrainCordons(t *testing.T) {
+	f := newFleet(t)
+	n := newNode(t, "bbb1")
+	enabled := make(chan struct{})
+	n.wrap = func(r registrar.Registrar) registrar.Registrar { return cordonAfter{r, enabled} }
+	n.start(t, f, Config{}, Deps{})
+	ctx := context.Background()
+	testenv.Eventually(t, time.Second, "online", func() bool { s, ok := f.server(n.name); return ok && s.Online })
+	if _, err := f.client.Create(ctx, bbb.CreateRequest{MeetingID: "seminar", Name: "Seminar"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.admin.SetState(ctx, n.name, adminState(fleet.Cordoned)); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, time.Second, "agent draining", func() bool { return n.agent.State() == Draining })
+	if _, err := f.admin.SetState(ctx, n.name, adminState(fleet.Enabled)); err != nil {
+		t.Fatal(err)
+	}
+	close(enabled)
+	testenv.Eventually(t, 5*time.Second, "drain cancelled", func() bool { return n.agent.State() == Ready })
+	// Three reports later, a cordon landing late would show.
+	cancelled := time.Now()
+	testenv.Eventually(t, 5*time.Second, "three more reports", func() bool {
+		return n.agent.Status().LastReportAt.After(cancelled.Add(3 * interval))
+	})
+	if s, _ := f.server(n.name); s.State != fleet.Enabled || n.agent.State() != Ready {
+		t.Errorf("after the operator's enable: balancer state %s, agent %s; want enabled and ready", s.State, n.agent.State())
+	}
+}
+
+// cordonAfter holds the agent's Cordon calls until after is closed.
+type cordonAfter struct {
+	registrar.Registrar
+	after chan struct{}
+}
+
+func (c cordonAfter) Cordon(ctx context.Context) error {
+	select {
+	case <-c.after:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return c.Registrar.Cordon(ctx)
 }
 
 // TestUndrain: `bbb-agent drain` cancelled by `bbb-agent undrain`; a drain

@@ -66,6 +66,8 @@ type node struct {
 	cancel       context.CancelFunc
 	done         chan error    // Run's result, once
 	finished     chan struct{} // closed when Run has returned
+	// wrap, if set, stands between the agent and its registrar.
+	wrap func(registrar.Registrar) registrar.Registrar
 }
 
 func newNode(t *testing.T, name string) *node {
@@ -96,6 +98,9 @@ func (n *node) start(t *testing.T, f *fleetEnv, cfg Config, deps Deps) {
 	}
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	deps.Registrar, deps.BBB, deps.Notifier = reg, c, n.notes
+	if n.wrap != nil {
+		deps.Registrar = n.wrap(reg)
+	}
 	deps.Host = func(context.Context) (host.Sample, error) { return host.Sample{CPUPercent: 12, CPUCores: 8}, nil }
 	a, err := New(cfg, deps)
 	if err != nil {

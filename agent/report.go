@@ -181,7 +181,11 @@ func (a *Agent) report(ctx context.Context, load fleet.Load, ids []string) {
 	switch d := a.drain; {
 	case reply.State == fleet.Cordoned && d == nil:
 		a.log.Info("cordoned at the balancer by an operator: draining")
-		a.startDrain(ctx, SourceBalancer)
+		// The node is cordoned already: the drain does not ask again. A
+		// cordon of its own could land after the operator enabled the node
+		// again, and cordon it for good.
+		now := a.cfg.Clock.Now()
+		a.startDrainRun(ctx, &drainRun{source: SourceBalancer, start: now, deadline: now.Add(a.cfg.DrainDeadline), phase: drainWait, cordoned: true})
 	case reply.State == fleet.Enabled && d != nil && d.source == SourceBalancer && d.cordoned && d.cancellable():
 		a.log.Info("enabled again at the balancer: drain cancelled")
 		a.endDrain()
