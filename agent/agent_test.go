@@ -122,16 +122,8 @@ func TestDrainWaitsForMeetings(t *testing.T) {
 func TestOperatorCordonDrains(t *testing.T) {
 	f := newFleet(t)
 	n := newNode(t, "bbb1")
-	n.start(t, f, Config{}, Deps{})
 	ctx := context.Background()
-	testenv.Eventually(t, time.Second, "online", func() bool { s, ok := f.server(n.name); return ok && s.Online })
-	if _, err := f.client.Create(ctx, bbb.CreateRequest{MeetingID: "seminar", Name: "Seminar"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.admin.SetState(ctx, n.name, adminState(fleet.Cordoned)); err != nil {
-		t.Fatal(err)
-	}
-	testenv.Eventually(t, time.Second, "agent draining", func() bool { return n.agent.State() == Draining })
+	cordonWithMeeting(t, f, n)
 	if st := n.agent.Status(); st.Drain == nil || st.Drain.Source != SourceBalancer {
 		t.Fatalf("drain: %+v", st.Drain)
 	}
@@ -162,16 +154,8 @@ func TestOperatorEnableBeforeTheDrainCordons(t *testing.T) {
 	n := newNode(t, "bbb1")
 	enabled := make(chan struct{})
 	n.wrap = func(r registrar.Registrar) registrar.Registrar { return cordonAfter{r, enabled} }
-	n.start(t, f, Config{}, Deps{})
 	ctx := context.Background()
-	testenv.Eventually(t, time.Second, "online", func() bool { s, ok := f.server(n.name); return ok && s.Online })
-	if _, err := f.client.Create(ctx, bbb.CreateRequest{MeetingID: "seminar", Name: "Seminar"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.admin.SetState(ctx, n.name, adminState(fleet.Cordoned)); err != nil {
-		t.Fatal(err)
-	}
-	testenv.Eventually(t, time.Second, "agent draining", func() bool { return n.agent.State() == Draining })
+	cordonWithMeeting(t, f, n)
 	if _, err := f.admin.SetState(ctx, n.name, adminState(fleet.Enabled)); err != nil {
 		t.Fatal(err)
 	}
@@ -185,6 +169,23 @@ func TestOperatorEnableBeforeTheDrainCordons(t *testing.T) {
 	if s, _ := f.server(n.name); s.State != fleet.Enabled || n.agent.State() != Ready {
 		t.Errorf("after the operator's enable: balancer state %s, agent %s; want enabled and ready", s.State, n.agent.State())
 	}
+}
+
+// cordonWithMeeting runs the node's agent with a meeting "seminar" on it,
+// cordons the node at the balancer as an operator would, and waits for the
+// agent to drain.
+func cordonWithMeeting(t *testing.T, f *fleetEnv, n *node) {
+	t.Helper()
+	n.start(t, f, Config{}, Deps{})
+	ctx := context.Background()
+	testenv.Eventually(t, time.Second, "online", func() bool { s, ok := f.server(n.name); return ok && s.Online })
+	if _, err := f.client.Create(ctx, bbb.CreateRequest{MeetingID: "seminar", Name: "Seminar"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.admin.SetState(ctx, n.name, adminState(fleet.Cordoned)); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, time.Second, "agent draining", func() bool { return n.agent.State() == Draining })
 }
 
 // cordonAfter holds the agent's Cordon calls until after is closed.
