@@ -31,8 +31,9 @@ lint:
 # the in-process minimal handler, SQLite and PostgreSQL, and the ratios),
 # BenchmarkGetMeetingsKept (kept vs live req/s and p99), BenchmarkCreate,
 # BenchmarkReportIngestion (CPU at 10,000 nodes), BenchmarkMemory and
-# BenchmarkMemoryProcess (a real bbb-balancer's RSS and CPU beside net/http's
-# floor; 10,000 nodes, 100,000 meetings), BenchmarkReportTransport (HTTP/1.1
+# BenchmarkMemoryProcess (a real bbb-balancer's RSS, split into its parts,
+# and CPU beside net/http's floor; 10,000 nodes, 100,000 meetings; the cost
+# of a /metrics scrape), BenchmarkReportTransport (HTTP/1.1
 # against HTTP/2 for agents). Only those:
 # make bench BENCH='JoinRatio|GetMeetingsKept|Create|ReportIngestion|Memory|ReportTransport' PKGS=./balancer
 BENCH ?= .

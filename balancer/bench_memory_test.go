@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"math"
@@ -192,7 +193,8 @@ func (h httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // fleet seeded into its database before it starts, then every node's report
 // through its agent API and a join of every meeting through its BBB API.
 // Read from /proc/PID/status after the joins, and at its start (the nodes
-// loaded, nothing reported or joined yet).
+// loaded, nothing reported or joined yet); after the joins also split into
+// its parts (reportRSSParts).
 //
 // Then the process's own CPU (from /proc/PID/stat, so the load generator
 // is not in it) idle and while the fleet reports every 5 s, beside the
@@ -220,6 +222,21 @@ func BenchmarkMemoryProcess(b *testing.B) {
 	joinFleet(b, httpHandler{hc}, c)
 	b.ReportMetric(procRSS(b, p.Pid()), "bbb-balancer-rss-MiB")
 	b.ReportMetric(atStart, "rss-at-start-MiB")
+	reportRSSParts(b, p.Pid(), url)
+	// Prometheus scrapes /metrics every 15 s or so: 120,000 per-node series
+	// at this size. What one costs, and the RSS after three.
+	var (
+		scrape time.Duration
+		size   int64
+	)
+	for range 3 {
+		t0 := time.Now()
+		size = scrapeMetrics(b, url)
+		scrape += time.Since(t0)
+	}
+	b.ReportMetric(float64(size)/(1<<20), "metrics-MiB")
+	b.ReportMetric(scrape.Seconds()*1000/3, "metrics-scrape-ms")
+	b.ReportMetric(procRSS(b, p.Pid()), "rss-after-3-scrapes-MiB")
 
 	// The ingestion cost of the balancer process alone (the load
 	// generator's CPU is not in it): every node reports every 5 s, paced,
@@ -435,13 +452,17 @@ func procTimes(b *testing.B, pid int) (user, sys time.Duration) {
 }
 
 // procRSS is a process's resident set size in MiB (Linux).
-func procRSS(b *testing.B, pid int) float64 {
+func procRSS(b *testing.B, pid int) float64 { return procStatus(b, pid, "VmRSS") }
+
+// procStatus is a size field of /proc/PID/status (VmRSS, RssAnon,
+// RssFile) in MiB.
+func procStatus(b *testing.B, pid int, field string) float64 {
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		b.Skipf("no /proc: %v", err)
 	}
 	for _, line := range strings.Split(string(status), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")))
 			if err != nil {
 				b.Fatal(err)
@@ -449,6 +470,64 @@ func procRSS(b *testing.B, pid int) float64 {
 			return float64(kb) / 1024
 		}
 	}
-	b.Fatalf("no VmRSS in /proc/%d/status", pid)
+	b.Fatalf("no %s in /proc/%d/status", field, pid)
 	return 0
+}
+
+// reportRSSParts splits the resident set of the bbb-balancer process pid,
+// serving url, into what BenchmarkMemoryProcess's RSS target is made of, in
+// MiB: the file pages (the executable's code and read-only data, mapped
+// from its file), the memory the Go runtime holds from the OS (its
+// /metrics: obtained minus released; the heap, with its collector's
+// headroom and the idle spans it keeps, and the runtime's own), and the
+// rest of the anonymous memory, SQLite's page caches above all (its pages
+// come from modernc's allocator, outside the Go heap).
+func reportRSSParts(b *testing.B, pid int, url string) {
+	file, anon := procStatus(b, pid, "RssFile"), procStatus(b, pid, "RssAnon")
+	var body bytes.Buffer
+	scrapeMetricsTo(b, url, &body)
+	metric := func(name string) float64 {
+		for _, line := range strings.Split(body.String(), "\n") {
+			if v, ok := strings.CutPrefix(line, name+" "); ok {
+				f, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					b.Fatalf("/metrics: %s: %v", line, err)
+				}
+				return f / (1 << 20)
+			}
+		}
+		b.Fatalf("/metrics has no %s", name)
+		return 0
+	}
+	goHeld := metric("go_memstats_sys_bytes") - metric("go_memstats_heap_released_bytes")
+	b.ReportMetric(file, "rss-file-pages-MiB")
+	b.ReportMetric(goHeld, "rss-go-runtime-MiB")
+	b.ReportMetric(metric("go_memstats_heap_inuse_bytes"), "go-heap-inuse-MiB")
+	b.ReportMetric(anon-goHeld, "rss-sqlite-and-other-MiB")
+}
+
+// scrapeMetrics gets the balancer's /metrics as Prometheus does (the admin
+// token, gzip) and returns its size unzipped.
+func scrapeMetrics(b *testing.B, url string) int64 { return scrapeMetricsTo(b, url, io.Discard) }
+
+// scrapeMetricsTo is scrapeMetrics, the body written to w.
+func scrapeMetricsTo(b *testing.B, url string, w io.Writer) int64 {
+	req, err := http.NewRequestWithContext(b.Context(), http.MethodGet, url+"/metrics", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := http.DefaultClient.Do(req) // asks for gzip, and unzips
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b.Fatalf("/metrics: HTTP %s", resp.Status)
+	}
+	n, err := io.Copy(w, resp.Body)
+	if err != nil {
+		b.Fatalf("/metrics: %v", err)
+	}
+	return n
 }

@@ -1,7 +1,10 @@
 package balancer
 
 import (
+	"compress/gzip"
 	"io"
+	"math"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -9,7 +12,9 @@ import (
 	"github.com/bbb-agent/bbb-agent/balancer/placement"
 	"github.com/bbb-agent/bbb-agent/balancer/records"
 	"github.com/bbb-agent/bbb-agent/fleet"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // TestFleetMetrics: the fleet totals count the online nodes only, and the
@@ -27,7 +32,7 @@ func TestFleetMetrics(t *testing.T) {
 		node("turn1", fleet.RoleTURN, fleet.Disabled, false, fleet.Load{}),
 	}
 	m := newMetrics(func() []nodeView { return nodes }, placement.DefaultPolicy())
-	srv := httptest.NewServer(promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	srv := httptest.NewServer(m)
 	t.Cleanup(srv.Close)
 	resp, err := srv.Client().Get(srv.URL)
 	if err != nil {
@@ -52,6 +57,132 @@ func TestFleetMetrics(t *testing.T) {
 	} {
 		if !strings.Contains(string(body), "\n"+want+"\n") {
 			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
+
+// TestMetricsExposition: /metrics parses with Prometheus' own text parser,
+// plain and gzipped, with the counters' families and the fleet's side by
+// side (no family twice), a label value that needs escaping intact, and
+// one series per node in every per-node family.
+func TestMetricsExposition(t *testing.T) {
+	odd := `room "7" \ east`
+	nodes := []nodeView{
+		{Node: records.Node{Name: "a", Role: fleet.RoleBBB, State: fleet.Enabled, LoadMultiplier: 1,
+			Load: fleet.Load{Meetings: 2, Participants: 7, CPUPercent: 12.5}}, Online: true, Reserved: 1},
+		{Node: records.Node{Name: odd, Role: fleet.RoleBBB, State: fleet.Cordoned,
+			Load: fleet.Load{Meetings: 1, CPUPercent: 99.123456789}}, Online: true, Reason: "BBB not answering: timeout"},
+		{Node: records.Node{Name: "turn1", Role: fleet.RoleTURN, State: fleet.Disabled}},
+	}
+	policy := placement.DefaultPolicy()
+	m := newMetrics(func() []nodeView { return nodes }, policy)
+	m.reports.Inc()
+	m.apiRequests.WithLabelValues("join", "redirect").Add(3)
+	srv := httptest.NewServer(m)
+	t.Cleanup(srv.Close)
+
+	for _, gz := range []bool{false, true} {
+		req, _ := http.NewRequest("GET", srv.URL, nil)
+		if gz {
+			req.Header.Set("Accept-Encoding", "gzip")
+		} else {
+			req.Header.Set("Accept-Encoding", "identity")
+		}
+		resp, err := srv.Client().Transport.RoundTrip(req) // no transparent gunzip
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body io.Reader = resp.Body
+		if got := resp.Header.Get("Content-Encoding") == "gzip"; got != gz {
+			t.Fatalf("gzip asked %v, Content-Encoding %q", gz, resp.Header.Get("Content-Encoding"))
+		}
+		if gz {
+			zr, err := gzip.NewReader(resp.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body = zr
+		}
+		if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
+			t.Errorf("Content-Type %q, want the text format 0.0.4", ct)
+		}
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		fams, err := parser.TextToMetricFamilies(body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("gzip %v: Prometheus' parser refuses /metrics: %v", gz, err)
+		}
+		value := func(name string, labels ...string) float64 {
+			t.Helper()
+			f := fams[name]
+			if f == nil {
+				t.Fatalf("no family %s", name)
+			}
+		metric:
+			for _, mt := range f.GetMetric() {
+				if len(mt.GetLabel())*2 != len(labels) {
+					continue
+				}
+				for i, l := range mt.GetLabel() {
+					if l.GetName() != labels[2*i] || l.GetValue() != labels[2*i+1] {
+						continue metric
+					}
+				}
+				switch f.GetType() {
+				case dto.MetricType_COUNTER:
+					return mt.GetCounter().GetValue()
+				default:
+					return mt.GetGauge().GetValue()
+				}
+			}
+			t.Fatalf("%s has no series %v", name, labels)
+			return math.NaN()
+		}
+		if v := value("bbb_balancer_reports_total"); v != 1 {
+			t.Errorf("reports_total %v, want 1", v)
+		}
+		if v := value("bbb_balancer_api_requests_total", "call", "join", "result", "redirect"); v != 3 {
+			t.Errorf("api_requests_total{join,redirect} %v, want 3", v)
+		}
+		if _, ok := fams["go_goroutines"]; !ok {
+			t.Error("the Go collector's families are missing")
+		}
+		if v := value("bbb_balancer_node_cpu_percent", "node", odd); v != 99.123456789 {
+			t.Errorf("cpu of %q: %v, want 99.123456789 (escaping or precision lost)", odd, v)
+		}
+		if v := value("bbb_balancer_node_healthy", "node", odd, "reason", "not_answering"); v != 0 {
+			t.Errorf("healthy of %q: %v, want 0", odd, v)
+		}
+		if v := value("bbb_balancer_node_healthy", "node", "a", "reason", ""); v != 1 {
+			t.Errorf("healthy of a: %v, want 1", v)
+		}
+		if v, want := value("bbb_balancer_node_load", "node", "a"), policy.Load(nodes[0].Node, 1); v != want {
+			t.Errorf("load of a: %v, want %v (the policy's, a reservation included)", v, want)
+		}
+		if v := value("bbb_balancer_node_state", "node", "turn1", "state", "disabled"); v != 1 {
+			t.Errorf("state of turn1: %v", v)
+		}
+		for _, g := range nodeGauges {
+			if got := len(fams[g.name].GetMetric()); got != len(nodes) {
+				t.Errorf("%s: %d series, want one per node (%d)", g.name, got, len(nodes))
+			}
+		}
+		if got := len(fams["bbb_balancer_node_state"].GetMetric()); got != 3*len(nodes) {
+			t.Errorf("node_state: %d series, want 3 per node", got)
+		}
+		if got := len(fams["bbb_balancer_nodes"].GetMetric()); got != 12 {
+			t.Errorf("nodes: %d series, want 12 (2 roles x 3 states x 2 livenesses)", got)
+		}
+	}
+}
+
+func TestAcceptsGzip(t *testing.T) {
+	for h, want := range map[string]bool{
+		"gzip": true, "deflate, gzip;q=1.0, *;q=0.5": true, "GZIP": true, " gzip ; q=0.8": true,
+		"": false, "identity": false, "gzip;q=0": false, "gzip; q=0.000": false, "br": false,
+	} {
+		if got := acceptsGzip(h); got != want {
+			t.Errorf("acceptsGzip(%q) = %v, want %v", h, got, want)
 		}
 	}
 }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/bbb-agent/bbb-agent/balancer/store"
 	"github.com/bbb-agent/bbb-agent/bbb"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Server is one bbb-balancer replica.
@@ -75,14 +74,13 @@ func New(ctx context.Context, cfg Config, st *store.Store) (*Server, error) {
 	mux.HandleFunc("/bigbluebutton/api", s.serveAPI)
 	mux.HandleFunc("/bigbluebutton/api/", s.serveAPI)
 	mux.Handle("/agent/v1/", s.agentHandler())
-	metrics := promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})
 	if s.cfg.SeparateAdmin {
 		// The admin listener (AdminHandler) alone serves them; the public
 		// port carries the BBB API, the agent API, playback and the dashboard.
 		admin := http.NewServeMux()
 		admin.Handle("/admin/v1/", s.adminHandler())
 		admin.Handle(scalelitePrefix, s.scaleliteHandler())
-		admin.Handle("GET /metrics", metrics)
+		admin.Handle("GET /metrics", s.metrics)
 		admin.HandleFunc("GET /healthz", s.healthz)
 		s.admin = s.withBodyTimeout(admin)
 	} else {
@@ -91,7 +89,7 @@ func New(ctx context.Context, cfg Config, st *store.Store) (*Server, error) {
 		mux.Handle("/admin/v1/", s.adminHandler())
 		// Scalelite's server API (scalelite.go), signed with the BBB API secret.
 		mux.Handle(scalelitePrefix, s.scaleliteHandler())
-		mux.Handle("GET /metrics", s.requireToken(s.cfg.AdminToken, metrics, func(w http.ResponseWriter) {
+		mux.Handle("GET /metrics", s.requireToken(s.cfg.AdminToken, s.metrics, func(w http.ResponseWriter) {
 			http.Error(w, "missing or wrong admin token: /metrics on the public port needs Authorization: Bearer <admin token> (or serve it on --admin-listen)", http.StatusUnauthorized)
 		}))
 	}

@@ -1,0 +1,208 @@
+package balancer
+
+import (
+	"bufio"
+	"cmp"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/bbb-agent/bbb-agent/balancer/placement"
+	"github.com/bbb-agent/bbb-agent/fleet"
+)
+
+// The fleet's metric families, which /metrics writes from a snapshot of the
+// registry (metrics.ServeHTTP). The series of a family come in the order
+// client_golang gave them: by label values, nodes by name.
+
+// nodeGauge is a per-node family with the node label alone.
+type nodeGauge struct {
+	name, help string
+	value      func(n nodeView, policy placement.Policy) float64
+}
+
+var nodeGauges = []nodeGauge{
+	{"bbb_balancer_node_cpu_percent", "CPU use reported by a node.",
+		func(n nodeView, _ placement.Policy) float64 { return n.Load.CPUPercent }},
+	{"bbb_balancer_node_listeners", "Listen-only participants reported by a node.",
+		func(n nodeView, _ placement.Policy) float64 { return float64(n.Load.Listeners) }},
+	{"bbb_balancer_node_load", "Placement load of a node (the documented formula).",
+		func(n nodeView, p placement.Policy) float64 { return p.Load(n.Node, n.Reserved) }},
+	{"bbb_balancer_node_meetings", "Meetings reported by a node.",
+		func(n nodeView, _ placement.Policy) float64 { return float64(n.Load.Meetings) }},
+	{"bbb_balancer_node_online", "1 while the node's reports are fresh.",
+		func(n nodeView, _ placement.Policy) float64 { return boolGauge(n.Online) }},
+	{"bbb_balancer_node_participants", "Participants reported by a node.",
+		func(n nodeView, _ placement.Policy) float64 { return float64(n.Load.Participants) }},
+	{"bbb_balancer_node_video_streams", "Video streams reported by a node.",
+		func(n nodeView, _ placement.Policy) float64 { return float64(n.Load.Video) }},
+	{"bbb_balancer_node_voice_participants", "Participants in the voice conference (listen-only included) reported by a node.",
+		func(n nodeView, _ placement.Policy) float64 { return float64(n.Load.Voice) }},
+}
+
+const (
+	helpNodeHealthy = "1 while a node is online and its BBB (or TURN server) answers; 0 with the reason's class: not_answering, hanging, tls_error, checksum_error, http_error, bad_answer, offline, turn_error or error (bbb-balancer status says the reason)."
+	helpNodeState   = "Admin state of a node: 1 for the state it is in."
+	helpNodes       = "Nodes by role, admin state and liveness."
+)
+
+// fleetTotals are the sums of the online nodes' last reports (an offline
+// node's figures are stale and count nowhere).
+var fleetTotals = []struct {
+	name, help string
+	value      func(fleet.Load) int
+}{
+	{"bbb_balancer_listeners", "Listen-only participants on the online nodes.", func(l fleet.Load) int { return l.Listeners }},
+	{"bbb_balancer_meetings", "Meetings on the online nodes.", func(l fleet.Load) int { return l.Meetings }},
+	{"bbb_balancer_participants", "Participants on the online nodes.", func(l fleet.Load) int { return l.Participants }},
+	{"bbb_balancer_video_streams", "Video streams on the online nodes.", func(l fleet.Load) int { return l.Video }},
+	{"bbb_balancer_voice_participants", "Voice participants (listen-only included) on the online nodes.", func(l fleet.Load) int { return l.Voice }},
+}
+
+// writeFleetMetrics writes the fleet's families in the text format; nodes
+// are sorted by name (registry.snapshot). A failed write shows in w's
+// Flush.
+func writeFleetMetrics(w *bufio.Writer, nodes []nodeView, policy placement.Policy) {
+	var (
+		total fleet.Load
+		line  []byte // one series' line, reused
+	)
+	// bbb_balancer_nodes has a series for every role, state and liveness,
+	// zero or not; the array's order is the series' order.
+	roles := [...]fleet.Role{fleet.RoleBBB, fleet.RoleTURN}
+	states := [...]fleet.AdminState{fleet.Cordoned, fleet.Disabled, fleet.Enabled}
+	livenesses := [...]fleet.Liveness{fleet.Offline, fleet.Online}
+	var counts [len(livenesses)][len(roles)][len(states)]int
+	for _, n := range nodes {
+		live := 0
+		if n.Online {
+			live = 1
+			total.Meetings += n.Load.Meetings
+			total.Participants += n.Load.Participants
+			total.Voice += n.Load.Voice
+			total.Video += n.Load.Video
+			total.Listeners += n.Load.Listeners
+		}
+		role := 0
+		if cmp.Or(n.Role, fleet.RoleBBB) == fleet.RoleTURN {
+			role = 1
+		}
+		for s, st := range states {
+			if n.State == st {
+				counts[live][role][s]++
+			}
+		}
+	}
+	for _, t := range fleetTotals {
+		writeFamily(w, t.name, t.help)
+		line = appendSample(line[:0], t.name, nil, float64(t.value(total)))
+		w.Write(line)
+	}
+	writeFamily(w, "bbb_balancer_nodes", helpNodes)
+	for l, liveness := range livenesses {
+		for r, role := range roles {
+			for s, st := range states {
+				line = appendSample(line[:0], "bbb_balancer_nodes",
+					[]string{"liveness", string(liveness), "role", string(role), "state", string(st)}, float64(counts[l][r][s]))
+				w.Write(line)
+			}
+		}
+	}
+
+	labels := []string{"node", ""}
+	for _, g := range nodeGauges {
+		writeFamily(w, g.name, g.help)
+		for _, n := range nodes {
+			labels[1] = n.Name
+			line = appendSample(line[:0], g.name, labels, g.value(n, policy))
+			w.Write(line)
+		}
+	}
+	writeFamily(w, "bbb_balancer_node_healthy", helpNodeHealthy)
+	labels = []string{"node", "", "reason", ""}
+	for _, n := range nodes {
+		labels[1], labels[3] = n.Name, string(fleet.ReasonClass(n.Reason))
+		line = appendSample(line[:0], "bbb_balancer_node_healthy", labels, boolGauge(n.Reason == ""))
+		w.Write(line)
+	}
+	writeFamily(w, "bbb_balancer_node_state", helpNodeState)
+	labels = []string{"node", "", "state", ""}
+	for _, n := range nodes {
+		labels[1] = n.Name
+		for _, st := range states {
+			labels[3] = string(st)
+			line = appendSample(line[:0], "bbb_balancer_node_state", labels, boolGauge(n.State == st))
+			w.Write(line)
+		}
+	}
+}
+
+// writeFamily writes a gauge family's HELP and TYPE lines.
+func writeFamily(w *bufio.Writer, name, help string) {
+	w.WriteString("# HELP ")
+	w.WriteString(name)
+	w.WriteByte(' ')
+	helpEscaper.WriteString(w, help)
+	w.WriteString("\n# TYPE ")
+	w.WriteString(name)
+	w.WriteString(" gauge\n")
+}
+
+// appendSample appends one series' line: the name, the labels (name,
+// value pairs, in order) and the value.
+func appendSample(b []byte, name string, labels []string, v float64) []byte {
+	b = append(b, name...)
+	if len(labels) > 0 {
+		b = append(b, '{')
+		for i := 0; i < len(labels); i += 2 {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, labels[i]...)
+			b = append(b, `="`...)
+			b = appendLabelValue(b, labels[i+1])
+			b = append(b, '"')
+		}
+		b = append(b, '}')
+	}
+	b = append(b, ' ')
+	switch {
+	case math.IsNaN(v):
+		b = append(b, "NaN"...)
+	case math.IsInf(v, 1):
+		b = append(b, "+Inf"...)
+	case math.IsInf(v, -1):
+		b = append(b, "-Inf"...)
+	default:
+		b = strconv.AppendFloat(b, v, 'g', -1, 64)
+	}
+	return append(b, '\n')
+}
+
+// appendLabelValue appends a label value escaped as the text format wants:
+// backslash, double quote and line feed.
+func appendLabelValue(b []byte, v string) []byte {
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; c {
+		case '\\':
+			b = append(b, `\\`...)
+		case '"':
+			b = append(b, `\"`...)
+		case '\n':
+			b = append(b, `\n`...)
+		default:
+			b = append(b, c)
+		}
+	}
+	return b
+}
+
+// helpEscaper escapes a HELP text as the text format wants.
+var helpEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
