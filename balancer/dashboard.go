@@ -31,6 +31,9 @@ const (
 	// looks at the page; it is listed from the nodes only then.
 	meetingsMaxAge = 5 * time.Second
 	viewIdle       = 2 * time.Minute
+	// meetingsShown is how many meetings the page lists, the largest
+	// first.
+	meetingsShown = 200
 )
 
 // dashboard is what the web pages see of the replica (web.Fleet).
@@ -115,7 +118,7 @@ func (s *Server) mountDashboard(mux *http.ServeMux) error {
 	}
 	d := &dashboard{s: s, hist: map[string]*loadRing{}, prev: map[string]nodeSig{}}
 	h := web.New(web.Options{Fleet: d, Rooms: roomLinks{s}, AdminToken: s.cfg.AdminToken, Users: users,
-		Dashboard: !s.cfg.DisableDashboard, Clock: s.cfg.Clock, Logger: s.log})
+		Dashboard: !s.cfg.DisableDashboard, MaxMeetingsShown: meetingsShown, Clock: s.cfg.Clock, Logger: s.log})
 	mux.Handle("/rooms/", h)
 	mux.Handle("GET /dashboard/static/", h) // the room pages' style sheet too
 	mux.Handle("/admin/v1/rooms", s.roomsAdminHandler())
@@ -254,8 +257,9 @@ func (d *dashboard) Snapshot() web.Snapshot {
 	return out
 }
 
-// listMeetings asks every online BBB node for its meetings, a few at a
-// time, and keeps them sorted by participants (the page shows the largest).
+// listMeetings asks the online BBB nodes that hold the largest meetings
+// for their meetings, a few at a time, and keeps them sorted by
+// participants (the page shows the largest).
 func (d *dashboard) listMeetings(nodes []nodeView) {
 	var (
 		mu  sync.Mutex
@@ -263,10 +267,8 @@ func (d *dashboard) listMeetings(nodes []nodeView) {
 		wg  sync.WaitGroup
 		sem = make(chan struct{}, 32)
 	)
-	for _, n := range nodes {
-		if !n.Online || n.Role == fleet.RoleTURN || n.URL == "" {
-			continue
-		}
+	ask, unasked := nodesToList(nodes, meetingsShown)
+	for _, n := range ask {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
@@ -294,8 +296,31 @@ func (d *dashboard) listMeetings(nodes []nodeView) {
 		return cmp.Or(cmp.Compare(b.Participants, a.Participants), cmp.Compare(a.ID, b.ID))
 	})
 	d.mmu.Lock()
-	d.meetings, d.meetingsTotal, d.meetingsAt = all, len(all), time.Now()
+	d.meetings, d.meetingsTotal, d.meetingsAt = all, len(all)+unasked, time.Now()
 	d.mmu.Unlock()
+}
+
+// nodesToList picks the nodes whose meetings the page's list of the shown
+// largest meetings needs: the online BBB nodes, or, of a fleet with more
+// of them, the shown nodes with the largest meetings by their last report
+// (fleet.Load.LargestMeeting). Any meeting elsewhere is no larger than the
+// largest meeting of each of those, so the list is the same as from every
+// node, but a 10,000-node fleet is not asked 10,000 times every
+// meetingsMaxAge. unasked sums the meetings the others reported.
+func nodesToList(nodes []nodeView, shown int) (ask []nodeView, unasked int) {
+	for _, n := range nodes {
+		if n.Online && n.Role != fleet.RoleTURN && n.URL != "" {
+			ask = append(ask, n)
+		}
+	}
+	if len(ask) <= shown {
+		return ask, 0
+	}
+	slices.SortStableFunc(ask, func(a, b nodeView) int { return cmp.Compare(b.Load.LargestMeeting, a.Load.LargestMeeting) })
+	for _, n := range ask[shown:] {
+		unasked += n.Load.Meetings
+	}
+	return ask[:shown], unasked
 }
 
 // SetState goes through the admin API's own handler, in process, so the

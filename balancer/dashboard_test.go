@@ -1,20 +1,25 @@
 package balancer
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/bbb-agent/bbb-agent/balancer/records"
 	"github.com/bbb-agent/bbb-agent/balancer/web"
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/fleet"
@@ -381,5 +386,68 @@ func TestDashboardEvents(t *testing.T) {
 	}
 	if n := d.hist[e.srv.reg.snapshot()[0].ID].n; n != 2 {
 		t.Errorf("%d samples, want 2", n)
+	}
+}
+
+// TestNodesToList: the dashboard asks only the nodes holding the largest
+// meetings of a fleet bigger than the list, and the list it builds from
+// them is the one every node's answers would give; a smaller fleet's
+// online BBB nodes are all asked, and TURN, offline and URL-less nodes
+// never.
+func TestNodesToList(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	const shown = 20
+	var nodes []nodeView
+	meetings := map[string][]int{} // by node: participants of each meeting
+	for i := range 100 {
+		n := nodeView{Node: records.Node{ID: fmt.Sprint("id", i), Name: fmt.Sprint("bbb", i), URL: "https://bbb.invalid/bigbluebutton/api/", Role: fleet.RoleBBB}, Online: true}
+		for range rng.IntN(6) {
+			p := rng.IntN(60)
+			meetings[n.ID] = append(meetings[n.ID], p)
+			n.Load.Meetings++
+			n.Load.LargestMeeting = max(n.Load.LargestMeeting, p)
+		}
+		nodes = append(nodes, n)
+	}
+	// Never asked: a TURN server, an offline node, a node without a URL;
+	// their meetings are not in the list either.
+	nodes = append(nodes,
+		nodeView{Node: records.Node{ID: "turn", Role: fleet.RoleTURN, Load: fleet.Load{Meetings: 1, LargestMeeting: 999}}, Online: true},
+		nodeView{Node: records.Node{ID: "off", URL: "https://off.invalid/", Role: fleet.RoleBBB, Load: fleet.Load{Meetings: 1, LargestMeeting: 999}}},
+		nodeView{Node: records.Node{ID: "nourl", Role: fleet.RoleBBB, Load: fleet.Load{Meetings: 1, LargestMeeting: 999}}, Online: true})
+
+	largest := func(from []nodeView) []int {
+		var all []int
+		for _, n := range from {
+			all = append(all, meetings[n.ID]...)
+		}
+		slices.SortFunc(all, func(a, b int) int { return cmp.Compare(b, a) })
+		return all[:min(len(all), shown)]
+	}
+	ask, unasked := nodesToList(nodes, shown)
+	if len(ask) != shown {
+		t.Fatalf("asked %d nodes of 100, want %d", len(ask), shown)
+	}
+	total := unasked
+	for _, n := range ask {
+		if n.Role == fleet.RoleTURN || !n.Online || n.URL == "" {
+			t.Errorf("asked %s", n.ID)
+		}
+		total += len(meetings[n.ID])
+	}
+	if got, want := largest(ask), largest(nodes[:100]); !slices.Equal(got, want) {
+		t.Errorf("the largest meetings from the asked nodes %v, from every node %v", got, want)
+	}
+	all := 0
+	for _, ms := range meetings {
+		all += len(ms)
+	}
+	if total != all {
+		t.Errorf("listed and unasked meetings make %d, the fleet has %d", total, all)
+	}
+
+	ask, unasked = nodesToList(nodes[90:], shown) // 10 BBB nodes and the three never asked
+	if len(ask) != 10 || unasked != 0 {
+		t.Errorf("a small fleet: asked %d of its 10 online BBB nodes, %d meetings unasked", len(ask), unasked)
 	}
 }

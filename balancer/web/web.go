@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"embed"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,8 +34,13 @@ type Options struct {
 	Dashboard bool
 	// MaxMeetingsShown bounds the meetings list (the largest first); default 200.
 	MaxMeetingsShown int
-	Clock            func() time.Time
-	Logger           *slog.Logger
+	// MaxNodesShown bounds the BBB servers' table; default 1,000. A
+	// bigger fleet shows the servers that need attention first (offline,
+	// unhealthy, cordoned, disabled), then the most loaded: 10,000 rows
+	// are 6 MB of HTML every few seconds, for a browser to redraw.
+	MaxNodesShown int
+	Clock         func() time.Time
+	Logger        *slog.Logger
 }
 
 // Handler serves /dashboard/ and /rooms/.
@@ -69,6 +76,9 @@ func New(opt Options) *Handler {
 	}
 	if opt.MaxMeetingsShown <= 0 {
 		opt.MaxMeetingsShown = 200
+	}
+	if opt.MaxNodesShown <= 0 {
+		opt.MaxNodesShown = 1000
 	}
 	h := &Handler{opt: opt, auth: newAuthenticator(opt.AdminToken, opt.Users, opt.Clock), liveTTL: time.Second,
 		logins: newLimiter(10, time.Minute, opt.Clock), names: newLimiter(30, time.Minute, opt.Clock)}
@@ -199,6 +209,9 @@ type pageData struct {
 	Online, Offline     int
 	MoreMeetings        int
 	BBB, TURN           []Node
+	// BBBTotal counts the BBB servers; BBB may be some of them only, and
+	// MoreNodes says how many are not shown.
+	BBBTotal, MoreNodes int
 	Links               *RoomLinks
 	// Live is the rendered live part, in the full page.
 	Live template.HTML
@@ -254,11 +267,46 @@ func (h *Handler) data(canAct bool) pageData {
 			d.BBB = append(d.BBB, n)
 		}
 	}
+	d.BBBTotal = len(d.BBB)
+	d.BBB = mostNeedingAttention(d.BBB, h.opt.MaxNodesShown)
+	d.MoreNodes = d.BBBTotal - len(d.BBB)
 	if len(d.Meetings) > h.opt.MaxMeetingsShown {
 		d.Meetings = d.Meetings[:h.opt.MaxMeetingsShown]
 	}
 	d.MoreMeetings = max(snap.MeetingsTotal-len(d.Meetings), 0)
 	return d
+}
+
+// mostNeedingAttention keeps at most n of the nodes, in their order: first
+// the ones offline or unhealthy, then the cordoned and disabled ones, then
+// the most loaded.
+func mostNeedingAttention(nodes []Node, n int) []Node {
+	if len(nodes) <= n {
+		return nodes
+	}
+	rank := func(x Node) int {
+		switch {
+		case x.Liveness != "online" || x.Reason != "":
+			return 0
+		case x.State != "enabled":
+			return 1
+		}
+		return 2
+	}
+	order := make([]int, len(nodes))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int {
+		return cmp.Or(cmp.Compare(rank(nodes[a]), rank(nodes[b])), cmp.Compare(nodes[b].Load, nodes[a].Load), cmp.Compare(a, b))
+	})
+	order = order[:n]
+	slices.Sort(order)
+	kept := make([]Node, n)
+	for i, j := range order {
+		kept[i] = nodes[j]
+	}
+	return kept
 }
 
 func (h *Handler) page(w http.ResponseWriter, r *http.Request, s session, cookie string) {

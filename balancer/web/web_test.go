@@ -168,11 +168,64 @@ func TestPageLimitsMeetings(t *testing.T) {
 	}
 }
 
-// BenchmarkDashboard renders the fleet page for 1,000 nodes and 10,000
-// meetings (the largest 200 shown) and reports its size.
-func BenchmarkDashboard(b *testing.B) {
+// TestPageLimitsNodes: a fleet bigger than MaxNodesShown shows every node
+// that needs attention, then the most loaded, in name order, and says how
+// many it leaves out; a smaller fleet shows every node.
+func TestPageLimitsNodes(t *testing.T) {
 	clk := testenv.NewClock()
-	h := New(Options{Fleet: newFakeFleet(1000, 10000, clk.Now()), Rooms: noRooms{}, AdminToken: "tok", Dashboard: true, Clock: clk.Now})
+	f := newFakeFleet(20, 0, clk.Now())
+	for i := range f.snap.Nodes {
+		f.snap.Nodes[i].Load = float64(i) // bbb0019 is the most loaded
+	}
+	f.snap.Nodes[2].Liveness = "offline"
+	f.snap.Nodes[5].Reason = "checksumError: wrong secret"
+	f.snap.Nodes[7].State = "cordoned"
+	f.snap.Nodes[9].State = "disabled"
+	page := func(maxShown int) string {
+		h := New(Options{Fleet: f, Rooms: noRooms{}, AdminToken: "tok", Dashboard: true, Clock: clk.Now, MaxNodesShown: maxShown})
+		s, _ := h.auth.login("", "tok")
+		r := httptest.NewRequest(http.MethodGet, "/dashboard/live", nil)
+		r.AddCookie(&http.Cookie{Name: sessionCookie, Value: h.auth.encode(s)})
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != http.StatusOK {
+			t.Fatalf("HTTP %d", w.Code)
+		}
+		return w.Body.String()
+	}
+	shown := func(body string) []string {
+		var names []string
+		for _, part := range strings.Split(body, `data-node="`)[1:] {
+			names = append(names, strings.TrimSuffix(strings.TrimPrefix(part[:strings.IndexByte(part, '"')], "bbb00"), ".example.com"))
+		}
+		return names
+	}
+
+	body := page(6)
+	if got, want := strings.Join(shown(body), " "), "02 05 07 09 18 19"; got != want {
+		t.Errorf("shown %s, want %s (the four needing attention, then the two most loaded, by name)", got, want)
+	}
+	if !strings.Contains(body, "20 BBB servers") || !strings.Contains(body, "Showing 6 of 20") || !strings.Contains(body, "14 more are not shown") {
+		t.Errorf("the page does not say what it leaves out:\n%s", body)
+	}
+	body = page(0) // the default, 1,000
+	if got := len(shown(body)); got != 20 || strings.Contains(body, "more-nodes") {
+		t.Errorf("a 20-node fleet shows %d nodes (or says some are left out)", got)
+	}
+}
+
+// BenchmarkDashboard renders the fleet page for 1,000 and 10,000 nodes
+// (1,000 shown) and 10,000 meetings (the largest 200 shown) and reports its
+// size.
+func BenchmarkDashboard(b *testing.B) {
+	for _, nodes := range []int{1000, 10000} {
+		b.Run(fmt.Sprint("nodes=", nodes), func(b *testing.B) { benchmarkDashboard(b, nodes) })
+	}
+}
+
+func benchmarkDashboard(b *testing.B, nodes int) {
+	clk := testenv.NewClock()
+	h := New(Options{Fleet: newFakeFleet(nodes, 10000, clk.Now()), Rooms: noRooms{}, AdminToken: "tok", Dashboard: true, Clock: clk.Now})
 	s, _ := h.auth.login("", "tok")
 	cookie := h.auth.encode(s)
 	for _, path := range []string{"/dashboard/", "/dashboard/live"} {
