@@ -632,7 +632,6 @@ func (r *registry) view(id string) (nodeView, bool) {
 	return nodeView{Node: e.node, Online: e.online(now, r.cfg.MissedReports), Reserved: e.reserved, Reason: r.healthReason(e, now)}, true
 }
 
-// snapshot lists the nodes, sorted by name.
 // polledNodes lists the operator-added nodes, which the balancer polls.
 func (r *registry) polledNodes() []records.Node {
 	r.mu.RLock()
@@ -646,6 +645,7 @@ func (r *registry) polledNodes() []records.Node {
 	return out
 }
 
+// snapshot lists the nodes, sorted by name.
 func (r *registry) snapshot() []nodeView {
 	now := r.cfg.Clock()
 	r.mu.RLock()
