@@ -12,8 +12,9 @@ import (
 )
 
 // The fleet's metric families, which /metrics writes from a snapshot of the
-// registry (metrics.ServeHTTP). The series of a family come in the order
-// client_golang gave them: by label values, nodes by name.
+// registry (metrics.ServeHTTP). The series of a family come sorted by
+// label values (nodes by name), as client_golang's handler, which wrote
+// them before, sorted them.
 
 // nodeGauge is a per-node family with the node label alone.
 type nodeGauge struct {
