@@ -28,7 +28,7 @@ func scanNode(sc scanner) (records.Node, error) {
 	if err := decodeLists([]byte(tags), []byte(uris), &n); err != nil {
 		return records.Node{}, err
 	}
-	if err := json.Unmarshal([]byte(load), &n.Load); err != nil {
+	if n.Load, err = decodeLoad([]byte(load)); err != nil {
 		return records.Node{}, fmt.Errorf("load: %w", err)
 	}
 	return n, nil
@@ -159,10 +159,7 @@ func (s *Store) writeNode(ctx context.Context, n records.Node, onConflict string
 	if err != nil {
 		return records.Node{}, fmt.Errorf("store: upsert node %q: turn uris: %w", n.Name, err)
 	}
-	load, err := json.Marshal(n.Load)
-	if err != nil {
-		return records.Node{}, fmt.Errorf("store: upsert node %q: load: %w", n.Name, err)
-	}
+	load := appendLoad(nil, n.Load)
 	url := sql.NullString{String: n.URL, Valid: n.URL != ""}
 
 	for attempt := 1; ; attempt++ {
@@ -290,7 +287,7 @@ func scanNodes(rows *sql.Rows) ([]records.Node, error) {
 			err = decodeLists(tags, uris, &n)
 		}
 		if err == nil {
-			if err = json.Unmarshal(load, &n.Load); err != nil {
+			if n.Load, err = decodeLoad(load); err != nil {
 				err = fmt.Errorf("load: %w", err)
 			}
 		}
@@ -402,7 +399,9 @@ type reportRow struct {
 	NodeID string     `json:"id"`
 	At     int64      `json:"at"` // Unix ms
 	Seq    int64      `json:"seq"`
-	Load   fleet.Load `json:"load"`
+	Load   fleet.Load `json:"-"`
+	// Stored is Load as stored (appendLoad), for PostgreSQL's batch.
+	Stored string `json:"load,omitempty"`
 }
 
 // RecordReports stores a batch of reports in one transaction and returns
@@ -449,6 +448,9 @@ func (s *Store) RecordReports(ctx context.Context, reports []records.Report) (in
 // recordReportsPostgres sends the batch as one JSON parameter: one round
 // trip whatever its size. The marker is the transaction's ID.
 func (s *Store) recordReportsPostgres(ctx context.Context, rows []reportRow) (int64, error) {
+	for i := range rows {
+		rows[i].Stored = string(appendLoad(nil, rows[i].Load))
+	}
 	batch, err := json.Marshal(rows)
 	if err != nil {
 		return 0, err
@@ -456,7 +458,7 @@ func (s *Store) recordReportsPostgres(ctx context.Context, rows []reportRow) (in
 	var mark int64
 	err = s.queryRow(ctx, s.db, `WITH r AS (
 			SELECT CAST(value ->> 'id' AS TEXT) AS id, CAST(value ->> 'at' AS BIGINT) AS received_at,
-				CAST(value ->> 'seq' AS BIGINT) AS seq, CAST(value -> 'load' AS TEXT) AS load_json
+				CAST(value ->> 'seq' AS BIGINT) AS seq, CAST(value ->> 'load' AS TEXT) AS load_json
 			FROM `+s.jsonElements(false)+`
 		), u AS (
 			UPDATE nodes SET last_report_at = r.received_at, last_seq = r.seq, load_json = r.load_json,
@@ -511,9 +513,7 @@ func (s *Store) recordReportsSQLite(ctx context.Context, rows []reportRow) (int6
 			// waiting for this thread run now, not after its time slice.
 			runtime.Gosched()
 		}
-		if load, err = json.Marshal(r.Load); err != nil {
-			return 0, err
-		}
+		load = appendLoad(load[:0], r.Load)
 		if _, err := txSt.ExecContext(rowCtx, r.At, r.Seq, string(load), mark, r.NodeID, r.At); err != nil {
 			return 0, err
 		}
@@ -524,10 +524,7 @@ func (s *Store) recordReportsSQLite(ctx context.Context, rows []reportRow) (int6
 // RecordPoll stores the load a poll of an operator-added node found at at,
 // unless a newer poll is stored. LastSeq counts the polls.
 func (s *Store) RecordPoll(ctx context.Context, id string, at time.Time, load fleet.Load) error {
-	b, err := json.Marshal(load)
-	if err != nil {
-		return fmt.Errorf("store: record poll of node %q: %w", id, err)
-	}
+	b := appendLoad(nil, load)
 	res, err := s.exec(ctx, s.db, `UPDATE nodes SET last_report_at = ?, last_seq = last_seq + 1, load_json = ?,
 		reported = `+s.changeMark()+` WHERE id = ? AND last_report_at < ?`, millis(at), string(b), id, millis(at))
 	if err == nil {
