@@ -531,3 +531,33 @@ func scrapeMetricsTo(b *testing.B, url string, w io.Writer) int64 {
 	}
 	return n
 }
+
+// BenchmarkGetMeetingsFleet: a getMeetings call's own cost at 10,000 online
+// nodes, every node's part kept (the bound is an hour here; each node's
+// .invalid URL fails at once, and a failed part is kept like an answer): the
+// fan-out list and the kept answer's assembly, per call, not the nodes'
+// answers.
+func BenchmarkGetMeetingsFleet(b *testing.B) {
+	e := newEnv(b, benchBackends[0].dsn(b), testenv.NewClock())
+	e.srv.cfg.Clock = time.Now
+	e.srv.cfg.GetMeetingsMaxAge = time.Hour
+	names, _ := seedFleet(b, e.store, time.Hour) // online throughout
+	if err := e.srv.Refresh(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	reportFleet(b, e.http.URL, names)
+	h, u := e.srv.Handler(), e.client.URL("getMeetings", nil)
+	get := func() {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, u, nil))
+		if rec.Code != http.StatusOK {
+			b.Fatalf("getMeetings: HTTP %d: %s", rec.Code, rec.Body)
+		}
+	}
+	get() // every node asked once
+	b.ReportAllocs()
+	for b.Loop() {
+		get()
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/call")
+}

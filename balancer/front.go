@@ -414,12 +414,7 @@ func (s *Server) forwardMeetingCall(ctx context.Context, w *resultRecorder, req 
 // getMeetings asks every online BBB node in parallel; a node that is down or
 // slow is left out instead of failing the call.
 func (s *Server) getMeetings(ctx context.Context, w *resultRecorder) {
-	var nodes []records.Node
-	for _, n := range s.reg.snapshot() {
-		if n.Online && n.Role == fleet.RoleBBB {
-			nodes = append(nodes, n.Node)
-		}
-	}
+	nodes := s.reg.onlineBBB()
 	if s.cfg.GetMeetingsMaxAge > 0 {
 		// From each node's answer kept for the bound (getmeetings.go).
 		k := s.fleetMeetingsAnswer(ctx, nodes)
@@ -437,7 +432,7 @@ func (s *Server) getMeetings(ctx context.Context, w *resultRecorder) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ms, err := s.nodeMeetings(ctx, n, s.cfg.GetMeetingsTimeout)
+			ms, err := s.nodeMeetings(ctx, n.record(), s.cfg.GetMeetingsTimeout)
 			if err != nil {
 				s.log.Warn("getMeetings: leaving a node out", "node", n.Name, "err", err)
 				return

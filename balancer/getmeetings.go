@@ -9,7 +9,6 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
-	"github.com/bbb-agent/bbb-agent/balancer/records"
 	"github.com/bbb-agent/bbb-agent/bbb"
 )
 
@@ -112,20 +111,21 @@ func (f *fleetMeetings) keep(nodeID string, gen uint64, a *nodeAnswer) {
 
 // fleetMeetingsAnswer returns getMeetings' answer for the nodes: parsed
 // and encoded once per change of a node's part, not per call.
-func (s *Server) fleetMeetingsAnswer(ctx context.Context, nodes []records.Node) *keptAnswer {
+func (s *Server) fleetMeetingsAnswer(ctx context.Context, nodes []bbbNode) *keptAnswer {
 	f := &s.fleetMeetings
 	maxAge := s.cfg.GetMeetingsMaxAge
 	parts := make([]*nodeAnswer, len(nodes))
 	ids := make([]string, len(nodes))
 	gens := make([]uint64, len(nodes))
-	var wg sync.WaitGroup
-	for i, n := range nodes {
-		a, gen, ageing := f.part(n.ID, s.cfg.Clock(), maxAge)
-		ids[i], gens[i] = n.ID, gen
-		// Shared by every waiting call: no one caller's cancel ends it.
-		ask := func() (any, error) {
+	// ask asks node i, once for all the calls that want its part of this
+	// generation: shared by every waiting call, so no one caller's cancel
+	// ends it. Made only for the nodes asked: a call that every kept part
+	// serves allocates nothing per node.
+	ask := func(i int) (key string, do func() (any, error)) {
+		n, gen := nodes[i], gens[i]
+		return n.ID + "/" + strconv.FormatUint(gen, 10), func() (any, error) {
 			at := s.cfg.Clock()
-			ms, err := s.nodeMeetings(context.WithoutCancel(ctx), n, s.cfg.GetMeetingsTimeout)
+			ms, err := s.nodeMeetings(context.WithoutCancel(ctx), n.record(), s.cfg.GetMeetingsTimeout)
 			a := &nodeAnswer{meetings: ms, at: at, failed: err != nil}
 			if err != nil {
 				s.log.Warn("getMeetings: leaving a node out", "node", n.Name, "err", err)
@@ -133,18 +133,23 @@ func (s *Server) fleetMeetingsAnswer(ctx context.Context, nodes []records.Node) 
 			f.keep(n.ID, gen, a)
 			return a, nil
 		}
-		key := n.ID + "/" + strconv.FormatUint(gen, 10)
+	}
+	now := s.cfg.Clock()
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		a, gen, ageing := f.part(n.ID, now, maxAge)
+		ids[i], gens[i] = n.ID, gen
 		if a != nil {
 			parts[i] = a
 			if ageing {
-				f.group.DoChan(key, ask) // renewed in the background
+				f.group.DoChan(ask(i)) // renewed in the background
 			}
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			v, _, _ := f.group.Do(key, ask)
+			v, _, _ := f.group.Do(ask(i))
 			parts[i] = v.(*nodeAnswer)
 		}()
 	}

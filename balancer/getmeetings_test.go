@@ -1,10 +1,13 @@
 package balancer
 
 import (
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/bbb-agent/bbb-agent/balancer/records"
 	"github.com/bbb-agent/bbb-agent/bbb"
+	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/bbb-agent/bbb-agent/internal/testenv"
 )
 
@@ -78,5 +81,49 @@ func TestGetMeetingsKeptAnswer(t *testing.T) {
 		if after[id] == gone {
 			t.Fatalf("after %s went offline getMeetings lists %v (before: %v)", down.name, after, before)
 		}
+	}
+}
+
+// TestOnlineBBB: getMeetings' fan-out is the online BBB nodes in name order:
+// never a TURN node, a node that stopped reporting, or one never heard from.
+func TestOnlineBBB(t *testing.T) {
+	clk := testenv.NewClock()
+	e := newEnv(t, backends[0].dsn(t), clk)
+	ctx := ctxT(t)
+	add := func(name string, role fleet.Role, reportAgo time.Duration) {
+		t.Helper()
+		n := records.Node{Name: name, Role: role, Secret: "s-" + name, ReportInterval: 5 * time.Second, CreatedAt: clk.Now()}
+		if role == fleet.RoleBBB {
+			n.URL = "https://" + name + ".invalid/bigbluebutton/api/"
+		}
+		got, err := e.store.UpsertNode(ctx, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if reportAgo >= 0 {
+			r := records.Report{NodeID: got.ID, Seq: 1, ReceivedAt: clk.Now().Add(-reportAgo), Load: fleet.Load{BBBHealthy: true}}
+			if _, err := e.store.RecordReports(ctx, []records.Report{r}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	add("zulu", fleet.RoleBBB, 0)
+	add("alpha", fleet.RoleBBB, time.Second)
+	add("turn", fleet.RoleTURN, 0)
+	add("gone", fleet.RoleBBB, time.Minute) // three reports missed long ago
+	add("silent", fleet.RoleBBB, -1)        // never reported
+	add("mike", fleet.RoleBBB, 0)
+	if err := e.srv.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, n := range e.srv.reg.onlineBBB() {
+		names = append(names, n.Name)
+		if want := "s-" + n.Name; n.Secret != want || n.URL == "" || n.ID == "" {
+			t.Errorf("%s: %+v: want its ID, URL and secret %s", n.Name, n, want)
+		}
+	}
+	if got, want := strings.Join(names, " "), "alpha mike zulu"; got != want {
+		t.Errorf("onlineBBB: %s; want %s", got, want)
 	}
 }

@@ -645,6 +645,31 @@ func (r *registry) polledNodes() []records.Node {
 	return out
 }
 
+// bbbNode is what getMeetings needs of a node to ask it.
+type bbbNode struct{ ID, Name, URL, Secret string }
+
+// record is the node as nodeMeetings takes it.
+func (n bbbNode) record() records.Node {
+	return records.Node{ID: n.ID, Name: n.Name, URL: n.URL, Secret: n.Secret}
+}
+
+// onlineBBB lists the online BBB nodes, sorted by name: getMeetings'
+// fan-out. Unlike snapshot it copies four strings of each, not the whole
+// record (at 10,000 nodes, 0.6 MB a call instead of 5).
+func (r *registry) onlineBBB() []bbbNode {
+	now := r.cfg.Clock()
+	r.mu.RLock()
+	out := make([]bbbNode, 0, len(r.byID))
+	for _, e := range r.byID {
+		if e.node.Role == fleet.RoleBBB && e.online(now, r.cfg.MissedReports) {
+			out = append(out, bbbNode{ID: e.node.ID, Name: e.node.Name, URL: e.node.URL, Secret: e.node.Secret})
+		}
+	}
+	r.mu.RUnlock()
+	slices.SortFunc(out, func(a, b bbbNode) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
 // snapshot lists the nodes, sorted by name.
 func (r *registry) snapshot() []nodeView {
 	now := r.cfg.Clock()
