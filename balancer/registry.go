@@ -655,7 +655,8 @@ func (n bbbNode) record() records.Node {
 
 // onlineBBB lists the online BBB nodes, sorted by name: getMeetings'
 // fan-out. Unlike snapshot it copies four strings of each, not the whole
-// record (at 10,000 nodes, 0.6 MB a call instead of 5).
+// record: at 10,000 nodes a getMeetings call allocated 34 MB with
+// snapshot's copies, 1 MB with this (BenchmarkGetMeetingsFleet).
 func (r *registry) onlineBBB() []bbbNode {
 	now := r.cfg.Clock()
 	r.mu.RLock()
