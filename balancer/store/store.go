@@ -40,9 +40,9 @@ const (
 	// sqliteWriterCacheKiB is the writing connection's page cache (SQLite's
 	// default is 2,000 KiB). At 10,000 nodes, with their loads in the
 	// stored array format (appendLoad), the pages a flush touches (the
-	// nodes table and its ID index) are about 5.5 MiB. Each KiB costs about
-	// two of RSS: modernc's allocator gives each ~4.3 KiB cache line an
-	// 8 KiB slot.
+	// nodes table and its ID index) are about 5.5 MiB. Each connection's
+	// cache is its own (pagecache.go), a page in a 4 KiB allocation and its
+	// header in another.
 	sqliteWriterCacheKiB = 6 << 10
 	// sqliteReaderCacheKiB is each reading connection's page cache; the
 	// readers' queries are short, and the OS caches the file.
