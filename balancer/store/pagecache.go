@@ -21,3 +21,13 @@ import (
 // SQLite takes a page cache only before its first connection, so this runs
 // at init. If it fails, SQLite's own cache works as before, only slower.
 var pageCacheErr = sqlite.RegisterPageCache(pcache.New())
+
+// PageCacheErr says why the store's SQLite connections share SQLite's
+// process-wide page cache (slower flushes at thousands of nodes); nil when
+// each has its own, and on PostgreSQL.
+func (s *Store) PageCacheErr() error {
+	if s.dialect != sqliteDialect {
+		return nil
+	}
+	return pageCacheErr
+}

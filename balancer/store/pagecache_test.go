@@ -6,7 +6,9 @@ import "testing"
 // (pagecache.go); SQLite's process-wide one made readers evict the writer's
 // pages.
 func TestPageCacheRegistered(t *testing.T) {
-	if pageCacheErr != nil {
-		t.Fatalf("SQLite kept its process-wide page cache: %v", pageCacheErr)
-	}
+	forEachBackend(t, func(t *testing.T, s *Store, b backend) {
+		if err := s.PageCacheErr(); err != nil {
+			t.Fatalf("SQLite kept its process-wide page cache: %v", err)
+		}
+	})
 }

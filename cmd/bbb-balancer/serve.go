@@ -199,6 +199,9 @@ func newReplica(ctx context.Context, c *cli.Context) (*replica, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := st.PageCacheErr(); err != nil {
+		log.Warn("SQLite runs with its process-wide page cache: reads evict the writer's pages, and flushes of reports are slower at thousands of nodes", "err", err)
+	}
 	srv, err := balancer.New(ctx, cfg, st)
 	if err != nil {
 		st.Close()
