@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/bbb-agent/bbb-agent/balancer/placement"
+	"github.com/bbb-agent/bbb-agent/balancer/records"
 	"github.com/bbb-agent/bbb-agent/fleet"
 )
 
@@ -16,29 +17,60 @@ import (
 // label values (nodes by name), as client_golang's handler, which wrote
 // them before, sorted them.
 
+// metricsNode is what /metrics says of one node. A scrape copies this of
+// every node under the registry's lock (about 130 bytes a node), not the
+// node's whole nodeView (about 500: 5 MB a scrape at 10,000 nodes).
+type metricsNode struct {
+	Name   string
+	Role   fleet.Role
+	State  fleet.AdminState
+	Online bool
+	// Reason says why the node is not healthy, "" when it is (entry.reason).
+	Reason string
+	// Placement is the node's placement load (the policy's formula, its
+	// reservations included); Load the figures of its last report.
+	Placement float64
+	Load      metricsLoad
+}
+
+// metricsLoad is the part of a node's report that /metrics shows.
+type metricsLoad struct {
+	CPUPercent                                      float64
+	Meetings, Participants, Voice, Video, Listeners int
+}
+
+// newMetricsNode is /metrics' view of a node: online and reason as
+// nodeView has them, reserved the meetings placed on it that no report
+// reflects yet.
+func newMetricsNode(n *records.Node, online bool, reserved int, reason string, p placement.Policy) metricsNode {
+	l := &n.Load
+	return metricsNode{Name: n.Name, Role: n.Role, State: n.State, Online: online, Reason: reason, Placement: p.Load(*n, reserved),
+		Load: metricsLoad{CPUPercent: l.CPUPercent, Meetings: l.Meetings, Participants: l.Participants, Voice: l.Voice, Video: l.Video, Listeners: l.Listeners}}
+}
+
 // nodeGauge is a per-node family with the node label alone.
 type nodeGauge struct {
 	name, help string
-	value      func(n nodeView, policy placement.Policy) float64
+	value      func(n *metricsNode) float64
 }
 
 var nodeGauges = []nodeGauge{
 	{"bbb_balancer_node_cpu_percent", "CPU use reported by a node.",
-		func(n nodeView, _ placement.Policy) float64 { return n.Load.CPUPercent }},
+		func(n *metricsNode) float64 { return n.Load.CPUPercent }},
 	{"bbb_balancer_node_listeners", "Listen-only participants reported by a node.",
-		func(n nodeView, _ placement.Policy) float64 { return float64(n.Load.Listeners) }},
+		func(n *metricsNode) float64 { return float64(n.Load.Listeners) }},
 	{"bbb_balancer_node_load", "Placement load of a node (the documented formula).",
-		func(n nodeView, p placement.Policy) float64 { return p.Load(n.Node, n.Reserved) }},
+		func(n *metricsNode) float64 { return n.Placement }},
 	{"bbb_balancer_node_meetings", "Meetings reported by a node.",
-		func(n nodeView, _ placement.Policy) float64 { return float64(n.Load.Meetings) }},
+		func(n *metricsNode) float64 { return float64(n.Load.Meetings) }},
 	{"bbb_balancer_node_online", "1 while the node's reports are fresh.",
-		func(n nodeView, _ placement.Policy) float64 { return boolGauge(n.Online) }},
+		func(n *metricsNode) float64 { return boolGauge(n.Online) }},
 	{"bbb_balancer_node_participants", "Participants reported by a node.",
-		func(n nodeView, _ placement.Policy) float64 { return float64(n.Load.Participants) }},
+		func(n *metricsNode) float64 { return float64(n.Load.Participants) }},
 	{"bbb_balancer_node_video_streams", "Video streams reported by a node.",
-		func(n nodeView, _ placement.Policy) float64 { return float64(n.Load.Video) }},
+		func(n *metricsNode) float64 { return float64(n.Load.Video) }},
 	{"bbb_balancer_node_voice_participants", "Participants in the voice conference (listen-only included) reported by a node.",
-		func(n nodeView, _ placement.Policy) float64 { return float64(n.Load.Voice) }},
+		func(n *metricsNode) float64 { return float64(n.Load.Voice) }},
 }
 
 const (
@@ -51,21 +83,21 @@ const (
 // node's figures are stale and count nowhere).
 var fleetTotals = []struct {
 	name, help string
-	value      func(fleet.Load) int
+	value      func(metricsLoad) int
 }{
-	{"bbb_balancer_listeners", "Listen-only participants on the online nodes.", func(l fleet.Load) int { return l.Listeners }},
-	{"bbb_balancer_meetings", "Meetings on the online nodes.", func(l fleet.Load) int { return l.Meetings }},
-	{"bbb_balancer_participants", "Participants on the online nodes.", func(l fleet.Load) int { return l.Participants }},
-	{"bbb_balancer_video_streams", "Video streams on the online nodes.", func(l fleet.Load) int { return l.Video }},
-	{"bbb_balancer_voice_participants", "Voice participants (listen-only included) on the online nodes.", func(l fleet.Load) int { return l.Voice }},
+	{"bbb_balancer_listeners", "Listen-only participants on the online nodes.", func(l metricsLoad) int { return l.Listeners }},
+	{"bbb_balancer_meetings", "Meetings on the online nodes.", func(l metricsLoad) int { return l.Meetings }},
+	{"bbb_balancer_participants", "Participants on the online nodes.", func(l metricsLoad) int { return l.Participants }},
+	{"bbb_balancer_video_streams", "Video streams on the online nodes.", func(l metricsLoad) int { return l.Video }},
+	{"bbb_balancer_voice_participants", "Voice participants (listen-only included) on the online nodes.", func(l metricsLoad) int { return l.Voice }},
 }
 
 // writeFleetMetrics writes the fleet's families in the text format; nodes
-// are sorted by name (registry.snapshot). A failed write shows in w's
+// are sorted by name (registry.metricsNodes). A failed write shows in w's
 // Flush.
-func writeFleetMetrics(w *bufio.Writer, nodes []nodeView, policy placement.Policy) {
+func writeFleetMetrics(w *bufio.Writer, nodes []metricsNode) {
 	var (
-		total fleet.Load
+		total metricsLoad
 		line  []byte // one series' line, reused
 	)
 	// bbb_balancer_nodes has a series for every role, state and liveness,
@@ -113,9 +145,10 @@ func writeFleetMetrics(w *bufio.Writer, nodes []nodeView, policy placement.Polic
 	labels := []string{"node", ""}
 	for _, g := range nodeGauges {
 		writeFamily(w, g.name, g.help)
-		for _, n := range nodes {
+		for i := range nodes {
+			n := &nodes[i]
 			labels[1] = n.Name
-			line = appendSample(line[:0], g.name, labels, g.value(n, policy))
+			line = appendSample(line[:0], g.name, labels, g.value(n))
 			w.Write(line)
 		}
 	}

@@ -7,8 +7,8 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 
-	"github.com/bbb-agent/bbb-agent/balancer/placement"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/common/expfmt"
@@ -22,8 +22,7 @@ import (
 // three scrapes, written directly ~45 ms and ~14 MiB
 // (BenchmarkMemoryProcess).
 type metrics struct {
-	nodes         func() []nodeView
-	policy        placement.Policy
+	nodes         func() []metricsNode
 	reg           *prometheus.Registry
 	apiRequests   *prometheus.CounterVec
 	apiLatency    *prometheus.HistogramVec
@@ -34,11 +33,10 @@ type metrics struct {
 	flushFailures prometheus.Counter
 }
 
-func newMetrics(nodes func() []nodeView, policy placement.Policy) *metrics {
+func newMetrics(nodes func() []metricsNode) *metrics {
 	m := &metrics{
-		nodes:  nodes,
-		policy: policy,
-		reg:    prometheus.NewRegistry(),
+		nodes: nodes,
+		reg:   prometheus.NewRegistry(),
 		apiRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bbb_balancer_api_requests_total", Help: "BBB API requests by call and returncode (SUCCESS, FAILED, or redirect for join).",
 		}, []string{"call", "result"}),
@@ -83,8 +81,13 @@ func (m *metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var out io.Writer = w
 	if acceptsGzip(r.Header.Get("Accept-Encoding")) {
 		h.Set("Content-Encoding", "gzip")
-		gz, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
-		defer gz.Close()
+		gz := gzipWriters.Get().(*gzip.Writer)
+		gz.Reset(w)
+		defer func() {
+			gz.Close()
+			gz.Reset(io.Discard) // holds no response past this one
+			gzipWriters.Put(gz)
+		}()
 		out = gz
 	}
 	bw := bufio.NewWriterSize(out, 32<<10)
@@ -93,9 +96,16 @@ func (m *metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return // the scraper went away
 		}
 	}
-	writeFleetMetrics(bw, m.nodes(), m.policy)
+	writeFleetMetrics(bw, m.nodes())
 	bw.Flush()
 }
+
+// gzipWriters keep the compressors of /metrics between scrapes: one is
+// about 1 MB of tables and windows.
+var gzipWriters = sync.Pool{New: func() any {
+	gz, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed) // a valid level: no error
+	return gz
+}}
 
 // acceptsGzip says whether an Accept-Encoding header allows gzip (and does
 // not refuse it with q=0).

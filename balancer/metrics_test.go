@@ -8,10 +8,12 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bbb-agent/bbb-agent/balancer/placement"
 	"github.com/bbb-agent/bbb-agent/balancer/records"
 	"github.com/bbb-agent/bbb-agent/fleet"
+	"github.com/bbb-agent/bbb-agent/internal/testenv"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -31,7 +33,7 @@ func TestFleetMetrics(t *testing.T) {
 		node("t", "", fleet.Enabled, true, fleet.Load{}), // a role not recorded counts as bbb
 		node("turn1", fleet.RoleTURN, fleet.Disabled, false, fleet.Load{}),
 	}
-	m := newMetrics(func() []nodeView { return nodes }, placement.DefaultPolicy())
+	m := newMetrics(func() []metricsNode { return metricsNodesOf(nodes, placement.DefaultPolicy()) })
 	srv := httptest.NewServer(m)
 	t.Cleanup(srv.Close)
 	resp, err := srv.Client().Get(srv.URL)
@@ -75,13 +77,13 @@ func TestMetricsExposition(t *testing.T) {
 		{Node: records.Node{Name: "turn1", Role: fleet.RoleTURN, State: fleet.Disabled}},
 	}
 	policy := placement.DefaultPolicy()
-	m := newMetrics(func() []nodeView { return nodes }, policy)
+	m := newMetrics(func() []metricsNode { return metricsNodesOf(nodes, policy) })
 	m.reports.Inc()
 	m.apiRequests.WithLabelValues("join", "redirect").Add(3)
 	srv := httptest.NewServer(m)
 	t.Cleanup(srv.Close)
 
-	for _, gz := range []bool{false, true} {
+	for _, gz := range []bool{false, true, true} { // the second gzipped scrape reuses the first's compressor
 		req, _ := http.NewRequest("GET", srv.URL, nil)
 		if gz {
 			req.Header.Set("Accept-Encoding", "gzip")
@@ -174,6 +176,85 @@ func TestMetricsExposition(t *testing.T) {
 			t.Errorf("nodes: %d series, want 12 (2 roles x 3 states x 2 livenesses)", got)
 		}
 	}
+}
+
+// TestRegistryMetricsNodes: what /metrics says of each node in a live
+// registry is what the node's full view says (online, reason, placement
+// load with its reservations, the report's figures), sorted by name.
+func TestRegistryMetricsNodes(t *testing.T) {
+	clk := testenv.NewClock()
+	e := newEnv(t, backends[0].dsn(t), clk)
+	ctx := ctxT(t)
+	add := func(name string, st fleet.AdminState, reportAgo time.Duration, l fleet.Load) {
+		t.Helper()
+		n, err := e.store.UpsertNode(ctx, records.Node{Name: name, Role: fleet.RoleBBB, State: st, Secret: "s-" + name,
+			URL: "https://" + name + ".invalid/bigbluebutton/api/", ReportInterval: 5 * time.Second, CreatedAt: clk.Now(), LoadMultiplier: 1.5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if reportAgo >= 0 {
+			r := records.Report{NodeID: n.ID, Seq: 1, ReceivedAt: clk.Now().Add(-reportAgo), Load: l}
+			if _, err := e.store.RecordReports(ctx, []records.Report{r}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	add("zulu", fleet.Enabled, 0, fleet.Load{BBBHealthy: true, CPUPercent: 12.5, Meetings: 3, Participants: 40, Voice: 9, Video: 4, Listeners: 2})
+	add("alpha", fleet.Cordoned, time.Second, fleet.Load{BBBHealthy: true, Meetings: 1, Participants: 2})
+	add("mike", fleet.Enabled, 0, fleet.Load{BBBError: "BBB not answering: timeout"})
+	add("gone", fleet.Disabled, time.Minute, fleet.Load{BBBHealthy: true, Meetings: 7})
+	add("silent", fleet.Enabled, -1, fleet.Load{})
+	if err := e.srv.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.srv.reg.mu.Lock()
+	for _, en := range e.srv.reg.byID {
+		if en.node.Name == "zulu" {
+			en.reserved = 2 // placed, not yet in a report
+		}
+	}
+	e.srv.reg.mu.Unlock()
+
+	views := e.srv.reg.snapshot()
+	want := metricsNodesOf(views, e.srv.cfg.Policy)
+	got := e.srv.reg.metricsNodes()
+	if len(got) != len(want) {
+		t.Fatalf("metricsNodes has %d nodes, the snapshot %d", len(got), len(want))
+	}
+	var names []string
+	for i := range got {
+		names = append(names, got[i].Name)
+		if got[i] != want[i] {
+			t.Errorf("%s: metricsNodes says %+v; its view says %+v", got[i].Name, got[i], want[i])
+		}
+	}
+	if s := strings.Join(names, " "); s != "alpha gone mike silent zulu" {
+		t.Errorf("order %s, want by name", s)
+	}
+	// The view itself is right: zulu's reservations are in its load, mike
+	// and the offline nodes have reasons, zulu none.
+	for _, n := range got {
+		switch n.Name {
+		case "zulu":
+			if n.Reason != "" || !n.Online || n.Load.Voice != 9 || n.Placement <= e.srv.cfg.Policy.Load(views[4].Node, 0) {
+				t.Errorf("zulu: %+v: want healthy, online, voice 9, reservations in its load", n)
+			}
+		case "mike", "gone", "silent":
+			if n.Reason == "" {
+				t.Errorf("%s: no reason given", n.Name)
+			}
+		}
+	}
+}
+
+// metricsNodesOf is /metrics' view of nodes, as registry.metricsNodes
+// makes it.
+func metricsNodesOf(nodes []nodeView, p placement.Policy) []metricsNode {
+	out := make([]metricsNode, len(nodes))
+	for i := range nodes {
+		out[i] = newMetricsNode(&nodes[i].Node, nodes[i].Online, nodes[i].Reserved, nodes[i].Reason, p)
+	}
+	return out
 }
 
 func TestAcceptsGzip(t *testing.T) {

@@ -671,6 +671,19 @@ func (r *registry) onlineBBB() []bbbNode {
 	return out
 }
 
+// metricsNodes lists what /metrics says of the nodes, sorted by name.
+func (r *registry) metricsNodes() []metricsNode {
+	now := r.cfg.Clock()
+	r.mu.RLock()
+	out := make([]metricsNode, 0, len(r.byID))
+	for _, e := range r.byID {
+		out = append(out, newMetricsNode(&e.node, e.online(now, r.cfg.MissedReports), e.reserved, r.healthReason(e, now), r.cfg.Policy))
+	}
+	r.mu.RUnlock()
+	slices.SortFunc(out, func(a, b metricsNode) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
 // snapshot lists the nodes, sorted by name.
 func (r *registry) snapshot() []nodeView {
 	now := r.cfg.Clock()

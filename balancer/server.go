@@ -68,7 +68,7 @@ func New(ctx context.Context, cfg Config, st *store.Store) (*Server, error) {
 	if err := s.reg.refresh(ctx); err != nil {
 		return nil, err
 	}
-	s.metrics = newMetrics(s.reg.snapshot, s.cfg.Policy)
+	s.metrics = newMetrics(s.reg.metricsNodes)
 	s.registerRecordingMetrics()
 	mux := http.NewServeMux()
 	mux.HandleFunc("/bigbluebutton/api", s.serveAPI)
