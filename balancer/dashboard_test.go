@@ -366,11 +366,11 @@ func TestDashboardEvents(t *testing.T) {
 	e := newEnv(t, "sqlite:"+t.TempDir()+"/balancer.db", clk)
 	e.addNodes(2)
 	d := &dashboard{s: e.srv, hist: map[string]*loadRing{}, prev: map[string]nodeSig{}}
-	d.observe(e.srv.reg.snapshot(), true) // the fleet at start: no events
-	clk.Advance(time.Minute)              // both miss their reports: offline
+	d.observe(d.fleetNow(), true) // the fleet at start: no events
+	clk.Advance(time.Minute)      // both miss their reports: offline
 	e.report(e.nodes[0], fleet.Load{BBBHealthy: true})
 	e.adminState("bbb1", "cordoned")
-	d.observe(e.srv.reg.snapshot(), true)
+	d.observe(d.fleetNow(), true)
 	var texts []string
 	for _, ev := range d.Snapshot().Events {
 		texts = append(texts, ev.Text)

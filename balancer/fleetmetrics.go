@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"cmp"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -46,6 +47,16 @@ func newMetricsNode(n *records.Node, online bool, reserved int, reason string, p
 	l := &n.Load
 	return metricsNode{Name: n.Name, Role: n.Role, State: n.State, Online: online, Reason: reason, Placement: p.Load(*n, reserved),
 		Load: metricsLoad{CPUPercent: l.CPUPercent, Meetings: l.Meetings, Participants: l.Participants, Voice: l.Voice, Video: l.Video, Listeners: l.Listeners}}
+}
+
+// metricsNodes lists what /metrics says of the nodes, sorted by name.
+func (r *registry) metricsNodes() []metricsNode {
+	out := make([]metricsNode, 0, r.size())
+	r.visit(func(n *records.Node, online bool, reserved int, reason string) {
+		out = append(out, newMetricsNode(n, online, reserved, reason, r.cfg.Policy))
+	})
+	slices.SortFunc(out, func(a, b metricsNode) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }
 
 // nodeGauge is a per-node family with the node label alone.
