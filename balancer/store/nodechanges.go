@@ -25,7 +25,8 @@ const tombstoneTTL = 24 * time.Hour
 // read began (see changeCursor), never at the highest marker it saw.
 //
 // On SQLite it is one more than the node_changes counter, which triggers
-// move on (migration 8). SQLite has one writer at a time and a statement
+// move on (migration 8); a report's marker (reported) its writer takes and
+// moves on itself (takeReportMark). SQLite has one writer at a time and a statement
 // reads the counter while holding the write lock, so markers commit in
 // order.
 func (s *Store) changeMark() string {
