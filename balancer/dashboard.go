@@ -243,11 +243,11 @@ func (d *dashboard) Snapshot() web.Snapshot {
 	now := d.s.cfg.Clock()
 	d.lastView.Store(time.Now().UnixNano())
 	nodes := d.s.reg.snapshot()
-	seen := make([]observed, len(nodes))
+	obs := make([]observed, len(nodes))
 	for i := range nodes {
-		seen[i] = newObserved(&nodes[i].Node, nodes[i].Online, nodes[i].Reserved, d.s.cfg.Policy)
+		obs[i] = newObserved(&nodes[i].Node, nodes[i].Online, nodes[i].Reserved, d.s.cfg.Policy)
 	}
-	d.observe(seen, false)
+	d.observe(obs, false)
 	out := web.Snapshot{At: now, Nodes: make([]web.Node, 0, len(nodes))}
 	d.mu.Lock()
 	for _, n := range nodes {

@@ -477,7 +477,7 @@ const flushYieldRows = 64
 // takeReportMark moves SQLite's change counter on and returns the marker a
 // report's rows take (their reported column). The writer of reported does
 // this itself, once a transaction: a trigger doing it for every row (as
-// for changed) cost a third of a flush.
+// for changed) cost 10-30% of a flush of 2,000 reports (measured).
 const takeReportMark = `UPDATE node_changes SET last = last + 1 WHERE id = 1 RETURNING last`
 
 // recordReportsSQLite writes the rows with one prepared statement in one
