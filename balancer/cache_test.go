@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -202,9 +203,34 @@ func TestJoinWithoutDatabase(t *testing.T) {
 
 // TestMeetingCacheUnit: the cache's own rules, by meeting ID whatever its
 // length: forget drops a meeting only from the node it names, refresh
-// moves cached meetings and adds none, and the cache stays bounded.
+// moves cached meetings and adds none, and the cache stays bounded; it
+// holds the IDs of the nodes of its meetings, each once, and no other.
 func TestMeetingCacheUnit(t *testing.T) {
 	c := newMeetingCache()
+	// nodesHeld checks the node table against the cached meetings and
+	// returns the node IDs it holds, sorted.
+	nodesHeld := func() string {
+		t.Helper()
+		count := map[string]int32{}
+		for _, i := range c.nodes {
+			count[c.ids.ids[i]]++
+		}
+		var held []string
+		for id, i := range c.ids.index {
+			held = append(held, id)
+			if c.ids.ids[i] != id || c.ids.refs[i] != count[id] || count[id] == 0 {
+				t.Errorf("node %s: slot %d holds %q with %d meetings; the cache has %d on it", id, i, c.ids.ids[i], c.ids.refs[i], count[id])
+			}
+		}
+		if len(held) != len(count) {
+			t.Errorf("the table holds %d node IDs, the cached meetings name %d", len(held), len(count))
+		}
+		if live := len(c.ids.ids) - len(c.ids.free); live != len(held) {
+			t.Errorf("%d slots in use, %d node IDs", live, len(held))
+		}
+		slices.Sort(held)
+		return strings.Join(held, " ")
+	}
 	long := strings.Repeat("moodle-course-42-instance-7-", 4)
 	c.put("m1", "node-a")
 	c.put(long, "node-b")
@@ -221,9 +247,17 @@ func TestMeetingCacheUnit(t *testing.T) {
 	if got, _ := c.get("m1"); got != "node-a" {
 		t.Errorf("forget naming another node dropped m1 (now %q)", got)
 	}
+	c.put("m1", "node-b") // moved
+	c.put("m1", "node-a") // and back
+	if got := nodesHeld(); got != "node-a node-b node-c" {
+		t.Errorf("nodes held: %s", got)
+	}
 	c.forget("m1", "node-a")
 	if _, ok := c.get("m1"); ok {
 		t.Error("forget on its node left m1 cached")
+	}
+	if got := nodesHeld(); got != "node-b node-c" {
+		t.Errorf("after node-a's last meeting went, nodes held: %s", got)
 	}
 
 	now := time.Now()
@@ -242,6 +276,12 @@ func TestMeetingCacheUnit(t *testing.T) {
 	if _, ok := c.get("new"); ok {
 		t.Error("a refresh cached a meeting this replica never asked for")
 	}
+	if got := nodesHeld(); got != "node-c node-moved" {
+		t.Errorf("after a refresh moved node-b's only meeting, nodes held: %s", got)
+	}
+	if got, _ := c.get(long + "x"); got != "node-c" {
+		t.Errorf("node-c's meeting is on %q after a freed slot was reused", got)
+	}
 
 	for i := range maxCachedMeetings + 10 {
 		c.put(fmt.Sprint("bulk-", i), "node-a")
@@ -249,4 +289,5 @@ func TestMeetingCacheUnit(t *testing.T) {
 	if n := len(c.nodes); n > maxCachedMeetings {
 		t.Errorf("%d meetings cached, over the bound %d", n, maxCachedMeetings)
 	}
+	nodesHeld() // the evictions counted
 }

@@ -3,9 +3,9 @@ package balancer
 import (
 	"context"
 	"hash/maphash"
+	"strings"
 	"sync"
 	"time"
-	"unique"
 )
 
 // placementLookback is how far before its last refresh a meeting cache asks
@@ -32,10 +32,12 @@ const maxCachedMeetings = 200_000
 // the meeting does not exist, as it would have without the cache.
 type meetingCache struct {
 	mu sync.RWMutex
-	// nodes maps each meeting's key to its node. A node ID is held once (a
-	// handle of 8 bytes a meeting, not a string of its own: 100,000
+	// nodes maps each meeting's key to its node's index in ids. A node ID
+	// is held once (4 bytes a meeting, not a string of its own: 100,000
 	// meetings on 10,000 nodes), and a meeting ID not at all (meetingKey).
-	nodes map[meetingKey]unique.Handle[string]
+	// The map holds no pointer, so the collector never scans it.
+	nodes map[meetingKey]uint32
+	ids   nodeIDs
 	// since is the placed_at bound of the next refresh's query.
 	since time.Time
 	// seeds are meetingKey's two hashes' own.
@@ -50,7 +52,45 @@ type meetingCache struct {
 type meetingKey [2]uint64
 
 func newMeetingCache() *meetingCache {
-	return &meetingCache{nodes: map[meetingKey]unique.Handle[string]{}, seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}}
+	return &meetingCache{nodes: map[meetingKey]uint32{}, ids: nodeIDs{index: map[string]uint32{}},
+		seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}}
+}
+
+// nodeIDs holds the node IDs a meeting cache refers to, each once, by an
+// index, with the number of cached meetings on it: an ID goes when the last
+// of its meetings does (an auto-scaled fleet's nodes come and go).
+type nodeIDs struct {
+	index map[string]uint32
+	ids   []string // by index; "" for a free slot
+	refs  []int32  // by index: the cached meetings on the node
+	free  []uint32 // the free slots
+}
+
+// ref counts one more meeting on the node and returns its index.
+func (t *nodeIDs) ref(id string) uint32 {
+	i, ok := t.index[id]
+	if !ok {
+		id = strings.Clone(id) // kept for long: not a part of a larger string
+		if n := len(t.free); n > 0 {
+			i, t.free = t.free[n-1], t.free[:n-1]
+			t.ids[i] = id
+		} else {
+			i = uint32(len(t.ids))
+			t.ids, t.refs = append(t.ids, id), append(t.refs, 0)
+		}
+		t.index[id] = i
+	}
+	t.refs[i]++
+	return i
+}
+
+// unref counts one meeting less on the node at index i.
+func (t *nodeIDs) unref(i uint32) {
+	if t.refs[i]--; t.refs[i] == 0 {
+		delete(t.index, t.ids[i])
+		t.ids[i] = ""
+		t.free = append(t.free, i)
+	}
 }
 
 func (c *meetingCache) key(meetingID string) meetingKey {
@@ -60,25 +100,43 @@ func (c *meetingCache) key(meetingID string) meetingKey {
 func (c *meetingCache) get(meetingID string) (string, bool) {
 	k := c.key(meetingID)
 	c.mu.RLock()
-	id, ok := c.nodes[k]
-	c.mu.RUnlock()
+	defer c.mu.RUnlock()
+	i, ok := c.nodes[k]
 	if !ok {
 		return "", false
 	}
-	return id.Value(), true
+	return c.ids.ids[i], true
 }
 
 func (c *meetingCache) put(meetingID, nodeID string) {
-	k, node := c.key(meetingID), unique.Make(nodeID)
+	k := c.key(meetingID)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.nodes[k]; !ok && len(c.nodes) >= maxCachedMeetings {
-		for k := range c.nodes {
+	c.set(k, nodeID)
+}
+
+// set caches the meeting of key k on nodeID; c.mu held.
+func (c *meetingCache) set(k meetingKey, nodeID string) {
+	old, ok := c.nodes[k]
+	switch {
+	case ok && c.ids.ids[old] == nodeID:
+		return
+	case ok:
+		c.ids.unref(old)
+	case len(c.nodes) >= maxCachedMeetings:
+		for k, i := range c.nodes {
 			delete(c.nodes, k)
+			c.ids.unref(i)
 			break
 		}
 	}
-	c.nodes[k] = node
+	c.nodes[k] = c.ids.ref(nodeID)
+}
+
+// has says whether the meeting of key k is cached; c.mu held.
+func (c *meetingCache) has(k meetingKey) bool {
+	_, ok := c.nodes[k]
+	return ok
 }
 
 // forget drops a meeting when this replica deleted its placement on nodeID.
@@ -86,8 +144,9 @@ func (c *meetingCache) forget(meetingID, nodeID string) {
 	k := c.key(meetingID)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if id, ok := c.nodes[k]; ok && id.Value() == nodeID {
+	if i, ok := c.nodes[k]; ok && c.ids.ids[i] == nodeID {
 		delete(c.nodes, k)
+		c.ids.unref(i)
 	}
 }
 
@@ -113,9 +172,8 @@ func (c *meetingCache) refresh(ctx context.Context, now time.Time, read func(con
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for m, node := range placed {
-		k := c.key(m)
-		if _, ok := c.nodes[k]; ok {
-			c.nodes[k] = unique.Make(node)
+		if k := c.key(m); c.has(k) {
+			c.set(k, node)
 		}
 	}
 	c.since = now
