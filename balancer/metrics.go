@@ -21,7 +21,7 @@ import (
 // built as client_golang const metrics they cost a scrape ~280 ms and left
 // the process ~90 MiB bigger after three scrapes; written directly from
 // whole node views ~45 ms and ~14 MiB; from metricsNodes, with a pooled
-// compressor, ~38 ms and ~4.5 MiB (BenchmarkMemoryProcess).
+// compressor, 30-38 ms and ~4.5 MiB (BenchmarkMemoryProcess).
 type metrics struct {
 	nodes         func() []metricsNode
 	reg           *prometheus.Registry
