@@ -1,10 +1,12 @@
 package balancer
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -285,6 +287,37 @@ func TestMetricsAndHealth(t *testing.T) {
 	}
 }
 
+// TestReportAnswers: a kept answer to a report is what encoding the
+// response gives, for each state, and a TURN list that differs in anything
+// (a node, a URI, the order, none at all) is answered anew.
+func TestReportAnswers(t *testing.T) {
+	var a reportAnswers
+	lists := [][]agentapi.TURNServer{
+		{},
+		{{Node: "t1", URIs: []string{"turn:t1:3478"}}},
+		{{Node: "t1", URIs: []string{"turn:t1:3478"}}, {Node: "t2", URIs: []string{"turns:t2:443?transport=tcp"}}},
+		{{Node: "t1", URIs: []string{"turn:t1:3479"}}, {Node: "t2", URIs: []string{"turns:t2:443?transport=tcp"}}},
+		{{Node: "t2", URIs: []string{"turns:t2:443?transport=tcp"}}, {Node: "t1", URIs: []string{"turn:t1:3479"}}},
+		{{Node: "t1", URIs: []string{"turn:t1:3479", "x"}}, {Node: "t2", URIs: []string{"turns:t2:443?transport=tcp"}}},
+		{},
+	}
+	for i, list := range lists {
+		for _, st := range []fleet.AdminState{fleet.Enabled, fleet.Cordoned, fleet.Disabled, fleet.Enabled} {
+			var want bytes.Buffer
+			if err := json.NewEncoder(&want).Encode(agentapi.ReportResponse{State: st, TURNServers: list}); err != nil {
+				t.Fatal(err)
+			}
+			// A copy: the list a report makes is a new slice each time.
+			if got := a.body(st, slices.Clone(list)); string(got) != want.String() {
+				t.Errorf("list %d, %s: answered %s, want %s", i, st, got, want.String())
+			}
+		}
+	}
+	if got := string(a.body(fleet.Enabled, []agentapi.TURNServer{})); !strings.Contains(got, `"turn_servers":[]`) {
+		t.Errorf("no TURN server: %s, want an empty list, not null", got)
+	}
+}
+
 // TestTURNServersInReply: BBB nodes learn the online, enabled TURN nodes
 // whose own probe works, with the URIs they offer.
 func TestTURNServersInReply(t *testing.T) {
@@ -318,6 +351,11 @@ func TestTURNServersInReply(t *testing.T) {
 	}
 	if resp := e.report(e.nodes[0], fleet.Load{BBBHealthy: true}); len(resp.TURNServers) != 0 {
 		t.Fatalf("offline TURN node still offered: %+v", resp.TURNServers)
+	}
+	// It reports again: offered at the next report.
+	report("turn1", true)
+	if resp := e.report(e.nodes[0], fleet.Load{BBBHealthy: true}); len(resp.TURNServers) != 1 || resp.TURNServers[0].Node != "turn1" {
+		t.Fatalf("turn1 back: TURN servers in the reply: %+v", resp.TURNServers)
 	}
 	// The status table lists TURN nodes apart.
 	for _, s := range e.status() {

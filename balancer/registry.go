@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bbb-agent/bbb-agent/agentapi"
 	"github.com/bbb-agent/bbb-agent/balancer/placement"
 	"github.com/bbb-agent/bbb-agent/balancer/records"
 	"github.com/bbb-agent/bbb-agent/balancer/store"
@@ -596,18 +597,18 @@ func (r *registry) pick(p placement.Policy, req placement.TagRequest, excluded m
 }
 
 // turnServers lists the online, enabled and healthy TURN nodes, sorted by name.
-func (r *registry) turnServers() []records.Node {
+func (r *registry) turnServers() []agentapi.TURNServer {
 	now := r.cfg.Clock()
 	r.mu.RLock()
-	var out []records.Node
+	out := make([]agentapi.TURNServer, 0, len(r.turn)) // [] in JSON when there is none, not null
 	for _, e := range r.turn {
 		// A TURN node that cannot allocate with the fleet's secret is not live.
 		if e.node.State == fleet.Enabled && e.node.Load.TURNHealthy && e.online(now, r.cfg.MissedReports) {
-			out = append(out, e.node)
+			out = append(out, agentapi.TURNServer{Node: e.node.Name, URIs: e.node.TURNURIs})
 		}
 	}
 	r.mu.RUnlock()
-	slices.SortFunc(out, func(a, b records.Node) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b agentapi.TURNServer) int { return strings.Compare(a.Node, b.Node) })
 	return out
 }
 

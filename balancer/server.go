@@ -36,6 +36,8 @@ type Server struct {
 	leaving leavingNodes
 	// prunes are the placements waiting to be pruned (prune.go).
 	prunes pruneQueue
+	// reportAnswers are the kept answers to agents' reports (agent.go).
+	reportAnswers reportAnswers
 }
 
 // New builds a replica on an open store and loads the registry.
