@@ -67,10 +67,12 @@ func (s *Server) agentAuth(next agentHandlerFunc) http.HandlerFunc {
 			return
 		}
 		if ok && got != "" {
-			hash := credentialHash(got)
-			n, found := s.reg.byCredential(hash)
+			var hash [sha256.Size * 2]byte // hex, as stored; on the stack, as every agent request asks
+			sum := sha256.Sum256([]byte(got))
+			hex.Encode(hash[:], sum[:])
+			n, found := s.reg.byCredential(&hash)
 			if !found {
-				if stored, err := s.store.NodeByCredential(r.Context(), hash); err == nil {
+				if stored, err := s.store.NodeByCredential(r.Context(), string(hash[:])); err == nil {
 					s.reg.put(stored)
 					n, found = stored, true
 				}
@@ -543,7 +545,8 @@ func (s *Server) agentReport(w http.ResponseWriter, r *http.Request, c caller) {
 // writeReportAnswer answers a report: the node's desired state and the live
 // TURN servers (agentapi.ReportResponse).
 func (s *Server) writeReportAnswer(w http.ResponseWriter, state fleet.AdminState) {
-	body := s.reportAnswers.body(state, s.reg.turnServers())
+	var turn [8]agentapi.TURNServer // a fleet's few; on the stack
+	body := s.reportAnswers.body(state, s.reg.appendTURNServers(turn[:0]))
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
@@ -560,18 +563,18 @@ type reportAnswers struct {
 }
 
 // body is the answer for state and the TURN servers turn, as writeJSON
-// would encode it.
+// would encode it. It keeps a copy of turn, not turn.
 func (a *reportAnswers) body(state fleet.AdminState, turn []agentapi.TURNServer) []byte {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.bodies == nil || !slices.EqualFunc(a.turn, turn, func(x, y agentapi.TURNServer) bool {
 		return x.Node == y.Node && slices.Equal(x.URIs, y.URIs)
 	}) {
-		a.turn, a.bodies = turn, map[fleet.AdminState][]byte{}
+		a.turn, a.bodies = append(make([]agentapi.TURNServer, 0, len(turn)), turn...), map[fleet.AdminState][]byte{} // [] in JSON when none
 	}
 	b, ok := a.bodies[state]
 	if !ok {
-		b, _ = json.Marshal(agentapi.ReportResponse{State: state, TURNServers: turn}) // strings and slices: cannot fail
+		b, _ = json.Marshal(agentapi.ReportResponse{State: state, TURNServers: a.turn}) // strings and slices: cannot fail
 		b = append(b, '\n')
 		a.bodies[state] = b
 	}

@@ -3,6 +3,7 @@ package balancer
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
@@ -326,11 +327,12 @@ func (r *registry) byNodeName(name string) (records.Node, bool) {
 	return r.byID[id].node, true
 }
 
-// byCredential returns the node whose credential has the hash.
-func (r *registry) byCredential(hash string) (records.Node, bool) {
+// byCredential returns the node whose credential has the hash (hex, as
+// credentialHash writes it).
+func (r *registry) byCredential(hash *[sha256.Size * 2]byte) (records.Node, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	id, ok := r.byCred[hash]
+	id, ok := r.byCred[string(hash[:])]
 	if !ok {
 		return records.Node{}, false
 	}
@@ -596,11 +598,11 @@ func (r *registry) pick(p placement.Policy, req placement.TagRequest, excluded m
 	return k.Decision()
 }
 
-// turnServers lists the online, enabled and healthy TURN nodes, sorted by name.
-func (r *registry) turnServers() []agentapi.TURNServer {
-	now := r.cfg.Clock()
+// appendTURNServers appends the online, enabled and healthy TURN nodes to
+// out, sorted by name.
+func (r *registry) appendTURNServers(out []agentapi.TURNServer) []agentapi.TURNServer {
+	now, start := r.cfg.Clock(), len(out)
 	r.mu.RLock()
-	out := make([]agentapi.TURNServer, 0, len(r.turn)) // [] in JSON when there is none, not null
 	for _, e := range r.turn {
 		// A TURN node that cannot allocate with the fleet's secret is not live.
 		if e.node.State == fleet.Enabled && e.node.Load.TURNHealthy && e.online(now, r.cfg.MissedReports) {
@@ -608,7 +610,7 @@ func (r *registry) turnServers() []agentapi.TURNServer {
 		}
 	}
 	r.mu.RUnlock()
-	slices.SortFunc(out, func(a, b agentapi.TURNServer) int { return strings.Compare(a.Node, b.Node) })
+	slices.SortFunc(out[start:], func(a, b agentapi.TURNServer) int { return strings.Compare(a.Node, b.Node) })
 	return out
 }
 
