@@ -3,6 +3,7 @@ package agentapi
 import (
 	"encoding/json"
 	"strconv"
+	"strings"
 
 	"github.com/bbb-agent/bbb-agent/fleet"
 )
@@ -216,28 +217,47 @@ func (d *reportScanner) report(r *ReportRequest) bool {
 }
 
 // strings reads an array of strings: never nil, as json.Unmarshal
-// gives [] (MeetingIDs' nil means "not sent").
+// gives [] (MeetingIDs' nil means "not sent"). The strings share one
+// allocation: a report's dozens of meeting IDs cost two, not one each.
 func (d *reportScanner) strings() ([]string, bool) {
 	if !d.consume('[') {
 		return nil, false
 	}
-	out := []string{}
 	if d.consume(']') {
-		return out, true
+		return []string{}, true
 	}
+	var (
+		stack [64][2]int // each string's start and end in d.b
+		spans = stack[:0]
+		total int
+	)
 	for {
-		s, ok := d.text()
+		s, ok := d.str()
 		if !ok {
 			return nil, false
 		}
-		out = append(out, s)
+		end := d.i - 1 // before the closing quote
+		spans = append(spans, [2]int{end - len(s), end})
+		total += len(s)
 		if d.consume(']') {
-			return out, true
+			break
 		}
 		if !d.consume(',') {
 			return nil, false
 		}
 	}
+	var all strings.Builder
+	all.Grow(total)
+	for _, sp := range spans {
+		all.Write(d.b[sp[0]:sp[1]])
+	}
+	joined, at := all.String(), 0
+	out := make([]string, len(spans))
+	for i, sp := range spans {
+		n := sp[1] - sp[0]
+		out[i], at = joined[at:at+n], at+n
+	}
+	return out, true
 }
 
 func (d *reportScanner) load(l *fleet.Load) bool {

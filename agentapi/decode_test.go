@@ -108,8 +108,24 @@ func TestDecodeReportLikeUnmarshal(t *testing.T) {
 		``,
 		"{\"node\":\"tab\there\"}",
 		`{"node":"a","leaving":false,"leaving":true}`,
+		`{"meeting_ids":["","a",""," b "]}`,
+		`{"meeting_ids":["a","b",]}`,
+		`{"meeting_ids":["a" "b"]}`,
+		`{"meeting_ids":["a",1]}`,
 	} {
 		t.Run(body, func(t *testing.T) { sameAsUnmarshal(t, []byte(body)) })
+	}
+	// More meeting IDs than the scanner's stack holds spans for, of
+	// lengths 0 to 99.
+	var ids []string
+	for i := range 100 {
+		ids = append(ids, strings.Repeat("m", i))
+	}
+	body, _ := json.Marshal(ReportRequest{Node: "big", MeetingIDs: ids})
+	sameAsUnmarshal(t, body)
+	var got ReportRequest
+	if d := (reportScanner{b: body}); !d.report(&got) || !reflect.DeepEqual(got.MeetingIDs, ids) {
+		t.Errorf("100 meeting IDs: the fast path gave %d of them (or refused)", len(got.MeetingIDs))
 	}
 }
 
