@@ -20,8 +20,12 @@ func DecodeReport(data []byte, r *ReportRequest) error {
 		*r = fast
 		return nil
 	}
-	*r = ReportRequest{}
-	return json.Unmarshal(data, r)
+	// Into a report of its own, so that r, which json.Unmarshal would
+	// send to the heap, can live on its caller's stack.
+	slow := new(ReportRequest)
+	err := json.Unmarshal(data, slow)
+	*r = *slow
+	return err
 }
 
 // reportScanner reads the subset of JSON that DecodeReport takes on its
