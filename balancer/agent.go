@@ -67,9 +67,7 @@ func (s *Server) agentAuth(next agentHandlerFunc) http.HandlerFunc {
 			return
 		}
 		if ok && got != "" {
-			var hash [sha256.Size * 2]byte // hex, as stored; on the stack, as every agent request asks
-			sum := sha256.Sum256([]byte(got))
-			hex.Encode(hash[:], sum[:])
+			hash := credentialKey(got) // on the stack: every agent request asks
 			n, found := s.reg.byCredential(&hash)
 			if !found {
 				if stored, err := s.store.NodeByCredential(r.Context(), string(hash[:])); err == nil {
@@ -159,8 +157,15 @@ func newCredential() string {
 
 // credentialHash is what the store keeps of a credential: hex SHA-256.
 func credentialHash(cred string) string {
+	key := credentialKey(cred)
+	return string(key[:])
+}
+
+// credentialKey is credentialHash in an array.
+func credentialKey(cred string) (key [sha256.Size * 2]byte) {
 	sum := sha256.Sum256([]byte(cred))
-	return hex.EncodeToString(sum[:])
+	hex.Encode(key[:], sum[:])
+	return key
 }
 
 func (s *Server) agentRegister(w http.ResponseWriter, r *http.Request, c caller) {
