@@ -133,12 +133,6 @@ func (c *meetingCache) set(k meetingKey, nodeID string) {
 	c.nodes[k] = c.ids.ref(nodeID)
 }
 
-// has says whether the meeting of key k is cached; c.mu held.
-func (c *meetingCache) has(k meetingKey) bool {
-	_, ok := c.nodes[k]
-	return ok
-}
-
 // forget drops a meeting when this replica deleted its placement on nodeID.
 func (c *meetingCache) forget(meetingID, nodeID string) {
 	k := c.key(meetingID)
@@ -172,7 +166,8 @@ func (c *meetingCache) refresh(ctx context.Context, now time.Time, read func(con
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for m, node := range placed {
-		if k := c.key(m); c.has(k) {
+		k := c.key(m)
+		if _, cached := c.nodes[k]; cached {
 			c.set(k, node)
 		}
 	}

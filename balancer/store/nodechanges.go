@@ -25,10 +25,10 @@ const tombstoneTTL = 24 * time.Hour
 // read began (see changeCursor), never at the highest marker it saw.
 //
 // On SQLite it is one more than the node_changes counter, which triggers
-// move on (migration 8); a report's marker (reported) its writer takes and
-// moves on itself (takeReportMark). SQLite has one writer at a time and a statement
-// reads the counter while holding the write lock, so markers commit in
-// order.
+// move on (migration 8). A report's marker (the reported column) is taken
+// by its writer, which moves the counter on itself (takeReportMark).
+// SQLite has one writer at a time, and a statement reads the counter while
+// holding the write lock, so markers commit in order.
 func (s *Store) changeMark() string {
 	if s.dialect == postgresDialect {
 		return `CAST(CAST(pg_current_xact_id() AS TEXT) AS BIGINT)`
