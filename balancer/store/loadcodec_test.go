@@ -133,7 +133,7 @@ func TestStoredLoad(t *testing.T) {
 		}
 		old := fleet.Load{CPUPercent: 12.5, Meetings: 4, BBBHealthy: true, BBBVersion: "2.7.3"}
 		obj, _ := json.Marshal(old)
-		if _, err := s.exec(ctx, s.db, `UPDATE nodes SET load_json = ? WHERE id = ?`, string(obj), a.ID); err != nil {
+		if _, err := s.exec(ctx, s.db, `UPDATE `+s.reportRows()+` SET load_json = ? WHERE id = ?`, string(obj), a.ID); err != nil {
 			t.Fatal(err)
 		}
 		if got, err := s.Node(ctx, a.ID); err != nil || got.Load != old {
@@ -141,7 +141,7 @@ func TestStoredLoad(t *testing.T) {
 		}
 		// A row no balancer could have written fails its read with words
 		// that say so, not with a zero load.
-		if _, err := s.exec(ctx, s.db, `UPDATE nodes SET load_json = ? WHERE id = ?`, `[7,1]`, a.ID); err != nil {
+		if _, err := s.exec(ctx, s.db, `UPDATE `+s.reportRows()+` SET load_json = ? WHERE id = ?`, `[7,1]`, a.ID); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := s.Node(ctx, a.ID); err == nil || !strings.Contains(err.Error(), "a newer balancer wrote it") {

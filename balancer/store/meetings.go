@@ -203,7 +203,7 @@ func (s *Store) PlacedSince(ctx context.Context, since time.Time) (map[string]in
 		meetings += " INDEXED BY meetings_placed"
 	}
 	rows, err := s.query(ctx, s.rdb, `SELECT m.node_id, COUNT(*) FROM `+meetings+`
-		JOIN nodes n ON n.id = m.node_id
+		JOIN `+s.reportRows()+` n ON n.id = m.node_id
 		WHERE m.placed_at > ? AND m.placed_at > n.last_report_at
 		GROUP BY m.node_id`, millis(since))
 	if err != nil {

@@ -127,6 +127,12 @@ func (s *Store) nodesChanged(ctx context.Context, cursor int64, skip []int64) ([
 		}
 	}
 	query := `SELECT ` + nodeColumns + ` FROM nodes WHERE changed >= ? OR (` + reported + `)`
+	if s.dialect == sqliteDialect {
+		// Each half of the OR by its own index: the two are columns of two
+		// tables there.
+		query = `SELECT ` + nodeColumns + ` FROM nodes JOIN node_reports USING (id) WHERE changed >= ?
+			UNION SELECT ` + nodeColumns + ` FROM node_reports JOIN nodes USING (id) WHERE ` + reported
+	}
 	rows, err := s.query(ctx, s.rdb, query, args...)
 	if err != nil {
 		return nil, err

@@ -10,14 +10,73 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/bbb-agent/bbb-agent/balancer/records"
 	"github.com/bbb-agent/bbb-agent/fleet"
 )
 
-const nodeColumns = `id, name, url, secret, role, tags, load_multiplier, state, source, agent_version,
+// nodeColumns are a node as read from nodeRows. The nodes table holds
+// ownColumns; the report's columns are in it too on PostgreSQL, and in
+// node_reports on SQLite (reportRows).
+const (
+	nodeColumns = `id, name, url, secret, role, tags, load_multiplier, state, source, agent_version,
 	report_interval_ms, created_at, last_report_at, last_seq, load_json, turn_uris, credential_hash, takeover_allowed`
+	ownColumns = `id, name, url, secret, role, tags, load_multiplier, state, source, agent_version,
+	report_interval_ms, created_at, turn_uris, credential_hash, takeover_allowed`
+)
+
+// nodeRows is the FROM item of nodeColumns.
+func (s *Store) nodeRows() string {
+	if s.dialect == sqliteDialect {
+		return `nodes JOIN node_reports USING (id)`
+	}
+	return `nodes`
+}
+
+// reportRows is the table of the nodes' reports: id, last_report_at,
+// last_seq, load_json and reported. On SQLite a flush then rewrites short
+// rows of their own (migration 11).
+func (s *Store) reportRows() string {
+	if s.dialect == sqliteDialect {
+		return `node_reports`
+	}
+	return `nodes`
+}
+
+// writeNodeRow runs write, a statement that inserts or updates one row of
+// nodes, and returns the node as stored, or sql.ErrNoRows if it wrote none.
+// On PostgreSQL the statement returns the node itself. On SQLite, whose
+// RETURNING sees only the table written, it returns the ID; then report
+// inserts the node's report row if it has none (a new node's), and the node
+// is read in the same transaction.
+func (s *Store) writeNodeRow(ctx context.Context, write string, report []any, args ...any) (records.Node, error) {
+	if s.dialect != sqliteDialect {
+		return scanNode(s.queryRow(ctx, s.db, write+` RETURNING `+nodeColumns, args...))
+	}
+	tx, err := s.db.BeginTx(ctx, nil) // BEGIN IMMEDIATE
+	if err != nil {
+		return records.Node{}, err
+	}
+	defer tx.Rollback()
+	var id string
+	if err := tx.QueryRowContext(ctx, write+` RETURNING id`, args...).Scan(&id); err != nil {
+		return records.Node{}, err
+	}
+	if report != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO node_reports (id, last_report_at, last_seq, load_json)
+			VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`, append([]any{id}, report...)...); err != nil {
+			return records.Node{}, err
+		}
+	}
+	n, err := scanNode(tx.QueryRowContext(ctx, `SELECT `+nodeColumns+` FROM `+s.nodeRows()+` WHERE id = ?`, id))
+	if err != nil {
+		return records.Node{}, err
+	}
+	return n, tx.Commit()
+}
 
 func scanNode(sc scanner) (records.Node, error) {
 	var tags, load, uris string
@@ -162,15 +221,18 @@ func (s *Store) writeNode(ctx context.Context, n records.Node, onConflict string
 	load := appendLoad(nil, n.Load)
 	url := sql.NullString{String: n.URL, Valid: n.URL != ""}
 
+	args := []any{n.ID, n.Name, url, n.Secret, n.Role, string(tags), n.LoadMultiplier, n.State, n.Source, n.AgentVersion,
+		n.ReportInterval.Milliseconds(), millis(n.CreatedAt), string(uris), n.CredentialHash}
+	report := []any{millis(n.LastReportAt), n.LastSeq, string(load)}
+	insert := `INSERT INTO nodes (` + ownColumns + `, changed)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ` + s.changeMark() + `)`
+	if s.dialect != sqliteDialect { // the report's columns are nodes' own
+		insert = `INSERT INTO nodes (` + ownColumns + `, last_report_at, last_seq, load_json, changed)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ` + s.changeMark() + `)`
+		args, report = append(args, report...), nil
+	}
 	for attempt := 1; ; attempt++ {
-		row := s.queryRow(ctx, s.db, `INSERT INTO nodes (`+nodeColumns+`, changed)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, `+s.changeMark()+`)
-		`+onConflict+`
-		RETURNING `+nodeColumns,
-			n.ID, n.Name, url, n.Secret, n.Role, string(tags), n.LoadMultiplier, n.State, n.Source, n.AgentVersion,
-			n.ReportInterval.Milliseconds(), millis(n.CreatedAt), millis(n.LastReportAt), n.LastSeq, string(load), string(uris),
-			n.CredentialHash)
-		got, err := scanNode(row)
+		got, err := s.writeNodeRow(ctx, insert+" "+onConflict, report, args...)
 		if err == nil {
 			return got, nil
 		}
@@ -204,7 +266,7 @@ func (s *Store) nodeNamed(ctx context.Context, name, url string) bool {
 // SetNodeCredential replaces the node's credential hash (a takeover, a
 // migration, a rotation) and withdraws any leave to take it over.
 func (s *Store) SetNodeCredential(ctx context.Context, id, hash string) (records.Node, error) {
-	n, err := scanNode(s.queryRow(ctx, s.db, `UPDATE nodes SET credential_hash = ?, takeover_allowed = 0, changed = `+s.changeMark()+` WHERE id = ? RETURNING `+nodeColumns, hash, id))
+	n, err := s.writeNodeRow(ctx, `UPDATE nodes SET credential_hash = ?, takeover_allowed = 0, changed = `+s.changeMark()+` WHERE id = ?`, nil, hash, id)
 	if err != nil {
 		return records.Node{}, fmt.Errorf("store: set node %q credential: %w", id, notFound(err))
 	}
@@ -214,7 +276,7 @@ func (s *Store) SetNodeCredential(ctx context.Context, id, hash string) (records
 // AllowTakeover lets the next registration with takeover of the node's name
 // replace its identity (bbb-balancer servers allow-takeover).
 func (s *Store) AllowTakeover(ctx context.Context, id string) (records.Node, error) {
-	n, err := scanNode(s.queryRow(ctx, s.db, `UPDATE nodes SET takeover_allowed = 1, changed = `+s.changeMark()+` WHERE id = ? RETURNING `+nodeColumns, id))
+	n, err := s.writeNodeRow(ctx, `UPDATE nodes SET takeover_allowed = 1, changed = `+s.changeMark()+` WHERE id = ?`, nil, id)
 	if err != nil {
 		return records.Node{}, fmt.Errorf("store: allow takeover of node %q: %w", id, notFound(err))
 	}
@@ -233,7 +295,7 @@ func (s *Store) urlOwner(ctx context.Context, url, name string) (string, bool) {
 
 // Node returns the node with the ID.
 func (s *Store) Node(ctx context.Context, id string) (records.Node, error) {
-	n, err := scanNode(s.queryRow(ctx, s.rdb, `SELECT `+nodeColumns+` FROM nodes WHERE id = ?`, id))
+	n, err := scanNode(s.queryRow(ctx, s.rdb, `SELECT `+nodeColumns+` FROM `+s.nodeRows()+` WHERE id = ?`, id))
 	if err != nil {
 		return records.Node{}, fmt.Errorf("store: node %q: %w", id, notFound(err))
 	}
@@ -242,7 +304,7 @@ func (s *Store) Node(ctx context.Context, id string) (records.Node, error) {
 
 // NodeByName returns the node with the name.
 func (s *Store) NodeByName(ctx context.Context, name string) (records.Node, error) {
-	n, err := scanNode(s.queryRow(ctx, s.rdb, `SELECT `+nodeColumns+` FROM nodes WHERE name = ?`, name))
+	n, err := scanNode(s.queryRow(ctx, s.rdb, `SELECT `+nodeColumns+` FROM `+s.nodeRows()+` WHERE name = ?`, name))
 	if err != nil {
 		return records.Node{}, fmt.Errorf("store: node named %q: %w", name, notFound(err))
 	}
@@ -254,7 +316,7 @@ func (s *Store) NodeByCredential(ctx context.Context, hash string) (records.Node
 	if hash == "" {
 		return records.Node{}, fmt.Errorf("store: node by credential: %w", ErrNotFound)
 	}
-	n, err := scanNode(s.queryRow(ctx, s.rdb, `SELECT `+nodeColumns+` FROM nodes WHERE credential_hash = ?`, hash))
+	n, err := scanNode(s.queryRow(ctx, s.rdb, `SELECT `+nodeColumns+` FROM `+s.nodeRows()+` WHERE credential_hash = ?`, hash))
 	if err != nil {
 		return records.Node{}, fmt.Errorf("store: node by credential: %w", notFound(err))
 	}
@@ -263,7 +325,15 @@ func (s *Store) NodeByCredential(ctx context.Context, hash string) (records.Node
 
 // Nodes returns all nodes, ordered by name.
 func (s *Store) Nodes(ctx context.Context) ([]records.Node, error) {
-	rows, err := s.query(ctx, s.rdb, `SELECT `+nodeColumns+` FROM nodes ORDER BY name`)
+	// SQLite would walk the name index and look each node up in two
+	// tables; reading the nodes in their table's order and sorting them
+	// here costs a third less (measured at 10,000 nodes). Its names
+	// compare byte by byte, as here.
+	order := ` ORDER BY name`
+	if s.dialect == sqliteDialect {
+		order = ``
+	}
+	rows, err := s.query(ctx, s.rdb, `SELECT `+nodeColumns+` FROM `+s.nodeRows()+order)
 	if err != nil {
 		return nil, fmt.Errorf("store: list nodes: %w", err)
 	}
@@ -271,7 +341,26 @@ func (s *Store) Nodes(ctx context.Context) ([]records.Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: list nodes: %w", err)
 	}
+	if order == `` {
+		nodes = sortedByName(nodes)
+	}
 	return nodes, nil
+}
+
+// sortedByName returns the nodes in the order of their names. It sorts
+// their indexes: moving the nodes themselves, half a kilobyte each, as a
+// sort swaps them cost more than the sort saved.
+func sortedByName(nodes []records.Node) []records.Node {
+	order := make([]int32, len(nodes))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortFunc(order, func(a, b int32) int { return strings.Compare(nodes[a].Name, nodes[b].Name) })
+	sorted := make([]records.Node, len(nodes))
+	for i, j := range order {
+		sorted[i] = nodes[j]
+	}
+	return sorted
 }
 
 // scanNodes reads rows of nodeColumns, and closes them.
@@ -326,7 +415,7 @@ func (s *Store) SetNodeState(ctx context.Context, id string, st fleet.AdminState
 	if err := validState(st); err != nil {
 		return records.Node{}, fmt.Errorf("store: set node %q state: %w", id, err)
 	}
-	n, err := scanNode(s.queryRow(ctx, s.db, `UPDATE nodes SET state = ?, changed = `+s.changeMark()+` WHERE id = ? RETURNING `+nodeColumns, st, id))
+	n, err := s.writeNodeRow(ctx, `UPDATE nodes SET state = ?, changed = `+s.changeMark()+` WHERE id = ?`, nil, st, id)
 	if err != nil {
 		return records.Node{}, fmt.Errorf("store: set node %q state %s: %w", id, st, notFound(err))
 	}
@@ -484,7 +573,7 @@ const takeReportMark = `UPDATE node_changes SET last = last + 1 WHERE id = 1 RET
 // transaction (SQLite runs in this process: binding values costs less than
 // parsing a JSON batch), all under one marker taken from the counter.
 func (s *Store) recordReportsSQLite(ctx context.Context, rows []reportRow) (int64, error) {
-	const update = `UPDATE nodes SET last_report_at = ?, last_seq = ?, load_json = ?, reported = ?
+	const update = `UPDATE node_reports SET last_report_at = ?, last_seq = ?, load_json = ?, reported = ?
 		WHERE id = ? AND last_report_at < ?`
 	st := s.stmt(ctx, s.db, update)
 	if st == nil {
@@ -537,7 +626,7 @@ func (s *Store) RecordPoll(ctx context.Context, id string, at time.Time, load fl
 }
 
 func (s *Store) recordPoll(ctx context.Context, id string, at int64, load string) error {
-	const update = `UPDATE nodes SET last_report_at = ?, last_seq = last_seq + 1, load_json = ?, reported = %s
+	update := `UPDATE ` + s.reportRows() + ` SET last_report_at = ?, last_seq = last_seq + 1, load_json = ?, reported = %s
 		WHERE id = ? AND last_report_at < ?`
 	applied := func(res sql.Result) error {
 		n, err := res.RowsAffected()

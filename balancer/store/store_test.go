@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -336,5 +337,89 @@ func TestUnwritableDataDir(t *testing.T) {
 	_, err := OpenDataDir(context.Background(), filepath.Join(file, "data"))
 	if err == nil || !strings.Contains(err.Error(), filepath.Join(file, "data")) || !strings.Contains(err.Error(), "not a directory") {
 		t.Errorf("open under a file: %v, want the path and the reason", err)
+	}
+}
+
+// TestMigrationMovesReports builds a SQLite database of schema version 10,
+// its nodes' reports in the nodes table, and opens it: migration 11 moves
+// each report into node_reports, and the nodes read back as they were.
+func TestMigrationMovesReports(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), sqliteFile)
+	raw, err := sql.Open("sqlite", path+"?_foreign_keys=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	exec := func(stmt string, args ...any) {
+		t.Helper()
+		if _, err := raw.ExecContext(ctx, stmt, args...); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	exec(`CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)`)
+	const before = 10
+	for v := 1; v <= before; v++ {
+		for _, stmt := range append(slices.Clone(migrations[v-1]), dialectMigrations[v][sqliteDialect]...) {
+			exec(stmt)
+		}
+		exec(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, 0)`, v)
+	}
+	load := fleet.Load{CPUPercent: 12.5, Meetings: 3, Participants: 40, BBBHealthy: true, BBBVersion: "3.0.4"}
+	for i, name := range []string{"bbb-b", "bbb-a", "bbb-never"} {
+		reportAt, seq, stored, mark := t0.Add(time.Duration(i)*time.Second).UnixMilli(), int64(100+i), string(appendLoad(nil, load)), int64(7+i)
+		if name == "bbb-never" { // registered, never reported
+			reportAt, seq, stored, mark = 0, 0, `{}`, 0
+		}
+		exec(`INSERT INTO nodes (id, name, url, secret, role, state, source, created_at, changed,
+			last_report_at, last_seq, load_json, reported) VALUES (?, ?, ?, 's', 'bbb', 'enabled', 'agent', ?, 1, ?, ?, ?, ?)`,
+			"id-"+name, name, "https://"+name+"/bigbluebutton/api/", t0.UnixMilli(), reportAt, seq, stored, mark)
+	}
+	exec(`UPDATE node_changes SET last = 9`)
+	raw.Close()
+
+	s, err := Open(ctx, "sqlite:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	nodes, err := s.Nodes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, n := range nodes {
+		got = append(got, fmt.Sprintf("%s %d %d %v %d", n.Name, millis(n.LastReportAt), n.LastSeq, n.Load.BBBHealthy, n.Load.Participants))
+	}
+	want := []string{
+		fmt.Sprintf("bbb-a %d 101 true 40", t0.Add(time.Second).UnixMilli()),
+		fmt.Sprintf("bbb-b %d 100 true 40", t0.UnixMilli()),
+		"bbb-never 0 0 false 0",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("after migrating, nodes = %q, want %q", got, want)
+	}
+	// The markers moved too: a refresh from marker 8 reads bbb-a's report
+	// (8) and nothing older.
+	ch, err := s.NodeChanges(ctx, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ch.Nodes) != 1 || ch.Nodes[0].Name != "bbb-a" {
+		t.Errorf("NodeChanges(8) after migrating = %v, want bbb-a only", ch.Nodes)
+	}
+	// Reports and deletions work on the new table.
+	if _, err := s.RecordReports(ctx, []records.Report{{NodeID: "id-bbb-never", Seq: 1, ReceivedAt: t0.Add(time.Minute), Load: load}}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.NodeByName(ctx, "bbb-never"); err != nil || n.LastSeq != 1 || !n.LastReportAt.Equal(t0.Add(time.Minute)) {
+		t.Errorf("bbb-never after a report: %+v, %v", n, err)
+	}
+	if err := s.DeleteNode(ctx, "id-bbb-b"); err != nil {
+		t.Fatal(err)
+	}
+	var left int
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM node_reports WHERE id = 'id-bbb-b'`).Scan(&left); err != nil || left != 0 {
+		t.Errorf("a deleted node's report rows: %d, %v; want 0", left, err)
 	}
 }
