@@ -11,8 +11,9 @@ import (
 	"github.com/bbb-agent/bbb-agent/fleet"
 )
 
-// A node's load is stored in nodes.load_json as a JSON array of its
-// values, after the array's format version:
+// A node's load is stored in load_json (of node_reports on SQLite, of nodes
+// on PostgreSQL) as a JSON array of its values, after the array's format
+// version:
 //
 //	[1,cpu_percent,cpu_cores,load1,load5,load15,mem_total_bytes,mem_used_bytes,
 //	 net_rx_bps,net_tx_bps,disk_free_bytes,meetings,participants,voice,video,
@@ -22,8 +23,8 @@ import (
 // (the names are fleet.Load's JSON names). The row is rewritten with every
 // report, 2,000 times a second at 10,000 nodes: the array is under half the
 // size of the object with its names (about 190 bytes against 420), so the
-// nodes table's pages that each flush rewrites are fewer and fit the
-// writer's page cache. Rows written before this format hold the JSON object,
+// pages that each flush rewrites (node_reports' on SQLite) are fewer and fit
+// the writer's page cache. Rows written before this format hold the JSON object,
 // which decodeLoad still reads. A field added to fleet.Load is appended to
 // the array; a shorter array leaves the fields it lacks zero.
 const loadFormat = 1
