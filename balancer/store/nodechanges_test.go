@@ -191,7 +191,7 @@ func TestNodeChangesSkipsOwnReports(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s *Store, b backend) {
 		ctx := t.Context()
 		w := b.open(t) // the other replica
-		a, c, d := addNode(t, w, "a"), addNode(t, w, "c"), addNode(t, w, "d")
+		a, c, d, e := addNode(t, w, "a"), addNode(t, w, "c"), addNode(t, w, "d"), addNode(t, w, "e")
 		full, err := s.NodeChanges(ctx, 0)
 		if err != nil {
 			t.Fatal(err)
@@ -209,7 +209,11 @@ func TestNodeChangesSkipsOwnReports(t *testing.T) {
 		if _, err := w.SetNodeState(ctx, c.ID, fleet.Cordoned); err != nil {
 			t.Fatal(err)
 		}
-		own := []int64{report(s, a.ID, t0.Add(time.Minute)), report(s, c.ID, t0.Add(time.Minute))}
+		// e: reported by the other replica between two of this one's
+		// flushes, its marker between theirs.
+		own := []int64{report(s, a.ID, t0.Add(time.Minute))}
+		report(w, e.ID, t0.Add(time.Minute))
+		own = append(own, report(s, c.ID, t0.Add(time.Minute)))
 		// d: reported here, then cordoned by the other replica.
 		own = append(own, report(s, d.ID, t0.Add(time.Minute)))
 		if _, err := w.SetNodeState(ctx, d.ID, fleet.Cordoned); err != nil {
@@ -228,6 +232,9 @@ func TestNodeChangesSkipsOwnReports(t *testing.T) {
 		}
 		if _, ok := got["a"]; ok {
 			t.Errorf("a's only change since the cursor is this replica's own report: read anyway")
+		}
+		if _, ok := got["e"]; !ok {
+			t.Errorf("e's report through the other replica, between this one's flushes, is not read")
 		}
 		// Without the skip, the own report is read like any other write.
 		if ch, err = s.NodeChanges(ctx, cursor); err != nil {
