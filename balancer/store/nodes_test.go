@@ -346,6 +346,45 @@ func TestRecordReports(t *testing.T) {
 	})
 }
 
+// TestRecordReportsFailsWhole: a flush that fails on one row writes none of
+// them, and leaves the writer's connection out of its transaction: the next
+// flush and any other write work. (SQLite: its flush drives the driver's
+// connection itself; a trigger fails the row.)
+func TestRecordReportsFailsWhole(t *testing.T) {
+	s := backend{dsn: backends[0].dsn(t)}.open(t)
+	ctx := t.Context()
+	a, boom, c := addNode(t, s, "a"), addNode(t, s, "boom"), addNode(t, s, "c")
+	if _, err := s.db.ExecContext(ctx, `CREATE TRIGGER fail_boom BEFORE UPDATE ON node_reports WHEN NEW.id = '`+boom.ID+`'
+		BEGIN SELECT RAISE(ABORT, 'boom refused'); END`); err != nil {
+		t.Fatal(err)
+	}
+	report := func(n records.Node, seq int64) records.Report {
+		return records.Report{NodeID: n.ID, Seq: seq, ReceivedAt: t0.Add(time.Duration(seq) * time.Second), Load: fleet.Load{Meetings: int(seq)}}
+	}
+	var batch []records.Report
+	for seq := range int64(200) { // past flushYieldRows
+		batch = append(batch, report(a, seq+1), report(c, seq+1))
+	}
+	batch = append(batch, report(boom, 1))
+	if _, err := s.RecordReports(ctx, batch); err == nil || !strings.Contains(err.Error(), "boom refused") {
+		t.Fatalf("RecordReports with a failing row: %v, want the row's error", err)
+	}
+	for _, n := range []records.Node{a, c} {
+		if got, err := s.Node(ctx, n.ID); err != nil || got.LastSeq != 0 {
+			t.Errorf("%s after the failed flush: seq %d, %v; want nothing written", n.Name, got.LastSeq, err)
+		}
+	}
+	if _, err := s.RecordReports(ctx, []records.Report{report(a, 7), report(c, 7)}); err != nil {
+		t.Fatalf("the next flush: %v", err)
+	}
+	if got, err := s.Node(ctx, c.ID); err != nil || got.LastSeq != 7 {
+		t.Errorf("c after the next flush: seq %d, %v; want 7", got.LastSeq, err)
+	}
+	if _, err := s.SetNodeState(ctx, a.ID, fleet.Cordoned); err != nil {
+		t.Errorf("a write after the failed flush: %v", err)
+	}
+}
+
 func TestRecordPoll(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s *Store, b backend) {
 		ctx := t.Context()
