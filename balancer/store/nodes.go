@@ -348,20 +348,25 @@ func (s *Store) Nodes(ctx context.Context) ([]records.Node, error) {
 	return nodes, nil
 }
 
-// sortedByName returns the nodes in the order of their names. It sorts
-// their indexes: moving the nodes themselves, half a kilobyte each, as a
-// sort swaps them cost more than the sort saved.
+// sortedByName returns the nodes in the order of their names.
 func sortedByName(nodes []records.Node) []records.Node {
-	order := make([]int32, len(nodes))
+	sorted := make([]records.Node, 0, len(nodes))
+	for _, i := range sortedIndexes(len(nodes), func(a, b int) int { return strings.Compare(nodes[a].Name, nodes[b].Name) }) {
+		sorted = append(sorted, nodes[i])
+	}
+	return sorted
+}
+
+// sortedIndexes returns 0..n-1 sorted by cmp. Sorting the indexes of large
+// values (a node is half a kilobyte) costs less than moving the values
+// themselves at every swap.
+func sortedIndexes(n int, cmp func(a, b int) int) []int32 {
+	order := make([]int32, n)
 	for i := range order {
 		order[i] = int32(i)
 	}
-	slices.SortFunc(order, func(a, b int32) int { return strings.Compare(nodes[a].Name, nodes[b].Name) })
-	sorted := make([]records.Node, len(nodes))
-	for i, j := range order {
-		sorted[i] = nodes[j]
-	}
-	return sorted
+	slices.SortFunc(order, func(a, b int32) int { return cmp(int(a), int(b)) })
+	return order
 }
 
 // scanNodes reads rows of nodeColumns, and closes them.
@@ -508,14 +513,10 @@ func (s *Store) RecordReports(ctx context.Context, reports []records.Report) (in
 		return 0, nil
 	}
 	// The rows go in the order of their node IDs, the newest of a node's
-	// reports only: the writes then walk the table's pages in order (on
-	// SQLite, a flush's seeks find the page the last one read), and
-	// concurrent flushes of several replicas lock rows in one order.
-	order := make([]int32, len(reports))
-	for i := range order {
-		order[i] = int32(i)
-	}
-	slices.SortFunc(order, func(a, b int32) int {
+	// reports only: the writes then walk the table in key order (on SQLite
+	// consecutive rows share pages), and concurrent flushes of several
+	// replicas lock rows in one order.
+	order := sortedIndexes(len(reports), func(a, b int) int {
 		x, y := &reports[a], &reports[b]
 		// A node's newest last, by (receive ms, seq); of equals the first
 		// in the batch.
@@ -594,8 +595,12 @@ func (s *Store) recordReportsSQLite(ctx context.Context, rows []reportRow) (int6
 	defer conn.Close()
 	var mark int64
 	err = conn.Raw(func(dc any) error {
+		c, ok := dc.(sqliteConn)
+		if !ok {
+			return fmt.Errorf("the SQLite driver's connection (%T) cannot execute, query and prepare with a context", dc)
+		}
 		var err error
-		mark, err = writeReportsSQLite(ctx, dc.(sqliteConn), rows)
+		mark, err = writeReportsSQLite(ctx, c, rows)
 		return err
 	})
 	return mark, err
@@ -630,7 +635,10 @@ func writeReportsSQLite(ctx context.Context, c sqliteConn, rows []reportRow) (ma
 		return 0, err
 	}
 	defer st.Close()
-	exec := st.(driver.StmtExecContext)
+	exec, ok := st.(driver.StmtExecContext)
+	if !ok {
+		return 0, fmt.Errorf("the SQLite driver's statement (%T) cannot execute with a context", st)
+	}
 	args := make([]driver.NamedValue, 6)
 	for i := range args {
 		args[i].Ordinal = i + 1
