@@ -118,15 +118,7 @@ func (s *Store) nodesChanged(ctx context.Context, cursor int64, skip []int64) ([
 	if len(skip) > maxSkip {
 		skip = nil
 	}
-	reported := `reported >= ?`
-	args := []any{cursor, cursor}
-	if len(skip) > 0 {
-		reported += ` AND reported NOT IN (?` + strings.Repeat(`, ?`, len(skip)-1) + `)`
-		for _, m := range skip {
-			args = append(args, m)
-		}
-	}
-	query := `SELECT ` + nodeColumns + ` FROM nodes WHERE changed >= ? OR (` + reported + `)`
+	query, args := postgresNodesChanged(cursor, skip)
 	if s.dialect == sqliteDialect {
 		query, args = sqliteNodesChanged(cursor, skip)
 	}
@@ -135,6 +127,20 @@ func (s *Store) nodesChanged(ctx context.Context, cursor int64, skip []int64) ([
 		return nil, err
 	}
 	return scanNodes(rows)
+}
+
+// postgresNodesChanged is nodesChanged's query on PostgreSQL: the rows of
+// nodes changed or reported since cursor, but for the skipped reports.
+func postgresNodesChanged(cursor int64, skip []int64) (string, []any) {
+	reported := `reported >= ?`
+	args := []any{cursor, cursor}
+	if len(skip) > 0 {
+		reported += ` AND reported NOT IN (?` + strings.Repeat(`, ?`, len(skip)-1) + `)`
+		for _, m := range skip {
+			args = append(args, m)
+		}
+	}
+	return `SELECT ` + nodeColumns + ` FROM nodes WHERE changed >= ? OR (` + reported + `)`, args
 }
 
 // sqliteNodesChanged is nodesChanged's query on SQLite, where changed and
