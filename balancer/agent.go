@@ -163,7 +163,11 @@ func credentialHash(cred string) string {
 
 // credentialKey is credentialHash in an array.
 func credentialKey(cred string) (key [sha256.Size * 2]byte) {
-	sum := sha256.Sum256([]byte(cred))
+	// A credential's bytes are copied on the stack: []byte(cred) would
+	// allocate for any longer than 32 bytes (ours are 43), on every agent
+	// request.
+	var buf [128]byte
+	sum := sha256.Sum256(append(buf[:0], cred...))
 	hex.Encode(key[:], sum[:])
 	return key
 }
