@@ -222,14 +222,16 @@ const migrateLockKey = 0x62626261_6c616e63 // "bbbalanc"
 // migrate brings the schema to len(migrations) in one transaction, or
 // refuses a database that a newer binary has migrated further.
 func (s *Store) migrate(ctx context.Context) error {
-	err := s.migrateTx(ctx)
+	err := s.migrateTx(ctx, len(migrations))
 	if err != nil {
 		return fmt.Errorf("store: migrate %s database: %w", s.dialect, err)
 	}
 	return nil
 }
 
-func (s *Store) migrateTx(ctx context.Context) error {
+// migrateTx brings the schema to version target (len(migrations) but in
+// tests of a migration, which start from the version before it).
+func (s *Store) migrateTx(ctx context.Context, target int) error {
 	tx, err := s.db.BeginTx(ctx, nil) // on SQLite, BEGIN IMMEDIATE holds off other processes
 	if err != nil {
 		return err
@@ -255,7 +257,7 @@ func (s *Store) migrateTx(ctx context.Context) error {
 		return fmt.Errorf("database schema version %d is newer than this bbb-balancer (%d): upgrade bbb-balancer",
 			version, len(migrations))
 	}
-	for v := version + 1; v <= len(migrations); v++ {
+	for v := version + 1; v <= target; v++ {
 		for _, stmt := range migrations[v-1] {
 			if _, err := tx.ExecContext(ctx, stmt); err != nil {
 				return fmt.Errorf("version %d: %w", v, err)

@@ -346,24 +346,18 @@ func TestUnwritableDataDir(t *testing.T) {
 func TestMigrationMovesReports(t *testing.T) {
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), sqliteFile)
-	raw, err := sql.Open("sqlite", path+"?_foreign_keys=1")
+	old, err := openSQLite(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer raw.Close()
+	if err := old.migrateTx(ctx, 10); err != nil {
+		t.Fatal(err)
+	}
 	exec := func(stmt string, args ...any) {
 		t.Helper()
-		if _, err := raw.ExecContext(ctx, stmt, args...); err != nil {
+		if _, err := old.db.ExecContext(ctx, stmt, args...); err != nil {
 			t.Fatalf("%s: %v", stmt, err)
 		}
-	}
-	exec(`CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)`)
-	const before = 10
-	for v := 1; v <= before; v++ {
-		for _, stmt := range append(slices.Clone(migrations[v-1]), dialectMigrations[v][sqliteDialect]...) {
-			exec(stmt)
-		}
-		exec(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, 0)`, v)
 	}
 	load := fleet.Load{CPUPercent: 12.5, Meetings: 3, Participants: 40, BBBHealthy: true, BBBVersion: "3.0.4"}
 	for i, name := range []string{"bbb-b", "bbb-a", "bbb-never"} {
@@ -376,7 +370,7 @@ func TestMigrationMovesReports(t *testing.T) {
 			"id-"+name, name, "https://"+name+"/bigbluebutton/api/", t0.UnixMilli(), reportAt, seq, stored, mark)
 	}
 	exec(`UPDATE node_changes SET last = 9`)
-	raw.Close()
+	old.Close()
 
 	s, err := Open(ctx, "sqlite:"+path)
 	if err != nil {
