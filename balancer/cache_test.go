@@ -212,8 +212,8 @@ func TestMeetingCacheUnit(t *testing.T) {
 	nodesHeld := func() string {
 		t.Helper()
 		count := map[string]int32{}
-		for _, i := range c.nodes {
-			count[c.ids.ids[i]]++
+		for _, s := range c.nodes {
+			count[c.ids.ids[s.node()]]++
 		}
 		var held []string
 		for id, i := range c.ids.index {
@@ -259,6 +259,26 @@ func TestMeetingCacheUnit(t *testing.T) {
 	if got := nodesHeld(); got != "node-b node-c" {
 		t.Errorf("after node-a's last meeting went, nodes held: %s", got)
 	}
+
+	// Two meetings whose keys share the 64-bit hash: one is held, the later;
+	// the other is a miss (its join reads the store), never the other's node.
+	a, b := meetingKey{hash: 42, check: 1}, meetingKey{hash: 42, check: 2}
+	c.mu.Lock()
+	c.set(a, "node-a")
+	c.set(b, "node-d")
+	_, aHeld := c.lookup(a)
+	bNode, bHeld := c.lookup(b)
+	c.mu.Unlock()
+	if aHeld || !bHeld || c.ids.ids[bNode] != "node-d" {
+		t.Errorf("after two meetings of one hash: the first held %v, the second on %q (held %v); want only the second, on node-d", aHeld, c.ids.ids[bNode], bHeld)
+	}
+	if got := nodesHeld(); got != "node-b node-c node-d" {
+		t.Errorf("after a meeting replaced another of its hash, nodes held: %s", got)
+	}
+	c.mu.Lock()
+	delete(c.nodes, b.hash)
+	c.ids.unref(bNode)
+	c.mu.Unlock()
 
 	now := time.Now()
 	if err := c.refresh(context.Background(), now, nil); err != nil { // the first one sets the bound
