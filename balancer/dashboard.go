@@ -42,10 +42,12 @@ const (
 type dashboard struct {
 	s *Server
 
-	mu     sync.Mutex
-	hist   map[string]*loadRing // by node ID
-	prev   map[string]nodeSig   // last observed, for events
-	events []web.Event          // ring of maxEvents, next at evNext
+	mu sync.Mutex
+	// nodes are the nodes of the last observation, by node ID; obs counts
+	// the observations (a node not seen by the latest left the fleet).
+	nodes  map[string]*nodeHist
+	obs    uint64
+	events []web.Event // ring of maxEvents, next at evNext
 	evNext int
 	// observed: the first observation (the fleet at start) is done; nodes
 	// seen after it joined.
@@ -65,9 +67,9 @@ type dashboard struct {
 type loadRing struct {
 	sums    [historyPoints]float32
 	counts  [historyPoints]uint8
-	buckets int // buckets held
-	cur     int // the bucket being filled
-	n       int // samples held
+	buckets int32 // buckets held
+	cur     int32 // the bucket being filled
+	n       int32 // samples held
 }
 
 func (r *loadRing) add(v float64) {
@@ -76,7 +78,7 @@ func (r *loadRing) add(v float64) {
 			r.cur = (r.cur + 1) % historyPoints
 		}
 		if r.buckets == historyPoints {
-			r.n -= int(r.counts[r.cur]) // the oldest bucket falls out
+			r.n -= int32(r.counts[r.cur]) // the oldest bucket falls out
 		}
 		r.sums[r.cur], r.counts[r.cur] = 0, 0
 		r.buckets = min(r.buckets+1, historyPoints)
@@ -99,6 +101,14 @@ func (r *loadRing) points() []float64 {
 	return out
 }
 
+// nodeHist is what the dashboard keeps of a node: what its events are
+// derived from, its load history, and the observation that last saw it.
+type nodeHist struct {
+	sig  nodeSig
+	ring loadRing
+	seen uint64
+}
+
 // nodeSig is what events are derived from.
 type nodeSig struct {
 	name     string
@@ -118,7 +128,7 @@ func (s *Server) mountDashboard(mux *http.ServeMux) error {
 		}
 		users = u
 	}
-	d := &dashboard{s: s, hist: map[string]*loadRing{}, prev: map[string]nodeSig{}}
+	d := &dashboard{s: s, nodes: map[string]*nodeHist{}}
 	h := web.New(web.Options{Fleet: d, Rooms: roomLinks{s}, AdminToken: s.cfg.AdminToken, Users: users,
 		Dashboard: !s.cfg.DisableDashboard, MaxMeetingsShown: meetingsShown, Clock: s.cfg.Clock, Logger: s.log})
 	mux.Handle("/rooms/", h)
@@ -174,16 +184,16 @@ func (d *dashboard) observe(nodes []observed, record bool) {
 	defer d.mu.Unlock()
 	first := !d.observed
 	d.observed = true
-	seen := make(map[string]bool, len(nodes))
+	d.obs++
 	for _, n := range nodes {
-		seen[n.id] = true
 		sig := n.sig
-		old, known := d.prev[n.id]
+		h := d.nodes[n.id]
 		switch {
-		case !known && !first:
+		case h == nil && !first:
 			d.event(now, fmt.Sprintf("%s joined the fleet (%s, %s)", sig.name, sig.state, liveness(sig.online)))
-		case !known:
+		case h == nil:
 		default:
+			old := h.sig
 			if old.state != sig.state {
 				d.event(now, fmt.Sprintf("%s is now %s", sig.name, sig.state))
 			}
@@ -194,21 +204,19 @@ func (d *dashboard) observe(nodes []observed, record bool) {
 				d.event(now, fmt.Sprintf("%s drained: no meetings left", sig.name))
 			}
 		}
-		d.prev[n.id] = sig
+		if h == nil {
+			h = &nodeHist{}
+			d.nodes[n.id] = h
+		}
+		h.sig, h.seen = sig, d.obs
 		if record {
-			r := d.hist[n.id]
-			if r == nil {
-				r = &loadRing{}
-				d.hist[n.id] = r
-			}
-			r.add(n.load)
+			h.ring.add(n.load)
 		}
 	}
-	for id, old := range d.prev {
-		if !seen[id] {
-			d.event(now, fmt.Sprintf("%s left the fleet", old.name))
-			delete(d.prev, id)
-			delete(d.hist, id)
+	for id, h := range d.nodes {
+		if h.seen != d.obs {
+			d.event(now, fmt.Sprintf("%s left the fleet", h.sig.name))
+			delete(d.nodes, id)
 		}
 	}
 }
@@ -258,8 +266,8 @@ func (d *dashboard) Snapshot() web.Snapshot {
 		if !n.LastReportAt.IsZero() {
 			v.LastReportAge = max(now.Sub(n.LastReportAt), 0)
 		}
-		if r := d.hist[n.ID]; r != nil {
-			v.History = r.points()
+		if h := d.nodes[n.ID]; h != nil {
+			v.History = h.ring.points()
 		}
 		v.History = append(v.History, v.Load) // and now
 		out.Nodes = append(out.Nodes, v)

@@ -365,7 +365,7 @@ func TestDashboardEvents(t *testing.T) {
 	clk := testenv.NewClock()
 	e := newEnv(t, "sqlite:"+t.TempDir()+"/balancer.db", clk)
 	e.addNodes(2)
-	d := &dashboard{s: e.srv, hist: map[string]*loadRing{}, prev: map[string]nodeSig{}}
+	d := &dashboard{s: e.srv, nodes: map[string]*nodeHist{}}
 	d.observe(d.fleetNow(), true) // the fleet at start: no events
 	clk.Advance(time.Minute)      // both miss their reports: offline
 	e.report(e.nodes[0], fleet.Load{BBBHealthy: true})
@@ -384,7 +384,7 @@ func TestDashboardEvents(t *testing.T) {
 	if strings.Contains(got, "joined") || strings.Contains(got, "bbb1 went") {
 		t.Errorf("events %q: nodes of the first observation did not join, bbb1 stayed online", texts)
 	}
-	if n := d.hist[e.srv.reg.snapshot()[0].ID].n; n != 2 {
+	if n := d.nodes[e.srv.reg.snapshot()[0].ID].ring.n; n != 2 {
 		t.Errorf("%d samples, want 2", n)
 	}
 }
