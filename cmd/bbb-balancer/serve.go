@@ -92,10 +92,12 @@ func serve(c *cli.Context) error {
 	defer stop()
 	// Once it is stopping, a second signal ends the process at once.
 	context.AfterFunc(ctx, stop)
+	gcPercent := setGCPercent()
 	r, err := newReplica(ctx, c)
 	if err != nil {
 		return err
 	}
+	r.gcPercent = gcPercent
 	defer r.store.Close()
 	return r.supervise(ctx)
 }
@@ -114,6 +116,8 @@ type replica struct {
 	adminLn net.Listener
 	acme    *http.Server
 	acmeLn  net.Listener
+	// gcPercent is the collector's GOGC (setGCPercent), for the log.
+	gcPercent int
 }
 
 // newReplica checks the configuration, opens the database, loads the balancer
@@ -273,7 +277,7 @@ func (r *replica) supervise(ctx context.Context) error {
 	if r.acmeLn != nil {
 		attrs = append(attrs, "acme_http01", r.acmeLn.Addr().String())
 	}
-	r.log.Info("bbb-balancer listening", attrs...)
+	r.log.Info("bbb-balancer listening", append(attrs, "gogc", r.gcPercent)...)
 	// The loop stops after the HTTP server, so its last write holds the
 	// reports of the requests the shutdown let finish.
 	loopCtx, stopLoop := context.WithCancel(context.WithoutCancel(gctx))
