@@ -422,3 +422,54 @@ func TestRecordPoll(t *testing.T) {
 		}
 	})
 }
+
+// TestSQLiteConnectionsRenewed: SQLite's writing connection is closed after
+// sqliteWriterLifetime, and a new one works as the first did: the flush
+// through the driver's connection, the writer's page cache, foreign keys (a
+// node's delete takes its report with it), readers seeing the writes.
+func TestSQLiteConnectionsRenewed(t *testing.T) {
+	s := backend{dsn: backends[0].dsn(t)}.open(t)
+	ctx := t.Context()
+	if got := s.db.Stats().MaxOpenConnections; got != 1 {
+		t.Fatalf("the writer pool allows %d connections, want 1", got)
+	}
+	a := addNode(t, s, "a")
+	flush := func(seq int64) {
+		t.Helper()
+		if _, err := s.RecordReports(ctx, []records.Report{{NodeID: a.ID, Seq: seq, ReceivedAt: t0.Add(time.Duration(seq) * time.Second)}}); err != nil {
+			t.Fatalf("flush %d: %v", seq, err)
+		}
+	}
+	flush(1)
+	// The writer's connection expires as soon as it is handed back.
+	s.db.SetConnMaxLifetime(time.Nanosecond)
+	for seq := int64(2); seq <= 4; seq++ {
+		flush(seq)
+		if got, err := s.Node(ctx, a.ID); err != nil || got.LastSeq != seq {
+			t.Fatalf("after flush %d through a new connection: seq %d, %v", seq, got.LastSeq, err)
+		}
+	}
+	if n := s.db.Stats().MaxLifetimeClosed; n == 0 {
+		t.Fatal("no writer connection was closed for its lifetime: the test renewed nothing")
+	}
+	var cacheSize, foreignKeys int
+	if err := s.db.QueryRowContext(ctx, "PRAGMA cache_size").Scan(&cacheSize); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.QueryRowContext(ctx, "PRAGMA foreign_keys").Scan(&foreignKeys); err != nil {
+		t.Fatal(err)
+	}
+	if cacheSize != -sqliteWriterCacheKiB || foreignKeys != 1 {
+		t.Errorf("a new writer connection: cache_size %d, foreign_keys %d; want %d and 1", cacheSize, foreignKeys, -sqliteWriterCacheKiB)
+	}
+	if err := s.DeleteNode(ctx, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	var reports int
+	if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM node_reports").Scan(&reports); err != nil {
+		t.Fatal(err)
+	}
+	if reports != 0 {
+		t.Errorf("%d reports left after their node's delete on a new connection: foreign keys off", reports)
+	}
+}

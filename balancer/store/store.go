@@ -51,6 +51,17 @@ const (
 	// sqliteCheckpointPages is the WAL's size, in pages, that starts a
 	// checkpoint (SQLite's default is 1,000 pages).
 	sqliteCheckpointPages = 10_000
+	// sqliteWriterLifetime and sqliteReaderIdle bound what a connection
+	// keeps of the pages its cache let go. modernc's page cache binding
+	// keeps its bookkeeping of every page the cache evicted (some 150
+	// bytes of Go heap each) until the connection asks for that page again
+	// or closes. A reader's goes when another connection's write makes
+	// SQLite drop its cache, so only an idle reader keeps it; the writer's
+	// grows to every page it ever wrote, the whole database in time (6 MB
+	// of heap at 40,000 pages), and each commit walks it. Closing the
+	// connections bounds both; a new one costs an open and a cold cache.
+	sqliteWriterLifetime = 10 * time.Minute
+	sqliteReaderIdle     = time.Minute
 )
 
 // postgresMaxConns bounds one replica's connections; several replicas share
@@ -163,7 +174,7 @@ func openSQLite(ctx context.Context, path string) (*Store, error) {
 		"&_pragma=cache_size(-"+strconv.Itoa(sqliteWriterCacheKiB)+")&_pragma=wal_autocheckpoint("+strconv.Itoa(sqliteCheckpointPages)+")") // lazy, as above
 	db.SetMaxOpenConns(1)
 	db.SetMaxIdleConns(1)
-	db.SetConnMaxLifetime(0)
+	db.SetConnMaxLifetime(sqliteWriterLifetime)
 	db.SetConnMaxIdleTime(0)
 	// The first connection creates the file and turns on WAL before any
 	// reader opens it.
@@ -175,6 +186,7 @@ func openSQLite(ctx context.Context, path string) (*Store, error) {
 	readers := max(4, runtime.GOMAXPROCS(0))
 	rdb.SetMaxOpenConns(readers)
 	rdb.SetMaxIdleConns(readers)
+	rdb.SetConnMaxIdleTime(sqliteReaderIdle)
 	return &Store{dialect: sqliteDialect, db: db, rdb: rdb}, nil
 }
 
