@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"unique"
 
 	"github.com/bbb-agent/bbb-agent/fleet"
 )
@@ -85,6 +86,13 @@ func (d *reportScanner) str() ([]byte, bool) {
 func (d *reportScanner) text() (string, bool) {
 	s, ok := d.str()
 	return string(s), ok
+}
+
+// shared reads a string most nodes send alike (a BBB version, an error's
+// words): one copy for all of them, not one a node (unique.Make).
+func (d *reportScanner) shared() (string, bool) {
+	s, ok := d.str()
+	return unique.Make(string(s)).Value(), ok
 }
 
 // number reads a JSON number's text.
@@ -305,11 +313,11 @@ func (d *reportScanner) load(l *fleet.Load) bool {
 		case "bbb_healthy":
 			l.BBBHealthy, ok = d.bool()
 		case "bbb_error":
-			l.BBBError, ok = d.text()
+			l.BBBError, ok = d.shared()
 		case "turn_healthy":
 			l.TURNHealthy, ok = d.bool()
 		case "bbb_version":
-			l.BBBVersion, ok = d.text()
+			l.BBBVersion, ok = d.shared()
 		}
 		return ok
 	})

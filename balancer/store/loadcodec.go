@@ -7,6 +7,7 @@ import (
 	"math"
 	"strconv"
 	"unicode/utf8"
+	"unique"
 
 	"github.com/bbb-agent/bbb-agent/fleet"
 )
@@ -152,11 +153,11 @@ func decodeLoad(raw []byte) (fleet.Load, error) {
 		case 18:
 			l.BBBHealthy, err = p.bool()
 		case 19:
-			l.BBBError, err = p.string()
+			l.BBBError, err = p.shared()
 		case 20:
 			l.TURNHealthy, err = p.bool()
 		case 21:
-			l.BBBVersion, err = p.string()
+			l.BBBVersion, err = p.shared()
 		default:
 			return l, fmt.Errorf("stored load %.40q: more values than this balancer knows: a newer balancer wrote it", raw)
 		}
@@ -231,6 +232,13 @@ func (p *loadParser) bool() (bool, error) {
 }
 
 // string reads a JSON string.
+// shared parses a string most nodes have alike (a BBB version, an error's
+// words): one copy for the fleet, not one a node (unique.Make).
+func (p *loadParser) shared() (string, error) {
+	s, err := p.string()
+	return unique.Make(s).Value(), err
+}
+
 func (p *loadParser) string() (string, error) {
 	p.space()
 	if p.i >= len(p.raw) || p.raw[p.i] != '"' {

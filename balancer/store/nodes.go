@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unique"
 
 	"github.com/bbb-agent/bbb-agent/balancer/records"
 	"github.com/bbb-agent/bbb-agent/fleet"
@@ -110,6 +111,10 @@ func scanNodeColumns(sc scanner, tags, load, uris any) (records.Node, error) {
 	}
 	n.TakeoverAllowed = takeover != 0
 	n.URL = url.String
+	// Most nodes have one of a few roles, states, sources and agent
+	// versions: one copy of each for the fleet, not one a node.
+	n.Role, n.State, n.Source = unique.Make(n.Role).Value(), unique.Make(n.State).Value(), unique.Make(n.Source).Value()
+	n.AgentVersion = unique.Make(n.AgentVersion).Value()
 	n.ReportInterval = time.Duration(interval) * time.Millisecond
 	n.CreatedAt = fromMillis(created)
 	n.LastReportAt = fromMillis(lastReportAt)
