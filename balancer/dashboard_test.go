@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bbb-agent/bbb-agent/agentapi"
 	"github.com/bbb-agent/bbb-agent/balancer/records"
 	"github.com/bbb-agent/bbb-agent/balancer/web"
 	"github.com/bbb-agent/bbb-agent/bbb"
@@ -386,6 +387,35 @@ func TestDashboardEvents(t *testing.T) {
 	}
 	if n := d.nodes[e.srv.reg.snapshot()[0].ID].ring.n; n != 2 {
 		t.Errorf("%d samples, want 2", n)
+	}
+
+	// bbb2 deregisters, bbb3 registers: one left, one joined, and the
+	// history is bbb3's own.
+	var st agentapi.StateResponse
+	e.agentCall(agentapi.PathDeregister, agentapi.NodeRequest{Node: "bbb2"}, &st, http.StatusOK)
+	e.addNodes(1)
+	d.observe(d.fleetNow(), true)
+	texts = texts[:0]
+	for _, ev := range d.Snapshot().Events {
+		texts = append(texts, ev.Text)
+	}
+	got = strings.Join(texts, "\n")
+	for _, want := range []string{"bbb2 left the fleet", "bbb3 joined the fleet (enabled, online)"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("events %q lack %q", texts, want)
+		}
+	}
+	if len(d.nodes) != 2 {
+		t.Errorf("the dashboard keeps %d nodes, want bbb1 and bbb3", len(d.nodes))
+	}
+	for _, n := range e.srv.reg.snapshot() {
+		h := d.nodes[n.ID]
+		switch {
+		case h == nil:
+			t.Errorf("%s is not kept", n.Name)
+		case n.Name == "bbb3" && h.ring.n != 1:
+			t.Errorf("bbb3 has %d samples, want its one", h.ring.n)
+		}
 	}
 }
 
