@@ -197,8 +197,8 @@ func (h httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // its parts (reportRSSParts).
 //
 // Then the process's own CPU (from /proc/PID/stat, so the load generator
-// is not in it) idle and while the fleet reports every 5 s, beside the
-// floor: a minimal net/http process receiving the same reports. Then the
+// is not in it) idle and while the fleet reports every 5 s, and of that the
+// collector's at serve's GOGC (from its /metrics), beside the floor: a minimal net/http process receiving the same reports. Then the
 // p99 of joins at a steady rate alone and while the fleet reports, and at
 // last the RSS with each agent's connection open.
 func BenchmarkMemoryProcess(b *testing.B) {
@@ -245,11 +245,15 @@ func BenchmarkMemoryProcess(b *testing.B) {
 	cpu0, t0 := procCPU(b, p.Pid()), time.Now()
 	time.Sleep(3 * time.Second) // a measuring window, not a wait for a result
 	b.ReportMetric((procCPU(b, p.Pid())-cpu0).Seconds()/time.Since(t0).Seconds(), "bbb-balancer-idle-cores")
+	gc0 := metricValue(b, url, "go_cpu_classes_gc_total_cpu_seconds_total")
 	cpu0, t0 = procCPU(b, p.Pid()), time.Now()
 	sys0 := procSysCPU(b, p.Pid())
 	sent := paceReports(b, url, names, ingestInterval, ingestWindow, 2)
 	cores := (procCPU(b, p.Pid()) - cpu0).Seconds() / time.Since(t0).Seconds()
 	b.ReportMetric(cores, "bbb-balancer-ingest-cores")
+	// The collector's part (the runtime's estimate, a little over), at
+	// serve's GOGC (cmd/bbb-balancer/gc.go).
+	b.ReportMetric((metricValue(b, url, "go_cpu_classes_gc_total_cpu_seconds_total")-gc0)/time.Since(t0).Seconds(), "of-which-gc-cores")
 	// The kernel's part (system time): on loopback, each response's write
 	// also runs the receiving side's TCP path.
 	b.ReportMetric((procSysCPU(b, p.Pid())-sys0).Seconds()/time.Since(t0).Seconds(), "of-which-kernel-cores")
@@ -486,24 +490,35 @@ func reportRSSParts(b *testing.B, pid int, url string) {
 	file, anon := procStatus(b, pid, "RssFile"), procStatus(b, pid, "RssAnon")
 	var body bytes.Buffer
 	scrapeMetricsTo(b, url, &body)
-	metric := func(name string) float64 {
-		for _, line := range strings.Split(body.String(), "\n") {
-			if v, ok := strings.CutPrefix(line, name+" "); ok {
-				f, err := strconv.ParseFloat(v, 64)
-				if err != nil {
-					b.Fatalf("/metrics: %s: %v", line, err)
-				}
-				return f / (1 << 20)
-			}
-		}
-		b.Fatalf("/metrics has no %s", name)
-		return 0
-	}
+	metric := func(name string) float64 { return metricIn(b, body.String(), name) / (1 << 20) }
 	goHeld := metric("go_memstats_sys_bytes") - metric("go_memstats_heap_released_bytes")
 	b.ReportMetric(file, "rss-file-pages-MiB")
 	b.ReportMetric(goHeld, "rss-go-runtime-MiB")
 	b.ReportMetric(metric("go_memstats_heap_inuse_bytes"), "go-heap-inuse-MiB")
 	b.ReportMetric(anon-goHeld, "rss-sqlite-and-other-MiB")
+}
+
+// metricValue is the value of a series without labels in the balancer's
+// /metrics.
+func metricValue(b *testing.B, url, name string) float64 {
+	var body bytes.Buffer
+	scrapeMetricsTo(b, url, &body)
+	return metricIn(b, body.String(), name)
+}
+
+// metricIn is the value of a series without labels in a /metrics text.
+func metricIn(b *testing.B, text, name string) float64 {
+	for _, line := range strings.Split(text, "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				b.Fatalf("/metrics: %s: %v", line, err)
+			}
+			return f
+		}
+	}
+	b.Fatalf("/metrics has no %s", name)
+	return 0
 }
 
 // scrapeMetrics gets the balancer's /metrics as Prometheus does (the admin

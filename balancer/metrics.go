@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 
@@ -62,9 +63,14 @@ func newMetrics(nodes func() []metricsNode) *metrics {
 		}),
 	}
 	m.reg.MustRegister(m.apiRequests, m.apiLatency, m.placements, m.reports, m.reportErrors, m.flushLatency, m.flushFailures,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(gcCPU)), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
+
+// gcCPU adds to the Go collector's families the CPU the collector spent,
+// go_cpu_classes_gc_total_cpu_seconds_total (the runtime's estimate, a
+// little over): what serve's GOGC costs.
+var gcCPU = collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/cpu/classes/gc/total:cpu-seconds$`)}
 
 // ServeHTTP serves /metrics in the text format (0.0.4), which every
 // Prometheus version accepts, gzipped when the scraper allows it

@@ -146,8 +146,10 @@ func TestMetricsExposition(t *testing.T) {
 		if v := value("bbb_balancer_api_requests_total", "call", "join", "result", "redirect"); v != 3 {
 			t.Errorf("api_requests_total{join,redirect} %v, want 3", v)
 		}
-		if _, ok := fams["go_goroutines"]; !ok {
-			t.Error("the Go collector's families are missing")
+		for _, name := range []string{"go_goroutines", "go_gc_gogc_percent", "go_cpu_classes_gc_total_cpu_seconds_total"} {
+			if _, ok := fams[name]; !ok {
+				t.Errorf("the Go collector's %s is missing", name)
+			}
 		}
 		if v := value("bbb_balancer_node_cpu_percent", "node", odd); v != 99.123456789 {
 			t.Errorf("cpu of %q: %v, want 99.123456789 (escaping or precision lost)", odd, v)
