@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -244,7 +243,7 @@ func (r *registry) refresh(ctx context.Context) error {
 			// the smaller.
 			reserved = min(reserved, int(e.reserved))
 		}
-		e.reserved = int32(min(reserved, math.MaxInt32))
+		e.reserved = int32(reserved)
 	}
 	return nil
 }
@@ -572,8 +571,9 @@ func (r *registry) flush(ctx context.Context) error {
 	// The store holds these reports now (or newer ones, whose rows the
 	// next refresh reads): what its placement counts go by.
 	for _, rep := range batch {
-		if e, ok := r.byID[rep.NodeID]; ok && instantOf(rep.ReceivedAt) > e.stored {
-			e.stored = instantOf(rep.ReceivedAt)
+		e, ok := r.byID[rep.NodeID]
+		if at := instantOf(rep.ReceivedAt); ok && at > e.stored {
+			e.stored = at
 		}
 	}
 	if mark >= r.cursor {
@@ -597,7 +597,7 @@ func (r *registry) reserve(id string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if e, ok := r.byID[id]; ok {
-		e.reserved = min(e.reserved, math.MaxInt32-1) + 1
+		e.reserved++
 	}
 }
 
