@@ -198,7 +198,8 @@ func (h httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 //
 // Then the process's own CPU (from /proc/PID/stat, so the load generator
 // is not in it) idle and while the fleet reports every 5 s, and of that the
-// collector's at serve's GOGC (from its /metrics), beside the floor: a minimal net/http process receiving the same reports. Then the
+// collector's at serve's GOGC (from its /metrics), beside the floor: a
+// minimal net/http process receiving the same reports. Then the
 // p99 of joins at a steady rate alone and while the fleet reports, and at
 // last the RSS with each agent's connection open.
 func BenchmarkMemoryProcess(b *testing.B) {

@@ -27,9 +27,9 @@ import (
 // rate that fills both cores, 16,400-19,600 a second measured against
 // 21,500-22,900 with GOGC=100 (10,000 nodes' 100,000 meetings of ten
 // participants joining within ten minutes make 1,700 a second). A
-// deployment that needs more, or a fleet several times bigger, whose live
-// heap is as many times bigger, can set GOGC=100 to spend memory instead. GOGC (and GOMEMLIMIT) in the
-// environment win, as in any Go program.
+// deployment that needs more, or a fleet several times bigger (whose live
+// heap is as many times bigger), can set GOGC=100 to spend memory instead:
+// GOGC (and GOMEMLIMIT) in the environment win, as in any Go program.
 const defaultGCPercent = 25
 
 // setGCPercent applies defaultGCPercent unless the environment sets GOGC,
