@@ -7,8 +7,9 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"runtime"
 	"strings"
-	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -21,8 +22,10 @@ import (
 // shows (registry.metricsNodes). At 10,000 nodes those are 120,000 series;
 // built as client_golang const metrics they cost a scrape ~280 ms and left
 // the process ~90 MiB bigger after three scrapes; written directly from
-// whole node views ~45 ms and ~14 MiB; from metricsNodes, with a pooled
-// compressor, 30-38 ms and ~4.5 MiB (BenchmarkMemoryProcess).
+// whole node views ~45 ms and ~14 MiB; from metricsNodes (then 128 bytes a
+// node), with a pooled compressor, 30-38 ms and ~4.5 MiB, ~6 after nine
+// scrapes; from 56-byte metricsNodes and with a collection after each
+// scrape, ~1 MiB, also after nine (BenchmarkMemoryProcess).
 type metrics struct {
 	nodes         func() []metricsNode
 	reg           *prometheus.Registry
@@ -33,12 +36,17 @@ type metrics struct {
 	reportErrors  *prometheus.CounterVec
 	flushLatency  prometheus.Histogram
 	flushFailures prometheus.Counter
+	// collect is runtime.GC; collecting is set while one that
+	// collectAfterScrape started runs.
+	collect    func()
+	collecting atomic.Bool
 }
 
 func newMetrics(nodes func() []metricsNode) *metrics {
 	m := &metrics{
-		nodes: nodes,
-		reg:   prometheus.NewRegistry(),
+		nodes:   nodes,
+		collect: runtime.GC,
+		reg:     prometheus.NewRegistry(),
 		apiRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bbb_balancer_api_requests_total", Help: "BBB API requests by call and returncode (SUCCESS, FAILED, or redirect for join).",
 		}, []string{"call", "result"}),
@@ -76,6 +84,11 @@ var gcCPU = collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/cpu/c
 // Prometheus version accepts, gzipped when the scraper allows it
 // (Prometheus does).
 func (m *metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	m.write(w, r)
+	m.collectAfterScrape()
+}
+
+func (m *metrics) write(w http.ResponseWriter, r *http.Request) {
 	families, err := m.reg.Gather()
 	if err != nil {
 		// A collector's error: what did gather is still worth serving,
@@ -88,13 +101,10 @@ func (m *metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var out io.Writer = w
 	if acceptsGzip(r.Header.Get("Accept-Encoding")) {
 		h.Set("Content-Encoding", "gzip")
-		gz := gzipWriters.Get().(*gzip.Writer)
-		gz.Reset(w)
-		defer func() {
-			gz.Close()
-			gz.Reset(io.Discard) // holds no response past this one
-			gzipWriters.Put(gz)
-		}()
+		// A compressor is about 1 MB of tables and windows. It is not
+		// kept between scrapes (see collectAfterScrape).
+		gz, _ := gzip.NewWriterLevel(w, gzip.BestSpeed) // a valid level: no error
+		defer gz.Close()
 		out = gz
 	}
 	bw := bufio.NewWriterSize(out, 32<<10)
@@ -107,12 +117,25 @@ func (m *metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	bw.Flush()
 }
 
-// gzipWriters keep the compressors of /metrics between scrapes: one is
-// about 1 MB of tables and windows.
-var gzipWriters = sync.Pool{New: func() any {
-	gz, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed) // a valid level: no error
-	return gz
-}}
+// collectAfterScrape starts a garbage collection once a scrape is written,
+// unless one it started is still running. A scrape of a large fleet holds
+// about 2 MB for its ~30 ms (the compressor and the nodes' copy). A
+// collection that runs meanwhile (at rest the scrape's own allocations
+// start one) counts that as live and sets the heap's next goal by it, a
+// quarter higher at serve's GOGC: the process then keeps ~3 MiB more until
+// the next collection, which, with no reports coming in, is the runtime's
+// forced one two minutes later, by which time the next scrape came. This
+// collection sets the goal by what outlives the scrape. It costs about
+// what one collection of the fleet's heap costs, once a scrape.
+func (m *metrics) collectAfterScrape() {
+	if !m.collecting.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer m.collecting.Store(false)
+		m.collect()
+	}()
+}
 
 // acceptsGzip says whether an Accept-Encoding header allows gzip (and does
 // not refuse it with q=0).

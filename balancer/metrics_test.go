@@ -6,9 +6,12 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/bbb-agent/bbb-agent/balancer/placement"
 	"github.com/bbb-agent/bbb-agent/balancer/records"
@@ -32,7 +35,16 @@ func TestFleetMetrics(t *testing.T) {
 		node("c", fleet.RoleBBB, fleet.Enabled, false, fleet.Load{Meetings: 7, Participants: 70, Voice: 7, Video: 7, Listeners: 7}),
 		node("t", "", fleet.Enabled, true, fleet.Load{}), // a role not recorded counts as bbb
 		node("turn1", fleet.RoleTURN, fleet.Disabled, false, fleet.Load{}),
+		// Figures past 32 bits show as the largest that fits; the totals
+		// still add up (in 64 bits).
+		node("huge1", fleet.RoleBBB, fleet.Enabled, true, fleet.Load{Participants: 1 << 40}),
+		node("huge2", fleet.RoleBBB, fleet.Enabled, true, fleet.Load{Participants: math.MaxInt32}),
+		// A state this version does not know counts in no series.
+		node("odd", fleet.RoleBBB, "retired", false, fleet.Load{}),
 	}
+	nodes[1].Reason = "BBB not answering: connection refused"
+	nodes[2].Reason = "offline: no report for 31s"
+	nodes[3].Reason = "something a newer agent invented"
 	m := newMetrics(func() []metricsNode { return metricsNodesOf(nodes, placement.DefaultPolicy()) })
 	srv := httptest.NewServer(m)
 	t.Cleanup(srv.Close)
@@ -46,9 +58,9 @@ func TestFleetMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"bbb_balancer_meetings 3", "bbb_balancer_participants 15", "bbb_balancer_voice_participants 7",
+		"bbb_balancer_meetings 3", "bbb_balancer_voice_participants 7",
 		"bbb_balancer_video_streams 3", "bbb_balancer_listeners 3",
-		`bbb_balancer_nodes{liveness="online",role="bbb",state="enabled"} 2`,
+		`bbb_balancer_nodes{liveness="online",role="bbb",state="enabled"} 4`,
 		`bbb_balancer_nodes{liveness="online",role="bbb",state="cordoned"} 1`,
 		`bbb_balancer_nodes{liveness="offline",role="bbb",state="enabled"} 1`,
 		`bbb_balancer_nodes{liveness="offline",role="turn",state="disabled"} 1`,
@@ -56,10 +68,61 @@ func TestFleetMetrics(t *testing.T) {
 		`bbb_balancer_node_meetings{node="c"} 7`, `bbb_balancer_node_online{node="c"} 0`,
 		`bbb_balancer_node_voice_participants{node="a"} 6`, `bbb_balancer_node_listeners{node="b"} 1`,
 		`bbb_balancer_node_cpu_percent{node="a"} 40`, `bbb_balancer_node_state{node="b",state="cordoned"} 1`,
+		`bbb_balancer_node_participants{node="huge1"} 2.147483647e+09`, "bbb_balancer_participants 4.294967309e+09", // 15 + 2 × (2³¹ - 1)
+		`bbb_balancer_node_state{node="odd",state="enabled"} 0`, `bbb_balancer_node_state{node="odd",state="disabled"} 0`,
+		`bbb_balancer_nodes{liveness="offline",role="bbb",state="disabled"} 0`,
+		`bbb_balancer_node_healthy{node="a",reason=""} 1`, `bbb_balancer_node_healthy{node="b",reason="not_answering"} 0`,
+		`bbb_balancer_node_healthy{node="c",reason="offline"} 0`, `bbb_balancer_node_healthy{node="t",reason="error"} 0`,
 	} {
 		if !strings.Contains(string(body), "\n"+want+"\n") {
 			t.Errorf("metrics lack %q", want)
 		}
+	}
+	// A scrape copies one of these per node (metricsNode's comment).
+	if size := unsafe.Sizeof(metricsNode{}); size > 56 {
+		t.Errorf("a metricsNode takes %d bytes, want at most 56", size)
+	}
+}
+
+// TestMetricsCollectAfterScrape: a scrape, once written, starts a
+// collection (so that its short-lived copy and compressor do not set the
+// heap's next goal); scrapes while that one runs start none.
+func TestMetricsCollectAfterScrape(t *testing.T) {
+	nodes := []nodeView{{Node: records.Node{Name: "a", Role: fleet.RoleBBB, State: fleet.Enabled}, Online: true}}
+	m := newMetrics(func() []metricsNode { return metricsNodesOf(nodes, placement.DefaultPolicy()) })
+	started, release := make(chan struct{}, 4), make(chan struct{})
+	var calls atomic.Int32
+	m.collect = func() {
+		calls.Add(1)
+		started <- struct{}{}
+		<-release
+	}
+	scrape := func() {
+		t.Helper()
+		rec := httptest.NewRecorder()
+		m.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		if !strings.Contains(rec.Body.String(), `bbb_balancer_node_online{node="a"} 1`) {
+			t.Fatalf("scrape: %.200s", rec.Body.String())
+		}
+	}
+	scrape()
+	<-started
+	scrape() // while the first scrape's collection runs: none more
+	scrape()
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("%d collections for three scrapes, one of them still running; want 1", n)
+	}
+	close(release)
+	for i := 0; m.collecting.Load(); i++ {
+		if i > 1e7 {
+			t.Fatal("the collection never ended")
+		}
+		runtime.Gosched()
+	}
+	scrape()
+	<-started
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("%d collections after the first ended and a scrape came; want 2", n)
 	}
 }
 
@@ -83,7 +146,7 @@ func TestMetricsExposition(t *testing.T) {
 	srv := httptest.NewServer(m)
 	t.Cleanup(srv.Close)
 
-	for _, gz := range []bool{false, true, true} { // the second gzipped scrape reuses the first's compressor
+	for _, gz := range []bool{false, true, true} {
 		req, _ := http.NewRequest("GET", srv.URL, nil)
 		if gz {
 			req.Header.Set("Accept-Encoding", "gzip")
@@ -238,11 +301,11 @@ func TestRegistryMetricsNodes(t *testing.T) {
 	for _, n := range got {
 		switch n.Name {
 		case "zulu":
-			if n.Reason != "" || !n.Online || n.Load.Voice != 9 || n.Placement <= e.srv.cfg.Policy.Load(views[4].Node, 0) {
+			if !n.healthy() || !n.Online || n.Load.Voice != 9 || n.Placement <= e.srv.cfg.Policy.Load(views[4].Node, 0) {
 				t.Errorf("zulu: %+v: want healthy, online, voice 9, reservations in its load", n)
 			}
 		case "mike", "gone", "silent":
-			if n.Reason == "" {
+			if n.healthy() {
 				t.Errorf("%s: no reason given", n.Name)
 			}
 		}

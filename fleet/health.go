@@ -36,6 +36,10 @@ const (
 	OtherError    HealthClass = "error"          // anything else, and reasons this version does not know
 )
 
+// HealthClasses are the classes ReasonClass returns, but "".
+var HealthClasses = []HealthClass{NotAnswering, Hanging, TLSError, ChecksumError, HTTPError, BadAnswer, VersionTooOld,
+	OfflineClass, TURNError, OtherError}
+
 // The reason texts start with these prefixes; ReasonClass maps them back, so
 // a reason travels (an agent's report, the store) as one string.
 var reasonPrefixes = []struct {

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -115,6 +116,16 @@ func TestReasonClass(t *testing.T) {
 		if got := ReasonClass(reason); got != want {
 			t.Errorf("ReasonClass(%q) = %q, want %q", reason, got, want)
 		}
+	}
+	// HealthClasses lists every class a reason maps to: /metrics counts on
+	// it (balancer's metricsNode keeps a class as its index there).
+	for _, p := range reasonPrefixes {
+		if !slices.Contains(HealthClasses, p.class) {
+			t.Errorf("HealthClasses lacks %q (of prefix %q)", p.class, p.prefix)
+		}
+	}
+	if !slices.Contains(HealthClasses, OtherError) || slices.Contains(HealthClasses, "") {
+		t.Errorf("HealthClasses %q: want OtherError in it, and not \"\"", HealthClasses)
 	}
 }
 
