@@ -130,7 +130,8 @@ func (s *Server) mountDashboard(mux *http.ServeMux) error {
 	}
 	d := &dashboard{s: s, nodes: map[string]*nodeHist{}}
 	h := web.New(web.Options{Fleet: d, Rooms: roomLinks{s}, AdminToken: s.cfg.AdminToken, Users: users,
-		Dashboard: !s.cfg.DisableDashboard, MaxMeetingsShown: meetingsShown, Clock: s.cfg.Clock, Logger: s.log})
+		Dashboard: !s.cfg.DisableDashboard, MaxMeetingsShown: meetingsShown, Clock: s.cfg.Clock, Logger: s.log,
+		AfterRender: s.collector.after})
 	mux.Handle("/rooms/", h)
 	mux.Handle("GET /dashboard/static/", h) // the room pages' style sheet too
 	mux.Handle("/admin/v1/rooms", s.roomsAdminHandler())
@@ -155,23 +156,30 @@ func (d *dashboard) sample() {
 	}
 }
 
-// observed is what the dashboard takes of a node at each observation.
+// observed is what the dashboard takes of a node at each observation, and
+// of every node for a view of the page (Snapshot): about 90 bytes.
 type observed struct {
 	id   string
 	sig  nodeSig
 	load float64 // the placement load, reservations included
+	// largest is the largest meeting of its last report (nodesToList).
+	largest int
+	turn    bool
+	healthy bool // no reason given (entry.reason)
+	hasURL  bool // its BBB API can be asked
 }
 
-func newObserved(n *records.Node, online bool, reserved int, p placement.Policy) observed {
-	return observed{id: n.ID, sig: nodeSig{name: n.Name, state: n.State, online: online, meetings: n.Load.Meetings}, load: p.Load(*n, reserved)}
+func newObserved(n *records.Node, online bool, reserved int, reason string, p placement.Policy) observed {
+	return observed{id: n.ID, sig: nodeSig{name: n.Name, state: n.State, online: online, meetings: n.Load.Meetings},
+		load: p.Load(*n, reserved), largest: n.Load.LargestMeeting, turn: n.Role == fleet.RoleTURN, healthy: reason == "", hasURL: n.URL != ""}
 }
 
 // fleetNow is the fleet as observe takes it: a sample of 10,000 nodes
-// copies 80 bytes of each, not its whole nodeView.
+// copies under 100 bytes of each, not its whole nodeView.
 func (d *dashboard) fleetNow() []observed {
 	out := make([]observed, 0, d.s.reg.size())
-	d.s.reg.visit(func(n *records.Node, online bool, reserved int, _ string) {
-		out = append(out, newObserved(n, online, reserved, d.s.cfg.Policy))
+	d.s.reg.visit(func(n *records.Node, online bool, reserved int, reason string) {
+		out = append(out, newObserved(n, online, reserved, reason, d.s.cfg.Policy))
 	})
 	return out
 }
@@ -245,18 +253,46 @@ func (d *dashboard) addEvent(text string) {
 	d.mu.Unlock()
 }
 
-// Snapshot implements web.Fleet. No secret leaves here: web.Node has no
-// field for one.
-func (d *dashboard) Snapshot() web.Snapshot {
+// Snapshot implements web.Fleet. Of every node it takes what observe
+// takes; it copies the whole view (records.Node) of the nodes it returns
+// only: a page of 1,000 nodes of a fleet of 10,000 is not a copy of
+// 10,000 nodes, 5 MB, every few seconds. No secret leaves here: web.Node
+// has no field for one.
+func (d *dashboard) Snapshot(maxBBB int) web.Snapshot {
 	now := d.s.cfg.Clock()
 	d.lastView.Store(time.Now().UnixNano())
-	nodes := d.s.reg.snapshot()
-	obs := make([]observed, len(nodes))
-	for i := range nodes {
-		obs[i] = newObserved(&nodes[i].Node, nodes[i].Online, nodes[i].Reserved, d.s.cfg.Policy)
-	}
+	obs := d.fleetNow()
 	d.observe(obs, false)
-	out := web.Snapshot{At: now, Nodes: make([]web.Node, 0, len(nodes))}
+	out := web.Snapshot{At: now}
+	var turn, bbb []int // indexes in obs
+	for i := range obs {
+		o := &obs[i]
+		if o.sig.online {
+			out.Counts.Online++
+		} else {
+			out.Counts.Offline++
+		}
+		if o.turn {
+			turn = append(turn, i)
+		} else {
+			bbb = append(bbb, i)
+		}
+	}
+	out.Counts.TURN, out.Counts.BBB = len(turn), len(bbb)
+	if maxBBB > 0 && len(bbb) > maxBBB {
+		rank := func(o *observed) int { return web.AttentionRank(o.sig.online, o.healthy, string(o.sig.state)) }
+		slices.SortFunc(bbb, func(a, b int) int {
+			x, y := &obs[a], &obs[b]
+			return web.AttentionOrder(rank(x), x.load, x.sig.name, rank(y), y.load, y.sig.name)
+		})
+		bbb = bbb[:maxBBB]
+	}
+	ids := make([]string, 0, len(turn)+len(bbb))
+	for _, i := range slices.Concat(turn, bbb) {
+		ids = append(ids, obs[i].id)
+	}
+	nodes := d.s.reg.views(ids) // by name; a node removed meanwhile is not there
+	out.Nodes = make([]web.Node, 0, len(nodes))
 	d.mu.Lock()
 	for _, n := range nodes {
 		v := web.Node{ID: n.ID, Name: n.Name, Role: string(n.Role), State: string(n.State), Liveness: string(liveness(n.Online)),
@@ -284,9 +320,10 @@ func (d *dashboard) Snapshot() web.Snapshot {
 	stale := time.Since(d.meetingsAt) > meetingsMaxAge
 	d.mmu.Unlock()
 	if stale && d.listing.CompareAndSwap(false, true) {
+		ask, unasked := nodesToList(obs, meetingsShown)
 		d.s.bg.Go(func() {
 			defer d.listing.Store(false)
-			d.listMeetings(nodes)
+			d.listMeetings(ask, unasked)
 		})
 	}
 	return out
@@ -295,15 +332,15 @@ func (d *dashboard) Snapshot() web.Snapshot {
 // listMeetings asks the online BBB nodes that hold the largest meetings
 // for their meetings, a few at a time, and keeps them sorted by
 // participants (the page shows the largest).
-func (d *dashboard) listMeetings(nodes []nodeView) {
+// ask are their IDs (nodesToList), and unasked the meetings of the others.
+func (d *dashboard) listMeetings(ask []string, unasked int) {
 	var (
 		mu  sync.Mutex
 		all []web.Meeting
 		wg  sync.WaitGroup
 		sem = make(chan struct{}, 32)
 	)
-	ask, unasked := nodesToList(nodes, meetingsShown)
-	for _, n := range ask {
+	for _, n := range d.s.reg.views(ask) {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
@@ -342,20 +379,25 @@ func (d *dashboard) listMeetings(nodes []nodeView) {
 // largest meeting of each of those, so the list is the same as from every
 // node, but a 10,000-node fleet is not asked 10,000 times every
 // meetingsMaxAge. unasked sums the meetings the others reported.
-func nodesToList(nodes []nodeView, shown int) (ask []nodeView, unasked int) {
-	for _, n := range nodes {
-		if n.Online && n.Role != fleet.RoleTURN && n.URL != "" {
-			ask = append(ask, n)
+func nodesToList(nodes []observed, shown int) (ask []string, unasked int) {
+	var online []*observed
+	for i := range nodes {
+		if n := &nodes[i]; n.sig.online && !n.turn && n.hasURL {
+			online = append(online, n)
 		}
 	}
-	if len(ask) <= shown {
-		return ask, 0
+	if len(online) > shown {
+		slices.SortStableFunc(online, func(a, b *observed) int { return cmp.Compare(b.largest, a.largest) })
+		for _, n := range online[shown:] {
+			unasked += n.sig.meetings
+		}
+		online = online[:shown]
 	}
-	slices.SortStableFunc(ask, func(a, b nodeView) int { return cmp.Compare(b.Load.LargestMeeting, a.Load.LargestMeeting) })
-	for _, n := range ask[shown:] {
-		unasked += n.Load.Meetings
+	ask = make([]string, len(online))
+	for i, n := range online {
+		ask[i] = n.id
 	}
-	return ask[:shown], unasked
+	return ask, unasked
 }
 
 // SetState goes through the admin API's own handler, in process, so the

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/bbb-agent/bbb-agent/agentapi"
+	"github.com/bbb-agent/bbb-agent/balancer/placement"
 	"github.com/bbb-agent/bbb-agent/balancer/records"
 	"github.com/bbb-agent/bbb-agent/balancer/web"
 	"github.com/bbb-agent/bbb-agent/bbb"
@@ -373,7 +374,7 @@ func TestDashboardEvents(t *testing.T) {
 	e.adminState("bbb1", "cordoned")
 	d.observe(d.fleetNow(), true)
 	var texts []string
-	for _, ev := range d.Snapshot().Events {
+	for _, ev := range d.Snapshot(0).Events {
 		texts = append(texts, ev.Text)
 	}
 	got := strings.Join(texts, "\n")
@@ -396,7 +397,7 @@ func TestDashboardEvents(t *testing.T) {
 	e.addNodes(1)
 	d.observe(d.fleetNow(), true)
 	texts = texts[:0]
-	for _, ev := range d.Snapshot().Events {
+	for _, ev := range d.Snapshot(0).Events {
 		texts = append(texts, ev.Text)
 	}
 	got = strings.Join(texts, "\n")
@@ -416,6 +417,60 @@ func TestDashboardEvents(t *testing.T) {
 		case n.Name == "bbb3" && h.ring.n != 1:
 			t.Errorf("bbb3 has %d samples, want its one", h.ring.n)
 		}
+	}
+}
+
+// TestDashboardSnapshotPicks: of a fleet with more BBB servers than the
+// page shows, Snapshot returns every TURN server and the BBB servers the
+// page shows (offline or unhealthy first, then cordoned or disabled, then
+// the most loaded), in name order, and counts them all; with room for all,
+// all.
+func TestDashboardSnapshotPicks(t *testing.T) {
+	clk := testenv.NewClock()
+	e := newEnv(t, "sqlite:"+t.TempDir()+"/balancer.db", clk)
+	e.addNodes(8)
+	e.agentCall(agentapi.PathRegister, agentapi.RegisterRequest{Node: "turn1", Role: "turn",
+		TURNURIs: []string{"turn:turn1.example.com:3478?transport=udp"}, ReportIntervalSeconds: 5}, nil, http.StatusOK)
+	e.agentCall(agentapi.PathReport, agentapi.ReportRequest{Node: "turn1", Load: fleet.Load{TURNHealthy: true}}, nil, http.StatusOK)
+	for i, nd := range e.nodes {
+		l := fleet.Load{BBBHealthy: true, Participants: 10 * i} // bbb8 the most loaded
+		if nd.name == "bbb2" {
+			l = fleet.Load{BBBError: "BBB not answering: connection refused"}
+		}
+		e.report(nd, l)
+	}
+	e.adminState("bbb4", "cordoned")
+	d := &dashboard{s: e.srv, nodes: map[string]*nodeHist{}}
+	d.observe(d.fleetNow(), true)
+
+	names := func(s web.Snapshot) string {
+		var out []string
+		for _, n := range s.Nodes {
+			out = append(out, n.Name)
+		}
+		return strings.Join(out, " ")
+	}
+	s := d.Snapshot(4)
+	if got, want := names(s), "bbb2 bbb4 bbb7 bbb8 turn1"; got != want {
+		t.Errorf("Snapshot(4) gives %s, want %s (unhealthy, cordoned, the two most loaded, and the TURN server, by name)", got, want)
+	}
+	if want := (web.Counts{BBB: 8, TURN: 1, Online: 9}); s.Counts != want {
+		t.Errorf("counts %+v, want %+v", s.Counts, want)
+	}
+	for _, n := range s.Nodes {
+		if len(n.History) == 0 || n.LastReportAge < 0 {
+			t.Errorf("%s: no history or last report: %+v", n.Name, n)
+		}
+	}
+	if got, want := names(d.Snapshot(0)), "bbb1 bbb2 bbb3 bbb4 bbb5 bbb6 bbb7 bbb8 turn1"; got != want {
+		t.Errorf("Snapshot(0) gives %s, want every node: %s", got, want)
+	}
+	if got := names(d.Snapshot(8)); len(strings.Fields(got)) != 9 {
+		t.Errorf("Snapshot(8) gives %s, want all 9", got)
+	}
+	clk.Advance(time.Minute) // all offline: rank alike, then the most loaded
+	if s := d.Snapshot(2); names(s) != "bbb7 bbb8 turn1" || s.Counts.Offline != 9 {
+		t.Errorf("all offline, Snapshot(2) gives %s (counts %+v), want bbb7 bbb8 turn1, 9 offline", names(s), s.Counts)
 	}
 }
 
@@ -446,26 +501,36 @@ func TestNodesToList(t *testing.T) {
 		nodeView{Node: records.Node{ID: "off", URL: "https://off.invalid/", Role: fleet.RoleBBB, Load: fleet.Load{Meetings: 1, LargestMeeting: 999}}},
 		nodeView{Node: records.Node{ID: "nourl", Role: fleet.RoleBBB, Load: fleet.Load{Meetings: 1, LargestMeeting: 999}}, Online: true})
 
-	largest := func(from []nodeView) []int {
+	byID := map[string]nodeView{}
+	obs := make([]observed, len(nodes))
+	for i, n := range nodes {
+		byID[n.ID] = n
+		obs[i] = newObserved(&n.Node, n.Online, 0, n.Reason, placement.DefaultPolicy())
+	}
+	largest := func(ids []string) []int {
 		var all []int
-		for _, n := range from {
-			all = append(all, meetings[n.ID]...)
+		for _, id := range ids {
+			all = append(all, meetings[id]...)
 		}
 		slices.SortFunc(all, func(a, b int) int { return cmp.Compare(b, a) })
 		return all[:min(len(all), shown)]
 	}
-	ask, unasked := nodesToList(nodes, shown)
+	ask, unasked := nodesToList(obs, shown)
 	if len(ask) != shown {
 		t.Fatalf("asked %d nodes of 100, want %d", len(ask), shown)
 	}
 	total := unasked
-	for _, n := range ask {
-		if n.Role == fleet.RoleTURN || !n.Online || n.URL == "" {
+	for _, id := range ask {
+		if n := byID[id]; n.Role == fleet.RoleTURN || !n.Online || n.URL == "" {
 			t.Errorf("asked %s", n.ID)
 		}
-		total += len(meetings[n.ID])
+		total += len(meetings[id])
 	}
-	if got, want := largest(ask), largest(nodes[:100]); !slices.Equal(got, want) {
+	var every []string
+	for _, n := range nodes[:100] {
+		every = append(every, n.ID)
+	}
+	if got, want := largest(ask), largest(every); !slices.Equal(got, want) {
 		t.Errorf("the largest meetings from the asked nodes %v, from every node %v", got, want)
 	}
 	all := 0
@@ -476,7 +541,7 @@ func TestNodesToList(t *testing.T) {
 		t.Errorf("listed and unasked meetings make %d, the fleet has %d", total, all)
 	}
 
-	ask, unasked = nodesToList(nodes[90:], shown) // 10 BBB nodes and the three never asked
+	ask, unasked = nodesToList(obs[90:], shown) // 10 BBB nodes and the three never asked
 	if len(ask) != 10 || unasked != 0 {
 		t.Errorf("a small fleet: asked %d of its 10 online BBB nodes, %d meetings unasked", len(ask), unasked)
 	}

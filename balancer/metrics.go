@@ -7,9 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
-	"runtime"
 	"strings"
-	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -36,17 +34,14 @@ type metrics struct {
 	reportErrors  *prometheus.CounterVec
 	flushLatency  prometheus.Histogram
 	flushFailures prometheus.Counter
-	// collect is runtime.GC; collecting is set while one that
-	// collectAfterScrape started runs.
-	collect    func()
-	collecting atomic.Bool
+	collector     *transientCollector // after each scrape
 }
 
-func newMetrics(nodes func() []metricsNode) *metrics {
+func newMetrics(nodes func() []metricsNode, collector *transientCollector) *metrics {
 	m := &metrics{
-		nodes:   nodes,
-		collect: runtime.GC,
-		reg:     prometheus.NewRegistry(),
+		nodes:     nodes,
+		collector: collector,
+		reg:       prometheus.NewRegistry(),
 		apiRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bbb_balancer_api_requests_total", Help: "BBB API requests by call and returncode (SUCCESS, FAILED, or redirect for join).",
 		}, []string{"call", "result"}),
@@ -85,7 +80,7 @@ var gcCPU = collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/cpu/c
 // (Prometheus does).
 func (m *metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	m.write(w, r)
-	m.collectAfterScrape()
+	m.collector.after()
 }
 
 func (m *metrics) write(w http.ResponseWriter, r *http.Request) {
@@ -102,7 +97,8 @@ func (m *metrics) write(w http.ResponseWriter, r *http.Request) {
 	if acceptsGzip(r.Header.Get("Accept-Encoding")) {
 		h.Set("Content-Encoding", "gzip")
 		// A compressor is about 1 MB of tables and windows. It is not
-		// kept between scrapes (see collectAfterScrape).
+		// kept between scrapes: a kept one would count as live in the
+		// collection that follows each (transientCollector).
 		gz, _ := gzip.NewWriterLevel(w, gzip.BestSpeed) // a valid level: no error
 		defer gz.Close()
 		out = gz
@@ -115,26 +111,6 @@ func (m *metrics) write(w http.ResponseWriter, r *http.Request) {
 	}
 	writeFleetMetrics(bw, m.nodes())
 	bw.Flush()
-}
-
-// collectAfterScrape starts a garbage collection once a scrape is written,
-// unless one it started is still running. A scrape of a large fleet holds
-// about 2 MB for its ~30 ms (the compressor and the nodes' copy). A
-// collection that runs meanwhile (at rest the scrape's own allocations
-// start one) counts that as live and sets the heap's next goal by it, a
-// quarter higher at serve's GOGC: the process then keeps ~3 MiB more until
-// the next collection, which, with no reports coming in, is the runtime's
-// forced one two minutes later, by which time the next scrape came. This
-// collection sets the goal by what outlives the scrape. It costs about
-// what one collection of the fleet's heap costs, once a scrape.
-func (m *metrics) collectAfterScrape() {
-	if !m.collecting.CompareAndSwap(false, true) {
-		return
-	}
-	go func() {
-		defer m.collecting.Store(false)
-		m.collect()
-	}()
 }
 
 // acceptsGzip says whether an Accept-Encoding header allows gzip (and does

@@ -45,7 +45,7 @@ func TestFleetMetrics(t *testing.T) {
 	nodes[1].Reason = "BBB not answering: connection refused"
 	nodes[2].Reason = "offline: no report for 31s"
 	nodes[3].Reason = "something a newer agent invented"
-	m := newMetrics(func() []metricsNode { return metricsNodesOf(nodes, placement.DefaultPolicy()) })
+	m := newMetrics(func() []metricsNode { return metricsNodesOf(nodes, placement.DefaultPolicy()) }, newTransientCollector())
 	srv := httptest.NewServer(m)
 	t.Cleanup(srv.Close)
 	resp, err := srv.Client().Get(srv.URL)
@@ -89,10 +89,10 @@ func TestFleetMetrics(t *testing.T) {
 // heap's next goal); scrapes while that one runs start none.
 func TestMetricsCollectAfterScrape(t *testing.T) {
 	nodes := []nodeView{{Node: records.Node{Name: "a", Role: fleet.RoleBBB, State: fleet.Enabled}, Online: true}}
-	m := newMetrics(func() []metricsNode { return metricsNodesOf(nodes, placement.DefaultPolicy()) })
+	m := newMetrics(func() []metricsNode { return metricsNodesOf(nodes, placement.DefaultPolicy()) }, newTransientCollector())
 	started, release := make(chan struct{}, 4), make(chan struct{})
 	var calls atomic.Int32
-	m.collect = func() {
+	m.collector.collect = func() {
 		calls.Add(1)
 		started <- struct{}{}
 		<-release
@@ -113,7 +113,7 @@ func TestMetricsCollectAfterScrape(t *testing.T) {
 		t.Fatalf("%d collections for three scrapes, one of them still running; want 1", n)
 	}
 	close(release)
-	for i := 0; m.collecting.Load(); i++ {
+	for i := 0; m.collector.running.Load(); i++ {
 		if i > 1e7 {
 			t.Fatal("the collection never ended")
 		}
@@ -140,7 +140,7 @@ func TestMetricsExposition(t *testing.T) {
 		{Node: records.Node{Name: "turn1", Role: fleet.RoleTURN, State: fleet.Disabled}},
 	}
 	policy := placement.DefaultPolicy()
-	m := newMetrics(func() []metricsNode { return metricsNodesOf(nodes, policy) })
+	m := newMetrics(func() []metricsNode { return metricsNodesOf(nodes, policy) }, newTransientCollector())
 	m.reports.Inc()
 	m.apiRequests.WithLabelValues("join", "redirect").Add(3)
 	srv := httptest.NewServer(m)

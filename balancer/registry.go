@@ -654,6 +654,22 @@ func (r *registry) view(id string) (nodeView, bool) {
 	return nodeView{Node: e.node, Online: e.online(now, r.cfg.MissedReports), Reserved: int(e.reserved), Reason: r.healthReason(e, now)}, true
 }
 
+// views returns the nodes of ids as snapshot shows them, sorted by name; an
+// ID of no node is left out.
+func (r *registry) views(ids []string) []nodeView {
+	now := r.cfg.Clock()
+	out := make([]nodeView, 0, len(ids))
+	r.mu.RLock()
+	for _, id := range ids {
+		if e, ok := r.byID[id]; ok {
+			out = append(out, nodeView{Node: e.node, Online: e.online(now, r.cfg.MissedReports), Reserved: int(e.reserved), Reason: r.healthReason(e, now)})
+		}
+	}
+	r.mu.RUnlock()
+	slices.SortFunc(out, func(a, b nodeView) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
 // polledNodes lists the operator-added nodes, which the balancer polls.
 func (r *registry) polledNodes() []records.Node {
 	r.mu.RLock()

@@ -21,9 +21,11 @@ type Server struct {
 	verifier bbb.Verifier
 	nodeHTTP *http.Client
 	metrics  *metrics
-	admin    http.Handler // Config.SeparateAdmin's handler
-	log      *slog.Logger
-	handler  http.Handler
+	// collector collects after a scrape or a dashboard render.
+	collector *transientCollector
+	admin     http.Handler // Config.SeparateAdmin's handler
+	log       *slog.Logger
+	handler   http.Handler
 	// ceilingWarn rate-limits the over-ceiling warning; legacyWarned holds
 	// the names of nodes warned about using the agent token.
 	ceilingWarn  ceilingWarning
@@ -70,7 +72,8 @@ func New(ctx context.Context, cfg Config, st *store.Store) (*Server, error) {
 	if err := s.reg.refresh(ctx); err != nil {
 		return nil, err
 	}
-	s.metrics = newMetrics(s.reg.metricsNodes)
+	s.collector = newTransientCollector()
+	s.metrics = newMetrics(s.reg.metricsNodes, s.collector)
 	s.registerRecordingMetrics()
 	mux := http.NewServeMux()
 	mux.HandleFunc("/bigbluebutton/api", s.serveAPI)

@@ -1,16 +1,21 @@
 package web
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"strings"
 	"time"
 )
 
 // Fleet is what the dashboard reads and changes.
 type Fleet interface {
-	// Snapshot is the fleet now. It must be cheap: every viewer calls it
+	// Snapshot is the fleet now, with every TURN server and at most maxBBB
+	// of its BBB servers (all when maxBBB <= 0): of a bigger fleet, those
+	// the page shows (the first maxBBB in AttentionOrder), or more, which
+	// the page then picks from. It must be cheap: the page asks for it
 	// every few seconds.
-	Snapshot() Snapshot
+	Snapshot(maxBBB int) Snapshot
 	// SetState sets a node's admin state (enabled, cordoned, disabled) the
 	// way the admin API does; who is the logged-in user.
 	SetState(ctx context.Context, who, node, state string) error
@@ -38,14 +43,58 @@ var (
 
 // Snapshot is the fleet as the page shows it. Nothing here is a secret.
 type Snapshot struct {
-	At       time.Time
+	At time.Time
+	// Nodes are in name order; Counts counts every node, also those not in
+	// Nodes.
 	Nodes    []Node
+	Counts   Counts
 	Meetings []Meeting
 	// MeetingsTotal counts every meeting; Meetings may be the largest ones only.
 	MeetingsTotal int
 	// MeetingsAt is when the meetings were listed; zero if never.
 	MeetingsAt time.Time
 	Events     []Event
+}
+
+// Counts counts a fleet's servers.
+type Counts struct {
+	BBB, TURN, Online, Offline int
+}
+
+// CountNodes counts nodes.
+func CountNodes(nodes []Node) Counts {
+	var c Counts
+	for i := range nodes {
+		if nodes[i].Role == "turn" {
+			c.TURN++
+		} else {
+			c.BBB++
+		}
+		if nodes[i].Liveness == "online" {
+			c.Online++
+		} else {
+			c.Offline++
+		}
+	}
+	return c
+}
+
+// AttentionRank is where the page's table puts a BBB server: 0 for one
+// offline or unhealthy, 1 for one cordoned or disabled, 2 for the rest.
+func AttentionRank(online, healthy bool, state string) int {
+	switch {
+	case !online || !healthy:
+		return 0
+	case state != "enabled":
+		return 1
+	}
+	return 2
+}
+
+// AttentionOrder orders BBB servers as a page too small for all of them
+// picks: lower AttentionRank first, then the most loaded, then by name.
+func AttentionOrder(rankA int, loadA float64, nameA string, rankB int, loadB float64, nameB string) int {
+	return cmp.Or(cmp.Compare(rankA, rankB), cmp.Compare(loadB, loadA), strings.Compare(nameA, nameB))
 }
 
 // Node is one server of the fleet.

@@ -43,7 +43,13 @@ func newFakeFleet(nodes, meetings int, at time.Time) *fakeFleet {
 
 const historyPointsForTest = 37
 
-func (f *fakeFleet) Snapshot() Snapshot                                     { return f.snap }
+// Snapshot gives every node: the page picks the ones it shows.
+func (f *fakeFleet) Snapshot(int) Snapshot {
+	s := f.snap
+	s.Counts = CountNodes(s.Nodes)
+	return s
+}
+
 func (f *fakeFleet) SetState(context.Context, string, string, string) error { return nil }
 func (f *fakeFleet) CreateRoom(context.Context, string, RoomRequest, string) (RoomLinks, error) {
 	return RoomLinks{}, nil
@@ -257,5 +263,35 @@ func benchmarkDashboard(b *testing.B, nodes int) {
 				b.ReportMetric(float64(gzSize), "gzip-bytes")
 			}
 		})
+	}
+}
+
+// TestAfterRender: the live part's render calls AfterRender, once per
+// render; a poll answered from the kept render does not.
+func TestAfterRender(t *testing.T) {
+	clk := testenv.NewClock()
+	calls := 0
+	h := New(Options{Fleet: newFakeFleet(30, 5, clk.Now()), Rooms: noRooms{}, AdminToken: "tok", Dashboard: true, Clock: clk.Now,
+		AfterRender: func() { calls++ }})
+	h.liveTTL = time.Hour
+	s, _ := h.auth.login("", "tok")
+	poll := func() string {
+		t.Helper()
+		r := httptest.NewRequest(http.MethodGet, "/dashboard/live", nil)
+		r.AddCookie(&http.Cookie{Name: sessionCookie, Value: h.auth.encode(s)})
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "bbb0029.example.com") {
+			t.Fatalf("HTTP %d: %.300s", w.Code, w.Body.String())
+		}
+		return w.Body.String()
+	}
+	first := poll()
+	if poll() != first || calls != 1 {
+		t.Fatalf("two polls within the kept render's time: %d calls (or different pages), want 1", calls)
+	}
+	h.forgetLive()
+	if again := poll(); calls != 2 || again != first {
+		t.Fatalf("after forgetLive: %d calls, want 2 (same fleet, same page: %v)", calls, again == first)
 	}
 }
