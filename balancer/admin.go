@@ -79,10 +79,8 @@ func (s *Server) adminList(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) lookup(w http.ResponseWriter, r *http.Request) (nodeView, bool) {
 	id := r.PathValue("id")
-	for _, n := range s.reg.snapshot() {
-		if n.ID == id || n.Name == id {
-			return n, true
-		}
+	if n, ok := s.reg.find(id); ok {
+		return n, true
 	}
 	writeJSON(w, http.StatusNotFound, adminapi.Error{Error: fmt.Sprintf("no server with id or name %q (bbb-balancer servers list shows them)", id)})
 	return nodeView{}, false

@@ -129,3 +129,31 @@ func (r *registry) viewByName(t *testing.T, name string) nodeView {
 	v, _ := r.view(n.ID)
 	return v
 }
+
+// TestRegistryFind: a node is found by its ID or its name; an ID wins over
+// another node's name; a renamed node is found by its new name only, and a
+// dropped one not at all.
+func TestRegistryFind(t *testing.T) {
+	clock := testenv.NewClock()
+	r := newRegistry(nil, &Config{Clock: clock.Now, MissedReports: 3, DefaultReportInterval: 5 * time.Second})
+	r.put(records.Node{ID: "id-a", Name: "bbb1", Role: fleet.RoleBBB, Source: records.SourceAgent})
+	r.put(records.Node{ID: "id-b", Name: "id-a", Role: fleet.RoleBBB, Source: records.SourceAgent}) // a name that is an ID
+	for key, want := range map[string]string{"id-a": "bbb1", "bbb1": "bbb1", "id-b": "id-a"} {
+		if n, ok := r.find(key); !ok || n.Name != want {
+			t.Errorf("find(%q) = %q, %v; want %q", key, n.Name, ok, want)
+		}
+	}
+	r.put(records.Node{ID: "id-a", Name: "bbb9", Role: fleet.RoleBBB, Source: records.SourceAgent}) // renamed
+	if _, ok := r.find("bbb1"); ok {
+		t.Error("found a node by its old name")
+	}
+	if n, ok := r.find("bbb9"); !ok || n.ID != "id-a" {
+		t.Errorf("find(bbb9) = %+v, %v", n.Node, ok)
+	}
+	r.remove("id-b")
+	for _, key := range []string{"id-b", "", "nobody"} {
+		if n, ok := r.find(key); ok {
+			t.Errorf("find(%q) found %q", key, n.Name)
+		}
+	}
+}

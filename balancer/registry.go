@@ -654,6 +654,21 @@ func (r *registry) view(id string) (nodeView, bool) {
 	return nodeView{Node: e.node, Online: e.online(now, r.cfg.MissedReports), Reserved: int(e.reserved), Reason: r.healthReason(e, now)}, true
 }
 
+// find returns the node with the ID or, failing that, the name, as
+// snapshot shows it: one node's copy, not the fleet's.
+func (r *registry) find(idOrName string) (nodeView, bool) {
+	r.mu.RLock()
+	id := idOrName
+	if _, ok := r.byID[id]; !ok {
+		id = r.byName[idOrName]
+	}
+	r.mu.RUnlock()
+	if id == "" {
+		return nodeView{}, false
+	}
+	return r.view(id)
+}
+
 // views returns the nodes of ids as snapshot shows them, sorted by name; an
 // ID of no node is left out.
 func (r *registry) views(ids []string) []nodeView {

@@ -95,12 +95,10 @@ func (s *Server) slView(n nodeView) slServer {
 }
 
 func (s *Server) slFind(id string) (nodeView, bool) {
-	for _, n := range s.reg.snapshot() {
-		if id != "" && (n.ID == id || n.Name == id) {
-			return n, true
-		}
+	if id == "" {
+		return nodeView{}, false
 	}
-	return nodeView{}, false
+	return s.reg.find(id)
 }
 
 func (s *Server) slGetServers(w http.ResponseWriter, _ *http.Request) {
