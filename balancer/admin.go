@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"bufio"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -69,12 +71,43 @@ func hostname(apiURL, fallback string) string {
 }
 
 func (s *Server) adminList(w http.ResponseWriter, r *http.Request) {
-	nodes := s.reg.snapshot()
-	out := make([]adminapi.Server, 0, len(nodes))
-	for _, n := range nodes {
-		out = append(out, s.serverView(n))
+	writeNodeList(w, s.reg, s.reg.idsByName(nil), s.serverView)
+	s.collector.after()
+}
+
+// listChunk is how many nodes writeNodeList copies at a time.
+const listChunk = 256
+
+// writeNodeList answers 200 with the JSON array of view of each node of
+// ids (idsByName), as writeJSON would encode the whole array, but copying
+// listChunk nodes at a time: the array of 10,000 servers is 4.6 MB of
+// JSON, and the fleet's copy and the encoded array at once grew a
+// balancer's RSS by 14 to 18 MiB. A node removed meanwhile is left out.
+// What it still allocates, ~1 KB a node, is garbage at the end: a caller
+// runs the transientCollector.
+func writeNodeList[V any](w http.ResponseWriter, reg *registry, ids []string, view func(nodeView) V) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 32<<10)
+	bw.WriteByte('[')
+	first := true
+	for chunk := range slices.Chunk(ids, listChunk) {
+		for _, n := range reg.views(chunk) {
+			b, err := json.Marshal(view(n))
+			if err != nil {
+				continue // a view of plain fields: never happens
+			}
+			if !first {
+				bw.WriteByte(',')
+			}
+			first = false
+			if _, err := bw.Write(b); err != nil {
+				return // the client went away
+			}
+		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	bw.WriteString("]\n")
+	bw.Flush()
 }
 
 func (s *Server) lookup(w http.ResponseWriter, r *http.Request) (nodeView, bool) {

@@ -1,6 +1,9 @@
 package balancer
 
 import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -155,5 +158,45 @@ func TestRegistryFind(t *testing.T) {
 		if n, ok := r.find(key); ok {
 			t.Errorf("find(%q) found %q", key, n.Name)
 		}
+	}
+}
+
+// TestWriteNodeList: the list written a chunk at a time is, byte for byte,
+// what writeJSON makes of the whole fleet's views in name order, also
+// across chunks, and for a selection of the nodes.
+func TestWriteNodeList(t *testing.T) {
+	clock := testenv.NewClock()
+	r := newRegistry(nil, &Config{Clock: clock.Now, MissedReports: 3, DefaultReportInterval: 5 * time.Second})
+	for i := range 2*listChunk + 7 {
+		role := fleet.RoleBBB
+		if i%10 == 3 {
+			role = fleet.RoleTURN
+		}
+		// Names not in the order of IDs, one with characters JSON escapes.
+		r.put(records.Node{ID: fmt.Sprintf("id-%04d", i), Name: fmt.Sprintf("bbb%04d<&>", (i*7919)%(2*listChunk+7)), Role: role,
+			Source: records.SourceAgent, Load: fleet.Load{Meetings: i}})
+	}
+	view := func(n nodeView) map[string]any {
+		return map[string]any{"id": n.ID, "name": n.Name, "meetings": n.Load.Meetings}
+	}
+	for _, keep := range []func(*records.Node) bool{nil, func(n *records.Node) bool { return n.Role == fleet.RoleTURN }} {
+		got := httptest.NewRecorder()
+		writeNodeList(got, r, r.idsByName(keep), view)
+		var all []map[string]any
+		for _, n := range r.snapshot() {
+			if keep == nil || keep(&n.Node) {
+				all = append(all, view(n))
+			}
+		}
+		want := httptest.NewRecorder()
+		writeJSON(want, http.StatusOK, all)
+		if got.Code != want.Code || got.Header().Get("Content-Type") != want.Header().Get("Content-Type") || got.Body.String() != want.Body.String() {
+			t.Fatalf("streamed list (%d nodes) differs from the whole array:\n%.300s\nwant\n%.300s", len(all), got.Body.String(), want.Body.String())
+		}
+	}
+	empty := httptest.NewRecorder()
+	writeNodeList(empty, r, nil, view)
+	if empty.Body.String() != "[]\n" {
+		t.Errorf("no nodes: %q", empty.Body.String())
 	}
 }

@@ -669,6 +669,26 @@ func (r *registry) find(idOrName string) (nodeView, bool) {
 	return r.view(id)
 }
 
+// idsByName lists the IDs of the nodes keep keeps (all with nil), in the
+// order of their names.
+func (r *registry) idsByName(keep func(*records.Node) bool) []string {
+	type named struct{ name, id string }
+	r.mu.RLock()
+	all := make([]named, 0, len(r.byID))
+	for id, e := range r.byID {
+		if keep == nil || keep(&e.node) {
+			all = append(all, named{e.node.Name, id})
+		}
+	}
+	r.mu.RUnlock()
+	slices.SortFunc(all, func(a, b named) int { return strings.Compare(a.name, b.name) })
+	ids := make([]string, len(all))
+	for i, n := range all {
+		ids[i] = n.id
+	}
+	return ids
+}
+
 // views returns the nodes of ids as snapshot shows them, sorted by name; an
 // ID of no node is left out.
 func (r *registry) views(ids []string) []nodeView {

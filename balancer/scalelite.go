@@ -102,17 +102,13 @@ func (s *Server) slFind(id string) (nodeView, bool) {
 }
 
 func (s *Server) slGetServers(w http.ResponseWriter, _ *http.Request) {
-	var out []slServer
-	for _, n := range s.reg.snapshot() {
-		if n.Role == fleet.RoleBBB {
-			out = append(out, s.slView(n))
-		}
-	}
-	if len(out) == 0 {
+	ids := s.reg.idsByName(func(n *records.Node) bool { return n.Role == fleet.RoleBBB })
+	if len(ids) == 0 {
 		slError(w, http.StatusNotFound, "No servers found")
 		return
 	}
-	writeJSON(w, http.StatusOK, out)
+	writeNodeList(w, s.reg, ids, s.slView)
+	s.collector.after()
 }
 
 func (s *Server) slGetServerInfo(w http.ResponseWriter, r *http.Request) {
