@@ -329,10 +329,10 @@ func (d *dashboard) Snapshot(maxBBB int) web.Snapshot {
 	return out
 }
 
-// listMeetings asks the online BBB nodes that hold the largest meetings
-// for their meetings, a few at a time, and keeps them sorted by
-// participants (the page shows the largest).
-// ask are their IDs (nodesToList), and unasked the meetings of the others.
+// listMeetings asks the online BBB nodes that hold the largest meetings,
+// ask (their IDs, nodesToList), for their meetings, a few at a time, and
+// keeps them sorted by participants (the page shows the largest); unasked
+// counts the meetings of the others.
 func (d *dashboard) listMeetings(ask []string, unasked int) {
 	var (
 		mu  sync.Mutex

@@ -651,22 +651,28 @@ func (r *registry) view(id string) (nodeView, bool) {
 	if !ok {
 		return nodeView{}, false
 	}
-	return nodeView{Node: e.node, Online: e.online(now, r.cfg.MissedReports), Reserved: int(e.reserved), Reason: r.healthReason(e, now)}, true
+	return r.viewOf(e, now), true
+}
+
+// viewOf is the entry's node as snapshot shows it. r.mu is held.
+func (r *registry) viewOf(e *entry, now time.Time) nodeView {
+	return nodeView{Node: e.node, Online: e.online(now, r.cfg.MissedReports), Reserved: int(e.reserved), Reason: r.healthReason(e, now)}
 }
 
 // find returns the node with the ID or, failing that, the name, as
 // snapshot shows it: one node's copy, not the fleet's.
 func (r *registry) find(idOrName string) (nodeView, bool) {
+	now := r.cfg.Clock()
 	r.mu.RLock()
-	id := idOrName
-	if _, ok := r.byID[id]; !ok {
-		id = r.byName[idOrName]
+	defer r.mu.RUnlock()
+	e, ok := r.byID[idOrName]
+	if !ok {
+		e, ok = r.byID[r.byName[idOrName]]
 	}
-	r.mu.RUnlock()
-	if id == "" {
+	if !ok {
 		return nodeView{}, false
 	}
-	return r.view(id)
+	return r.viewOf(e, now), true
 }
 
 // idsByName lists the IDs of the nodes keep keeps (all with nil), in the
@@ -697,7 +703,7 @@ func (r *registry) views(ids []string) []nodeView {
 	r.mu.RLock()
 	for _, id := range ids {
 		if e, ok := r.byID[id]; ok {
-			out = append(out, nodeView{Node: e.node, Online: e.online(now, r.cfg.MissedReports), Reserved: int(e.reserved), Reason: r.healthReason(e, now)})
+			out = append(out, r.viewOf(e, now))
 		}
 	}
 	r.mu.RUnlock()
@@ -771,7 +777,7 @@ func (r *registry) snapshot() []nodeView {
 	r.mu.RLock()
 	out := make([]nodeView, 0, len(r.byID))
 	for _, e := range r.byID {
-		out = append(out, nodeView{Node: e.node, Online: e.online(now, r.cfg.MissedReports), Reserved: int(e.reserved), Reason: r.healthReason(e, now)})
+		out = append(out, r.viewOf(e, now))
 	}
 	r.mu.RUnlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

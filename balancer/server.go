@@ -21,7 +21,8 @@ type Server struct {
 	verifier bbb.Verifier
 	nodeHTTP *http.Client
 	metrics  *metrics
-	// collector collects after a scrape or a dashboard render.
+	// collector collects after a scrape, a dashboard render or a list of
+	// every server.
 	collector *transientCollector
 	admin     http.Handler // Config.SeparateAdmin's handler
 	log       *slog.Logger
