@@ -24,9 +24,17 @@ func scanMeeting(sc scanner) (records.Meeting, error) {
 	return m, nil
 }
 
-// claimAttempts bounds ClaimMeeting's retries when the placement it lost to
-// is deleted before it can read it.
+// claimAttempts bounds ClaimMeeting's cheap attempts: an insert that does
+// nothing on a conflict, then a read of the placement it lost to. Each
+// fails only when that placement is deleted between the two statements
+// (its meeting ended and the node forgot it); the last attempt cannot fail
+// that way (claimLocking).
 const claimAttempts = 3
+
+// claimRaced, when set (tests), runs with "lost" after a claim's insert
+// lost to a placement and before the claim reads it, and with "vanished"
+// after that read found none.
+var claimRaced func(stage string)
 
 // ClaimMeeting places the meeting on m.NodeID at m.PlacedAt unless it is
 // placed already, and returns the placement as it stands and whether this
@@ -37,7 +45,7 @@ func (s *Store) ClaimMeeting(ctx context.Context, m records.Meeting) (records.Me
 	if m.MeetingID == "" {
 		return records.Meeting{}, false, errors.New("store: claim meeting: empty meeting ID")
 	}
-	for range claimAttempts {
+	for range claimAttempts - 1 {
 		// INSERT ... SELECT inserts nothing for an unknown node, where a
 		// plain INSERT would fail on the foreign key.
 		got, err := scanMeeting(s.queryRow(ctx, s.db, `INSERT INTO meetings (`+meetingColumns+`)
@@ -50,6 +58,9 @@ func (s *Store) ClaimMeeting(ctx context.Context, m records.Meeting) (records.Me
 		if err = notFound(err); !errors.Is(err, ErrNotFound) {
 			return records.Meeting{}, false, fmt.Errorf("store: claim meeting %q: %w", m.MeetingID, err)
 		}
+		if claimRaced != nil {
+			claimRaced("lost")
+		}
 		got, err = s.meeting(ctx, m.MeetingID)
 		if err == nil {
 			return got, false, nil
@@ -59,12 +70,36 @@ func (s *Store) ClaimMeeting(ctx context.Context, m records.Meeting) (records.Me
 		}
 		// Neither inserted nor there: the node is unknown, or the winning
 		// placement was deleted in between.
+		if claimRaced != nil {
+			claimRaced("vanished")
+		}
 		if err := s.nodeExists(ctx, m.NodeID); err != nil {
 			return records.Meeting{}, false, fmt.Errorf("store: claim meeting %q: node %q: %w", m.MeetingID, m.NodeID, err)
 		}
 	}
-	return records.Meeting{}, false, fmt.Errorf("store: claim meeting %q: placement changed %d times while claiming",
-		m.MeetingID, claimAttempts)
+	return s.claimLocking(ctx, m)
+}
+
+// claimLocking is ClaimMeeting's last attempt, when meetings of this ID
+// keep being placed and deleted around it (many creates and ends of one
+// meeting at once): one statement that inserts the placement or, on a
+// conflict, takes the row as it stands, locked, by updating it to itself.
+// It always answers, but writes a row version on a lost claim, which the
+// cheap attempts do not. A placement equal to m (same node, same
+// millisecond) counts as made by this call: either way the meeting is
+// placed as this call would have placed it.
+func (s *Store) claimLocking(ctx context.Context, m records.Meeting) (records.Meeting, bool, error) {
+	got, err := scanMeeting(s.queryRow(ctx, s.db, `INSERT INTO meetings (`+meetingColumns+`)
+		SELECT CAST(? AS TEXT), id, CAST(? AS BIGINT) FROM nodes WHERE id = ?
+		ON CONFLICT (meeting_id) DO UPDATE SET placed_at = meetings.placed_at
+		RETURNING `+meetingColumns, m.MeetingID, millis(m.PlacedAt), m.NodeID))
+	if err = notFound(err); err != nil {
+		if errors.Is(err, ErrNotFound) { // no such node: the select gave no row
+			err = fmt.Errorf("node %q: %w", m.NodeID, err)
+		}
+		return records.Meeting{}, false, fmt.Errorf("store: claim meeting %q: %w", m.MeetingID, err)
+	}
+	return got, got.NodeID == m.NodeID && millis(got.PlacedAt) == millis(m.PlacedAt), nil
 }
 
 // MoveMeeting places the meeting on toNodeID at at if it is on fromNodeID

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -37,6 +38,60 @@ func TestClaimMeeting(t *testing.T) {
 		}
 		if _, _, err := s.ClaimMeeting(ctx, records.Meeting{NodeID: n1.ID, PlacedAt: t0}); err == nil {
 			t.Error("claim without meeting ID: no error")
+		}
+	})
+}
+
+// TestClaimMeetingChurn: a claim whose rival placement is deleted each time
+// between the claim's insert and its read, and placed again before the next
+// insert (creates and ends of one meeting at once; seen in CI under load),
+// still answers with the placement that stands, not an error.
+func TestClaimMeetingChurn(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store, b backend) {
+		ctx := t.Context()
+		n1, n2 := addNode(t, s, "bbb1"), addNode(t, s, "bbb2")
+		rival := records.Meeting{MeetingID: "m1", NodeID: n1.ID, PlacedAt: t0}
+		if _, _, err := s.ClaimMeeting(ctx, rival); err != nil {
+			t.Fatal(err)
+		}
+		churned := 0
+		claimRaced = func(stage string) {
+			var err error
+			switch stage {
+			case "lost": // the rival's meeting ends
+				err = s.DeleteMeeting(ctx, rival.MeetingID, rival.NodeID)
+				churned++
+			case "vanished": // and is created again, before the next attempt
+				_, _, err = s.ClaimMeeting(ctx, rival)
+			}
+			if err != nil {
+				t.Errorf("%s: %v", stage, err)
+			}
+		}
+		t.Cleanup(func() { claimRaced = nil })
+		got, won, err := s.ClaimMeeting(ctx, records.Meeting{MeetingID: "m1", NodeID: n2.ID, PlacedAt: t0.Add(time.Second)})
+		claimRaced = nil
+		if err != nil || won || !reflect.DeepEqual(got, rival) {
+			t.Errorf("claim with churn = %+v, %v, %v; want %+v, false", got, won, err, rival)
+		}
+		if churned < 2 {
+			t.Errorf("the rival was deleted %d times; the test means every cheap attempt to miss it", churned)
+		}
+		if got, err := s.Meeting(ctx, "m1"); err != nil || !reflect.DeepEqual(got, rival) {
+			t.Errorf("Meeting(m1) = %+v, %v; want the rival %+v", got, err, rival)
+		}
+
+		// The last attempt alone: it places a meeting nobody holds, and
+		// names an unknown node.
+		mine := records.Meeting{MeetingID: "m2", NodeID: n2.ID, PlacedAt: t0}
+		if got, won, err := s.claimLocking(ctx, mine); err != nil || !won || !reflect.DeepEqual(got, mine) {
+			t.Errorf("claimLocking(m2) = %+v, %v, %v; want %+v, true", got, won, err, mine)
+		}
+		if got, won, err := s.claimLocking(ctx, records.Meeting{MeetingID: "m2", NodeID: n1.ID, PlacedAt: t0}); err != nil || won || !reflect.DeepEqual(got, mine) {
+			t.Errorf("claimLocking(m2) again = %+v, %v, %v; want %+v, false", got, won, err, mine)
+		}
+		if _, _, err := s.claimLocking(ctx, records.Meeting{MeetingID: "m3", NodeID: "nope", PlacedAt: t0}); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), `"nope"`) {
+			t.Errorf("claimLocking on an unknown node: err = %v, want ErrNotFound naming it", err)
 		}
 	})
 }
