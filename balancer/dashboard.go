@@ -142,17 +142,23 @@ func (s *Server) mountDashboard(mux *http.ServeMux) error {
 	mux.Handle("/dashboard/", h)
 	mux.Handle("GET /dashboard", http.RedirectHandler("/dashboard/", http.StatusMovedPermanently))
 	d.observe(d.fleetNow(), true)
-	// The sampler lives as long as the process: the chart must cover the
-	// hour before anyone opened the page.
-	go d.sample()
+	// Run samples the fleet every sampleEvery from then on, also while
+	// nobody looks: the chart must cover the hour before the page opened.
+	s.dash = d
 	return nil
 }
 
-func (d *dashboard) sample() {
+// sampleUntil samples the fleet every sampleEvery until ctx ends (Run).
+func (d *dashboard) sampleUntil(ctx context.Context) {
 	t := time.NewTicker(sampleEvery)
 	defer t.Stop()
-	for range t.C {
-		d.observe(d.fleetNow(), true)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			d.observe(d.fleetNow(), true)
+		}
 	}
 }
 

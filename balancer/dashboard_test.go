@@ -546,3 +546,25 @@ func TestNodesToList(t *testing.T) {
 		t.Errorf("a small fleet: asked %d of its 10 online BBB nodes, %d meetings unasked", len(ask), unasked)
 	}
 }
+
+// TestDashboardSamplerStopsWithRun: the dashboard's sampler runs while Run
+// does and ends with it, not with the process (a replica's tests start
+// hundreds, each sampling its fleet every 10 s until the end).
+func TestDashboardSamplerStopsWithRun(t *testing.T) {
+	e := newEnv(t, backends[0].dsn(t), testenv.NewClock())
+	sampling := func() int { return goroutinesIn("balancer.(*dashboard).sample") }
+	if n := sampling(); n != 0 {
+		t.Fatalf("%d samplers before Run", n)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- e.srv.Run(ctx) }()
+	testenv.Eventually(t, 10*time.Second, "the sampler", func() bool { return sampling() == 1 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := sampling(); n != 0 {
+		t.Errorf("%d samplers after Run returned", n)
+	}
+}

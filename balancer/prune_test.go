@@ -56,23 +56,37 @@ func TestPruneQueue(t *testing.T) {
 // they end with their query, but a busy machine schedules their exit late,
 // and hundreds of them outlive a quick run of prunings (seen in CI).
 func ownGoroutines() int {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
 	n := 0
-	for _, g := range strings.Split(string(buf), "\n\n") {
+	for _, g := range goroutineStacks() {
 		if !strings.Contains(g, "created by database/sql.") && !strings.Contains(g, "created by modernc.org/sqlite.") &&
 			!strings.Contains(g, "created by github.com/jackc/pgx/") {
 			n++
 		}
 	}
 	return n
+}
+
+// goroutinesIn counts the goroutines whose stack has fn in it.
+func goroutinesIn(fn string) int {
+	n := 0
+	for _, g := range goroutineStacks() {
+		if strings.Contains(g, fn) {
+			n++
+		}
+	}
+	return n
+}
+
+// goroutineStacks are the stacks of all goroutines, one each.
+func goroutineStacks() []string {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return strings.Split(string(buf[:n]), "\n\n")
+		}
+		buf = make([]byte, 2*len(buf))
+	}
 }
 
 // TestPruneQueueDatabaseDown: with the database not answering, the queued

@@ -41,6 +41,9 @@ type Server struct {
 	prunes pruneQueue
 	// reportAnswers are the kept answers to agents' reports (agent.go).
 	reportAnswers reportAnswers
+	// dash is the fleet page's state, nil with Config.DisableDashboard
+	// (dashboard.go).
+	dash *dashboard
 }
 
 // New builds a replica on an open store and loads the registry.
@@ -143,6 +146,11 @@ func (s *Server) Run(ctx context.Context) error {
 	defer refresh.Stop()
 	defer flush.Stop()
 	defer poll.Stop()
+	if s.dash != nil {
+		// Beside this loop, whose polls and database calls may take
+		// seconds: the chart keeps its pace when they do.
+		s.bg.Go(func() { s.dash.sampleUntil(ctx) })
+	}
 	s.startRecordings(ctx)
 	s.pollAll(ctx)
 	for {
