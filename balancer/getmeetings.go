@@ -201,6 +201,26 @@ func (s *Server) fleetMeetingsAnswer(ctx context.Context, nodes []bbbNode) *kept
 	return k
 }
 
+// expire forgets the kept answers past the bound (Run, at each refresh):
+// they serve no call, and a fleet's are large (at 100,000 meetings, every
+// meeting parsed and the whole answer encoded), so one getMeetings must not
+// hold them for the rest of the replica's life. With a negative bound
+// (every call asks every node) none is ever of use.
+func (f *fleetMeetings) expire(now time.Time, maxAge time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for id, a := range f.nodes {
+		if now.Sub(a.at) >= maxAge {
+			delete(f.nodes, id)
+		}
+	}
+	// An answer whose oldest part is past the bound serves no call
+	// (servesFor), and no call gets that part again (part).
+	if f.last != nil && now.Sub(f.last.oldest) >= maxAge {
+		f.last = nil
+	}
+}
+
 // kept returns the assembled answer if it was built from these parts.
 func (f *fleetMeetings) kept(parts []*nodeAnswer) *keptAnswer {
 	f.mu.Lock()

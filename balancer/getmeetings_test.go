@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -125,5 +126,55 @@ func TestOnlineBBB(t *testing.T) {
 	}
 	if got, want := strings.Join(names, " "), "alpha mike zulu"; got != want {
 		t.Errorf("onlineBBB: %s; want %s", got, want)
+	}
+}
+
+// TestGetMeetingsKeptReleased: the nodes' answers and the assembled one are
+// kept for the bound and released after it by Run, not held for the life of
+// the replica; getMeetings asks the nodes again after.
+func TestGetMeetingsKeptReleased(t *testing.T) {
+	clk := testenv.NewClock()
+	e := newEnv(t, backends[0].dsn(t), clk)
+	e.addNodes(2)
+	cx := ctxT(t)
+	for _, id := range []string{"r-0", "r-1", "r-2"} {
+		if _, err := e.client.Create(cx, bbb.CreateRequest{MeetingID: id, Name: "Released"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := &e.srv.fleetMeetings
+	kept := func() (parts int, assembled bool) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return len(f.nodes), f.last != nil
+	}
+	if ms, err := e.client.GetMeetings(cx); err != nil || len(ms) != 3 {
+		t.Fatalf("getMeetings: %d meetings, %v; want 3", len(ms), err)
+	}
+	if parts, assembled := kept(); parts != 2 || !assembled {
+		t.Fatalf("after getMeetings: %d parts kept, assembled %v; want 2, true", parts, assembled)
+	}
+	bound := e.srv.cfg.GetMeetingsMaxAge
+	clk.Advance(bound / 2)
+	f.expire(clk.Now(), bound)
+	if parts, assembled := kept(); parts != 2 || !assembled {
+		t.Fatalf("within the bound: %d parts kept, assembled %v; want 2, true", parts, assembled)
+	}
+
+	ctx, cancel := context.WithCancel(cx)
+	done := make(chan error, 1)
+	go func() { done <- e.srv.Run(ctx) }()
+	clk.Advance(bound)
+	e.reportAll() // still online at the new time
+	testenv.Eventually(t, 10*time.Second, "the kept answers released", func() bool {
+		parts, assembled := kept()
+		return parts == 0 && !assembled
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if ms, err := e.client.GetMeetings(cx); err != nil || len(ms) != 3 {
+		t.Fatalf("getMeetings after the release: %d meetings, %v; want 3", len(ms), err)
 	}
 }

@@ -171,6 +171,7 @@ func (s *Server) Run(ctx context.Context) error {
 			} else if err == nil {
 				s.sweepLeaving(ctx)
 			}
+			s.fleetMeetings.expire(s.cfg.Clock(), s.cfg.GetMeetingsMaxAge)
 		case <-poll.C:
 			s.pollAll(ctx)
 			s.logHealth()
