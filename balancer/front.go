@@ -420,9 +420,9 @@ func (s *Server) getMeetings(ctx context.Context, w *resultRecorder) {
 		k := s.fleetMeetingsAnswer(ctx, nodes)
 		w.outcome = k.outcome
 		w.Header().Set("Content-Type", "text/xml;charset=utf-8")
-		w.Header().Set("Content-Length", strconv.Itoa(len(k.body)))
+		w.Header().Set("Content-Length", strconv.Itoa(k.size))
 		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(k.body)
+		_ = k.writeTo(w)
 		return
 	}
 	// GetMeetingsMaxAge < 0: every call asks every node.

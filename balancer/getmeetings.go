@@ -1,7 +1,10 @@
 package balancer
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"io"
 	"slices"
 	"strconv"
 	"sync"
@@ -23,8 +26,10 @@ import (
 //   - the nodes asked are the online BBB nodes of the registry at each call,
 //     so a node going offline drops out at once; a node that does not answer
 //     is left out (for the bound) and never fails the call;
-//   - the assembled XML is encoded once, by one caller, and served as it is
-//     to every call while every node's part is the same.
+//   - each node's meetings are encoded once, when its answer comes, and
+//     kept encoded (not parsed: about 900 bytes a meeting); a call's answer
+//     is the kept parts written one after the other, so a part's change
+//     costs its own encoding, not the fleet's.
 //
 // getMeetingInfo and isMeetingRunning stay live: they are forwarded to the
 // meeting's node on every call.
@@ -45,11 +50,26 @@ type fleetMeetings struct {
 	build sync.Mutex
 }
 
-// keptAnswer is an encoded getMeetings answer and what it was built from.
+// maxAssembled is the largest getMeetings answer also kept whole, to be
+// written in one piece: a larger one (tens of thousands of meetings) is
+// written from its parts through a buffer of streamBuffer bytes.
+const (
+	maxAssembled = 4 << 20
+	streamBuffer = 64 << 10
+)
+
+// streamBuffers are the buffers of the answers written from their parts.
+var streamBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, streamBuffer) }}
+
+// keptAnswer is a getMeetings answer: the parts it is written from.
 type keptAnswer struct {
-	parts   []*nodeAnswer
+	parts []*nodeAnswer
+	// size is the answer's length in bytes; body is the whole answer when
+	// it is at most maxAssembled bytes (always when no part has a meeting:
+	// BBB's empty answer).
+	size    int
 	body    []byte
-	outcome string // SUCCESS or FAILED, for the metrics
+	outcome string // SUCCESS, for the metrics
 	// While another caller builds the next answer, this one still serves
 	// the calls for the same nodes with no drop since (gens) as long as its
 	// oldest part is within the bound.
@@ -65,12 +85,47 @@ func (k *keptAnswer) servesFor(ids []string, gens []uint64, now time.Time, maxAg
 		now.Sub(k.oldest) < maxAge && !now.Before(k.oldest)
 }
 
-// nodeAnswer is one node's getMeetings answer at a time; failed means the
-// node did not answer (it is left out).
+// nodeAnswer is one node's getMeetings answer at a time: its meetings'
+// elements (bbb.AppendMeetings); failed means the node did not answer, or
+// its answer could not be encoded (it is left out).
 type nodeAnswer struct {
-	meetings []bbb.Meeting
-	at       time.Time
-	failed   bool
+	xml    []byte
+	at     time.Time
+	failed bool
+}
+
+// writeTo writes the answer to w.
+func (k *keptAnswer) writeTo(w io.Writer) error {
+	if k.body != nil {
+		_, err := w.Write(k.body)
+		return err
+	}
+	// In pieces of streamBuffer: a write each for thousands of parts
+	// would be a system call each.
+	b := streamBuffers.Get().(*bufio.Writer)
+	b.Reset(w)
+	defer func() {
+		b.Reset(nil)
+		streamBuffers.Put(b)
+	}()
+	if err := k.appendTo(b); err != nil {
+		return err
+	}
+	return b.Flush()
+}
+
+// appendTo writes the answer with meetings from its parts.
+func (k *keptAnswer) appendTo(w io.Writer) error {
+	if _, err := io.WriteString(w, bbb.GetMeetingsHead); err != nil {
+		return err
+	}
+	for _, a := range k.parts {
+		if _, err := w.Write(a.xml); err != nil {
+			return err
+		}
+	}
+	_, err := io.WriteString(w, bbb.GetMeetingsTail)
+	return err
 }
 
 // drop forgets a node's kept answer after a create or end on it.
@@ -126,8 +181,16 @@ func (s *Server) fleetMeetingsAnswer(ctx context.Context, nodes []bbbNode) *kept
 		return n.ID + "/" + strconv.FormatUint(gen, 10), func() (any, error) {
 			at := s.cfg.Clock()
 			ms, err := s.nodeMeetings(context.WithoutCancel(ctx), n.record(), s.cfg.GetMeetingsTimeout)
-			a := &nodeAnswer{meetings: ms, at: at, failed: err != nil}
+			var enc []byte
+			if err == nil {
+				// Kept at its length, not the encoder's grown buffer.
+				if enc, err = bbb.AppendMeetings(nil, ms); len(enc) > 0 {
+					enc = bytes.Clone(enc)
+				}
+			}
+			a := &nodeAnswer{xml: enc, at: at, failed: err != nil}
 			if err != nil {
+				a.xml = nil
 				s.log.Warn("getMeetings: leaving a node out", "node", n.Name, "err", err)
 			}
 			f.keep(n.ID, gen, a)
@@ -176,25 +239,25 @@ func (s *Server) fleetMeetingsAnswer(ctx context.Context, nodes []bbbNode) *kept
 		if i == 0 || a.at.Before(k.oldest) {
 			k.oldest = a.at
 		}
+		k.size += len(a.xml)
 	}
-	resp := bbb.GetMeetingsResponse{ReturnCode: bbb.ReturnSuccess}
-	n := 0
-	for _, a := range parts {
-		n += len(a.meetings)
+	switch {
+	case k.size == 0:
+		// As BBB answers: an empty <meetings/> and noMeetings.
+		body, err := bbb.MarshalResponse(bbb.GetMeetingsResponse{ReturnCode: bbb.ReturnSuccess,
+			MessageKey: bbb.KeyNoMeetings, Message: "no meetings were found on this server"})
+		if err != nil { // a fixed answer: never
+			panic(err)
+		}
+		k.body, k.size = body, len(body)
+	default:
+		k.size += len(bbb.GetMeetingsHead) + len(bbb.GetMeetingsTail)
+		if k.size <= maxAssembled {
+			b := bytes.NewBuffer(make([]byte, 0, k.size))
+			_ = k.appendTo(b) // a bytes.Buffer does not fail
+			k.body = b.Bytes()
+		}
 	}
-	resp.Meetings = make([]bbb.Meeting, 0, n)
-	for _, a := range parts {
-		resp.Meetings = append(resp.Meetings, a.meetings...)
-	}
-	if len(resp.Meetings) == 0 {
-		resp.MessageKey, resp.Message = bbb.KeyNoMeetings, "no meetings were found on this server"
-	}
-	body, err := bbb.MarshalResponse(resp)
-	if err != nil {
-		body, _ = bbb.MarshalResponse(bbb.FailedResponse(bbb.NewError(bbb.KeyInternalError, "The response could not be encoded.")))
-		return &keptAnswer{body: body, outcome: bbb.ReturnFailed} // not kept
-	}
-	k.body = body
 	f.mu.Lock()
 	f.last = k
 	f.mu.Unlock()

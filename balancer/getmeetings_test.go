@@ -2,6 +2,10 @@ package balancer
 
 import (
 	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -176,5 +180,50 @@ func TestGetMeetingsKeptReleased(t *testing.T) {
 	}
 	if ms, err := e.client.GetMeetings(cx); err != nil || len(ms) != 3 {
 		t.Fatalf("getMeetings after the release: %d meetings, %v; want 3", len(ms), err)
+	}
+}
+
+// TestGetMeetingsKeptBytes: the answer assembled from the kept parts, and
+// written from them without assembling, is byte for byte the answer of a
+// call that asks every node (a negative bound), meetings, metadata and the
+// empty answer alike.
+func TestGetMeetingsKeptBytes(t *testing.T) {
+	e := newEnv(t, backends[0].dsn(t), testenv.NewClock())
+	e.addNodes(3)
+	cx := ctxT(t)
+	get := func(maxAge time.Duration) string {
+		t.Helper()
+		e.srv.cfg.GetMeetingsMaxAge = maxAge
+		rec := httptest.NewRecorder()
+		e.srv.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, e.client.URL("getMeetings", nil), nil))
+		if rec.Code != http.StatusOK || maxAge > 0 && rec.Header().Get("Content-Length") != strconv.Itoa(rec.Body.Len()) {
+			t.Fatalf("getMeetings: HTTP %d, Content-Length %s for %d bytes", rec.Code, rec.Header().Get("Content-Length"), rec.Body.Len())
+		}
+		return rec.Body.String()
+	}
+	if kept, live := get(time.Hour), get(-1); kept != live || !strings.Contains(kept, "<meetings></meetings>") && !strings.Contains(kept, "<meetings/>") {
+		t.Errorf("no meetings: kept answer\n%s\nlive answer\n%s", kept, live)
+	}
+	for i := range 7 {
+		if _, err := e.client.Create(cx, bbb.CreateRequest{MeetingID: fmt.Sprint("b-", i), Name: fmt.Sprintf("Room <%d> & \"friends\"", i),
+			Meta: map[string]string{"bbb-origin": "Greenlight", "room": fmt.Sprint(i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kept := get(time.Hour)
+	// An answer over maxAssembled is written from its parts, not whole.
+	e.srv.fleetMeetings.mu.Lock()
+	streamed := *e.srv.fleetMeetings.last
+	e.srv.fleetMeetings.mu.Unlock()
+	streamed.body = nil
+	var b strings.Builder
+	if err := streamed.writeTo(&b); err != nil || b.String() != kept {
+		t.Errorf("written from its parts: %v\n%s\nwhole:\n%s", err, b.String(), kept)
+	}
+	if live := get(-1); kept != live {
+		t.Errorf("kept answer\n%s\nlive answer\n%s", kept, live)
+	}
+	if n := strings.Count(kept, "<meeting>"); n != 7 {
+		t.Errorf("%d meetings in the answer, want 7:\n%s", n, kept)
 	}
 }

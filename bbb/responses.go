@@ -1,7 +1,9 @@
 package bbb
 
 import (
+	"bytes"
 	"encoding/xml"
+	"fmt"
 	"io"
 	"strings"
 )
@@ -191,6 +193,33 @@ func (r GetMeetingsResponse) MarshalXML(e *xml.Encoder, start xml.StartElement) 
 
 type meetings struct {
 	Meeting []Meeting `xml:"meeting"`
+}
+
+// A getMeetings answer with meetings, assembled from pieces encoded apart
+// (a balancer keeps each node's meetings encoded): GetMeetingsHead, the
+// meetings' elements (AppendMeetings) in any number of runs, then
+// GetMeetingsTail are byte for byte what MarshalResponse writes for a
+// GetMeetingsResponse of those meetings. With none, MarshalResponse's
+// answer (an empty <meetings/> and noMeetings) is the one to send.
+const (
+	GetMeetingsHead = xml.Header + `<response><returncode>` + ReturnSuccess + `</returncode><meetings>`
+	GetMeetingsTail = `</meetings></response>`
+)
+
+// AppendMeetings appends the meetings' <meeting> elements to dst.
+func AppendMeetings(dst []byte, ms []Meeting) ([]byte, error) {
+	b := bytes.NewBuffer(dst)
+	e := xml.NewEncoder(b)
+	start := xml.StartElement{Name: xml.Name{Local: "meeting"}}
+	for i := range ms {
+		if err := e.EncodeElement(&ms[i], start); err != nil {
+			return dst, fmt.Errorf("encoding meeting %q: %w", ms[i].MeetingID, err)
+		}
+	}
+	if err := e.Close(); err != nil {
+		return dst, err
+	}
+	return b.Bytes(), nil
 }
 
 // EndResponse answers end.

@@ -138,3 +138,35 @@ func TestMetadataSkipsInvalidNames(t *testing.T) {
 		t.Fatalf("got %s", b)
 	}
 }
+
+// TestAppendMeetings: getMeetings assembled from runs of meetings encoded
+// apart is byte for byte MarshalResponse's answer for all of them.
+func TestAppendMeetings(t *testing.T) {
+	m := sampleMeeting()
+	parent := m
+	parent.IsBreakout, parent.ParentMeetingID, parent.Sequence, parent.FreeJoin = false, "", 0, nil
+	parent.BreakoutRooms = []string{m.InternalMeetingID}
+	bare := Meeting{MeetingName: "bad \xff utf-8 \x01 ]]> \"quoted\"", MeetingID: "bare"}
+	all := []Meeting{parent, m, bare, m, parent}
+	want, err := MarshalResponse(GetMeetingsResponse{ReturnCode: ReturnSuccess, Meetings: all})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, runs := range [][]int{{5}, {1, 4}, {2, 0, 3}, {1, 1, 1, 1, 1}} {
+		got := []byte(GetMeetingsHead)
+		at := 0
+		for _, n := range runs {
+			if got, err = AppendMeetings(got, all[at:at+n]); err != nil {
+				t.Fatal(err)
+			}
+			at += n
+		}
+		got = append(got, GetMeetingsTail...)
+		if !bytes.Equal(got, want) {
+			t.Errorf("runs %v:\n got %s\nwant %s", runs, got, want)
+		}
+	}
+	if got, err := AppendMeetings([]byte("kept"), nil); err != nil || string(got) != "kept" {
+		t.Errorf("no meetings: %q, %v", got, err)
+	}
+}
