@@ -58,6 +58,17 @@ const (
 	streamBuffer = 64 << 10
 )
 
+// noMeetingsAnswer is getMeetings' answer when no node runs a meeting, as
+// BBB answers: an empty <meetings/> and noMeetings.
+var noMeetingsAnswer = func() []byte {
+	b, err := bbb.MarshalResponse(bbb.GetMeetingsResponse{ReturnCode: bbb.ReturnSuccess,
+		MessageKey: bbb.KeyNoMeetings, Message: "no meetings were found on this server"})
+	if err != nil {
+		panic(err) // a fixed answer
+	}
+	return b
+}()
+
 // streamBuffers are the buffers of the answers written from their parts.
 var streamBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, streamBuffer) }}
 
@@ -164,8 +175,9 @@ func (f *fleetMeetings) keep(nodeID string, gen uint64, a *nodeAnswer) {
 	f.nodes[nodeID] = a
 }
 
-// fleetMeetingsAnswer returns getMeetings' answer for the nodes: parsed
-// and encoded once per change of a node's part, not per call.
+// fleetMeetingsAnswer returns getMeetings' answer for the nodes, made once
+// per change of a node's part (each part encoded once, when it comes), not
+// per call.
 func (s *Server) fleetMeetingsAnswer(ctx context.Context, nodes []bbbNode) *keptAnswer {
 	f := &s.fleetMeetings
 	maxAge := s.cfg.GetMeetingsMaxAge
@@ -243,13 +255,7 @@ func (s *Server) fleetMeetingsAnswer(ctx context.Context, nodes []bbbNode) *kept
 	}
 	switch {
 	case k.size == 0:
-		// As BBB answers: an empty <meetings/> and noMeetings.
-		body, err := bbb.MarshalResponse(bbb.GetMeetingsResponse{ReturnCode: bbb.ReturnSuccess,
-			MessageKey: bbb.KeyNoMeetings, Message: "no meetings were found on this server"})
-		if err != nil { // a fixed answer: never
-			panic(err)
-		}
-		k.body, k.size = body, len(body)
+		k.body, k.size = noMeetingsAnswer, len(noMeetingsAnswer)
 	default:
 		k.size += len(bbb.GetMeetingsHead) + len(bbb.GetMeetingsTail)
 		if k.size <= maxAssembled {
