@@ -27,9 +27,10 @@ import (
 //     so a node going offline drops out at once; a node that does not answer
 //     is left out (for the bound) and never fails the call;
 //   - each node's meetings are encoded once, when its answer comes, and
-//     kept encoded (not parsed: about 900 bytes a meeting); a call's answer
-//     is the kept parts written one after the other, so a part's change
-//     costs its own encoding, not the fleet's.
+//     kept encoded (not parsed: about 900 bytes a meeting); an answer is
+//     the kept parts one after the other (also kept whole up to
+//     maxAssembled), so a part's change costs its own encoding, not the
+//     fleet's.
 //
 // getMeetingInfo and isMeetingRunning stay live: they are forwarded to the
 // meeting's node on every call.
@@ -271,9 +272,9 @@ func (s *Server) fleetMeetingsAnswer(ctx context.Context, nodes []bbbNode) *kept
 }
 
 // expire forgets the kept answers past the bound (Run, at each refresh):
-// they serve no call, and a fleet's are large (at 100,000 meetings, every
-// meeting parsed and the whole answer encoded), so one getMeetings must not
-// hold them for the rest of the replica's life. With a negative bound
+// they serve no call, and a fleet's are large (at 100,000 meetings, about
+// 90 MB of encoded meetings), so one getMeetings must not hold them for the
+// rest of the replica's life. With a negative bound
 // (every call asks every node) none is ever of use.
 func (f *fleetMeetings) expire(now time.Time, maxAge time.Duration) {
 	f.mu.Lock()
