@@ -79,9 +79,8 @@ type keptAnswer struct {
 	// size is the answer's length in bytes; body is the whole answer when
 	// it is at most maxAssembled bytes (always when no part has a meeting:
 	// BBB's empty answer).
-	size    int
-	body    []byte
-	outcome string // SUCCESS, for the metrics
+	size int
+	body []byte
 	// While another caller builds the next answer, this one still serves
 	// the calls for the same nodes with no drop since (gens) as long as its
 	// oldest part is within the bound.
@@ -203,7 +202,6 @@ func (s *Server) fleetMeetingsAnswer(ctx context.Context, nodes []bbbNode) *kept
 			}
 			a := &nodeAnswer{xml: enc, at: at, failed: err != nil}
 			if err != nil {
-				a.xml = nil
 				s.log.Warn("getMeetings: leaving a node out", "node", n.Name, "err", err)
 			}
 			f.keep(n.ID, gen, a)
@@ -247,7 +245,7 @@ func (s *Server) fleetMeetingsAnswer(ctx context.Context, nodes []bbbNode) *kept
 	if k := f.kept(parts); k != nil { // built by the caller before
 		return k
 	}
-	k := &keptAnswer{parts: parts, outcome: bbb.ReturnSuccess, nodeIDs: ids, gens: gens}
+	k := &keptAnswer{parts: parts, nodeIDs: ids, gens: gens}
 	for i, a := range parts {
 		if i == 0 || a.at.Before(k.oldest) {
 			k.oldest = a.at

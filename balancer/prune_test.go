@@ -2,7 +2,6 @@ package balancer
 
 import (
 	"fmt"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -48,45 +47,6 @@ func TestPruneQueue(t *testing.T) {
 			t.Errorf("b, ended, is still placed")
 		}
 	})
-}
-
-// ownGoroutines counts the process's goroutines but those the database
-// drivers start for each query with a context that can end
-// (database/sql's Rows.awaitDone, modernc.org/sqlite's interruptOnDone):
-// they end with their query, but a busy machine schedules their exit late,
-// and hundreds of them outlive a quick run of prunings (seen in CI).
-func ownGoroutines() int {
-	n := 0
-	for _, g := range goroutineStacks() {
-		if !strings.Contains(g, "created by database/sql.") && !strings.Contains(g, "created by modernc.org/sqlite.") &&
-			!strings.Contains(g, "created by github.com/jackc/pgx/") {
-			n++
-		}
-	}
-	return n
-}
-
-// goroutinesIn counts the goroutines whose stack has fn in it.
-func goroutinesIn(fn string) int {
-	n := 0
-	for _, g := range goroutineStacks() {
-		if strings.Contains(g, fn) {
-			n++
-		}
-	}
-	return n
-}
-
-// goroutineStacks are the stacks of all goroutines, one each.
-func goroutineStacks() []string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			return strings.Split(string(buf[:n]), "\n\n")
-		}
-		buf = make([]byte, 2*len(buf))
-	}
 }
 
 // TestPruneQueueDatabaseDown: with the database not answering, the queued
