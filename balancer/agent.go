@@ -40,6 +40,7 @@ func (s *Server) agentHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+agentapi.PathRegister, s.agentAuth(s.agentRegister))
 	mux.HandleFunc("POST "+agentapi.PathReport, s.agentAuth(s.agentReport))
+	mux.HandleFunc("GET "+agentapi.PathReportStream, s.agentAuth(s.agentReportStream))
 	for _, p := range []string{agentapi.PathCordon, agentapi.PathDrain} {
 		mux.HandleFunc("POST "+p, s.agentAuth(s.agentSetState(fleet.Cordoned)))
 	}

@@ -99,6 +99,7 @@ func newEnv(t testing.TB, dsn string, clk *testenv.Clock) *env {
 	}
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
+	t.Cleanup(srv.streams.closeAll) // hijacked: ts.Close leaves them open
 	c, err := bbb.NewClient(ts.URL, lbSecret)
 	if err != nil {
 		t.Fatal(err)

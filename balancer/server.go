@@ -41,6 +41,8 @@ type Server struct {
 	prunes pruneQueue
 	// reportAnswers are the kept answers to agents' reports (agent.go).
 	reportAnswers reportAnswers
+	// streams are the agents' open report streams (reportstream.go).
+	streams *reportStreams
 	// dash is the fleet page's state, nil with Config.DisableDashboard
 	// (dashboard.go).
 	dash *dashboard
@@ -79,6 +81,8 @@ func New(ctx context.Context, cfg Config, st *store.Store) (*Server, error) {
 	s.collector = newTransientCollector()
 	s.metrics = newMetrics(s.reg.metricsNodes, s.collector)
 	s.registerRecordingMetrics()
+	s.streams = newReportStreams()
+	s.registerStreamMetrics()
 	mux := http.NewServeMux()
 	mux.HandleFunc("/bigbluebutton/api", s.serveAPI)
 	mux.HandleFunc("/bigbluebutton/api/", s.serveAPI)
@@ -156,6 +160,8 @@ func (s *Server) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			// The streams' last reports go into the last flush.
+			s.streams.closeAll()
 			final, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			err := s.Flush(final)
 			cancel()

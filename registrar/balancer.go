@@ -32,6 +32,7 @@ type Balancer struct {
 	credFile string // "" : no node credential (older behaviour)
 	takeover bool
 	run      string // this process's run ID, sent with every report
+	stream   reportStream
 
 	mu        sync.Mutex
 	node      string // the registered node name, kept for later calls
@@ -56,6 +57,7 @@ func NewBalancer(baseURL, agentToken string, opts ...Option) (*Balancer, error) 
 	}
 	b := &Balancer{base: u.String(), shown: u.Redacted(), token: agentToken,
 		ep: endpoint{client: o.client, timeout: o.timeout}, credFile: o.credFile, takeover: o.takeover, run: newRunID()}
+	b.stream.off = o.noStream
 	if b.credFile != "" {
 		raw, err := os.ReadFile(b.credFile)
 		switch {
@@ -229,7 +231,11 @@ func (b *Balancer) Deregister(ctx context.Context) error {
 		return err
 	}
 	var resp agentapi.StateResponse
-	return b.call(ctx, agentapi.PathDeregister, agentapi.NodeRequest{Node: node}, &resp)
+	err = b.call(ctx, agentapi.PathDeregister, agentapi.NodeRequest{Node: node}, &resp)
+	if err == nil {
+		b.stream.close() // the node is gone: it reports no more
+	}
+	return err
 }
 
 // Check asks the balancer's ping endpoint, which needs a valid token.
@@ -289,16 +295,7 @@ func (b *Balancer) call(ctx context.Context, path string, in, out any, secrets .
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	bearer := b.bearer()
-	ans, err := b.ep.do(ctx, what, func(ctx context.Context) (*http.Request, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.base+path, bytes.NewReader(body))
-		if err != nil {
-			return nil, err
-		}
-		req.Header.Set("Authorization", "Bearer "+bearer)
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json")
-		return req, nil
-	})
+	ans, err := b.send(ctx, what, path, bearer, body)
 	if err != nil {
 		return err
 	}
@@ -336,6 +333,26 @@ func (b *Balancer) call(ctx context.Context, path string, in, out any, secrets .
 		return fmt.Errorf("%s: %w (HTTP %d%s)", what, ErrRejected, ans.status, prefixed(msg))
 	}
 	return ans.unexpected(what, msg)
+}
+
+// send sends body to path and reads the answer: a report over the report
+// stream where it can go (stream.go), else and everything else by POST.
+func (b *Balancer) send(ctx context.Context, what, path, bearer string, body []byte) (answer, error) {
+	if path == agentapi.PathReport {
+		if ans, ok, err := b.stream.report(ctx, b, what, bearer, body); ok {
+			return ans, err
+		}
+	}
+	return b.ep.do(ctx, what, func(ctx context.Context) (*http.Request, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.base+path, bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+bearer)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json")
+		return req, nil
+	})
 }
 
 // rejected says whether an HTTP status refuses the request itself, so that

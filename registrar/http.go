@@ -36,6 +36,7 @@ type options struct {
 	algorithm bbb.Algorithm
 	credFile  string
 	takeover  bool
+	noStream  bool
 }
 
 // WithHTTPClient sends the requests through c (proxies, TLS settings, tests).

@@ -70,6 +70,7 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "balancer-url", Category: catBalancer, EnvVars: env("BALANCER_URL"), Usage: "bbb-balancer's URL, e.g. https://lb.example.com"},
 		&cli.StringFlag{Name: "agent-token", Category: catBalancer, EnvVars: env("AGENT_TOKEN"), Usage: "the token bbb-balancer expects from agents"},
 		&cli.StringFlag{Name: "balancer-ca", Category: catBalancer, EnvVars: env("BALANCER_CA"), Usage: "PEM file of the CA that signed the balancer's (or Scalelite's) HTTPS certificate, trusted besides the system's"},
+		&cli.BoolFlag{Name: "report-stream", Category: catBalancer, Value: true, EnvVars: env("REPORT_STREAM"), Usage: "send reports over one upgraded connection (half the balancer's CPU of a POST each); where the balancer or a proxy before it refuses the upgrade, reports go by POST; false: always by POST"},
 		&cli.BoolFlag{Name: "takeover", Category: catBalancer, EnvVars: env("TAKEOVER"), Usage: "take over the node name from the node holding it at the balancer (allowed only after bbb-balancer servers allow-takeover NAME)"},
 		&cli.StringFlag{Name: "scalelite-url", Category: catBalancer, EnvVars: env("SCALELITE_URL"), Usage: "Scalelite's URL, e.g. https://sl.example.com (registrar scalelite)"},
 		&cli.StringFlag{Name: "scalelite-secret", Category: catBalancer, EnvVars: env("SCALELITE_SECRET"), Usage: "Scalelite's LOADBALANCER_SECRET (registrar scalelite)"},

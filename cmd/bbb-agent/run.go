@@ -164,7 +164,8 @@ func newRegistrar(c *cli.Context) (registrar.Registrar, error) {
 			return nil, errors.New("registrar balancer: give --balancer-url and --agent-token")
 		}
 		reg, err = registrar.NewBalancer(c.String("balancer-url"), c.String("agent-token"),
-			registrar.WithCredentialFile(filepath.Join(c.String("state-dir"), "node-credential")), registrar.WithTakeover(c.Bool("takeover")), registrar.WithHTTPClient(regClient))
+			registrar.WithCredentialFile(filepath.Join(c.String("state-dir"), "node-credential")), registrar.WithTakeover(c.Bool("takeover")), registrar.WithHTTPClient(regClient),
+			registrar.WithReportStream(c.Bool("report-stream")))
 	case "scalelite":
 		if c.String("scalelite-url") == "" || c.String("scalelite-secret") == "" {
 			return nil, errors.New("registrar scalelite: give --scalelite-url and --scalelite-secret")

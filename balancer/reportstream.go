@@ -1,0 +1,247 @@
+package balancer
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bbb-agent/bbb-agent/agentapi"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// The report stream (agentapi.PathReportStream): an agent's reports over a
+// connection of its own, each served exactly as POST agentapi.PathReport
+// is. At 10,000 nodes reporting every 5 s, net/http's exchange of each
+// report cost this machine 0.16-0.20 of a core before the balancer did
+// anything with the report; a frame on the stream costs about half
+// (BenchmarkMemoryProcess, BenchmarkReportTransport).
+const (
+	// streamIdleMin bounds the wait for an agent's next report: a stream
+	// that stays quiet longer (and three report intervals) is closed. The
+	// agent opens a new one, or reports by POST.
+	streamIdleMin = 2 * time.Minute
+	// streamFrameTimeout bounds the rest of a frame once its header came,
+	// and the write of an answer.
+	streamFrameTimeout = 10 * time.Second
+)
+
+// reportStreams are the open report streams, closed and waited for when
+// the replica stops (Run), before its last flush: the reports they served
+// are in it.
+type reportStreams struct {
+	ctx    context.Context // the streams' reports'; ended by closeAll
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+	wg     sync.WaitGroup
+}
+
+func newReportStreams() *reportStreams {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &reportStreams{ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}
+}
+
+// add takes a stream in, unless the replica is stopping.
+func (rs *reportStreams) add(c net.Conn) bool {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.closed {
+		return false
+	}
+	rs.conns[c] = struct{}{}
+	rs.wg.Add(1)
+	return true
+}
+
+// done closes a stream that ended and lets it go.
+func (rs *reportStreams) done(c net.Conn) {
+	c.Close()
+	rs.mu.Lock()
+	delete(rs.conns, c)
+	rs.mu.Unlock()
+	rs.wg.Done()
+}
+
+// accepting says whether the replica takes new streams.
+func (rs *reportStreams) accepting() bool {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return !rs.closed
+}
+
+// open is how many streams are open.
+func (rs *reportStreams) open() int {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return len(rs.conns)
+}
+
+// closeAll closes every stream, takes no new one, and waits for the
+// reports under way to be served.
+func (rs *reportStreams) closeAll() {
+	rs.mu.Lock()
+	rs.closed = true
+	for c := range rs.conns {
+		c.Close()
+	}
+	rs.mu.Unlock()
+	rs.cancel()
+	rs.wg.Wait()
+}
+
+// agentReportStream upgrades an agent's connection to a report stream. The
+// caller's credential was checked (agentAuth); it is checked again on every
+// report, as POST agentapi.PathReport does.
+func (s *Server) agentReportStream(w http.ResponseWriter, r *http.Request, c caller) {
+	if r.ProtoMajor != 1 || !headerHasToken(r.Header, "Connection", "upgrade") ||
+		!headerHasToken(r.Header, "Upgrade", agentapi.ReportStreamProtocol) {
+		// HTTP/2 cannot upgrade; a proxy that drops the upgrade headers
+		// lands here too. The agent reports by POST.
+		w.Header().Set("Upgrade", agentapi.ReportStreamProtocol)
+		w.Header().Set("Connection", "Upgrade")
+		s.agentRefused(w, http.StatusUpgradeRequired, agentapi.CodeBadRequest,
+			"the report stream needs an HTTP/1.1 upgrade to "+agentapi.ReportStreamProtocol+
+				" (Connection: Upgrade); a proxy in front of the balancer must pass upgrades on "+agentapi.PathReportStream+"; report by POST "+agentapi.PathReport+" meanwhile")
+		return
+	}
+	if !s.streams.accepting() {
+		s.agentRefused(w, http.StatusServiceUnavailable, agentapi.CodeInternal, "this replica is stopping; report by POST "+agentapi.PathReport)
+		return
+	}
+	conn, rw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		s.agentRefused(w, http.StatusInternalServerError, agentapi.CodeInternal, "the report stream cannot take this connection over: "+err.Error()+"; report by POST "+agentapi.PathReport)
+		return
+	}
+	// Bytes the agent sent after its request are the stream's first.
+	var rd io.Reader = conn
+	if n := rw.Reader.Buffered(); n > 0 {
+		early, _ := rw.Reader.Peek(n)
+		rd = io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn)
+	}
+	if !s.streams.add(conn) {
+		conn.Close() // stopping
+		return
+	}
+	_ = conn.SetWriteDeadline(time.Now().Add(streamFrameTimeout))
+	if _, err := io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "+agentapi.ReportStreamProtocol+"\r\n\r\n"); err != nil {
+		s.streams.done(conn)
+		return
+	}
+	idle := streamIdleMin
+	if !c.bootstrap && 3*c.node.ReportInterval > idle {
+		idle = 3 * c.node.ReportInterval
+	}
+	// Only what the reports need of the upgrade: the connection's buffers
+	// and the request go with this handler, which returns now.
+	base := (&http.Request{
+		Method: http.MethodPost, URL: &url.URL{Path: agentapi.PathReport}, RequestURI: agentapi.PathReport,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Host: r.Host, RemoteAddr: r.RemoteAddr,
+		Header: http.Header{"Authorization": r.Header.Values("Authorization")},
+	}).WithContext(s.streams.ctx)
+	go s.serveReportStream(conn, rd, base, idle)
+}
+
+// serveReportStream serves the reports of one stream until it ends: the
+// agent closes it, sends something that is not a frame, stays quiet longer
+// than idle, or the replica stops.
+func (s *Server) serveReportStream(conn net.Conn, rd io.Reader, base *http.Request, idle time.Duration) {
+	defer s.streams.done(conn)
+	serve := s.agentAuth(s.agentReport)
+	fw := &frameWriter{header: http.Header{}}
+	var hdr [agentapi.ReportFrameHeaderBytes]byte
+	for {
+		_ = conn.SetReadDeadline(time.Now().Add(idle))
+		n, err := agentapi.ReadReportFrameHeader(rd, &hdr)
+		if err != nil {
+			return // closed, quiet too long, or cut
+		}
+		fw.reset()
+		if n > agentapi.MaxBodyBytes {
+			// The stream cannot be trusted to be in step any more.
+			s.agentBadRequest(fw, "body", "a report frame larger than the agent API's limit of 256 KiB; the stream is closed")
+			s.writeFrame(conn, fw)
+			return
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(streamFrameTimeout))
+		body := &io.LimitedReader{R: rd, N: n}
+		req := *base
+		req.Body, req.ContentLength = io.NopCloser(body), n
+		serve(fw, &req)
+		if _, err := io.Copy(io.Discard, body); err != nil || body.N > 0 {
+			return // cut in the middle of a frame
+		}
+		if !s.writeFrame(conn, fw) {
+			return
+		}
+	}
+}
+
+// writeFrame sends fw's answer, and says whether it went.
+func (s *Server) writeFrame(conn net.Conn, fw *frameWriter) bool {
+	_ = conn.SetWriteDeadline(time.Now().Add(streamFrameTimeout))
+	_, err := conn.Write(fw.frame())
+	return err == nil
+}
+
+// frameWriter is the http.ResponseWriter of a report on a stream: it keeps
+// the status and body, to go out as one answer frame.
+type frameWriter struct {
+	header http.Header
+	status int
+	buf    []byte // the frame: header, then body
+}
+
+func (f *frameWriter) reset() {
+	clear(f.header)
+	f.status = 0
+	f.buf = append(f.buf[:0], make([]byte, agentapi.AnswerFrameHeaderBytes)...)
+}
+
+func (f *frameWriter) Header() http.Header { return f.header }
+
+func (f *frameWriter) WriteHeader(status int) {
+	if f.status == 0 {
+		f.status = status
+	}
+}
+
+func (f *frameWriter) Write(p []byte) (int, error) {
+	f.WriteHeader(http.StatusOK)
+	f.buf = append(f.buf, p...)
+	return len(p), nil
+}
+
+// frame is the answer frame: status, length, body.
+func (f *frameWriter) frame() []byte {
+	f.WriteHeader(http.StatusOK)
+	agentapi.PutAnswerFrameHeader(f.buf, f.status, len(f.buf)-agentapi.AnswerFrameHeaderBytes)
+	return f.buf
+}
+
+// headerHasToken says whether a comma-separated header of h lists token,
+// without regard to case.
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// registerStreamMetrics adds the open streams to /metrics.
+func (s *Server) registerStreamMetrics() {
+	s.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "bbb_balancer_report_streams", Help: "Agents reporting over a report stream (open connections); the others report by POST.",
+	}, func() float64 { return float64(s.streams.open()) }))
+}

@@ -1,0 +1,309 @@
+package registrar
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bbb-agent/bbb-agent/agentapi"
+	"github.com/bbb-agent/bbb-agent/fleet"
+	"github.com/bbb-agent/bbb-agent/internal/testenv"
+)
+
+// front is an HTTP reverse proxy before a balancer that counts the
+// requests it passes by method and path; strip makes it drop the upgrade
+// headers, as a proxy not set up for upgrades does.
+type front struct {
+	url   string
+	mu    sync.Mutex
+	calls map[string]int // "POST /agent/v1/report": n
+}
+
+func newFront(t *testing.T, target string, strip bool) *front {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &front{calls: map[string]int{}}
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		f.calls[r.Method+" "+r.URL.Path]++
+		f.mu.Unlock()
+		if strip {
+			r.Header.Del("Upgrade")
+			r.Header.Del("Connection")
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(ts.Close)
+	f.url = ts.URL
+	return f
+}
+
+func (f *front) count(call string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls[call]
+}
+
+// metric is a series without labels of the balancer's /metrics.
+func (l lb) metric(t *testing.T, name string) float64 {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, l.url+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("/metrics has no %s", name)
+	return 0
+}
+
+const (
+	streamCall = "GET " + agentapi.PathReportStream
+	postReport = "POST " + agentapi.PathReport
+)
+
+// Reports go over one stream, through a proxy that passes upgrades: one
+// upgrade, no POST; the answers are the POST's (an operator's cordon); a
+// deregistered node's stream closes.
+func TestReportStream(t *testing.T) {
+	l := newLB(t)
+	f := newFront(t, l.url, false)
+	b, err := NewBalancer(f.url, agentToken, WithCredentialFile(t.TempDir()+"/node-credential"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if _, err := b.Register(ctx, l.registration("bbb1")); err != nil {
+		t.Fatal(err)
+	}
+	for seq := int64(1); seq <= 5; seq++ {
+		reply, err := b.Report(ctx, Report{Seq: seq, Load: fleet.Load{Meetings: 1, BBBHealthy: true}})
+		if err != nil || reply.State != fleet.Enabled {
+			t.Fatalf("report %d: %v %v", seq, reply, err)
+		}
+	}
+	if f.count(streamCall) != 1 || f.count(postReport) != 0 {
+		t.Errorf("calls %v; want one upgrade and no POST of a report", f.calls)
+	}
+	if got := l.metric(t, "bbb_balancer_report_streams"); got != 1 {
+		t.Errorf("%v open streams, want 1", got)
+	}
+	if got := l.metric(t, "bbb_balancer_reports_total"); got != 5 {
+		t.Errorf("the balancer counted %v reports, want 5", got)
+	}
+	l.setState(t, "bbb1", fleet.Cordoned)
+	if reply, err := b.Report(ctx, Report{Seq: 6, Load: fleet.Load{Meetings: 1, BBBHealthy: true}}); err != nil || reply.State != fleet.Cordoned {
+		t.Errorf("after the operator's cordon: %v %v, want cordoned", reply, err)
+	}
+	if err := b.Deregister(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 5*time.Second, "the deregistered node's stream to close", func() bool {
+		return l.metric(t, "bbb_balancer_report_streams") == 0
+	})
+}
+
+// A proxy that drops the upgrade headers: the balancer refuses the
+// upgrade, every report goes by POST, and the upgrade is tried again only
+// after streamRetryAfterRefusal of them.
+func TestReportStreamRefused(t *testing.T) {
+	l := newLB(t)
+	f := newFront(t, l.url, true)
+	b, err := NewBalancer(f.url, agentToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if _, err := b.Register(ctx, l.registration("bbb1")); err != nil {
+		t.Fatal(err)
+	}
+	for seq := int64(1); seq <= streamRetryAfterRefusal+2; seq++ {
+		if _, err := b.Report(ctx, Report{Seq: seq, Load: fleet.Load{BBBHealthy: true}}); err != nil {
+			t.Fatalf("report %d: %v", seq, err)
+		}
+	}
+	if f.count(streamCall) != 2 || f.count(postReport) != streamRetryAfterRefusal+2 {
+		t.Errorf("calls %v; want 2 upgrades refused and every report by POST", f.calls)
+	}
+	// Turned off: no upgrade at all.
+	off, err := NewBalancer(f.url, agentToken, WithReportStream(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := off.Register(ctx, l.registration("bbb1")); err != nil { // the same node, as a restarted agent
+		t.Fatal(err)
+	}
+	if _, err := off.Report(ctx, Report{Seq: 1, Load: fleet.Load{BBBHealthy: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if f.count(streamCall) != 2 {
+		t.Errorf("WithReportStream(false) asked for an upgrade: %v", f.calls)
+	}
+}
+
+// tcpProxy passes TCP connections to target and can cut them all, as a
+// restarted balancer or a broken network does.
+type tcpProxy struct {
+	addr     string
+	mu       sync.Mutex
+	conns    []net.Conn
+	accepted int
+}
+
+func newTCPProxy(t *testing.T, target string) *tcpProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &tcpProxy{addr: ln.Addr().String()}
+	t.Cleanup(func() { ln.Close(); p.cut() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, up)
+			p.accepted++
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(up, c); up.Close() }()
+			go func() { _, _ = io.Copy(c, up); c.Close() }()
+		}
+	}()
+	return p
+}
+
+func (p *tcpProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// A stream cut between reports: the next report goes by POST at once, no
+// error and nothing lost; the stream is opened again after
+// streamRetryAfterFailure reports.
+func TestReportStreamCut(t *testing.T) {
+	l := newLB(t)
+	u, _ := url.Parse(l.url)
+	p := newTCPProxy(t, u.Host)
+	b, err := NewBalancer("http://"+p.addr, agentToken, WithTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if _, err := b.Register(ctx, l.registration("bbb1")); err != nil {
+		t.Fatal(err)
+	}
+	report := func(seq int64) {
+		t.Helper()
+		if _, err := b.Report(ctx, Report{Seq: seq, Load: fleet.Load{BBBHealthy: true}}); err != nil {
+			t.Fatalf("report %d: %v", seq, err)
+		}
+	}
+	report(1)
+	testenv.Eventually(t, 5*time.Second, "the stream", func() bool { return l.metric(t, "bbb_balancer_report_streams") == 1 })
+	p.cut()
+	testenv.Eventually(t, 5*time.Second, "the balancer to see the stream cut", func() bool {
+		return l.metric(t, "bbb_balancer_report_streams") == 0
+	})
+	seq := int64(2)
+	for ; seq <= 2+streamRetryAfterFailure; seq++ {
+		report(seq) // the first finds the stream cut and goes by POST; then POST
+	}
+	if got := l.metric(t, "bbb_balancer_reports_total"); got != float64(seq-1) {
+		t.Errorf("the balancer counted %v reports, want %d", got, seq-1)
+	}
+	if got := l.metric(t, "bbb_balancer_report_streams"); got != 0 {
+		t.Errorf("%v streams open while the agent waits to try again", got)
+	}
+	report(seq)
+	if got := l.metric(t, "bbb_balancer_report_streams"); got != 1 {
+		t.Errorf("%v streams open after the wait, want 1", got)
+	}
+}
+
+// A balancer that takes the stream and then answers nothing: the report
+// fails within the request timeout, and the next one goes by POST.
+func TestReportStreamHangs(t *testing.T) {
+	var posts int
+	var mu sync.Mutex
+	done := make(chan struct{})
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case agentapi.PathRegister:
+			_, _ = io.WriteString(w, `{"node_id":"n1","state":"enabled"}`)
+		case agentapi.PathReportStream:
+			conn, rw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			_, _ = rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + agentapi.ReportStreamProtocol + "\r\n\r\n")
+			_ = rw.Flush()
+			<-done
+		case agentapi.PathReport:
+			mu.Lock()
+			posts++
+			mu.Unlock()
+			_, _ = io.WriteString(w, `{"state":"enabled","turn_servers":[]}`)
+		}
+	}))
+	defer ts.Close()
+	defer close(done)
+	b, err := NewBalancer(ts.URL, agentToken, WithTimeout(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := b.Register(ctx, Registration{Node: "bbb1", URL: "https://bbb1.example.com", Secret: nodeSecret}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.Report(ctx, Report{Seq: 1})
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "no answer within 100ms") {
+		t.Fatalf("report over a hanging stream: %v, want no answer within the timeout", err)
+	}
+	if _, err := b.Report(ctx, Report{Seq: 2}); err != nil {
+		t.Fatalf("the next report: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if posts != 1 {
+		t.Errorf("%d reports by POST, want the one after the hanging stream", posts)
+	}
+}
