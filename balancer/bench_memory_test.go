@@ -197,11 +197,13 @@ func (h httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // its parts (reportRSSParts).
 //
 // Then the process's own CPU (from /proc/PID/stat, so the load generator
-// is not in it) idle and while the fleet reports every 5 s, and of that the
-// collector's at serve's GOGC (from its /metrics), beside the floor: a
-// minimal net/http process receiving the same reports. Then the
-// p99 of joins at a steady rate alone and while the fleet reports, and at
-// last the RSS with each agent's connection open.
+// is not in it) idle and while the fleet reports every 5 s, by POST and
+// over each node's report stream (the RSS with the 10,000 streams open),
+// and of that the collector's at serve's GOGC (from its /metrics), beside
+// the floors: a minimal process receiving the same reports, by POST with
+// net/http and over streams. Then the p99 of joins at a steady rate alone
+// and while the fleet reports over its streams, and at last the RSS with
+// each agent's POST connection open.
 func BenchmarkMemoryProcess(b *testing.B) {
 	dir := b.TempDir()
 	st, err := store.OpenDataDir(b.Context(), dir)
@@ -250,10 +252,21 @@ func BenchmarkMemoryProcess(b *testing.B) {
 	cpu0, t0 := procCPU(b, p.Pid()), time.Now()
 	time.Sleep(3 * time.Second) // a measuring window, not a wait for a result
 	b.ReportMetric((procCPU(b, p.Pid())-cpu0).Seconds()/time.Since(t0).Seconds(), "bbb-balancer-idle-cores")
+	// By POST, as agents without the report stream send them (and every
+	// agent where a proxy refuses the upgrade).
+	cpu0, t0 = procCPU(b, p.Pid()), time.Now()
+	paceReports(b, url, names, ingestInterval, ingestWindow, 2)
+	postCores := (procCPU(b, p.Pid()) - cpu0).Seconds() / time.Since(t0).Seconds()
+	b.ReportMetric(postCores, "bbb-balancer-ingest-post-cores")
+	// Over report streams, as bbb-agent sends them: each node its own.
+	// (This machine allows a process 20,000 open files: the load
+	// generator holds one node's streams at a time.)
+	streams := openAgentStreams(b, url, names)
+	b.ReportMetric(procRSS(b, p.Pid()), "rss-with-10k-agent-streams-MiB")
 	gc0 := metricValue(b, url, "go_cpu_classes_gc_total_cpu_seconds_total")
 	cpu0, t0 = procCPU(b, p.Pid()), time.Now()
 	sys0 := procSysCPU(b, p.Pid())
-	sent := paceReports(b, url, names, ingestInterval, ingestWindow, 2)
+	sent := paceStreamReports(b, streams, names, ingestInterval, ingestWindow, 100)
 	cores := (procCPU(b, p.Pid()) - cpu0).Seconds() / time.Since(t0).Seconds()
 	b.ReportMetric(cores, "bbb-balancer-ingest-cores")
 	// The collector's part (the runtime's estimate, a little over), at
@@ -263,22 +276,31 @@ func BenchmarkMemoryProcess(b *testing.B) {
 	// also runs the receiving side's TCP path.
 	b.ReportMetric((procSysCPU(b, p.Pid())-sys0).Seconds()/time.Since(t0).Seconds(), "of-which-kernel-cores")
 	b.ReportMetric(float64(sent)/time.Since(t0).Seconds(), "reports/s")
-	// The floor: the same reports, paced the same way, to a process that
-	// only serves them with net/http (reads each body, answers a fixed
-	// report response). What is above it is the balancer's own work.
+	closeStreams(streams)
+	// The floors: the same reports, paced the same way, to a process that
+	// only serves them, by POST with net/http (reads each body, answers a
+	// fixed report response) and over streams (reads each frame, answers a
+	// fixed frame). What is above them is the balancer's own work.
 	floor := startMinimalReports(b, false)
 	cpu0, t0 = procCPU(b, floor.Pid()), time.Now()
 	paceReports(b, floor.Ready, names, ingestInterval, ingestWindow, 2)
 	floorCores := (procCPU(b, floor.Pid()) - cpu0).Seconds() / time.Since(t0).Seconds()
 	b.ReportMetric(floorCores, "net/http-floor-cores")
-	b.ReportMetric(cores-floorCores, "above-floor-cores")
+	b.ReportMetric(postCores-floorCores, "post-above-floor-cores")
+	floorStreams := openAgentStreams(b, floor.Ready, names)
+	cpu0, t0 = procCPU(b, floor.Pid()), time.Now()
+	paceStreamReports(b, floorStreams, names, ingestInterval, ingestWindow, 2)
+	closeStreams(floorStreams)
+	streamFloor := (procCPU(b, floor.Pid()) - cpu0).Seconds() / time.Since(t0).Seconds()
+	b.ReportMetric(streamFloor, "stream-floor-cores")
+	b.ReportMetric(cores-streamFloor, "above-floor-cores")
 
 	// The BBB API's latency, joins at a steady rate, alone and then while
-	// the fleet reports, in alternating windows (this machine's own noise
-	// moves a single window's p99 by half): the p99 of all joins of each
-	// kind, and each round's ratio. The floor process takes its turn in
-	// each round (a join there only checks the checksum and answers 302):
-	// what the machine alone does to the ratio.
+	// the fleet reports over its streams, in alternating windows (this
+	// machine's own noise moves a single window's p99 by half): the p99 of
+	// all joins of each kind, and each round's ratio. The floor process
+	// takes its turn in each round (a join there only checks the checksum
+	// and answers 302): what the machine alone does to the ratio.
 	bal, flo := newLatencyRun(url), newLatencyRun(floor.Ready)
 	for round := range processJoinRounds {
 		bal.round(b, hc, names, int64(1000*(round+1)))
@@ -291,12 +313,13 @@ func BenchmarkMemoryProcess(b *testing.B) {
 	b.ReportMetric(flo.under.pct(0.99)/flo.idle.pct(0.99), "floor-join-p99-ingest/idle")
 	b.Logf("join p99 under ingestion / idle, by round: %v; the floor's: %v", bal.ratios, flo.ratios)
 
-	// The figures above come through a few shared connections. In a fleet
-	// each agent holds a connection of its own open between reports: the
-	// RSS with all 10,000 of them open (HTTP/1.1, as bbb-agent speaks to its
-	// balancer; BenchmarkReportTransport has the cost of one).
+	// The POST figures above come through a few shared connections. An
+	// agent that reports by POST holds a connection of its own open
+	// between reports: the RSS with all 10,000 of them open (HTTP/1.1, as
+	// bbb-agent speaks to its balancer; BenchmarkReportTransport has the
+	// cost of one).
 	closeAll := holdAgentConns(b, url, names, 1_000_000, false) // past every seq sent above
-	b.ReportMetric(procRSS(b, p.Pid()), "rss-with-10k-agent-conns-MiB")
+	b.ReportMetric(procRSS(b, p.Pid()), "rss-with-10k-post-conns-MiB")
 	closeAll()
 }
 
@@ -326,10 +349,12 @@ func newLatencyRun(url string) *latencyRun {
 // reports (seq from firstSeq), then pauses so that the last flush stays
 // out of the next quiet window.
 func (l *latencyRun) round(b *testing.B, hc *http.Client, names []string, firstSeq int64) {
+	streams := openAgentStreams(b, l.url, names) // the fleet connected, quiet
+	defer closeStreams(streams)
 	quiet := paceJoins(b, hc, l.joinURLs, processJoinRate, processJoinWindow)
 	var busy *latencies
 	var wg sync.WaitGroup
-	wg.Go(func() { paceReports(b, l.url, names, ingestInterval, processJoinWindow, firstSeq) })
+	wg.Go(func() { paceStreamReports(b, streams, names, ingestInterval, processJoinWindow, firstSeq) })
 	wg.Go(func() { busy = paceJoins(b, hc, l.joinURLs, processJoinRate, processJoinWindow) })
 	wg.Wait()
 	time.Sleep(ingestSettle) // not a wait for a result
@@ -390,6 +415,15 @@ func paceReports(b *testing.B, url string, names []string, interval, window time
 
 // paceReportsOver is paceReports through client.
 func paceReportsOver(b *testing.B, client *http.Client, url string, names []string, interval, window time.Duration, firstSeq int64) int {
+	return pace(b, names, interval, window, firstSeq, func(i int, body []byte) error {
+		return postAgentAs(b.Context(), client, url+agentapi.PathReport, benchCredential(names[i]), body)
+	})
+}
+
+// pace sends every node's report (its index and body to send) once per
+// interval, spread evenly, for the window, with seq from firstSeq on; it
+// returns how many it sent.
+func pace(b *testing.B, names []string, interval, window time.Duration, firstSeq int64, send func(i int, body []byte) error) int {
 	const workers = 8
 	each := interval * workers / time.Duration(len(names)) // one worker's gap between reports
 	meetings := make([][]string, len(names))
@@ -410,8 +444,7 @@ func paceReportsOver(b *testing.B, client *http.Client, url string, names []stri
 				}
 				time.Sleep(time.Until(next)) // pacing the load, not waiting for a result
 				next = next.Add(each)
-				body := agentReportBody(names[i], seq, meetings[i])
-				if err := postAgentAs(b.Context(), client, url+agentapi.PathReport, benchCredential(names[i]), body); err != nil {
+				if err := send(i, agentReportBody(names[i], seq, meetings[i])); err != nil {
 					b.Errorf("report %s: %v", names[i], err)
 					return
 				}

@@ -3,6 +3,7 @@ package balancer
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -52,6 +53,18 @@ func serveMinimalReports(addr string) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(answer)
 	})
+	// And report streams, as minimally: a fixed answer to each frame.
+	mux.HandleFunc("GET "+agentapi.PathReportStream, func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "" {
+			http.Error(w, "no credential", http.StatusUnauthorized)
+			return
+		}
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		go serveMinimalStream(conn, answer)
+	})
 	// And joins, as minimally: BenchmarkMemoryProcess's latency floor.
 	mux.Handle("GET /bigbluebutton/api/join", minimalJoinHandler(lbSecret))
 	srv := &http.Server{Handler: mux, Protocols: benchProtocols(os.Getenv(minimalReportsH2Env) != "")}
@@ -60,6 +73,37 @@ func serveMinimalReports(addr string) {
 	fmt.Fprintln(os.Stderr, srv.Serve(ln))
 	os.Exit(1)
 }
+
+// serveMinimalStream answers every report frame on conn with answer,
+// reading each whole and decoding nothing.
+func serveMinimalStream(conn net.Conn, answer []byte) {
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "+agentapi.ReportStreamProtocol+"\r\n\r\n"); err != nil {
+		return
+	}
+	frame := make([]byte, agentapi.AnswerFrameHeaderBytes, agentapi.AnswerFrameHeaderBytes+len(answer))
+	agentapi.PutAnswerFrameHeader(frame, http.StatusOK, len(answer))
+	frame = append(frame, answer...)
+	var hdr [agentapi.ReportFrameHeaderBytes]byte
+	for {
+		n, err := agentapi.ReadReportFrameHeader(conn, &hdr)
+		if err != nil || n > agentapi.MaxBodyBytes {
+			return
+		}
+		buf := minimalFrames.Get().(*[]byte)
+		_, err = io.ReadFull(conn, (*buf)[:n])
+		minimalFrames.Put(buf)
+		if err != nil {
+			return
+		}
+		if _, err := conn.Write(frame); err != nil {
+			return
+		}
+	}
+}
+
+// minimalFrames are serveMinimalStream's buffers of a frame's body.
+var minimalFrames = sync.Pool{New: func() any { b := make([]byte, agentapi.MaxBodyBytes); return &b }}
 
 // startMinimalReports starts this test binary as serveMinimalReports on
 // loopback, answering HTTP/1.1, and unencrypted HTTP/2 with h2; its Ready
@@ -120,6 +164,53 @@ func holdAgentConns(b *testing.B, url string, names []string, seq int64, h2 bool
 	return closeAll
 }
 
+// openAgentStreams opens a report stream for every node, each with its
+// node's credential, as each agent keeps one open.
+func openAgentStreams(b *testing.B, url string, names []string) []*streamClient {
+	streams := make([]*streamClient, len(names))
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Go(func() {
+			for i := w; i < len(names); i += 16 {
+				resp, s, err := openStream(url, benchCredential(names[i]), true)
+				if err == nil && s == nil {
+					err = fmt.Errorf("upgrade answered %s", resp.Status)
+				}
+				if err != nil {
+					b.Errorf("stream of %s: %v", names[i], err)
+					return
+				}
+				streams[i] = s
+			}
+		})
+	}
+	wg.Wait()
+	if b.Failed() {
+		closeStreams(streams)
+		b.FailNow()
+	}
+	return streams
+}
+
+func closeStreams(streams []*streamClient) {
+	for _, s := range streams {
+		if s != nil {
+			s.conn.Close()
+		}
+	}
+}
+
+// paceStreamReports is paceReports over each node's own report stream.
+func paceStreamReports(b *testing.B, streams []*streamClient, names []string, interval, window time.Duration, firstSeq int64) int {
+	return pace(b, names, interval, window, firstSeq, func(i int, body []byte) error {
+		status, answer, err := streams[i].send(body)
+		if err == nil && status != http.StatusOK {
+			err = fmt.Errorf("HTTP %d: %s", status, answer)
+		}
+		return err
+	})
+}
+
 // transportWindow is how long BenchmarkReportTransport paces reports.
 const transportWindow = 10 * time.Second
 
@@ -130,6 +221,8 @@ const transportWindow = 10 * time.Second
 // HTTP/1.1 and over HTTP/2 (unencrypted here; agents of an HTTPS balancer
 // would negotiate HTTP/2 unless told not to, and TLS adds its own costs to
 // both). bbb-agent speaks HTTP/1.1 to its balancer for these figures.
+// And the same over report streams (agentapi.PathReportStream), which
+// bbb-agent opens where the balancer takes them.
 func BenchmarkReportTransport(b *testing.B) {
 	names := make([]string, memNodes)
 	for i := range names {
@@ -154,4 +247,18 @@ func BenchmarkReportTransport(b *testing.B) {
 		srv.Kill()
 	}
 	b.ReportMetric(cores[true]/cores[false], "http2/http1-cores")
+
+	// The report stream (agentapi.PathReportStream), as bbb-agent reports:
+	// each node's stream of its own, open throughout.
+	srv := startMinimalReports(b, false)
+	rss0 := procRSS(b, srv.Pid())
+	streams := openAgentStreams(b, srv.Ready, names)
+	b.ReportMetric((procRSS(b, srv.Pid())-rss0)*1024/float64(len(names)), "stream-KiB/conn")
+	cpu0, t0 := procCPU(b, srv.Pid()), time.Now()
+	paceStreamReports(b, streams, names, ingestInterval, transportWindow, 1)
+	streamCores := (procCPU(b, srv.Pid()) - cpu0).Seconds() / time.Since(t0).Seconds()
+	closeStreams(streams)
+	srv.Kill()
+	b.ReportMetric(streamCores, "stream-cores")
+	b.ReportMetric(streamCores/cores[false], "stream/http1-cores")
 }

@@ -89,6 +89,13 @@ func openStore(t testing.TB, dsn string) *store.Store {
 
 func newEnv(t testing.TB, dsn string, clk *testenv.Clock) *env {
 	t.Helper()
+	return newEnvWith(t, dsn, clk, nil)
+}
+
+// newEnvWith is newEnv, with prepare (if not nil) run on the replica
+// before it serves.
+func newEnvWith(t testing.TB, dsn string, clk *testenv.Clock, prepare func(*Server)) *env {
+	t.Helper()
 	st := openStore(t, dsn)
 	srv, err := New(context.Background(), Config{
 		Secrets: []string{lbSecret}, AgentToken: agentToken, AdminToken: adminToken,
@@ -96,6 +103,9 @@ func newEnv(t testing.TB, dsn string, clk *testenv.Clock) *env {
 	}, st)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if prepare != nil {
+		prepare(srv)
 	}
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)

@@ -264,3 +264,51 @@ func TestReportStreamStopsWithRun(t *testing.T) {
 		t.Errorf("a stopped replica upgraded a stream: %s", resp.Status)
 	}
 }
+
+// A report whose handler panics ends its stream, and the replica and its
+// other streams go on.
+func TestReportStreamPanic(t *testing.T) {
+	e := newEnvWith(t, backends[0].dsn(t), testenv.NewClock(), func(s *Server) {
+		serve := s.streams.serve
+		s.streams = newReportStreams(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			if bytes.Contains(body, []byte(`"seq":13`)) {
+				panic("a bug")
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			serve(w, r)
+		})
+	})
+	e.addNodes(1)
+	cred := e.registerWithCredential(e.nodes[0])
+	_, healthy := dialStream(t, e.http.URL, cred, true)
+	report := agentapi.ReportRequest{Node: e.nodes[0].name, Run: "r", Seq: 1, Load: fleet.Load{BBBHealthy: true}}
+	healthy.report(report, http.StatusOK, "")
+	_, s := dialStream(t, e.http.URL, cred, true)
+	report.Seq = 13
+	body, _ := json.Marshal(report)
+	if _, err := s.conn.Write(agentapi.AppendReportFrame(nil, body)); err != nil {
+		t.Fatal(err)
+	}
+	if !s.ended() {
+		t.Error("the stream whose report panicked stays open")
+	}
+	report.Seq = 14
+	healthy.report(report, http.StatusOK, "")
+}
+
+// A stream that stays quiet past its bound is closed.
+func TestReportStreamIdle(t *testing.T) {
+	e := newEnv(t, backends[0].dsn(t), testenv.NewClock())
+	server, client := net.Pipe()
+	defer client.Close()
+	if !e.srv.streams.add(server) {
+		t.Fatal("the replica takes no stream")
+	}
+	base := (&http.Request{Method: http.MethodPost, URL: &url.URL{Path: agentapi.PathReport}, Header: http.Header{}}).WithContext(e.srv.streams.ctx)
+	go e.srv.serveReportStream(server, server, base, 50*time.Millisecond)
+	testenv.Eventually(t, 5*time.Second, "the quiet stream to close", func() bool { return e.srv.streams.open() == 0 })
+	if _, err := client.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrClosedPipe) {
+		t.Errorf("the agent's end reads %v, want the stream closed", err)
+	}
+}

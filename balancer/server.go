@@ -81,7 +81,7 @@ func New(ctx context.Context, cfg Config, st *store.Store) (*Server, error) {
 	s.collector = newTransientCollector()
 	s.metrics = newMetrics(s.reg.metricsNodes, s.collector)
 	s.registerRecordingMetrics()
-	s.streams = newReportStreams()
+	s.streams = newReportStreams(s.agentAuth(s.agentReport))
 	s.registerStreamMetrics()
 	mux := http.NewServeMux()
 	mux.HandleFunc("/bigbluebutton/api", s.serveAPI)

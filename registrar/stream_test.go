@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -305,5 +306,88 @@ func TestReportStreamHangs(t *testing.T) {
 	defer mu.Unlock()
 	if posts != 1 {
 		t.Errorf("%d reports by POST, want the one after the hanging stream", posts)
+	}
+}
+
+// readmeNginx is the README's nginx example for a balancer at addr, on
+// plain HTTP at testenv.NginxListen (the certificate lines left out).
+func readmeNginx(t *testing.T, addr string) string {
+	t.Helper()
+	raw, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(raw), "**nginx instead.**")
+	if ok {
+		_, rest, ok = strings.Cut(rest, "```nginx\n")
+	}
+	conf, _, found := strings.Cut(rest, "```")
+	if !ok || !found {
+		t.Fatal("README.md: no nginx example after **nginx instead.**")
+	}
+	var out []string
+	for _, line := range strings.Split(conf, "\n") {
+		switch trimmed := strings.TrimSpace(line); {
+		case strings.HasPrefix(trimmed, "ssl_certificate"):
+			continue
+		case strings.HasPrefix(trimmed, "listen 443 ssl;"):
+			line = "    listen " + testenv.NginxListen + ";"
+		case strings.HasPrefix(trimmed, "server 127.0.0.1:8090;"):
+			line = "    server " + addr + ";"
+		}
+		out = append(out, line)
+	}
+	conf = strings.Join(out, "\n")
+	for _, want := range []string{testenv.NginxListen, "server " + addr, "location = " + agentapi.PathReportStream} {
+		if !strings.Contains(conf, want) {
+			t.Fatalf("README.md's nginx example changed: no %q in\n%s", want, conf)
+		}
+	}
+	return conf
+}
+
+// Behind nginx as the README sets it up, reports go over a stream; behind
+// an nginx without the stream's location (its Connection "" drops the
+// upgrade), by POST, and none fails.
+func TestReportStreamThroughNginx(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		edit    func(conf string) string
+		streams float64
+	}{
+		{"as the README sets it up", func(conf string) string { return conf }, 1},
+		{"without the stream's location", func(conf string) string {
+			start := strings.Index(conf, "    location = "+agentapi.PathReportStream)
+			end := start + strings.Index(conf[start:], "    }\n") + len("    }\n")
+			return conf[:start] + conf[end:]
+		}, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newLB(t)
+			u, _ := url.Parse(l.url)
+			conf := tt.edit(readmeNginx(t, u.Host))
+			ngx := testenv.Nginx(t, conf)
+			b, err := NewBalancer("http://"+ngx.Addr, agentToken, WithCredentialFile(t.TempDir()+"/node-credential"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := t.Context()
+			if _, err := b.Register(ctx, l.registration("bbb1")); err != nil {
+				t.Fatal(err)
+			}
+			for seq := int64(1); seq <= 3; seq++ {
+				reply, err := b.Report(ctx, Report{Seq: seq, Load: fleet.Load{BBBHealthy: true}})
+				if err != nil || reply.State != fleet.Enabled {
+					t.Fatalf("report %d: %v %v", seq, reply, err)
+				}
+			}
+			if got := l.metric(t, "bbb_balancer_report_streams"); got != tt.streams {
+				t.Errorf("%v streams open, want %v", got, tt.streams)
+			}
+			if got := l.metric(t, "bbb_balancer_reports_total"); got != 3 {
+				t.Errorf("the balancer counted %v reports, want 3", got)
+			}
+			b.stream.close() // before nginx stops: a graceful stop waits for it
+		})
 	}
 }

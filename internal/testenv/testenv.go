@@ -1,8 +1,8 @@
 // Package testenv is the one test harness of the project. It owns the real
 // servers that tests start on loopback (PostgreSQL, BIND 9, coturn: one
 // throwaway instance of each per test binary, started on first use and
-// stopped by Main, one file each, built on the process helper in
-// process.go); it builds and starts the project's own commands
+// stopped by Main; nginx, one for each test that asks; one file each,
+// built on the process helper in process.go); it builds and starts the project's own commands
 // (commands.go: StartBalancer, StartSim, StartAgent, with their ready lines,
 // CleanEnv and Run); and it holds the one fake clock (NewClock) and the one
 // polling wait (Eventually).
