@@ -62,7 +62,16 @@ func (s *reportStream) report(ctx context.Context, b *Balancer, what, bearer str
 			s.skip--
 			return answer{}, false, nil
 		}
-		if !s.openLocked(ctx, b, bearer) {
+		if opened, timedOut := s.openLocked(ctx, b, bearer); !opened {
+			switch {
+			case ctx.Err() != nil:
+				return answer{}, true, fmt.Errorf("%s: %w", what, ctx.Err())
+			case timedOut:
+				// A balancer that does not answer within the timeout
+				// would not answer a POST either: the report loop keeps
+				// its pace.
+				return answer{}, true, fmt.Errorf("%s: no answer to the report stream's upgrade within %s: %w", what, b.ep.timeout, context.DeadlineExceeded)
+			}
 			return answer{}, false, nil
 		}
 	}
@@ -94,17 +103,19 @@ func (s *reportStream) report(ctx context.Context, b *Balancer, what, bearer str
 }
 
 // openLocked asks the balancer to upgrade a connection to a report stream,
-// within the request timeout, and says whether it did.
-func (s *reportStream) openLocked(ctx context.Context, b *Balancer, bearer string) bool {
+// within the request timeout, and says whether it did, and if not whether
+// the timeout passed.
+func (s *reportStream) openLocked(ctx context.Context, b *Balancer, bearer string) (opened, timedOut bool) {
 	// The upgrade's context lives as long as the stream: the transport
 	// may tie the connection to it.
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	timer := time.AfterFunc(b.ep.timeout, cancel)
 	stopCtx := context.AfterFunc(ctx, cancel)
-	fail := func(skip int) bool {
+	fail := func(skip int) (bool, bool) {
+		expired := hctx.Err() != nil && ctx.Err() == nil
 		cancel()
 		s.skip = skip
-		return false
+		return false, expired
 	}
 	req, err := http.NewRequestWithContext(hctx, http.MethodGet, b.base+agentapi.PathReportStream, nil)
 	if err != nil {
@@ -120,8 +131,7 @@ func (s *reportStream) openLocked(ctx context.Context, b *Balancer, bearer strin
 	}
 	conn, isConn := resp.Body.(io.ReadWriteCloser)
 	if resp.StatusCode != http.StatusSwitchingProtocols || !isConn {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxAnswerBytes))
-		resp.Body.Close()
+		resp.Body.Close() // unread: the refusal says all there is
 		return fail(streamRetryAfterRefusal)
 	}
 	if !inTime || !alive {
@@ -129,7 +139,7 @@ func (s *reportStream) openLocked(ctx context.Context, b *Balancer, bearer strin
 		return fail(streamRetryAfterFailure)
 	}
 	s.conn, s.bearer, s.cancel = conn, bearer, cancel
-	return true
+	return true, false
 }
 
 func (s *reportStream) closeLocked() {

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -256,6 +257,49 @@ func TestReportStreamCut(t *testing.T) {
 	report(seq)
 	if got := l.metric(t, "bbb_balancer_report_streams"); got != 1 {
 		t.Errorf("%v streams open after the wait, want 1", got)
+	}
+}
+
+// A balancer that does not answer the upgrade: the report fails within the
+// request timeout, without a POST that would wait as long again.
+func TestReportStreamUpgradeHangs(t *testing.T) {
+	var posts atomic.Int32
+	done := make(chan struct{})
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case agentapi.PathRegister:
+			_, _ = io.WriteString(w, `{"node_id":"n1","state":"enabled"}`)
+		case agentapi.PathReportStream:
+			select {
+			case <-done:
+			case <-r.Context().Done():
+			}
+		case agentapi.PathReport:
+			posts.Add(1)
+			_, _ = io.WriteString(w, `{"state":"enabled","turn_servers":[]}`)
+		}
+	}))
+	defer ts.Close()
+	defer close(done)
+	b, err := NewBalancer(ts.URL, agentToken, WithTimeout(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := b.Register(ctx, Registration{Node: "bbb1", URL: "https://bbb1.example.com", Secret: nodeSecret}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = b.Report(ctx, Report{Seq: 1})
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "upgrade within 100ms") {
+		t.Fatalf("report to a balancer that does not answer the upgrade: %v", err)
+	}
+	if posts.Load() != 0 || time.Since(start) > 5*time.Second {
+		t.Errorf("%d POSTs after the upgrade timed out, %s", posts.Load(), time.Since(start))
+	}
+	// The next reports go by POST until the stream is tried again.
+	if _, err := b.Report(ctx, Report{Seq: 2}); err != nil || posts.Load() != 1 {
+		t.Errorf("the next report: %v, %d POSTs", err, posts.Load())
 	}
 }
 
