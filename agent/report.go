@@ -174,6 +174,9 @@ func (a *Agent) report(ctx context.Context, load fleet.Load, ids []string) {
 	a.mu.Lock()
 	a.status.LastReportAt, a.status.DesiredState, a.status.LastError = a.cfg.Clock.Now(), reply.State, ""
 	a.status.TURNServers = reply.TURNServers
+	if t, ok := a.deps.Registrar.(interface{ ReportTransport() string }); ok {
+		a.status.ReportTransport = t.ReportTransport()
+	}
 	a.mu.Unlock()
 	if a.deps.TURN != nil {
 		a.offerTURN(turnJob{servers: reply.TURNServers, meetings: load.Meetings})

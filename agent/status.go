@@ -24,7 +24,11 @@ type Status struct {
 	Registrar  string `json:"registrar"`
 	Registered bool   `json:"registered"`
 	// DesiredState is the node's admin state at the balancer.
-	DesiredState          fleet.AdminState      `json:"balancer_state,omitempty"`
+	DesiredState fleet.AdminState `json:"balancer_state,omitempty"`
+	// ReportTransport is how reports go to the balancer: "stream" (one
+	// upgraded connection), or "POST" and why (registrar.Balancer's
+	// ReportTransport); empty for Scalelite.
+	ReportTransport       string                `json:"report_transport,omitempty"`
 	LastReportAt          time.Time             `json:"last_report_at,omitzero"`
 	LastReportAgeSeconds  *float64              `json:"last_report_age_seconds"`
 	ReportIntervalSeconds float64               `json:"report_interval_seconds"`

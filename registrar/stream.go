@@ -2,9 +2,11 @@ package registrar
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -41,7 +43,25 @@ type reportStream struct {
 	bearer string             // the credential it was opened with
 	cancel context.CancelFunc // ends the upgrade request
 	skip   int                // reports to send by POST before the next try
+	why    string             // why reports go by POST, once the stream failed
 	frame  []byte
+}
+
+// ReportTransport says how reports go to the balancer, for bbb-agent
+// status: "stream", or "POST" and why.
+func (b *Balancer) ReportTransport() string {
+	s := &b.stream
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.off:
+		return "POST (the report stream is turned off)"
+	case s.conn != nil:
+		return "stream"
+	case s.why != "":
+		return fmt.Sprintf("POST: %s; the stream is tried again in %d reports", s.why, s.skip)
+	}
+	return "POST"
 }
 
 // report sends a report's body over the stream, opening one if needed. ok
@@ -93,10 +113,12 @@ func (s *reportStream) report(ctx context.Context, b *Balancer, what, bearer str
 	}
 	s.closeLocked()
 	s.skip = streamRetryAfterFailure
+	s.why = "the report stream broke: " + errorText(err)
 	switch {
 	case ctx.Err() != nil:
 		return answer{}, true, fmt.Errorf("%s: %w", what, ctx.Err())
 	case rctx.Err() != nil:
+		s.why = fmt.Sprintf("no answer on the report stream within %s", b.ep.timeout)
 		return answer{}, true, fmt.Errorf("%s: no answer within %s: %w", what, b.ep.timeout, context.DeadlineExceeded)
 	}
 	return answer{}, false, nil // broke: by POST
@@ -111,15 +133,15 @@ func (s *reportStream) openLocked(ctx context.Context, b *Balancer, bearer strin
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	timer := time.AfterFunc(b.ep.timeout, cancel)
 	stopCtx := context.AfterFunc(ctx, cancel)
-	fail := func(skip int) (bool, bool) {
+	fail := func(skip int, why string) (bool, bool) {
 		expired := hctx.Err() != nil && ctx.Err() == nil
 		cancel()
-		s.skip = skip
+		s.skip, s.why = skip, why
 		return false, expired
 	}
 	req, err := http.NewRequestWithContext(hctx, http.MethodGet, b.base+agentapi.PathReportStream, nil)
 	if err != nil {
-		return fail(streamRetryAfterRefusal)
+		return fail(streamRetryAfterRefusal, "the report stream's request: "+err.Error())
 	}
 	req.Header.Set("Authorization", "Bearer "+bearer)
 	req.Header.Set("Connection", "Upgrade")
@@ -127,18 +149,18 @@ func (s *reportStream) openLocked(ctx context.Context, b *Balancer, bearer strin
 	resp, err := b.ep.client.Do(req)
 	inTime, alive := timer.Stop(), stopCtx()
 	if err != nil {
-		return fail(streamRetryAfterFailure)
+		return fail(streamRetryAfterFailure, "could not open the report stream: "+errorText(err))
 	}
 	conn, isConn := resp.Body.(io.ReadWriteCloser)
 	if resp.StatusCode != http.StatusSwitchingProtocols || !isConn {
 		resp.Body.Close() // unread: the refusal says all there is
-		return fail(streamRetryAfterRefusal)
+		return fail(streamRetryAfterRefusal, fmt.Sprintf("the balancer, or a proxy before it, refused the report stream (HTTP %d); a proxy must pass upgrades on %s", resp.StatusCode, agentapi.PathReportStream))
 	}
 	if !inTime || !alive {
 		conn.Close()
-		return fail(streamRetryAfterFailure)
+		return fail(streamRetryAfterFailure, "no answer to the report stream's upgrade in time")
 	}
-	s.conn, s.bearer, s.cancel = conn, bearer, cancel
+	s.conn, s.bearer, s.cancel, s.why = conn, bearer, cancel, ""
 	return true, false
 }
 
@@ -155,4 +177,16 @@ func (s *reportStream) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closeLocked()
+}
+
+// errorText is a transport error without the request's URL.
+func errorText(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	if err == nil {
+		return "closed"
+	}
+	return err.Error()
 }

@@ -116,6 +116,9 @@ func TestReportStream(t *testing.T) {
 	if got := l.metric(t, "bbb_balancer_report_streams"); got != 1 {
 		t.Errorf("%v open streams, want 1", got)
 	}
+	if got := b.ReportTransport(); got != "stream" {
+		t.Errorf("ReportTransport %q, want stream", got)
+	}
 	if got := l.metric(t, "bbb_balancer_reports_total"); got != 5 {
 		t.Errorf("the balancer counted %v reports, want 5", got)
 	}
@@ -152,6 +155,10 @@ func TestReportStreamRefused(t *testing.T) {
 	}
 	if f.count(streamCall) != 2 || f.count(postReport) != streamRetryAfterRefusal+2 {
 		t.Errorf("calls %v; want 2 upgrades refused and every report by POST", f.calls)
+	}
+	if got := b.ReportTransport(); !strings.Contains(got, "POST: ") || !strings.Contains(got, "HTTP 426") ||
+		!strings.Contains(got, "tried again in 120 reports") {
+		t.Errorf("ReportTransport %q, want POST and why", got)
 	}
 	// Turned off: no upgrade at all.
 	off, err := NewBalancer(f.url, agentToken, WithReportStream(false))
@@ -253,6 +260,9 @@ func TestReportStreamCut(t *testing.T) {
 	}
 	if got := l.metric(t, "bbb_balancer_report_streams"); got != 0 {
 		t.Errorf("%v streams open while the agent waits to try again", got)
+	}
+	if got := b.ReportTransport(); !strings.Contains(got, "the report stream broke") {
+		t.Errorf("ReportTransport %q, want why reports go by POST", got)
 	}
 	report(seq)
 	if got := l.metric(t, "bbb_balancer_report_streams"); got != 1 {

@@ -258,6 +258,12 @@ func printStatus(w io.Writer, st agent.Status) {
 		age = (time.Duration(*st.LastReportAgeSeconds * float64(time.Second))).Round(100*time.Millisecond).String() + " ago"
 	}
 	row("last report", fmt.Sprintf("%s (every %s)", age, time.Duration(st.ReportIntervalSeconds*float64(time.Second))))
+	switch t := st.ReportTransport; {
+	case t == "stream":
+		row("reports", "over the report stream")
+	case t != "":
+		row("reports", "by "+t)
+	}
 	l := st.Load
 	row("meetings", fmt.Sprintf("%d (participants %d, voice %d, video %d, listeners %d, largest %d)", l.Meetings, l.Participants, l.Voice, l.Video, l.Listeners, l.LargestMeeting))
 	row("host", fmt.Sprintf("CPU %.0f%% of %d cores, load %.2f %.2f %.2f, memory %s of %s, net rx %s/s tx %s/s, free %s",

@@ -319,6 +319,12 @@ func TestAgentsJoinTheFleet(t *testing.T) {
 		if st.Load.CPUCores == 0 || st.Load.MemTotalBytes == 0 {
 			t.Errorf("%s status has no host figures: %+v", c.a.node, st.Load)
 		}
+		if st.ReportTransport != "stream" {
+			t.Errorf("%s reports by %q, want over the report stream", c.a.node, st.ReportTransport)
+		}
+		if out := c.a.admin(t, "status"); !strings.Contains(out.Stdout, "reports:         over the report stream") {
+			t.Errorf("%s status does not say how it reports:\n%s", c.a.node, out.Stdout)
+		}
 	}
 
 	var created []string
