@@ -335,8 +335,9 @@ func (b *Balancer) call(ctx context.Context, path string, in, out any, secrets .
 	return ans.unexpected(what, msg)
 }
 
-// send sends body to path and reads the answer: a report over the report
-// stream where it can go (stream.go), else and everything else by POST.
+// send sends body to path and reads the answer. A report goes over the
+// report stream where it can (stream.go); the rest, and a report that
+// cannot, by POST.
 func (b *Balancer) send(ctx context.Context, what, path, bearer string, body []byte) (answer, error) {
 	if path == agentapi.PathReport {
 		if ans, ok, err := b.stream.report(ctx, b, what, bearer, body); ok {
