@@ -270,60 +270,17 @@ func TestReportStreamCut(t *testing.T) {
 	}
 }
 
-// A balancer that does not answer the upgrade: the report fails within the
-// request timeout, without a POST that would wait as long again.
-func TestReportStreamUpgradeHangs(t *testing.T) {
-	var posts atomic.Int32
-	done := make(chan struct{})
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case agentapi.PathRegister:
-			_, _ = io.WriteString(w, `{"node_id":"n1","state":"enabled"}`)
-		case agentapi.PathReportStream:
-			select {
-			case <-done:
-			case <-r.Context().Done():
-			}
-		case agentapi.PathReport:
-			posts.Add(1)
-			_, _ = io.WriteString(w, `{"state":"enabled","turn_servers":[]}`)
-		}
-	}))
-	defer ts.Close()
-	defer close(done)
-	b, err := NewBalancer(ts.URL, agentToken, WithTimeout(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if _, err := b.Register(ctx, Registration{Node: "bbb1", URL: "https://bbb1.example.com", Secret: nodeSecret}); err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	_, err = b.Report(ctx, Report{Seq: 1})
-	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "upgrade within 100ms") {
-		t.Fatalf("report to a balancer that does not answer the upgrade: %v", err)
-	}
-	if posts.Load() != 0 || time.Since(start) > 5*time.Second {
-		t.Errorf("%d POSTs after the upgrade timed out, %s", posts.Load(), time.Since(start))
-	}
-	// The next reports go by POST until the stream is tried again.
-	if _, err := b.Report(ctx, Report{Seq: 2}); err != nil || posts.Load() != 1 {
-		t.Errorf("the next report: %v, %d POSTs", err, posts.Load())
-	}
-}
-
-// A balancer that takes the stream and then answers nothing: the report
-// fails within the request timeout, and the next one goes by POST.
+// A balancer that does not answer the upgrade, or takes the stream and then
+// answers nothing: the report fails within the request timeout, without a
+// POST that would wait as long again, and the next one goes by POST.
 func TestReportStreamHangs(t *testing.T) {
-	var posts int
-	var mu sync.Mutex
-	done := make(chan struct{})
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case agentapi.PathRegister:
-			_, _ = io.WriteString(w, `{"node_id":"n1","state":"enabled"}`)
-		case agentapi.PathReportStream:
+	for _, tt := range []struct {
+		name    string
+		upgrade func(w http.ResponseWriter, done <-chan struct{})
+		message string
+	}{
+		{"the upgrade", func(http.ResponseWriter, <-chan struct{}) {}, "no answer to the report stream's upgrade within 100ms"},
+		{"the stream", func(w http.ResponseWriter, done <-chan struct{}) {
 			conn, rw, err := http.NewResponseController(w).Hijack()
 			if err != nil {
 				return
@@ -332,34 +289,48 @@ func TestReportStreamHangs(t *testing.T) {
 			_, _ = rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + agentapi.ReportStreamProtocol + "\r\n\r\n")
 			_ = rw.Flush()
 			<-done
-		case agentapi.PathReport:
-			mu.Lock()
-			posts++
-			mu.Unlock()
-			_, _ = io.WriteString(w, `{"state":"enabled","turn_servers":[]}`)
-		}
-	}))
-	defer ts.Close()
-	defer close(done)
-	b, err := NewBalancer(ts.URL, agentToken, WithTimeout(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if _, err := b.Register(ctx, Registration{Node: "bbb1", URL: "https://bbb1.example.com", Secret: nodeSecret}); err != nil {
-		t.Fatal(err)
-	}
-	_, err = b.Report(ctx, Report{Seq: 1})
-	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "no answer within 100ms") {
-		t.Fatalf("report over a hanging stream: %v, want no answer within the timeout", err)
-	}
-	if _, err := b.Report(ctx, Report{Seq: 2}); err != nil {
-		t.Fatalf("the next report: %v", err)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if posts != 1 {
-		t.Errorf("%d reports by POST, want the one after the hanging stream", posts)
+		}, "no answer within 100ms"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var posts atomic.Int32
+			done := make(chan struct{})
+			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				switch r.URL.Path {
+				case agentapi.PathRegister:
+					_, _ = io.WriteString(w, `{"node_id":"n1","state":"enabled"}`)
+				case agentapi.PathReportStream:
+					tt.upgrade(w, done)
+					select { // hangs until the test ends, or the agent gives up
+					case <-done:
+					case <-r.Context().Done():
+					}
+				case agentapi.PathReport:
+					posts.Add(1)
+					_, _ = io.WriteString(w, `{"state":"enabled","turn_servers":[]}`)
+				}
+			}))
+			defer ts.Close()
+			defer close(done)
+			b, err := NewBalancer(ts.URL, agentToken, WithTimeout(100*time.Millisecond))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			if _, err := b.Register(ctx, Registration{Node: "bbb1", URL: "https://bbb1.example.com", Secret: nodeSecret}); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			_, err = b.Report(ctx, Report{Seq: 1})
+			if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), tt.message) {
+				t.Fatalf("report: %v, want %q", err, tt.message)
+			}
+			if posts.Load() != 0 || time.Since(start) > 5*time.Second {
+				t.Errorf("%d POSTs after the report timed out, %s", posts.Load(), time.Since(start))
+			}
+			if _, err := b.Report(ctx, Report{Seq: 2}); err != nil || posts.Load() != 1 {
+				t.Errorf("the next report: %v, %d POSTs; want it by POST", err, posts.Load())
+			}
+		})
 	}
 }
 

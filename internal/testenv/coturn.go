@@ -19,9 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -69,18 +67,7 @@ func Coturn(t testing.TB, secret string) CoturnServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var once sync.Once
-	s.Stop = func() {
-		once.Do(func() {
-			mu.Lock()
-			procs = slices.DeleteFunc(procs, func(q *process) bool { return q == p })
-			mu.Unlock()
-			if err := stopCoturn(p); err != nil {
-				t.Errorf("%v", err)
-			}
-		})
-	}
-	t.Cleanup(s.Stop)
+	s.Stop = stopWithTest(t, p, stopCoturn)
 	return s
 }
 

@@ -7,10 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -51,18 +49,7 @@ func Nginx(t testing.TB, httpConf string) NginxServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var once sync.Once
-	s.Stop = func() {
-		once.Do(func() {
-			mu.Lock()
-			procs = slices.DeleteFunc(procs, func(q *process) bool { return q == p })
-			mu.Unlock()
-			if err := p.stop(stopTimeout); err != nil {
-				t.Errorf("%v", err)
-			}
-		})
-	}
-	t.Cleanup(s.Stop)
+	s.Stop = stopWithTest(t, p, stopGracefully)
 	return s
 }
 

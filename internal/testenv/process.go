@@ -8,9 +8,11 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -170,6 +172,28 @@ func startOwn(ctx context.Context, name, dir string, sig syscall.Signal, ready f
 		}
 	}
 }
+
+// stopWithTest is the Stop of a server that one test owns: it takes p off
+// the servers Main stops and stops it with stop, once; it runs when the
+// test ends too.
+func stopWithTest(t testing.TB, p *process, stop func(*process) error) func() {
+	var once sync.Once
+	f := func() {
+		once.Do(func() {
+			mu.Lock()
+			procs = slices.DeleteFunc(procs, func(q *process) bool { return q == p })
+			mu.Unlock()
+			if err := stop(p); err != nil {
+				t.Errorf("%v", err)
+			}
+		})
+	}
+	t.Cleanup(f)
+	return f
+}
+
+// stopGracefully stops p with its signal, waiting stopTimeout.
+func stopGracefully(p *process) error { return p.stop(stopTimeout) }
 
 // stop asks the process to stop and kills its process group if it has not
 // stopped within timeout.

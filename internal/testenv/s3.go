@@ -55,14 +55,7 @@ func S3(t testing.TB) S3Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		mu.Lock()
-		procs = slices.DeleteFunc(procs, func(q *process) bool { return q == p })
-		mu.Unlock()
-		if err := p.stop(stopTimeout); err != nil {
-			t.Errorf("%v", err)
-		}
-	})
+	stopWithTest(t, p, stopGracefully)
 	return s
 }
 
