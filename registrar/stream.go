@@ -25,7 +25,8 @@ const (
 	streamRetryAfterFailure = 12
 	// streamRetryAfterRefusal is how many go by POST after the balancer,
 	// or a proxy before it, answered the upgrade with something other
-	// than 101: about ten minutes at 5 s. An older balancer, or a proxy
+	// than 101, or did not answer the upgrade or a report on the stream
+	// in time: about ten minutes at 5 s. An older balancer, or a proxy
 	// that does not pass upgrades, answers so every time.
 	streamRetryAfterRefusal = 120
 )
@@ -118,6 +119,9 @@ func (s *reportStream) report(ctx context.Context, b *Balancer, what, bearer str
 	case ctx.Err() != nil:
 		return answer{}, true, fmt.Errorf("%s: %w", what, ctx.Err())
 	case rctx.Err() != nil:
+		// The POSTs answered meanwhile say whether the balancer was slow
+		// or something between passes the upgrade and not the stream.
+		s.skip = streamRetryAfterRefusal
 		s.why = fmt.Sprintf("no answer on the report stream within %s", b.ep.timeout)
 		return answer{}, true, fmt.Errorf("%s: no answer within %s: %w", what, b.ep.timeout, context.DeadlineExceeded)
 	}
@@ -136,6 +140,9 @@ func (s *reportStream) openLocked(ctx context.Context, b *Balancer, bearer strin
 	fail := func(skip int, why string) (bool, bool) {
 		expired := hctx.Err() != nil && ctx.Err() == nil
 		cancel()
+		if expired {
+			skip = streamRetryAfterRefusal // as a stream that answers nothing
+		}
 		s.skip, s.why = skip, why
 		return false, expired
 	}

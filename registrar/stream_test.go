@@ -330,6 +330,9 @@ func TestReportStreamHangs(t *testing.T) {
 			if _, err := b.Report(ctx, Report{Seq: 2}); err != nil || posts.Load() != 1 {
 				t.Errorf("the next report: %v, %d POSTs; want it by POST", err, posts.Load())
 			}
+			if got := b.ReportTransport(); !strings.Contains(got, "tried again in 119 reports") {
+				t.Errorf("ReportTransport %q: want the stream tried again only after about ten minutes", got)
+			}
 		})
 	}
 }
