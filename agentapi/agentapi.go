@@ -3,7 +3,8 @@ package agentapi
 import "github.com/bbb-agent/bbb-agent/fleet"
 
 // Paths of the agent API; every request is a POST with a JSON body and the
-// header "Authorization: Bearer <credential>".
+// header "Authorization: Bearer <credential>", but for PathPing and the
+// report stream's upgrade (stream.go), both GETs with that header.
 //
 // Two credentials exist. The agent token (bbb-balancer serve --agent-token,
 // shared by the fleet) is a bootstrap credential: it registers a node name
