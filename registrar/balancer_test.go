@@ -30,6 +30,7 @@ const (
 
 // lb is a real bbb-balancer on SQLite with one simulated BBB node beside it.
 type lb struct {
+	srv   *balancer.Server
 	url   string
 	admin *adminapi.Client
 	node  string // the simulated node's server URL
@@ -41,7 +42,7 @@ func newLB(t *testing.T) lb {
 		Secrets: []string{"balancer-secret-0123456789"}, AgentToken: agentToken, AdminToken: adminToken}})
 	node := httptest.NewServer(sim.New(sim.Config{Secret: nodeSecret, Seed: 1}))
 	t.Cleanup(node.Close)
-	return lb{url: b.URL, admin: b.Admin, node: node.URL}
+	return lb{srv: b.Server, url: b.URL, admin: b.Admin, node: node.URL}
 }
 
 func (l lb) registrar(t *testing.T, opts ...Option) *Balancer {

@@ -134,6 +134,37 @@ func TestReportStream(t *testing.T) {
 	})
 }
 
+// A balancer that serves HTTPS itself takes the stream over TLS.
+func TestReportStreamOverTLS(t *testing.T) {
+	l := newLB(t)
+	ts := httptest.NewUnstartedServer(l.srv.Handler())
+	ts.StartTLS()
+	t.Cleanup(ts.Close)
+	tr := NewTransport()
+	tr.TLSClientConfig = ts.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
+	defer tr.CloseIdleConnections()
+	b, err := NewBalancer(ts.URL, agentToken, WithHTTPClient(&http.Client{Transport: tr}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.stream.close() // hijacked: ts.Close leaves it open
+	ctx := t.Context()
+	if _, err := b.Register(ctx, l.registration("bbb1")); err != nil {
+		t.Fatal(err)
+	}
+	for seq := int64(1); seq <= 3; seq++ {
+		if _, err := b.Report(ctx, Report{Seq: seq, Load: fleet.Load{BBBHealthy: true}}); err != nil {
+			t.Fatalf("report %d: %v", seq, err)
+		}
+	}
+	if got := b.ReportTransport(); got != "stream" {
+		t.Errorf("reports go by %q over TLS, want the stream", got)
+	}
+	if got := l.metric(t, "bbb_balancer_report_streams"); got != 1 {
+		t.Errorf("%v streams open, want 1", got)
+	}
+}
+
 // A proxy that drops the upgrade headers: the balancer refuses the
 // upgrade, every report goes by POST, and the upgrade is tried again only
 // after streamRetryAfterRefusal of them.
