@@ -2,7 +2,6 @@ package agentapi
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 )
@@ -69,9 +68,6 @@ func PutAnswerFrameHeader(hdr []byte, status, length int) {
 	binary.BigEndian.PutUint32(hdr[2:], uint32(length))
 }
 
-// ErrFrameTooLarge means a frame announced more than the reader accepts.
-var ErrFrameTooLarge = errors.New("report stream: frame larger than allowed")
-
 // ReadAnswerFrame reads one answer frame of at most max bytes of body from
 // r: its HTTP status and body.
 func ReadAnswerFrame(r io.Reader, max int) (status int, body []byte, err error) {
@@ -85,7 +81,7 @@ func ReadAnswerFrame(r io.Reader, max int) (status int, body []byte, err error) 
 		return 0, nil, fmt.Errorf("report stream: answer frame with status %d: the stream is out of step", status)
 	}
 	if int64(n) > int64(max) {
-		return 0, nil, fmt.Errorf("%w: an answer of %d bytes, at most %d", ErrFrameTooLarge, n, max)
+		return 0, nil, fmt.Errorf("report stream: an answer frame of %d bytes, at most %d: the stream is out of step", n, max)
 	}
 	body = make([]byte, n)
 	if _, err := io.ReadFull(r, body); err != nil {

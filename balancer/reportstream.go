@@ -3,6 +3,7 @@ package balancer
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -220,7 +221,7 @@ func (s *Server) serveReportStream(conn net.Conn, rd io.Reader, base *http.Reque
 		if n > agentapi.MaxBodyBytes {
 			// The stream cannot be trusted to be in step any more.
 			s.answerFrame(conn, answered, func(fw *frameWriter) {
-				s.agentBadRequest(fw, "body", "a report frame larger than the agent API's limit of 256 KiB; the stream is closed")
+				s.agentBadRequest(fw, "body", fmt.Sprintf("a report frame of %d bytes, larger than the agent API's limit of %d KiB; the stream is closed", n, agentapi.MaxBodyBytes>>10))
 			})
 			<-answered
 			return

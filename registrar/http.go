@@ -181,11 +181,17 @@ func (e endpoint) transportError(parent, rctx context.Context, what string, err 
 	if rctx.Err() != nil {
 		return fmt.Errorf("%s: no answer within %s: %w", what, e.timeout, context.DeadlineExceeded)
 	}
+	return fmt.Errorf("%s: %w", what, withoutURL(err))
+}
+
+// withoutURL is a transport error without the request's URL, which
+// net/http's errors carry (and with it a password the URL may hold).
+func withoutURL(err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		err = ue.Err
+		return ue.Err
 	}
-	return fmt.Errorf("%s: %w", what, err)
+	return err
 }
 
 // unexpected describes an answer that is neither success nor a known error.

@@ -2,11 +2,9 @@ package registrar
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"sync"
 	"time"
 
@@ -186,14 +184,11 @@ func (s *reportStream) close() {
 	s.closeLocked()
 }
 
-// errorText is a transport error without the request's URL.
+// errorText is a transport error without the request's URL, "closed" for
+// none (the stream was closed under the report).
 func errorText(err error) string {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err
-	}
 	if err == nil {
 		return "closed"
 	}
-	return err.Error()
+	return withoutURL(err).Error()
 }
