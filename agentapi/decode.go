@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"unique"
+	"unsafe"
 
 	"github.com/bbb-agent/bbb-agent/fleet"
 )
@@ -16,8 +17,34 @@ import (
 // read by a scanner made for this one type; anything else, and every error,
 // goes to json.Unmarshal, whose answer and error messages are the rule.
 func DecodeReport(data []byte, r *ReportRequest) error {
+	return decodeReport(data, r, false)
+}
+
+// DecodeReportBorrowing is DecodeReport, except that the meeting IDs it
+// reads on the fast path are not copied: the strings of r.MeetingIDs may
+// share data's memory, and change with it. The caller leaves data as it is
+// for as long as it uses them, and copies those it keeps longer
+// (CloneStrings). A balancer only hashes most reports' IDs: at 10,000
+// nodes, 2,000 reports a second of dozens of IDs each.
+func DecodeReportBorrowing(data []byte, r *ReportRequest) error {
+	return decodeReport(data, r, true)
+}
+
+// CloneStrings is a copy of ss that shares no memory with it, nil for nil.
+func CloneStrings(ss []string) []string {
+	if ss == nil {
+		return nil
+	}
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = strings.Clone(s)
+	}
+	return out
+}
+
+func decodeReport(data []byte, r *ReportRequest, borrow bool) error {
 	var fast ReportRequest
-	if d := (reportScanner{b: data}); d.report(&fast) {
+	if d := (reportScanner{b: data, borrow: borrow}); d.report(&fast) {
 		*r = fast
 		return nil
 	}
@@ -34,6 +61,8 @@ func DecodeReport(data []byte, r *ReportRequest) error {
 type reportScanner struct {
 	b []byte
 	i int
+	// borrow: strings reads strings that share b's memory.
+	borrow bool
 }
 
 func (d *reportScanner) space() {
@@ -230,7 +259,8 @@ func (d *reportScanner) report(r *ReportRequest) bool {
 
 // strings reads an array of strings: never nil, as json.Unmarshal
 // gives [] (MeetingIDs' nil means "not sent"). The strings share one
-// allocation: a report's dozens of meeting IDs cost two, not one each.
+// allocation: a report's dozens of meeting IDs cost two, not one each; or,
+// borrowed, b's memory.
 func (d *reportScanner) strings() ([]string, bool) {
 	if !d.consume('[') {
 		return nil, false
@@ -258,13 +288,19 @@ func (d *reportScanner) strings() ([]string, bool) {
 			return nil, false
 		}
 	}
+	out := make([]string, len(spans))
+	if d.borrow {
+		for i, sp := range spans {
+			out[i] = unsafe.String(unsafe.SliceData(d.b[sp[0]:]), sp[1]-sp[0])
+		}
+		return out, true
+	}
 	var all strings.Builder
 	all.Grow(total)
 	for _, sp := range spans {
 		all.Write(d.b[sp[0]:sp[1]])
 	}
 	joined, at := all.String(), 0
-	out := make([]string, len(spans))
 	for i, sp := range spans {
 		n := sp[1] - sp[0]
 		out[i], at = joined[at:at+n], at+n

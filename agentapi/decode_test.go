@@ -1,9 +1,11 @@
 package agentapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -21,6 +23,31 @@ func sameAsUnmarshal(t *testing.T, data []byte) {
 	}
 	if wantErr == nil && !reflect.DeepEqual(got, want) {
 		t.Fatalf("%q:\n got %#v\nwant %#v", data, got, want)
+	}
+	var borrowed ReportRequest
+	if err := DecodeReportBorrowing(slices.Clone(data), &borrowed); fmt.Sprint(err) != fmt.Sprint(wantErr) || wantErr == nil && !reflect.DeepEqual(borrowed, want) {
+		t.Fatalf("%q: borrowing: %#v, %v", data, borrowed, err)
+	}
+}
+
+// TestDecodeReportBorrowing: borrowed meeting IDs change with the body;
+// CloneStrings' copies do not.
+func TestDecodeReportBorrowing(t *testing.T) {
+	body := []byte(`{"node":"bbb-1","seq":1,"meeting_ids":["room-a","room-b"]}`)
+	var r ReportRequest
+	if err := DecodeReportBorrowing(body, &r); err != nil {
+		t.Fatal(err)
+	}
+	kept := CloneStrings(r.MeetingIDs)
+	copy(body[bytes.Index(body, []byte("room-a")):], "ROOM-X")
+	if want := []string{"ROOM-X", "room-b"}; !slices.Equal(r.MeetingIDs, want) {
+		t.Errorf("borrowed IDs %q after the body changed; want %q (they share its memory)", r.MeetingIDs, want)
+	}
+	if want := []string{"room-a", "room-b"}; !slices.Equal(kept, want) {
+		t.Errorf("cloned IDs %q after the body changed; want %q", kept, want)
+	}
+	if CloneStrings(nil) != nil || CloneStrings([]string{}) == nil {
+		t.Error("CloneStrings: nil (not sent) and [] (none running) must stay apart")
 	}
 }
 

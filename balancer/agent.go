@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -511,10 +512,15 @@ func (s *Server) nodeFromRegistration(req agentapi.RegisterRequest) (records.Nod
 }
 
 func (s *Server) agentReport(w http.ResponseWriter, r *http.Request, c caller) {
+	// The meeting IDs share the body's buffer (DecodeReportBorrowing),
+	// which goes back to its pool when the report is answered: what keeps
+	// them longer (pruneAsync) copies them.
 	var req agentapi.ReportRequest
-	if !s.decodeAgentReport(w, r, &req) {
+	body, ok := s.readAgentBody(w, r, func(b []byte) error { return agentapi.DecodeReportBorrowing(b, &req) })
+	if !ok {
 		return
 	}
+	defer putAgentBody(body)
 	if field, msg := validateReport(req); field != "" {
 		s.agentBadRequest(w, field, msg)
 		return
@@ -538,7 +544,7 @@ func (s *Server) agentReport(w http.ResponseWriter, r *http.Request, c caller) {
 	case req.MeetingIDs != nil && n.State == fleet.Cordoned:
 		s.prune(r.Context(), n.ID, req.MeetingIDs, placedBefore) // before the emptiness check below
 	case req.MeetingIDs != nil && s.reg.shouldPrune(n.ID, req.MeetingIDs):
-		s.pruneAsync(n.ID, req.MeetingIDs, placedBefore)
+		s.pruneAsync(n.ID, agentapi.CloneStrings(req.MeetingIDs), placedBefore)
 	}
 	if s.leavingReport(r.Context(), n, req) {
 		// Removed: the agent's next call finds the node gone, and it ends its drain.
@@ -686,40 +692,53 @@ func (s *Server) decodeAgentJSON(w http.ResponseWriter, r *http.Request, v any) 
 	return s.decodeAgentBody(w, r, func(body []byte) error { return json.Unmarshal(body, v) })
 }
 
-// decodeAgentReport is decodeAgentJSON for a report, by
-// agentapi.DecodeReport: json.Unmarshal's answer, faster (and req stays on
-// its caller's stack).
-func (s *Server) decodeAgentReport(w http.ResponseWriter, r *http.Request, req *agentapi.ReportRequest) bool {
-	return s.decodeAgentBody(w, r, func(body []byte) error { return agentapi.DecodeReport(body, req) })
-}
-
 // decodeAgentBody reads a request's body and decodes it, or answers 400
 // naming the field that is wrong.
 func (s *Server) decodeAgentBody(w http.ResponseWriter, r *http.Request, decode func([]byte) error) bool {
+	body, ok := s.readAgentBody(w, r, decode)
+	if ok {
+		putAgentBody(body)
+	}
+	return ok
+}
+
+// readAgentBody is decodeAgentBody, returning the buffer the body was read
+// into: what decode made of it may share its memory until putAgentBody.
+func (s *Server) readAgentBody(w http.ResponseWriter, r *http.Request, decode func([]byte) error) (*bytes.Buffer, bool) {
 	// Read whole into a buffer kept between requests, then decoded: every
 	// agent reports every few seconds, and a decoder per request would
 	// grow a buffer of its own each time.
 	buf := agentBodies.Get().(*bytes.Buffer)
-	defer func() {
-		if buf.Cap() <= agentBodyKeep {
-			buf.Reset()
-			agentBodies.Put(buf)
-		}
-	}()
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, agentapi.MaxBodyBytes))
+	var body io.Reader = r.Body
+	if r.ContentLength < 0 || r.ContentLength > agentapi.MaxBodyBytes {
+		// net/http reads no further than a Content-Length; without one,
+		// or past the limit, the limit ends the read.
+		body = http.MaxBytesReader(w, r.Body, agentapi.MaxBodyBytes)
+	}
+	_, err := buf.ReadFrom(body)
 	if err == nil {
 		err = decode(buf.Bytes())
 	}
 	if err == nil {
-		return true
+		return buf, true
 	}
+	putAgentBody(buf)
 	var typeErr *json.UnmarshalTypeError
 	field := "body"
 	if errors.As(err, &typeErr) && typeErr.Field != "" {
 		field = typeErr.Field
 	}
 	s.agentBadRequest(w, field, "request body is not the expected JSON: "+err.Error())
-	return false
+	return nil, false
+}
+
+// putAgentBody lets a buffer of readAgentBody go back to the pool, unless it
+// grew past agentBodyKeep.
+func putAgentBody(buf *bytes.Buffer) {
+	if buf.Cap() <= agentBodyKeep {
+		buf.Reset()
+		agentBodies.Put(buf)
+	}
 }
 
 // agentBodies holds the buffers decodeAgentJSON reads bodies into; one that

@@ -264,11 +264,15 @@ func BenchmarkMemoryProcess(b *testing.B) {
 	streams := openAgentStreams(b, url, names)
 	b.ReportMetric(procRSS(b, p.Pid()), "rss-with-10k-agent-streams-MiB")
 	gc0 := metricValue(b, url, "go_cpu_classes_gc_total_cpu_seconds_total")
+	alloc0 := metricValue(b, url, "go_memstats_alloc_bytes_total")
 	cpu0, t0 = procCPU(b, p.Pid()), time.Now()
 	sys0 := procSysCPU(b, p.Pid())
 	sent := paceStreamReports(b, streams, names, ingestInterval, ingestWindow, 100)
 	cores := (procCPU(b, p.Pid()) - cpu0).Seconds() / time.Since(t0).Seconds()
 	b.ReportMetric(cores, "bbb-balancer-ingest-cores")
+	// What the collector has to collect: the bytes allocated a report
+	// (the flushes' and the rest of the process's in the window too).
+	b.ReportMetric((metricValue(b, url, "go_memstats_alloc_bytes_total")-alloc0)/float64(sent), "alloc-B/report")
 	// The collector's part (the runtime's estimate, a little over), at
 	// serve's GOGC (cmd/bbb-balancer/gc.go).
 	b.ReportMetric((metricValue(b, url, "go_cpu_classes_gc_total_cpu_seconds_total")-gc0)/time.Since(t0).Seconds(), "of-which-gc-cores")

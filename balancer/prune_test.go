@@ -2,11 +2,15 @@ package balancer
 
 import (
 	"fmt"
+	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/bbb-agent/bbb-agent/agentapi"
 	"github.com/bbb-agent/bbb-agent/balancer/records"
+	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/bbb-agent/bbb-agent/internal/testenv"
 )
 
@@ -84,5 +88,35 @@ func TestPruneQueueDatabaseDown(t *testing.T) {
 	case <-done:
 	case <-time.After(15 * time.Second):
 		t.Fatal("20 prunings against a locked database still running after 15 s: they wait their timeouts one after another")
+	}
+}
+
+// TestPruneQueueKeepsItsMeetingIDs: a report's meeting IDs share its body's
+// buffer (agentapi.DecodeReportBorrowing), which the next reports are read
+// into; a pruning queued for later (behind a busy database) keeps a copy of
+// its own, and prunes by the IDs its report sent.
+func TestPruneQueueKeepsItsMeetingIDs(t *testing.T) {
+	e := newEnv(t, backends[0].dsn(t), testenv.NewClock())
+	e.addNodes(2)
+	node, err := e.store.NodeByName(ctxT(t), e.nodes[0].name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := &e.srv.prunes
+	q.mu.Lock()
+	q.working = true // queued, not drained yet
+	q.mu.Unlock()
+	want := []string{"kept-meeting-1", "kept-meeting-2"}
+	e.agentCall(agentapi.PathReport, agentapi.ReportRequest{Node: e.nodes[0].name, MeetingIDs: want, Load: fleet.Load{BBBHealthy: true}}, nil, http.StatusOK)
+	for range 50 { // the same layout, other bytes
+		e.agentCall(agentapi.PathReport, agentapi.ReportRequest{Node: e.nodes[1].name, MeetingIDs: []string{"other-meeting-1", "other-meeting-2"},
+			Load: fleet.Load{BBBHealthy: true}}, nil, http.StatusOK)
+	}
+	q.mu.Lock()
+	got := slices.Clone(q.pending[node.ID].running)
+	q.working = false
+	q.mu.Unlock()
+	if !slices.Equal(got, want) {
+		t.Errorf("the pruning queued by %s's report keeps %q; its report sent %q", e.nodes[0].name, got, want)
 	}
 }

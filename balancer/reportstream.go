@@ -51,7 +51,7 @@ type reportStreams struct {
 	stopOnce    sync.Once
 	// jobs are the reports waiting for a worker (work), which the
 	// streams start at their first report and closeAll stops.
-	jobs         chan func()
+	jobs         chan *streamReport
 	startWorkers sync.Once
 }
 
@@ -62,25 +62,25 @@ const streamWorkers = 4
 
 func newReportStreams(serve http.HandlerFunc) *reportStreams {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &reportStreams{ctx: ctx, cancel: cancel, serve: serve, conns: map[net.Conn]struct{}{}, jobs: make(chan func())}
+	return &reportStreams{ctx: ctx, cancel: cancel, serve: serve, conns: map[net.Conn]struct{}{}, jobs: make(chan *streamReport)}
 }
 
 // work runs a stream's report on an idle worker, or on a goroutine of its
 // own when every worker is busy (a report may wait on the database).
-func (rs *reportStreams) work(f func()) {
+func (rs *reportStreams) work(sr *streamReport) {
 	rs.startWorkers.Do(func() {
 		for range streamWorkers {
 			rs.workers.Go(func() {
-				for f := range rs.jobs {
-					f()
+				for sr := range rs.jobs {
+					sr.answer()
 				}
 			})
 		}
 	})
 	select {
-	case rs.jobs <- f:
+	case rs.jobs <- sr:
 	default:
-		go f()
+		go sr.answer()
 	}
 }
 
@@ -218,87 +218,94 @@ func (s *Server) serveReportStream(conn net.Conn, rd io.Reader, base *http.Reque
 		if err != nil {
 			return // closed, quiet too long, or cut
 		}
+		sr := getStreamReport(s, conn, answered)
 		if n > agentapi.MaxBodyBytes {
 			// The stream cannot be trusted to be in step any more.
-			s.answerFrame(conn, answered, func(fw *frameWriter) {
-				s.agentBadRequest(fw, "body", fmt.Sprintf("a report frame of %d bytes, larger than the agent API's limit of %d KiB; the stream is closed", n, agentapi.MaxBodyBytes>>10))
-			})
+			sr.refused = fmt.Sprintf("a report frame of %d bytes, larger than the agent API's limit of %d KiB; the stream is closed", n, agentapi.MaxBodyBytes>>10)
+			s.streams.work(sr)
 			<-answered
 			return
 		}
-		body := getFrameBody(int(n))
-		if _, err := io.ReadFull(rd, *body); err != nil {
-			putFrameBody(body)
+		sr.body = slices.Grow(sr.body[:0], int(n))[:n]
+		if _, err := io.ReadFull(rd, sr.body); err != nil {
+			putStreamReport(sr)
 			return // cut in the middle of a frame
 		}
-		s.answerFrame(conn, answered, func(fw *frameWriter) {
-			defer putFrameBody(body)
-			req := *base
-			req.Body, req.ContentLength = io.NopCloser(bytes.NewReader(*body)), n
-			s.streams.serve(fw, &req)
-		})
+		sr.req = *base
+		sr.req.ContentLength = int64(n)
+		s.streams.work(sr)
 		if !<-answered {
 			return
 		}
 	}
 }
 
-// answerFrame has a worker run serve and send its answer on conn, and
-// then says on answered whether it went. A panic in serve is logged and
+// streamReport is one report of a stream on its way through a worker: its
+// frame's body, the request it is served as, and its answer. They are
+// pooled (getStreamReport): a stream holds none while it waits for its
+// agent's next report, and a report allocates none of them.
+type streamReport struct {
+	s        *Server
+	conn     net.Conn
+	answered chan<- bool // says whether the answer went
+	body     []byte      // the frame's
+	req      http.Request
+	reader   frameBody
+	fw       frameWriter
+	// refused, when set, is the answer's bad-request message: the frame
+	// is not served.
+	refused string
+}
+
+var streamReports = sync.Pool{New: func() any { return &streamReport{fw: frameWriter{header: http.Header{}}} }}
+
+func getStreamReport(s *Server, conn net.Conn, answered chan<- bool) *streamReport {
+	sr := streamReports.Get().(*streamReport)
+	sr.s, sr.conn, sr.answered = s, conn, answered
+	return sr
+}
+
+// putStreamReport lets sr go back to the pool, holding nothing of its
+// stream, unless its buffers grew past a report's usual size.
+func putStreamReport(sr *streamReport) {
+	if cap(sr.body) > agentBodyKeep || cap(sr.fw.buf) > agentBodyKeep {
+		return
+	}
+	sr.s, sr.conn, sr.answered, sr.refused = nil, nil, nil, ""
+	sr.req = http.Request{}
+	sr.reader.Reset(nil)
+	streamReports.Put(sr)
+}
+
+// answer serves the report and sends its answer on the stream, and then
+// says on answered whether it went. A panic in the handler is logged and
 // ends the stream, as net/http ends a connection whose handler panicked.
-func (s *Server) answerFrame(conn net.Conn, answered chan<- bool, serve func(fw *frameWriter)) {
-	s.streams.work(func() {
-		sent := false
-		defer func() {
-			if p := recover(); p != nil {
-				s.log.Error("report stream: a report's handler panicked; the stream is closed", "panic", p, "stack", string(debug.Stack()))
-			}
-			answered <- sent
-		}()
-		fw := getFrameWriter()
-		defer putFrameWriter(fw)
-		serve(fw)
-		sent = s.writeFrame(conn, fw)
-	})
-}
-
-// writeFrame sends fw's answer, and says whether it went.
-func (s *Server) writeFrame(conn net.Conn, fw *frameWriter) bool {
-	_, err := conn.Write(fw.frame())
-	return err == nil
-}
-
-// frameWriters and frameBodies are the streams' buffers, shared: a stream
-// holds none while it waits for its agent's next report.
-var (
-	frameWriters = sync.Pool{New: func() any { return &frameWriter{header: http.Header{}} }}
-	frameBodies  = sync.Pool{New: func() any { return new([]byte) }}
-)
-
-func getFrameWriter() *frameWriter {
-	fw := frameWriters.Get().(*frameWriter)
-	fw.reset()
-	return fw
-}
-
-func putFrameWriter(fw *frameWriter) {
-	if cap(fw.buf) <= agentBodyKeep {
-		frameWriters.Put(fw)
+func (sr *streamReport) answer() {
+	sent, answered := false, sr.answered
+	defer func() {
+		if p := recover(); p != nil {
+			sr.s.log.Error("report stream: a report's handler panicked; the stream is closed", "panic", p, "stack", string(debug.Stack()))
+		} else {
+			putStreamReport(sr) // not one a handler left halfway
+		}
+		answered <- sent
+	}()
+	sr.fw.reset()
+	if sr.refused != "" {
+		sr.s.agentBadRequest(&sr.fw, "body", sr.refused)
+	} else {
+		sr.reader.Reset(sr.body)
+		sr.req.Body = &sr.reader
+		sr.s.streams.serve(&sr.fw, &sr.req)
 	}
+	_, err := sr.conn.Write(sr.fw.frame())
+	sent = err == nil
 }
 
-// getFrameBody is a buffer of n bytes for a frame's body.
-func getFrameBody(n int) *[]byte {
-	b := frameBodies.Get().(*[]byte)
-	*b = slices.Grow((*b)[:0], n)[:n]
-	return b
-}
+// frameBody is a report's body as its request reads it.
+type frameBody struct{ bytes.Reader }
 
-func putFrameBody(b *[]byte) {
-	if cap(*b) <= agentBodyKeep {
-		frameBodies.Put(b)
-	}
-}
+func (*frameBody) Close() error { return nil }
 
 // frameWriter is the http.ResponseWriter of a report on a stream: it keeps
 // the status and body, to go out as one answer frame.
