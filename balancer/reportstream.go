@@ -181,14 +181,19 @@ func (s *Server) agentReportStream(w http.ResponseWriter, r *http.Request, c cal
 		idle = 3 * c.node.ReportInterval
 	}
 	// Only what the reports need of the upgrade: the connection's buffers
-	// and the request go with this handler, which returns now.
+	// and the request go with this handler, which returns now. The
+	// credential is a copy, not a share of the request's header block;
+	// each report's request gets the header of its pooled streamReport.
 	base := (&http.Request{
-		Method: http.MethodPost, URL: &url.URL{Path: agentapi.PathReport}, RequestURI: agentapi.PathReport,
+		Method: http.MethodPost, URL: reportURL, RequestURI: agentapi.PathReport,
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Host: r.Host, RemoteAddr: r.RemoteAddr,
-		Header: http.Header{"Authorization": r.Header.Values("Authorization")},
 	}).WithContext(s.streams.ctx)
-	go s.serveReportStream(conn, rd, base, idle)
+	go s.serveReportStream(conn, rd, base, agentapi.CloneStrings(r.Header.Values("Authorization")), idle)
 }
+
+// reportURL is the URL of every streamed report's request: handlers read
+// it, none changes it.
+var reportURL = &url.URL{Path: agentapi.PathReport}
 
 // serveReportStream serves the reports of one stream until it ends: the
 // agent closes it, sends something that is not a frame, stays quiet longer
@@ -199,7 +204,7 @@ func (s *Server) agentReportStream(w http.ResponseWriter, r *http.Request, c cal
 // 10,000 of them parked in a read cost the collector little; served here,
 // each stream's stack grew for every report and the collector shrank it
 // again between reports, 0.08 of a core at 10,000 nodes.
-func (s *Server) serveReportStream(conn net.Conn, rd io.Reader, base *http.Request, idle time.Duration) {
+func (s *Server) serveReportStream(conn net.Conn, rd io.Reader, base *http.Request, authorization []string, idle time.Duration) {
 	defer s.streams.done(conn)
 	var (
 		hdr      [agentapi.ReportFrameHeaderBytes]byte
@@ -233,6 +238,9 @@ func (s *Server) serveReportStream(conn net.Conn, rd io.Reader, base *http.Reque
 		}
 		sr.req = *base
 		sr.req.ContentLength = int64(n)
+		clear(sr.header)
+		sr.header["Authorization"] = authorization
+		sr.req.Header = sr.header
 		s.streams.work(sr)
 		if !<-answered {
 			return
@@ -250,6 +258,7 @@ type streamReport struct {
 	answered chan<- bool // says whether the answer went
 	body     []byte      // the frame's
 	req      http.Request
+	header   http.Header // req's
 	reader   frameBody
 	fw       frameWriter
 	// refused, when set, is the answer's bad-request message: the frame
@@ -257,7 +266,7 @@ type streamReport struct {
 	refused string
 }
 
-var streamReports = sync.Pool{New: func() any { return &streamReport{fw: frameWriter{header: http.Header{}}} }}
+var streamReports = sync.Pool{New: func() any { return &streamReport{header: http.Header{}, fw: frameWriter{header: http.Header{}}} }}
 
 func getStreamReport(s *Server, conn net.Conn, answered chan<- bool) *streamReport {
 	sr := streamReports.Get().(*streamReport)
@@ -273,6 +282,7 @@ func putStreamReport(sr *streamReport) {
 	}
 	sr.s, sr.conn, sr.answered, sr.refused = nil, nil, nil, ""
 	sr.req = http.Request{}
+	clear(sr.header)
 	sr.reader.Reset(nil)
 	streamReports.Put(sr)
 }

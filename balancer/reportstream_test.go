@@ -305,8 +305,8 @@ func TestReportStreamIdle(t *testing.T) {
 	if !e.srv.streams.add(server) {
 		t.Fatal("the replica takes no stream")
 	}
-	base := (&http.Request{Method: http.MethodPost, URL: &url.URL{Path: agentapi.PathReport}, Header: http.Header{}}).WithContext(e.srv.streams.ctx)
-	go e.srv.serveReportStream(server, server, base, 50*time.Millisecond)
+	base := (&http.Request{Method: http.MethodPost, URL: reportURL}).WithContext(e.srv.streams.ctx)
+	go e.srv.serveReportStream(server, server, base, nil, 50*time.Millisecond)
 	testenv.Eventually(t, 5*time.Second, "the quiet stream to close", func() bool { return e.srv.streams.open() == 0 })
 	if _, err := client.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrClosedPipe) {
 		t.Errorf("the agent's end reads %v, want the stream closed", err)
