@@ -238,8 +238,7 @@ func (s *Server) serveReportStream(conn net.Conn, rd io.Reader, base *http.Reque
 		}
 		sr.req = *base
 		sr.req.ContentLength = int64(n)
-		clear(sr.header)
-		sr.header["Authorization"] = authorization
+		sr.header["Authorization"] = authorization // empty from the pool
 		sr.req.Header = sr.header
 		s.streams.work(sr)
 		if !<-answered {
