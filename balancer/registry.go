@@ -592,8 +592,10 @@ func (r *registry) flush(ctx context.Context) error {
 }
 
 // maxKeptFlush bounds the batch kept between flushes (about 250 bytes a
-// report): 20,000 is a second of 100,000 nodes reporting every 5 s.
-const maxKeptFlush = 20_000
+// report, live for as long as the balancer runs): 4,096 is a second of
+// 20,000 nodes reporting every 5 s. The flush after a restart, when the
+// whole fleet reports at once, is not kept (2.5 MB at 10,000 nodes).
+const maxKeptFlush = 4096
 
 // keepFlushing keeps a flush's batch for the next one; r.mu is held.
 func (r *registry) keepFlushing(batch []records.Report) {
