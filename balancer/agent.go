@@ -543,7 +543,7 @@ func (s *Server) agentReport(w http.ResponseWriter, r *http.Request, c caller) {
 	switch {
 	case req.MeetingIDs != nil && n.State == fleet.Cordoned:
 		s.prune(r.Context(), n.ID, req.MeetingIDs, placedBefore) // before the emptiness check below
-	case req.MeetingIDs != nil && s.reg.shouldPrune(n.ID, req.MeetingIDs):
+	case req.MeetingIDs != nil && s.reg.shouldPrune(n.ID, req.MeetingIDs, placedBefore):
 		s.pruneAsync(n.ID, agentapi.CloneStrings(req.MeetingIDs), placedBefore)
 	}
 	if s.leavingReport(r.Context(), n, req) {

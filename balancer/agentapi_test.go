@@ -131,8 +131,14 @@ func TestReportPrunesEndedMeetings(t *testing.T) {
 }
 
 // TestReportPrunesOnChange: agents send their meetings with every report;
-// the placements are pruned (a database write) when that set changes, and
-// at least every pruneEvery while it does not, never on every report.
+// the placements are pruned (a database read, and a write when one is
+// stale) when that set changes, and while it does not, every pruneEvery if
+// a placement was made on the node since the last pruning (as here by
+// another replica, learnt at this replica's refresh), never on every
+// report, and not at all without a new placement.
+//
+// The refreshes that run every second are run by hand here: a placement
+// another replica makes is learnt at the first one after it.
 func TestReportPrunesOnChange(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, dsn string) {
 		clk := testenv.NewClock()
@@ -176,9 +182,20 @@ func TestReportPrunesOnChange(t *testing.T) {
 		if placed("ends-alone") || placed("ghost") || !placed("keep-me") {
 			t.Fatalf("after the set changed: ends-alone %v ghost %v keep-me %v; want only keep-me placed", placed("ends-alone"), placed("ghost"), placed("keep-me"))
 		}
-		if _, _, err := e.store.ClaimMeeting(cx, records.Meeting{MeetingID: "ghost2", NodeID: node.ID, PlacedAt: clk.Now()}); err != nil {
-			t.Fatal(err)
+		claimElsewhere := func(id string) {
+			t.Helper()
+			if _, _, err := e.store.ClaimMeeting(cx, records.Meeting{MeetingID: id, NodeID: node.ID, PlacedAt: clk.Now()}); err != nil {
+				t.Fatal(err)
+			}
 		}
+		refresh := func() {
+			t.Helper()
+			if err := e.srv.Refresh(cx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		claimElsewhere("ghost2")
+		refresh()
 		report("keep-me")
 		if !placed("ghost2") {
 			t.Fatal("the same meeting set pruned again at once")
@@ -186,7 +203,23 @@ func TestReportPrunesOnChange(t *testing.T) {
 		clk.Advance(pruneEvery)
 		report("keep-me")
 		if placed("ghost2") || !placed("keep-me") {
-			t.Fatalf("after pruneEvery with the same set: ghost2 %v keep-me %v; want only keep-me placed", placed("ghost2"), placed("keep-me"))
+			t.Fatalf("after pruneEvery with the same set and a placement since: ghost2 %v keep-me %v; want only keep-me placed", placed("ghost2"), placed("keep-me"))
+		}
+		// No placement this replica knows of since that pruning: the same
+		// set asks for none, however long it stays (ghost3 is placed, but
+		// not refreshed yet, so not known).
+		claimElsewhere("ghost3")
+		for range 3 {
+			clk.Advance(pruneEvery)
+			report("keep-me")
+		}
+		if !placed("ghost3") {
+			t.Fatal("the same set pruned again after pruneEvery without a placement learnt of since the last pruning")
+		}
+		refresh() // learns of ghost3; the last pruning is long past
+		report("keep-me")
+		if placed("ghost3") || !placed("keep-me") {
+			t.Fatalf("after pruneEvery with a placement learnt of: ghost3 %v keep-me %v; want only keep-me placed", placed("ghost3"), placed("keep-me"))
 		}
 	})
 }

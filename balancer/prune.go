@@ -2,6 +2,8 @@ package balancer
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 )
@@ -79,8 +81,10 @@ func (s *Server) drainPrunes() {
 			if err != nil {
 				// The database is failing: the rest of this batch would
 				// wait pruneTimeout each (a shutdown too). Their nodes'
-				// next reports ask again within pruneEvery.
+				// next reports ask again within pruneEvery (the done
+				// ones' too: which of them failed is not kept).
 				s.log.Warn("the other nodes' prunings wait for their next reports", "skipped", len(batch)-done)
+				s.reg.prunesFailed(slices.Collect(maps.Keys(batch)))
 				break
 			}
 		}

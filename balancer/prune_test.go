@@ -80,6 +80,9 @@ func TestPruneQueueDatabaseDown(t *testing.T) {
 	// pruning waits the busy timeout (5 s), then fails.
 	lockSQLite(t, strings.TrimPrefix(dsn, "sqlite:"))
 	for _, id := range ids {
+		if !e.srv.reg.shouldPrune(id, nil, clk.Now()) {
+			t.Fatalf("node %s: no pruning asked for its first report", id)
+		}
 		e.srv.pruneAsync(id, nil, clk.Now())
 	}
 	done := make(chan struct{})
@@ -88,6 +91,14 @@ func TestPruneQueueDatabaseDown(t *testing.T) {
 	case <-done:
 	case <-time.After(15 * time.Second):
 		t.Fatal("20 prunings against a locked database still running after 15 s: they wait their timeouts one after another")
+	}
+	// Not done: each node's next report after pruneEvery asks again,
+	// though nothing was placed on it since.
+	clk.Advance(pruneEvery)
+	for _, id := range ids {
+		if !e.srv.reg.shouldPrune(id, nil, clk.Now()) {
+			t.Errorf("node %s: its failed pruning not asked for again after pruneEvery", id)
+		}
 	}
 }
 
@@ -119,4 +130,44 @@ func TestPruneQueueKeepsItsMeetingIDs(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("the pruning queued by %s's report keeps %q; its report sent %q", e.nodes[0].name, got, want)
 	}
+}
+
+// TestShouldPruneUnchangedSet: with the same meeting set, a node's
+// placements are pruned again after pruneEvery only when a placement may
+// have been left behind since the last pruning: one this replica made
+// (reserve), or one it learnt of (notePlacements), or any from before the
+// entry was made (a restart), or when the last pruning failed.
+func TestShouldPruneUnchangedSet(t *testing.T) {
+	clock := testenv.NewClock()
+	r := newRegistry(nil, &Config{Clock: clock.Now, MissedReports: 3, DefaultReportInterval: 5 * time.Second})
+	r.put(records.Node{ID: "id-a", Name: "bbb1", Role: fleet.RoleBBB, Source: records.SourceAgent})
+	set := []string{"m1", "m2"}
+	step := func(d time.Duration, want bool, why string) {
+		t.Helper()
+		clock.Advance(d)
+		if got := r.shouldPrune("id-a", set, clock.Now().Add(-5*time.Second)); got != want {
+			t.Fatalf("%s: shouldPrune = %v, want %v", why, got, want)
+		}
+	}
+	step(time.Second, true, "the first report")
+	step(5*time.Second, false, "the same set at once")
+	// The entry was made a second before the first pruning's placedBefore:
+	// a placement from before it may be younger than that bound.
+	step(pruneEvery, true, "after a restart, once more")
+	step(pruneEvery, false, "no placement since")
+	step(10*pruneEvery, false, "still none")
+	r.reserve("id-a")
+	step(5*time.Second, true, "placed by this replica, the last pruning long ago")
+	step(pruneEvery, true, "the placement was younger than that pruning's bound")
+	step(pruneEvery, false, "covered")
+	clock.Advance(time.Second)
+	r.notePlacements(map[string]string{"m3": "id-a", "elsewhere": "id-b"}, clock.Now())
+	step(6*time.Second, true, "learnt of another replica's placement, the last pruning long ago")
+	step(pruneEvery, false, "covered by that pruning's bound")
+	set = []string{"m1"}
+	step(time.Second, true, "the set changed")
+	r.prunesFailed([]string{"id-a"})
+	step(5*time.Second, false, "a failed pruning waits pruneEvery")
+	step(pruneEvery, true, "a failed pruning is asked for again")
+	step(pruneEvery, false, "done")
 }

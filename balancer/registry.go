@@ -86,13 +86,20 @@ type entry struct {
 	logged string
 	seen   instant
 	// pruned is a hash of the meeting set the last pruning of the node's
-	// placements went by, and prunedAt when it ran (shouldPrune).
-	pruned   uint64
-	prunedAt instant
+	// placements went by, prunedAt when it ran, and prunedBefore the
+	// placement time it pruned up to (shouldPrune).
+	pruned       uint64
+	prunedAt     instant
+	prunedBefore instant
+	// placed is when this replica last learnt of a placement on the node:
+	// its own at once (reserve), any replica's at the refresh after it
+	// (notePlacements); at first, when the entry was made, as placements
+	// from before then are not known.
+	placed instant
 }
 
 // instant is a time as an entry keeps it: Unix nanoseconds, 8 bytes where a
-// time.Time takes 24 (an entry is 576 bytes, not 640: 0.6 MB at 10,000
+// time.Time takes 24 (an entry is 592 bytes, not 672: 0.8 MB at 10,000
 // nodes). The zero time is 0, before every time the registry meets.
 type instant int64
 
@@ -179,9 +186,17 @@ const fullRefreshEvery = 300
 // reports newer than the stored ones (not flushed yet) are kept. Entries
 // are updated in place: refreshes run every second.
 func (r *registry) refresh(ctx context.Context) error {
-	if err := r.meetings.refresh(ctx, r.cfg.Clock(), r.placedSince); err != nil {
+	now := r.cfg.Clock()
+	var learnt map[string]string // the placements since the last refresh
+	err := r.meetings.refresh(ctx, now, func(ctx context.Context, since time.Time) (map[string]string, error) {
+		var err error
+		learnt, err = r.placedSince(ctx, since)
+		return learnt, err
+	})
+	if err != nil {
 		return err
 	}
+	r.notePlacements(learnt, now)
 	r.mu.RLock()
 	cursor, own := r.cursor, slices.Clone(r.own)
 	if r.gen%fullRefreshEvery == 0 {
@@ -222,7 +237,7 @@ func (r *registry) refresh(ctx context.Context) error {
 		n = r.withDefaults(n)
 		e, ok := r.byID[n.ID]
 		if !ok {
-			e = &entry{}
+			e = &entry{placed: instantOf(now)}
 			r.byID[n.ID] = e
 		}
 		e.stored = instantOf(n.LastReportAt)
@@ -271,6 +286,21 @@ func (r *registry) index(e *entry, n records.Node) {
 	}
 }
 
+// notePlacements notes, on the nodes that placed (meeting ID -> node ID)
+// names, that a placement was learnt of at now (entry.placed).
+func (r *registry) notePlacements(placed map[string]string, now time.Time) {
+	if len(placed) == 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, id := range placed {
+		if e, ok := r.byID[id]; ok {
+			e.placed = max(e.placed, instantOf(now))
+		}
+	}
+}
+
 // placedSince reads the placements made since a time, by meeting ID.
 func (r *registry) placedSince(ctx context.Context, since time.Time) (map[string]string, error) {
 	ms, err := r.store.MeetingsPlacedSince(ctx, since)
@@ -302,7 +332,7 @@ func (r *registry) put(n records.Node) {
 	defer r.mu.Unlock()
 	e, ok := r.byID[n.ID]
 	if !ok {
-		e = &entry{}
+		e = &entry{placed: instantOf(r.cfg.Clock())}
 		r.byID[n.ID] = e
 	}
 	if at := instantOf(n.LastReportAt); at > e.stored {
@@ -423,17 +453,22 @@ func (r *registry) report(name, run string, seq int64, load fleet.Load) (records
 }
 
 // pruneEvery is how often a node's placements are pruned while the set of
-// meetings it reports stays the same: a placement whose create never
-// reached the node (the only kind an unchanged set can leave behind) goes
-// within it.
+// meetings it reports stays the same but a placement was made on it since
+// the last pruning: a placement whose create never reached the node (the
+// only kind an unchanged set can leave behind) goes within it.
 const pruneEvery = time.Minute
 
 // shouldPrune says whether a report's running meetings call for pruning
-// the node's placements (store.PruneMeetings, a database write): when the
-// set changed since the last pruning, or pruneEvery has passed. Agents send
-// their meetings with every report, and most reports repeat the last set.
-// A yes counts as the pruning done.
-func (r *registry) shouldPrune(id string, running []string) bool {
+// the node's placements placed before placedBefore (store.PruneMeetings, a
+// database read, and a write when one is stale): when the set changed since
+// the last pruning, or pruneEvery has passed and this replica learnt of a
+// placement on the node at or after the last pruning's placedBefore (one
+// that pruning could not take). Agents send their meetings with every
+// report, and most reports repeat the last set: at 10,000 nodes, pruning
+// each once a minute regardless was 10,000 reads a minute, a tenth of a
+// core for the seconds they ran in. A yes counts as the pruning done
+// (prunesFailed undoes it).
+func (r *registry) shouldPrune(id string, running []string, placedBefore time.Time) bool {
 	// The sum of the IDs' hashes: the set's, whatever order it came in.
 	var sum uint64
 	for _, m := range running {
@@ -446,11 +481,24 @@ func (r *registry) shouldPrune(id string, running []string) bool {
 	if !ok {
 		return true
 	}
-	if e.pruned == sum && e.prunedAt.since(now) < pruneEvery {
+	if e.pruned == sum && (e.prunedAt.since(now) < pruneEvery || e.placed < e.prunedBefore) {
 		return false
 	}
-	e.pruned, e.prunedAt = sum, instantOf(now)
+	e.pruned, e.prunedAt, e.prunedBefore = sum, instantOf(now), instantOf(placedBefore)
 	return true
+}
+
+// prunesFailed notes that the prunings of these nodes' placements that
+// shouldPrune asked for did not happen: their nodes' next reports after
+// pruneEvery ask again, whatever was placed.
+func (r *registry) prunesFailed(ids []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, id := range ids {
+		if e, ok := r.byID[id]; ok {
+			e.prunedBefore = 0
+		}
+	}
 }
 
 // maxOwnMarks bounds registry.own (store.NodeChanges takes at most 16).
@@ -620,6 +668,7 @@ func (r *registry) reserve(id string) {
 	defer r.mu.Unlock()
 	if e, ok := r.byID[id]; ok {
 		e.reserved++
+		e.placed = max(e.placed, instantOf(r.cfg.Clock()))
 	}
 }
 
