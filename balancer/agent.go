@@ -521,7 +521,7 @@ func (s *Server) agentReport(w http.ResponseWriter, r *http.Request, c caller) {
 		return
 	}
 	defer putAgentBody(body)
-	if field, msg := validateReport(req); field != "" {
+	if field, msg := validateReport(&req); field != "" {
 		s.agentBadRequest(w, field, msg)
 		return
 	}
@@ -556,6 +556,61 @@ func (s *Server) agentReport(w http.ResponseWriter, r *http.Request, c caller) {
 		n, _, _ = s.reg.node(n.ID)
 	}
 	s.writeReportAnswer(w, n.State)
+}
+
+// reportInline serves a report on its stream's own goroutine when it is
+// the usual one, and says whether it did: from the node that the stream's
+// credential (hash, its credentialKey) belongs to, known to this replica,
+// well formed, in order, and neither cordoned nor leaving. Its effects and
+// answer are agentReport's for such a report, without an http.Request.
+// Anything else (a refusal, a node another replica registered a moment
+// ago, a cordoned or leaving node, whose reports may wait on the database)
+// it leaves untouched for agentReport on a worker.
+//
+// Served here, a report costs no hand-off to a worker and back, two
+// wakeups of another thread each (0.05 of a core at 10,000 nodes, measured
+// with BenchmarkMemoryProcess). It must stay shallow: the stream's
+// goroutine parks in its read between reports with the 4 KiB stack this
+// path needs; the whole handler needs 16 KiB, and a stack grown to that for
+// every report (the collector shrinks it again while it waits) cost 0.05
+// to 0.07 of a core in the collector and 19 KiB a stream.
+func (s *Server) reportInline(sr *streamReport, hash *[sha256.Size * 2]byte) bool {
+	req := &sr.report
+	if agentapi.DecodeReportBorrowing(sr.body, req) != nil || req.Leaving {
+		return false
+	}
+	if field, _ := validateReport(req); field != "" {
+		return false
+	}
+	n, ok := s.reg.reportByCredential(hash, req.Node, req.Run, req.Seq, &req.Load)
+	if !ok {
+		return false
+	}
+	s.metrics.reports.Inc()
+	s.leaving.stays(n.id)
+	if req.MeetingIDs != nil {
+		placedBefore := s.cfg.Clock().Add(-n.interval)
+		if s.reg.shouldPrune(n.id, req.MeetingIDs, placedBefore) {
+			s.pruneAsync(n.id, agentapi.CloneStrings(req.MeetingIDs), placedBefore)
+		}
+	}
+	sr.fw.reset()
+	_, _ = sr.fw.Write(s.reportAnswers.body(n.state, s.reg.appendTURNServers(sr.turn[:0])))
+	return true
+}
+
+// streamCredential is the credentialKey of a stream's node credential, and
+// false when the stream has none (the agent token speaks for a node
+// registered before credentials: its reports take agentReport's way).
+func (s *Server) streamCredential(authorization []string) ([sha256.Size * 2]byte, bool) {
+	if len(authorization) != 1 {
+		return [sha256.Size * 2]byte{}, false
+	}
+	got, ok := strings.CutPrefix(authorization[0], "Bearer ")
+	if !ok || got == "" || subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.AgentToken)) == 1 {
+		return [sha256.Size * 2]byte{}, false
+	}
+	return credentialKey(got), true
 }
 
 // writeReportAnswer answers a report: the node's desired state and the live

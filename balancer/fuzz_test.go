@@ -175,7 +175,7 @@ func FuzzReport(f *testing.F) {
 			if !ok {
 				t.Fatal("the node is gone")
 			}
-			if field, msg := validateReport(agentapi.ReportRequest{Seq: n.LastSeq, Load: n.Load}); field != "" {
+			if field, msg := validateReport(&agentapi.ReportRequest{Seq: n.LastSeq, Load: n.Load}); field != "" {
 				t.Fatalf("accepted %s: the node now has %s %s", body, field, msg)
 			}
 			if l := e.srv.cfg.Policy.Load(n, 0); !finite(l) || l < 0 {

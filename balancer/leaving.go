@@ -41,6 +41,14 @@ func (l *leavingNodes) note(n records.Node, leaving bool) (started bool) {
 	return false
 }
 
+// stays notes that the node reported without leaving: it is not leaving
+// (any more), as note says for it.
+func (l *leavingNodes) stays(id string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.ids, id)
+}
+
 func (l *leavingNodes) forget(id string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

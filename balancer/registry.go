@@ -438,18 +438,53 @@ func (r *registry) report(name, run string, seq int64, load fleet.Load) (records
 		return records.Node{}, fmt.Errorf("%w %q", errUnknownNode, name)
 	}
 	e := r.byID[id]
+	if err := r.accept(e, run, seq, &load, now); err != nil {
+		return e.node, err
+	}
+	return e.node, nil
+}
+
+// reportedNode is what reportInline needs of a report's node.
+type reportedNode struct {
+	id       string
+	state    fleet.AdminState
+	interval time.Duration
+}
+
+// reportByCredential is report for a node speaking for itself, by the hash
+// of its credential: it applies the report only when that credential's
+// node is the one named (as agentAuth and speaksFor check), not cordoned,
+// and the report in order. Otherwise it applies nothing and says false.
+func (r *registry) reportByCredential(hash *[sha256.Size * 2]byte, name, run string, seq int64, load *fleet.Load) (reportedNode, bool) {
+	now := r.cfg.Clock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	id := r.byCred[string(hash[:])]
+	e, ok := r.byID[id]
+	if !ok || e.node.Name != name || r.byName[name] != id || e.node.State == fleet.Cordoned {
+		return reportedNode{}, false
+	}
+	if r.accept(e, run, seq, load, now) != nil {
+		return reportedNode{}, false
+	}
+	return reportedNode{id: id, state: e.node.State, interval: e.node.ReportInterval}, true
+}
+
+// accept applies a report to its node's entry, unless it goes back in its
+// agent run. r.mu is held.
+func (r *registry) accept(e *entry, run string, seq int64, load *fleet.Load, now time.Time) error {
 	sameRun := e.seqSet && e.run == run && !(run == "" && seq == 1)
 	if sameRun && seq < e.seq {
-		return e.node, fmt.Errorf("%w: %d after %d", errSeqBackwards, seq, e.seq)
+		return fmt.Errorf("%w: %d after %d", errSeqBackwards, seq, e.seq)
 	}
 	e.run, e.seq, e.seqSet = run, seq, true
 	if load.BBBError != "" {
 		load.BBBError = fleet.CleanReason(load.BBBError) // one bounded line, whatever the agent sent
 	}
-	e.node.LastReportAt, e.node.LastSeq, e.node.Load = now, seq, load
+	e.node.LastReportAt, e.node.LastSeq, e.node.Load = now, seq, *load
 	e.reserved = 0
 	r.queue(e)
-	return e.node, nil
+	return nil
 }
 
 // pruneEvery is how often a node's placements are pruned while the set of

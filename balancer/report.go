@@ -24,7 +24,7 @@ func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
 
 // validateReport checks a report's figures: finite, not negative and within
 // bounds. It returns the JSON name of the first bad field and why, or "".
-func validateReport(req agentapi.ReportRequest) (field, msg string) {
+func validateReport(req *agentapi.ReportRequest) (field, msg string) {
 	if req.Seq < 0 {
 		return "seq", "must not be negative"
 	}

@@ -55,9 +55,10 @@ type reportStreams struct {
 	startWorkers sync.Once
 }
 
-// streamWorkers is how many workers serve the streams' reports: a report
-// takes tens of microseconds, and 2,000 a second keep one busy a tenth of
-// the time.
+// streamWorkers is how many workers serve the streams' reports that are
+// not the usual ones (reportInline): refusals, and cordoned or leaving
+// nodes' reports, which may wait on the database (a busy worker's report
+// takes a goroutine of its own).
 const streamWorkers = 4
 
 func newReportStreams(serve http.HandlerFunc) *reportStreams {
@@ -66,7 +67,7 @@ func newReportStreams(serve http.HandlerFunc) *reportStreams {
 }
 
 // work runs a stream's report on an idle worker, or on a goroutine of its
-// own when every worker is busy (a report may wait on the database).
+// own when every worker is busy (the report may wait on the database).
 func (rs *reportStreams) work(sr *streamReport) {
 	rs.startWorkers.Do(func() {
 		for range streamWorkers {
@@ -199,18 +200,27 @@ var reportURL = &url.URL{Path: agentapi.PathReport}
 // agent closes it, sends something that is not a frame, stays quiet longer
 // than idle, or the replica stops.
 //
-// It only reads: each report is served and answered by one of the
-// streams' workers (work) while it waits. Its own stack stays small, and
-// 10,000 of them parked in a read cost the collector little; served here,
-// each stream's stack grew for every report and the collector shrank it
+// It serves the usual report itself (reportInline), on a stack that stays
+// small: 10,000 of them parked in a read cost the collector little. Every
+// other report is served as POST serves it (agentReport) by one of the
+// streams' workers (work) while it waits: served here, the whole handler
+// grew each stream's stack for every report and the collector shrank it
 // again between reports, 0.08 of a core at 10,000 nodes.
 func (s *Server) serveReportStream(conn net.Conn, rd io.Reader, base *http.Request, authorization []string, idle time.Duration) {
 	defer s.streams.done(conn)
+	defer func() {
+		// As a worker's (answer) and net/http's: a bug in one report
+		// ends its stream, not the replica.
+		if p := recover(); p != nil {
+			s.log.Error("report stream: serving a report panicked; the stream is closed", "panic", p, "stack", string(debug.Stack()))
+		}
+	}()
 	var (
 		hdr      [agentapi.ReportFrameHeaderBytes]byte
 		answered = make(chan bool, 1)
 		deadline time.Time
 	)
+	hash, inline := s.streamCredential(authorization)
 	for {
 		// One deadline for reads and writes, moved on only once half of
 		// it has passed: each move is a change to the runtime's timers,
@@ -236,6 +246,15 @@ func (s *Server) serveReportStream(conn net.Conn, rd io.Reader, base *http.Reque
 			putStreamReport(sr)
 			return // cut in the middle of a frame
 		}
+		if inline && s.reportInline(sr, &hash) {
+			_, err := conn.Write(sr.fw.frame())
+			putStreamReport(sr)
+			if err != nil {
+				return
+			}
+			continue
+		}
+		sr.report = agentapi.ReportRequest{} // what reportInline decoded
 		sr.req = *base
 		sr.req.ContentLength = int64(n)
 		sr.header["Authorization"] = authorization // empty from the pool
@@ -260,6 +279,11 @@ type streamReport struct {
 	header   http.Header // req's
 	reader   frameBody
 	fw       frameWriter
+	// report and turn are reportInline's: the decoded report (its
+	// strings share body) and the TURN servers of its answer, here to
+	// keep them off the stream's stack.
+	report agentapi.ReportRequest
+	turn   [8]agentapi.TURNServer
 	// refused, when set, is the answer's bad-request message: the frame
 	// is not served.
 	refused string
@@ -280,7 +304,8 @@ func putStreamReport(sr *streamReport) {
 		return
 	}
 	sr.s, sr.conn, sr.answered, sr.refused = nil, nil, nil, ""
-	sr.req = http.Request{}
+	sr.req, sr.report = http.Request{}, agentapi.ReportRequest{}
+	clear(sr.turn[:])
 	clear(sr.header)
 	sr.reader.Reset(nil)
 	streamReports.Put(sr)

@@ -13,12 +13,16 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/bbb-agent/bbb-agent/agentapi"
+	"github.com/bbb-agent/bbb-agent/balancer/records"
+	"github.com/bbb-agent/bbb-agent/balancer/store"
 	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/bbb-agent/bbb-agent/internal/testenv"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // streamClient is a raw report stream, as bbb-agent opens it.
@@ -170,15 +174,81 @@ func TestReportStreamServesReports(t *testing.T) {
 		if got := e.status()[0]; got.Participants != 9 {
 			t.Errorf("the streamed report is not in the fleet: %+v", got)
 		}
+		// After the POST's seq 3, the stream's seq 2 goes back.
+		s.report(agentapi.ReportRequest{Node: name, Run: "r1", Seq: 2, Load: load}, http.StatusBadRequest, agentapi.CodeBadRequest)
+
+		// A cordoned node's reports (agentReport's way, on a worker) and
+		// an enabled one's (on the stream's goroutine) answer its state.
+		seq := int64(3)
+		state := func(want fleet.AdminState) {
+			t.Helper()
+			seq++
+			var got agentapi.ReportResponse
+			answer := s.report(agentapi.ReportRequest{Node: name, Run: "r1", Seq: seq, Load: load}, http.StatusOK, "")
+			if json.Unmarshal(answer, &got) != nil || got.State != want {
+				t.Fatalf("report %d answered %s, want state %s", seq, answer, want)
+			}
+		}
+		for _, step := range []struct {
+			path string
+			want fleet.AdminState
+		}{{agentapi.PathCordon, fleet.Cordoned}, {agentapi.PathEnable, fleet.Enabled}} {
+			if status, b := e.do(http.MethodPost, step.path, cred, agentapi.NodeRequest{Node: name}); status != http.StatusOK {
+				t.Fatalf("%s: %d %s", step.path, status, b)
+			}
+			state(step.want)
+			state(step.want)
+		}
+
+		// A cordoned node that reports no meetings (none placed) is
+		// disabled, as POST's report does.
+		if status, b := e.do(http.MethodPost, agentapi.PathCordon, cred, agentapi.NodeRequest{Node: name}); status != http.StatusOK {
+			t.Fatalf("cordon: %d %s", status, b)
+		}
+		seq++
+		var drained agentapi.ReportResponse
+		answer := s.report(agentapi.ReportRequest{Node: name, Run: "r1", Seq: seq, Load: fleet.Load{BBBHealthy: true}}, http.StatusOK, "")
+		if json.Unmarshal(answer, &drained) != nil || drained.State != fleet.Disabled {
+			t.Fatalf("a cordoned node's report of no meetings answered %s, want state %s", answer, fleet.Disabled)
+		}
+		if status, b := e.do(http.MethodPost, agentapi.PathEnable, cred, agentapi.NodeRequest{Node: name}); status != http.StatusOK {
+			t.Fatalf("enable: %d %s", status, b)
+		}
+
+		// A leaving node's report is noted; its next one without leaving
+		// takes the note back.
+		seq++
+		s.report(agentapi.ReportRequest{Node: name, Run: "r1", Seq: seq, Load: load, Leaving: true}, http.StatusOK, "")
+		if _, noted := e.srv.leaving.snapshot()[e.status()[0].ID]; !noted {
+			t.Error("a leaving report over the stream is not noted")
+		}
+		state(fleet.Enabled) // leaving with meetings running changes no state
+		if len(e.srv.leaving.snapshot()) != 0 {
+			t.Error("a report without leaving leaves the node noted as leaving")
+		}
+
+		// The meetings a streamed report lists prune the node's
+		// placements, as a POST's do.
+		if _, _, err := e.store.ClaimMeeting(ctxT(t), records.Meeting{MeetingID: "ghost", NodeID: e.status()[0].ID, PlacedAt: e.clock.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		e.clock.Advance(10 * time.Second)
+		seq++
+		s.report(agentapi.ReportRequest{Node: name, Run: "r1", Seq: seq, Load: load, MeetingIDs: []string{"running"}}, http.StatusOK, "")
+		e.srv.bg.Wait()
+		if _, err := e.store.Meeting(ctxT(t), "ghost"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("the placement of a meeting the streamed report does not list is still there (%v)", err)
+		}
 
 		// A rotated credential stops working on the stream at once.
 		var rotated agentapi.RotateResponse
 		if status, b := e.do(http.MethodPost, agentapi.PathRotate, cred, agentapi.NodeRequest{Node: name}); status != http.StatusOK || json.Unmarshal(b, &rotated) != nil {
 			t.Fatalf("rotate: %d %s", status, b)
 		}
-		s.report(agentapi.ReportRequest{Node: name, Run: "r1", Seq: 4, Load: load}, http.StatusUnauthorized, agentapi.CodeUnauthorized)
+		seq++
+		s.report(agentapi.ReportRequest{Node: name, Run: "r1", Seq: seq, Load: load}, http.StatusUnauthorized, agentapi.CodeUnauthorized)
 		_, s2 := dialStream(t, e.http.URL, rotated.Credential, true)
-		s2.report(agentapi.ReportRequest{Node: name, Run: "r1", Seq: 4, Load: load}, http.StatusOK, "")
+		s2.report(agentapi.ReportRequest{Node: name, Run: "r1", Seq: seq, Load: load}, http.StatusOK, "")
 
 		// A frame larger than the agent API takes: refused, and the stream
 		// closed (what follows the header cannot be trusted).
@@ -266,8 +336,10 @@ func TestReportStreamStopsWithRun(t *testing.T) {
 }
 
 // A report whose handler panics ends its stream, and the replica and its
-// other streams go on.
+// other streams go on: served by a worker (agentReport's way, here a
+// leaving node's report) or on the stream's goroutine (reportInline).
 func TestReportStreamPanic(t *testing.T) {
+	var inc panickyCounter
 	e := newEnvWith(t, backends[0].dsn(t), testenv.NewClock(), func(s *Server) {
 		serve := s.streams.serve
 		s.streams = newReportStreams(func(w http.ResponseWriter, r *http.Request) {
@@ -278,23 +350,49 @@ func TestReportStreamPanic(t *testing.T) {
 			r.Body = io.NopCloser(bytes.NewReader(body))
 			serve(w, r)
 		})
+		inc.Counter = s.metrics.reports
+		s.metrics.reports = &inc
 	})
 	e.addNodes(1)
 	cred := e.registerWithCredential(e.nodes[0])
 	_, healthy := dialStream(t, e.http.URL, cred, true)
-	report := agentapi.ReportRequest{Node: e.nodes[0].name, Run: "r", Seq: 1, Load: fleet.Load{BBBHealthy: true}}
+	report := agentapi.ReportRequest{Node: e.nodes[0].name, Run: "r", Seq: 1, Load: fleet.Load{BBBHealthy: true, Meetings: 1}}
 	healthy.report(report, http.StatusOK, "")
-	_, s := dialStream(t, e.http.URL, cred, true)
-	report.Seq = 13
-	body, _ := json.Marshal(report)
-	if _, err := s.conn.Write(agentapi.AppendReportFrame(nil, body)); err != nil {
-		t.Fatal(err)
+	panics := func(report agentapi.ReportRequest) {
+		t.Helper()
+		_, s := dialStream(t, e.http.URL, cred, true)
+		body, _ := json.Marshal(report)
+		if _, err := s.conn.Write(agentapi.AppendReportFrame(nil, body)); err != nil {
+			t.Fatal(err)
+		}
+		if !s.ended() {
+			t.Errorf("the stream whose report (seq %d) panicked stays open", report.Seq)
+		}
 	}
-	if !s.ended() {
-		t.Error("the stream whose report panicked stays open")
-	}
+	leaving := report
+	leaving.Seq, leaving.Leaving = 13, true
+	panics(leaving)
 	report.Seq = 14
 	healthy.report(report, http.StatusOK, "")
+	inc.panics.Store(true)
+	report.Seq = 15
+	panics(report)
+	inc.panics.Store(false)
+	report.Seq = 16
+	healthy.report(report, http.StatusOK, "")
+}
+
+// panickyCounter is a counter that panics when told to.
+type panickyCounter struct {
+	prometheus.Counter
+	panics atomic.Bool
+}
+
+func (c *panickyCounter) Inc() {
+	if c.panics.Load() {
+		panic("a bug")
+	}
+	c.Counter.Inc()
 }
 
 // A stream that stays quiet past its bound is closed.
