@@ -260,7 +260,9 @@ func (d *reportScanner) report(r *ReportRequest) bool {
 // strings reads an array of strings: never nil, as json.Unmarshal
 // gives [] (MeetingIDs' nil means "not sent"). The strings share one
 // allocation: a report's dozens of meeting IDs cost two, not one each; or,
-// borrowed, b's memory.
+// borrowed, b's memory. Its frame is small (no array of the strings'
+// places on the stack): a streamed report is decoded on its stream's
+// small stack (balancer's reportInline).
 func (d *reportScanner) strings() ([]string, bool) {
 	if !d.consume('[') {
 		return nil, false
@@ -268,44 +270,47 @@ func (d *reportScanner) strings() ([]string, bool) {
 	if d.consume(']') {
 		return []string{}, true
 	}
-	var (
-		stack [64][2]int // each string's start and end in d.b
-		spans = stack[:0]
-		total int
-	)
+	n, total := d.countStrings()
+	out := make([]string, 0, n)
+	var all []byte // the copies, appended only: a string in it stays as it is
+	if !d.borrow {
+		all = make([]byte, 0, total)
+	}
 	for {
 		s, ok := d.str()
 		if !ok {
 			return nil, false
 		}
-		end := d.i - 1 // before the closing quote
-		spans = append(spans, [2]int{end - len(s), end})
-		total += len(s)
+		if !d.borrow {
+			all = append(all, s...)
+			s = all[len(all)-len(s):]
+		}
+		out = append(out, unsafe.String(unsafe.SliceData(s), len(s)))
 		if d.consume(']') {
-			break
+			return out, true
 		}
 		if !d.consume(',') {
 			return nil, false
 		}
 	}
-	out := make([]string, len(spans))
-	if d.borrow {
-		for i, sp := range spans {
-			out[i] = unsafe.String(unsafe.SliceData(d.b[sp[0]:]), sp[1]-sp[0])
+}
+
+// countStrings counts the strings of the array ahead, up to its end, and
+// their bytes, by their quotes (str takes no escapes). It checks nothing:
+// strings does.
+func (d *reportScanner) countStrings() (n, total int) {
+	in, start := false, 0
+	for i := d.i; i < len(d.b); i++ {
+		switch c := d.b[i]; {
+		case c == '"' && in:
+			in, n, total = false, n+1, total+i-start
+		case c == '"':
+			in, start = true, i+1
+		case c == ']' && !in:
+			return n, total
 		}
-		return out, true
 	}
-	var all strings.Builder
-	all.Grow(total)
-	for _, sp := range spans {
-		all.Write(d.b[sp[0]:sp[1]])
-	}
-	joined, at := all.String(), 0
-	for i, sp := range spans {
-		n := sp[1] - sp[0]
-		out[i], at = joined[at:at+n], at+n
-	}
-	return out, true
+	return n, total
 }
 
 func (d *reportScanner) load(l *fleet.Load) bool {
