@@ -263,11 +263,11 @@ func BenchmarkMemoryProcess(b *testing.B) {
 	// Over report streams, as bbb-agent sends them: each node its own.
 	// (This machine allows a process 20,000 open files: the load
 	// generator holds one process's streams at a time.) One window's
-	// figure moves by a few hundredths either way on this machine, and by
-	// a tenth for the window where every node's placements are pruned
-	// once more, a minute after the fleet's first reports (registry's
-	// shouldPrune; no more after that while nothing is placed), so the
-	// balancer's windows alternate with the floor's (a process that only
+	// figure moves by a few hundredths either way on this machine (and
+	// moved by a tenth for the window that held the minute's pruning of
+	// every node's placements, before registry's shouldPrune pruned only
+	// nodes with a placement since), so the balancer's windows alternate
+	// with the floor's (a process that only
 	// reads each frame and answers a fixed frame), ingestRounds of each
 	// (as BenchmarkReportIngestion alternates its windows);
 	// the medians are what is reported, every window is logged.

@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/bbb-agent/bbb-agent/agentapi"
 	"github.com/bbb-agent/bbb-agent/balancer/records"
+	"github.com/bbb-agent/bbb-agent/balancer/store"
 	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/bbb-agent/bbb-agent/internal/testenv"
 )
@@ -170,4 +172,69 @@ func TestShouldPruneUnchangedSet(t *testing.T) {
 	step(5*time.Second, false, "a failed pruning waits pruneEvery")
 	step(pruneEvery, true, "a failed pruning is asked for again")
 	step(pruneEvery, false, "done")
+}
+
+// TestRestartPrunesOnce: a replica that starts knows each node's newest
+// placement, so a node whose meetings stay the same is pruned at its first
+// report and not again a minute later (at 10,000 nodes, 10,000 more reads),
+// unless a placement was made on it just before the start, which that
+// first pruning had to leave.
+func TestRestartPrunesOnce(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, dsn string) {
+		clk := testenv.NewClock()
+		a := newEnv(t, dsn, clk)
+		a.addNodes(2)
+		cx := ctxT(t)
+		ids := make([]string, 2)
+		for i, nd := range a.nodes {
+			n, err := a.store.NodeByName(cx, nd.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids[i] = n.ID
+		}
+		claim := func(meeting string, node int, at time.Time) {
+			t.Helper()
+			if _, _, err := a.store.ClaimMeeting(cx, records.Meeting{MeetingID: meeting, NodeID: ids[node], PlacedAt: at}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		t0 := clk.Now()
+		claim("running-0", 0, t0)
+		claim("running-1", 1, t0)
+		clk.Advance(10 * time.Minute)
+		claim("fresh-1", 1, clk.Now()) // its create may still be on its way at the start
+
+		b := newEnv(t, dsn, clk) // the start
+		report := func() {
+			t.Helper()
+			for i, nd := range a.nodes {
+				b.agentCall(agentapi.PathReport, agentapi.ReportRequest{Node: nd.name, Load: fleet.Load{Meetings: 1, BBBHealthy: true},
+					MeetingIDs: []string{fmt.Sprint("running-", i)}}, nil, http.StatusOK)
+			}
+			b.srv.bg.Wait()
+		}
+		placed := func(id string) bool {
+			t.Helper()
+			_, err := b.store.Meeting(cx, id)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				t.Fatal(err)
+			}
+			return err == nil
+		}
+		report()
+		if !placed("fresh-1") {
+			t.Fatal("the first pruning took a placement made just before it")
+		}
+		// Stale, and older than anything the new replica could learn of.
+		claim("late-0", 0, t0.Add(time.Minute))
+		clk.Advance(pruneEvery)
+		report()
+		if placed("fresh-1") {
+			t.Error("a placement made just before the start, its meeting not running, is still placed a minute later")
+		}
+		if !placed("late-0") {
+			t.Error("a node with nothing placed since long before the start was pruned a second time")
+		}
+	})
 }

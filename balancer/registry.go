@@ -93,8 +93,10 @@ type entry struct {
 	prunedBefore instant
 	// placed is when this replica last learnt of a placement on the node:
 	// its own at once (reserve), any replica's at the refresh after it
-	// (notePlacements); at first, when the entry was made, as placements
-	// from before then are not known.
+	// (notePlacements). An entry of the first refresh starts with the
+	// node's newest placement in the store (one committed late, within
+	// placementLookback, is learnt at the next refresh); a later one with
+	// when it was made, as placements from before then are not known.
 	placed instant
 }
 
@@ -198,7 +200,7 @@ func (r *registry) refresh(ctx context.Context) error {
 	}
 	r.notePlacements(learnt, now)
 	r.mu.RLock()
-	cursor, own := r.cursor, slices.Clone(r.own)
+	cursor, own, first := r.cursor, slices.Clone(r.own), r.gen == 0
 	if r.gen%fullRefreshEvery == 0 {
 		cursor = 0
 	}
@@ -215,6 +217,15 @@ func (r *registry) refresh(ctx context.Context) error {
 	ch, err := r.store.NodeChanges(ctx, cursor, own...)
 	if err != nil {
 		return err
+	}
+	// The entries made at the first refresh know their nodes' newest
+	// placement (entry.placed): the minute after a start then prunes
+	// no node a second time that took no meeting just before it.
+	var newest map[string]time.Time
+	if first {
+		if newest, err = r.store.NewestPlacements(ctx); err != nil {
+			return err
+		}
 	}
 	placed, err := r.store.PlacedSince(ctx, placedAfter)
 	if err != nil {
@@ -238,6 +249,9 @@ func (r *registry) refresh(ctx context.Context) error {
 		e, ok := r.byID[n.ID]
 		if !ok {
 			e = &entry{placed: instantOf(now)}
+			if newest != nil {
+				e.placed = instantOf(newest[n.ID]) // 0: none
+			}
 			r.byID[n.ID] = e
 		}
 		e.stored = instantOf(n.LastReportAt)

@@ -262,6 +262,31 @@ func (s *Store) PlacedSince(ctx context.Context, since time.Time) (map[string]in
 	return placed, nil
 }
 
+// NewestPlacements gives, for each node holding placements, when the
+// newest of them was made (claimed or moved).
+func (s *Store) NewestPlacements(ctx context.Context) (map[string]time.Time, error) {
+	rows, err := s.query(ctx, s.rdb, `SELECT node_id, MAX(placed_at) FROM meetings GROUP BY node_id`)
+	if err != nil {
+		return nil, fmt.Errorf("store: newest placements: %w", err)
+	}
+	defer rows.Close()
+	out := make(map[string]time.Time)
+	for rows.Next() {
+		var (
+			id string
+			at int64
+		)
+		if err := rows.Scan(&id, &at); err != nil {
+			return nil, fmt.Errorf("store: newest placements: %w", err)
+		}
+		out[id] = fromMillis(at)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: newest placements: %w", err)
+	}
+	return out, nil
+}
+
 // MeetingsPlacedSince lists the placements made (claimed or moved) at or
 // after since: what other replicas changed since a cache last looked.
 func (s *Store) MeetingsPlacedSince(ctx context.Context, since time.Time) ([]records.Meeting, error) {
