@@ -3,7 +3,6 @@ package balancer
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"slices"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/bbb-agent/bbb-agent/agentapi"
 	"github.com/bbb-agent/bbb-agent/balancer/records"
-	"github.com/bbb-agent/bbb-agent/balancer/store"
 	"github.com/bbb-agent/bbb-agent/bbb"
 	"github.com/bbb-agent/bbb-agent/bbb/sim"
 	"github.com/bbb-agent/bbb-agent/fleet"
@@ -161,14 +159,7 @@ func TestReportPrunesOnChange(t *testing.T) {
 			e.agentCall(agentapi.PathReport, agentapi.ReportRequest{Node: nd.name, Load: fleet.Load{Meetings: len(ids)}, MeetingIDs: ids}, nil, http.StatusOK)
 			e.srv.bg.Wait()
 		}
-		placed := func(id string) bool {
-			t.Helper()
-			_, err := e.store.Meeting(cx, id)
-			if err != nil && !errors.Is(err, store.ErrNotFound) {
-				t.Fatal(err)
-			}
-			return err == nil
-		}
+		placed := e.placed
 		report("keep-me", "ends-alone")
 		// A placement whose create never reached the node.
 		if _, _, err := e.store.ClaimMeeting(cx, records.Meeting{MeetingID: "ghost", NodeID: node.ID, PlacedAt: clk.Now()}); err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -219,6 +220,16 @@ func (e *env) nodeOf(meetingID string) []string {
 		}
 	}
 	return on
+}
+
+// placed says whether the store holds a placement of the meeting.
+func (e *env) placed(meetingID string) bool {
+	e.t.Helper()
+	_, err := e.store.Meeting(context.Background(), meetingID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		e.t.Fatal(err)
+	}
+	return err == nil
 }
 
 // lockSQLite has another process's write transaction hold the SQLite

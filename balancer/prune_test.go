@@ -1,7 +1,6 @@
 package balancer
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/bbb-agent/bbb-agent/agentapi"
 	"github.com/bbb-agent/bbb-agent/balancer/records"
-	"github.com/bbb-agent/bbb-agent/balancer/store"
 	"github.com/bbb-agent/bbb-agent/fleet"
 	"github.com/bbb-agent/bbb-agent/internal/testenv"
 )
@@ -214,14 +212,7 @@ func TestRestartPrunesOnce(t *testing.T) {
 			}
 			b.srv.bg.Wait()
 		}
-		placed := func(id string) bool {
-			t.Helper()
-			_, err := b.store.Meeting(cx, id)
-			if err != nil && !errors.Is(err, store.ErrNotFound) {
-				t.Fatal(err)
-			}
-			return err == nil
-		}
+		placed := b.placed
 		report()
 		if !placed("fresh-1") {
 			t.Fatal("the first pruning took a placement made just before it")
