@@ -254,7 +254,6 @@ func (s *Server) serveReportStream(conn net.Conn, rd io.Reader, base *http.Reque
 			}
 			continue
 		}
-		sr.report = agentapi.ReportRequest{} // what reportInline decoded
 		sr.req = *base
 		sr.req.ContentLength = int64(n)
 		sr.header["Authorization"] = authorization // empty from the pool
